@@ -1,0 +1,89 @@
+// The browser door: adapts a WebSocket (via Hono's runtime-neutral WSContext) to a Hub peer.
+import type { WSContext, WSEvents } from 'hono/ws';
+import type { Hub } from '../hub/hub.ts';
+import type { Encoded, Peer } from '../hub/peer.ts';
+import type { Log } from '../log.ts';
+import { ErrorCode } from '../protocol/codes.ts';
+import { decodeClientFrame } from '../protocol/frames.ts';
+import { dispatch, Inflight } from './dispatch.ts';
+
+/** Who a browser connection is and where it goes, decided before the upgrade. */
+export interface BrowserIdentity {
+  user: string;
+  room: string;
+  since: number | undefined;
+  remote: string;
+}
+
+/**
+ * How one runtime's WebSocket does what WSContext does not expose. The default works on any
+ * web-standard WebSocket; the Node entry passes one that sends pre-encoded bytes as text frames and
+ * pauses reading under load.
+ */
+export interface SocketAccess {
+  send(ws: WSContext, frame: Encoded): void;
+  bufferedAmount(ws: WSContext): number;
+  pause(ws: WSContext): void;
+  resume(ws: WSContext): void;
+}
+
+/** Works on any runtime whose raw socket is a web-standard WebSocket. */
+export const standardSocketAccess: SocketAccess = {
+  send: (ws, frame) => ws.send(frame.json),
+  bufferedAmount: (ws) => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,
+  pause: () => {},
+  resume: () => {},
+};
+
+/** The WebSocket event handlers for one browser connection. */
+export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: SocketAccess): WSEvents {
+  let peer: Peer | undefined;
+  let inflight: Inflight | undefined;
+  return {
+    onOpen(_event, ws) {
+      const joined: Peer = {
+        user: who.user,
+        room: who.room,
+        wantsBackscroll: true,
+        optedIn: true,
+        since: who.since,
+        send: (frame) => access.send(ws, frame),
+        bufferedAmount: () => access.bufferedAmount(ws),
+        close: (code, reason) => ws.close(code, reason),
+      };
+      peer = joined;
+      inflight = new Inflight(
+        () => access.pause(ws),
+        () => access.resume(ws),
+      );
+      log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
+      void hub.join(joined);
+    },
+    onMessage(event, ws) {
+      if (!peer || !inflight) return;
+      if (typeof event.data !== 'string') {
+        hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
+        return;
+      }
+      const decoded = decodeClientFrame(event.data);
+      if (!decoded.ok) {
+        hub.refuse(peer, decoded.code, decoded.message);
+        return;
+      }
+      if (ws.readyState !== 1) return;
+      dispatch(hub, peer, decoded.frame, inflight);
+    },
+    onClose(event) {
+      if (!peer) return;
+      hub.leave(peer);
+      log.info('browser left', { room: peer.room, user: peer.user, code: event.code });
+      peer = undefined;
+    },
+    onError(event) {
+      log.debug('browser socket error', {
+        remote: who.remote,
+        error: String((event as ErrorEvent).error ?? event.type),
+      });
+    },
+  };
+}

@@ -1,0 +1,42 @@
+// One-line-per-event logging with levels; the entry file decides where lines go.
+
+/** Log levels, quietest last. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Fields printed after the event text as key=value pairs. */
+export type LogFields = Record<string, string | number | boolean | undefined>;
+
+/** A logger: one call, one line. */
+export interface Log {
+  debug(event: string, fields?: LogFields): void;
+  info(event: string, fields?: LogFields): void;
+  warn(event: string, fields?: LogFields): void;
+  error(event: string, fields?: LogFields): void;
+}
+
+function formatValue(value: string | number | boolean): string {
+  const s = String(value);
+  return /^[\w.:/@+-]+$/u.test(s) ? s : JSON.stringify(s);
+}
+
+/** A logger that writes lines at or above `level` to `write` (stderr in the entry files). */
+export function createLog(level: LogLevel, write: (line: string) => void): Log {
+  const threshold = LOG_LEVELS.indexOf(level);
+  const at =
+    (lvl: Exclude<LogLevel, 'silent'>) =>
+    (event: string, fields?: LogFields): void => {
+      if (LOG_LEVELS.indexOf(lvl) < threshold) return;
+      let line = `${new Date().toISOString()} ${lvl.padEnd(5)} ${event}`;
+      if (fields) {
+        for (const [key, value] of Object.entries(fields)) {
+          if (value !== undefined) line += ` ${key}=${formatValue(value)}`;
+        }
+      }
+      write(line);
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** A logger that drops everything (for tests and embedding). */
+export const silentLog: Log = createLog('silent', () => {});

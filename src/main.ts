@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
+import { ConfigError, helpText, parseCommand } from './config.ts';
+import { createLog } from './log.ts';
+import { StartError, startServer } from './server.ts';
+import { VERSION } from './version.ts';
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`runspec-room: error: ${message}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  let command: ReturnType<typeof parseCommand>;
+  try {
+    command = parseCommand(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(helpText());
+    return;
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const { config } = command;
+  const log = createLog(config.logLevel, (line) => process.stderr.write(`${line}\n`));
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, log);
+  } catch (error) {
+    if (error instanceof StartError) fail(error.message, 1);
+    throw error;
+  }
+  log.info('ready', { version: VERSION });
+
+  const stop = (signal: string): void => {
+    log.info('shutting down', { signal });
+    server.stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error('shutdown failed', { error: String(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

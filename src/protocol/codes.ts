@@ -1,0 +1,31 @@
+// Named codes: wire error codes carried in error frames, and WebSocket close codes.
+
+/** Codes of `{"type":"error"}` frames (sent only to clients that opted in). */
+export const ErrorCode = {
+  BadJson: 'bad_json',
+  BadFrame: 'bad_frame',
+  UnknownType: 'unknown_type',
+  BadName: 'bad_name',
+  BadUtf8: 'bad_utf8',
+  NotInRoom: 'not_in_room',
+  AlreadyJoined: 'already_joined',
+  BinaryUnsupported: 'binary_unsupported',
+  StoreUnavailable: 'store_unavailable',
+  ShuttingDown: 'shutting_down',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** WebSocket close codes the server uses. */
+export const CloseCode = {
+  /** Server is going down for a restart; clients should reconnect. */
+  ServiceRestart: 1012,
+  /** A frame the server will not take (binary data). */
+  UnsupportedData: 1003,
+  /** Internal failure on this connection only. */
+  InternalError: 1011,
+  /** The session behind this socket ended: do not reconnect, sign in again. */
+  Unauthorized: 4401,
+  /** The client did not read fast enough and its unsent data passed the bound. */
+  Slow: 4008,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

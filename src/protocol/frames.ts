@@ -1,0 +1,187 @@
+// The wire protocol: valibot schemas for every frame, with the TypeScript types inferred from them.
+import * as v from 'valibot';
+import { ErrorCode } from './codes.ts';
+
+/** The protocol version a console opts into by sending `"protocol": 2` in its hello. */
+export const PROTOCOL_VERSION = 2;
+
+/** Message text longer than this many characters (code points) is cut and marked with "…". */
+export const TEXT_CAP = 20_000;
+
+/** Longest user or room name, in characters. */
+export const NAME_MAX = 128;
+
+// C0/C1 controls, zero-width and bidi-override/isolate characters: they let a name impersonate
+// another or reorder the text around it, so names never carry them.
+const FORBIDDEN_IN_NAME =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+
+/** Why a name was refused, or undefined when it is acceptable. */
+export function nameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'must not be blank';
+  if ([...name].length > NAME_MAX) return `must be at most ${NAME_MAX} characters`;
+  if (FORBIDDEN_IN_NAME.test(name)) return 'must not contain control, zero-width or bidi-override characters';
+  return undefined;
+}
+
+/** Cut text to TEXT_CAP characters (never splitting a surrogate pair) and mark the cut with "…". */
+export function capText(text: string): string {
+  const wellFormed = text.isWellFormed() ? text : text.toWellFormed();
+  if (wellFormed.length <= TEXT_CAP) return wellFormed;
+  let units = 0;
+  let chars = 0;
+  for (const ch of wellFormed) {
+    if (chars === TEXT_CAP) return `${wellFormed.slice(0, units)}…`;
+    units += ch.length;
+    chars += 1;
+  }
+  return wellFormed;
+}
+
+/** Anything other than "available" is "away", as the original server did. */
+export function normalizeStatus(status: unknown): Status {
+  return status === 'available' ? 'available' : 'away';
+}
+
+// Scalars are turned into strings the way the original server did (it called str() on them);
+// objects and arrays are not names or text.
+const Stringish = v.pipe(
+  v.optional(v.nullable(v.union([v.string(), v.number(), v.boolean()])), ''),
+  v.transform((value): string => (value === null ? '' : String(value))),
+);
+
+/** Presence status on the wire. */
+export const Status = v.picklist(['available', 'away']);
+export type Status = v.InferOutput<typeof Status>;
+
+/** Console → server: the first frame, binding identity and room. Blank user becomes "unknown". */
+export const HelloFrame = v.object({
+  type: v.literal('hello'),
+  room: v.pipe(
+    Stringish,
+    v.transform((s) => s.trim()),
+    v.check((s) => s.length > 0, 'room must not be blank'),
+    v.check(
+      (s) => nameProblem(s) === undefined,
+      (issue) => `room ${nameProblem(String(issue.input))}`,
+    ),
+  ),
+  user: v.pipe(
+    Stringish,
+    v.transform((s) => s.trim() || 'unknown'),
+    v.check(
+      (s) => nameProblem(s) === undefined,
+      (issue) => `user ${nameProblem(String(issue.input))}`,
+    ),
+  ),
+  protocol: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+});
+export type HelloFrame = v.InferOutput<typeof HelloFrame>;
+
+/** Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored. */
+export const MessageIn = v.object({
+  type: v.literal('message'),
+  text: v.pipe(Stringish, v.transform(capText)),
+});
+export type MessageIn = v.InferOutput<typeof MessageIn>;
+
+/** Client → server: a presence change; any status other than "available" means "away". */
+export const PresenceIn = v.object({
+  type: v.literal('presence'),
+  status: v.pipe(v.unknown(), v.transform(normalizeStatus)),
+});
+export type PresenceIn = v.InferOutput<typeof PresenceIn>;
+
+/** Every frame a client may send once it is in a room. */
+export const ClientFrame = v.variant('type', [HelloFrame, MessageIn, PresenceIn]);
+export type ClientFrame = v.InferOutput<typeof ClientFrame>;
+
+/** Server → client: a stamped message. `seq` orders the room's transcript (an addition to the seed). */
+export const MessageOut = v.object({
+  type: v.literal('message'),
+  room: v.string(),
+  sender: v.string(),
+  text: v.string(),
+  id: v.string(),
+  ts: v.number(),
+  seq: v.number(),
+});
+export type MessageOut = v.InferOutput<typeof MessageOut>;
+
+/** Server → client: someone's presence in the room. */
+export const PresenceOut = v.object({
+  type: v.literal('presence'),
+  room: v.string(),
+  user: v.string(),
+  status: Status,
+});
+export type PresenceOut = v.InferOutput<typeof PresenceOut>;
+
+/** Server → opted-in client: sent first, says who and where the connection is. */
+export const WelcomeOut = v.object({
+  type: v.literal('welcome'),
+  protocol: v.number(),
+  server: v.string(),
+  room: v.string(),
+  user: v.string(),
+  /** The room's newest sequence number when the connection joined. */
+  seq: v.number(),
+  /** On a resume: false when more messages were missed than one resume replays. */
+  complete: v.optional(v.boolean()),
+});
+export type WelcomeOut = v.InferOutput<typeof WelcomeOut>;
+
+/** Server → opted-in client: a request was refused. */
+export const ErrorOut = v.object({
+  type: v.literal('error'),
+  code: v.picklist(Object.values(ErrorCode)),
+  message: v.string(),
+});
+export type ErrorOut = v.InferOutput<typeof ErrorOut>;
+
+/** Every frame the server sends. */
+export const ServerFrame = v.variant('type', [MessageOut, PresenceOut, WelcomeOut, ErrorOut]);
+export type ServerFrame = v.InferOutput<typeof ServerFrame>;
+
+/** The result of decoding one inbound frame: the frame, or a wire error to report. */
+export type Decoded<T> =
+  | { ok: true; frame: T }
+  | { ok: false; code: ErrorCode; message: string; optedIn: boolean };
+
+/** Whether a raw frame asks for protocol 2 (so a refused hello can still be answered with an error frame). */
+function asksForProtocol2(raw: unknown): boolean {
+  const protocol = (raw as { protocol?: unknown } | null)?.protocol;
+  return typeof protocol === 'number' && protocol >= PROTOCOL_VERSION;
+}
+
+/** Parse JSON text into a validated client frame without throwing. */
+export function decodeClientFrame(text: string): Decoded<ClientFrame> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, code: ErrorCode.BadJson, message: 'frame is not valid JSON', optedIn: false };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, code: ErrorCode.BadFrame, message: 'frame must be a JSON object', optedIn: false };
+  }
+  const type = (raw as { type?: unknown }).type;
+  if (type !== 'hello' && type !== 'message' && type !== 'presence') {
+    return {
+      ok: false,
+      code: ErrorCode.UnknownType,
+      message: `unknown frame type ${JSON.stringify(type) ?? 'undefined'}`,
+      optedIn: asksForProtocol2(raw),
+    };
+  }
+  const result = v.safeParse(ClientFrame, raw);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+    const code = path === 'room' || path === 'user' ? ErrorCode.BadName : ErrorCode.BadFrame;
+    const message = path ? `${path}: ${issue.message}` : issue.message;
+    return { ok: false, code, message, optedIn: asksForProtocol2(raw) };
+  }
+  return { ok: true, frame: result.output };
+}

@@ -1,0 +1,94 @@
+// Starts and stops the whole server on Node: database, Hub, console door and browser door.
+import type { Config } from './config.ts';
+import { startConsoleDoor } from './doors/console-door.ts';
+import { Hub } from './hub/hub.ts';
+import type { Log } from './log.ts';
+import { DatabaseOpenError, openDatabase } from './store/db.ts';
+import { LibsqlTranscript } from './store/transcript.ts';
+import { SERVER_NAME } from './version.ts';
+import type { WebDoor } from './web.ts';
+
+/** The server could not start; the message is one line for the operator. */
+export class StartError extends Error {
+  override readonly name = 'StartError';
+}
+
+/** A running server. */
+export interface RunningServer {
+  readonly hub: Hub;
+  readonly consoleAddress: { host: string; port: number };
+  /** The browser door's URL, unless the server runs with --ndjson-only. */
+  readonly webUrl: string | undefined;
+  /** Graceful stop: stop accepting, finish pending commits and their broadcasts, close all, close the db. */
+  stop(): Promise<void>;
+}
+
+function listenError(error: unknown, what: string, flag: string): StartError {
+  const code = (error as { code?: string }).code;
+  if (code === 'EADDRINUSE') return new StartError(`${what} is already in use (${flag})`);
+  if (code === 'EACCES')
+    return new StartError(`${what} needs privileges this process does not have (${flag})`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new StartError(`${what}: no such local address (${flag})`);
+  return new StartError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+/** Start everything the configuration asks for. Throws StartError on a clear operator mistake. */
+export async function startServer(config: Config, log: Log): Promise<RunningServer> {
+  const database = await openDatabase(config.db, config.dbAuthToken).catch((error: unknown) => {
+    throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
+  });
+  const transcript = new LibsqlTranscript(database);
+  const hub = new Hub({ transcript, lastSeq: await transcript.lastSeq(), log, serverName: SERVER_NAME });
+
+  let web: WebDoor | undefined;
+  const consoleDoor = await startConsoleDoor({
+    hub,
+    log,
+    host: config.ndjsonHost,
+    port: config.ndjsonPort,
+  }).catch((error: unknown) => {
+    database.close();
+    throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
+  });
+  log.info('console door listening', { address: `${consoleDoor.address.host}:${consoleDoor.address.port}` });
+
+  if (!config.ndjsonOnly) {
+    // Loaded only here, so --ndjson-only never loads the web stack.
+    const { startWeb } = await import('./web.ts');
+    web = await startWeb({
+      hub,
+      log,
+      host: config.host,
+      port: config.port,
+      checkDatabase: () => transcript.ping(),
+    }).catch((error: unknown) => {
+      consoleDoor.stopAccepting();
+      database.close();
+      throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
+    });
+    log.warn('browser door is unauthenticated (dev mode): anyone who can reach it may chat under any name');
+    log.info('browser door listening', { url: web.url });
+  }
+
+  let stopped: Promise<void> | undefined;
+  const stop = async (): Promise<void> => {
+    consoleDoor.stopAccepting();
+    web?.stopAccepting();
+    await hub.shutdown();
+    // Give closing handshakes a moment to flush, then cut whatever is left.
+    if (hub.stats.connections > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+    consoleDoor.destroyAll();
+    web?.destroyAll();
+    database.close();
+  };
+  return {
+    hub,
+    consoleAddress: consoleDoor.address,
+    webUrl: web?.url,
+    stop: () => {
+      stopped ??= stop();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,63 @@
+// Opens the libSQL database (a local file or a remote server), applies migrations, sets durability.
+
+import { resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type Client, createClient } from '@libsql/client';
+import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
+import { migrate } from 'drizzle-orm/libsql/migrator';
+import * as schema from './schema.ts';
+
+/** The open database: the Drizzle handle, its client, and whether it is a local file. */
+export interface Database {
+  readonly db: LibSQLDatabase<typeof schema>;
+  readonly client: Client;
+  readonly local: boolean;
+  close(): void;
+}
+
+/** Where the database is: a file path, or a libsql:// / http(s):// / ws(s):// URL. */
+export function isRemote(target: string): boolean {
+  return /^(libsql|https?|wss?):\/\//iu.test(target);
+}
+
+const MIGRATIONS = fileURLToPath(new URL('../../drizzle/', import.meta.url));
+
+/** A clear, one-line reason the database could not be opened. */
+export class DatabaseOpenError extends Error {
+  override readonly name = 'DatabaseOpenError';
+}
+
+/**
+ * Open the database and bring its schema up to date. A local file runs in WAL mode with
+ * synchronous=FULL, so a committed message survives a process crash and a power loss.
+ */
+export async function openDatabase(target: string, authToken?: string): Promise<Database> {
+  const local = !isRemote(target);
+  const url = local ? pathToFileURL(resolve(target)).href : target;
+  let client: Client;
+  try {
+    // One connection for a file: per-connection PRAGMAs (synchronous, busy_timeout) then hold for every
+    // statement. A larger pool would open fresh connections without them, and so would transaction(),
+    // which this project never calls for that reason.
+    client = createClient(local ? { url, concurrency: 1 } : { url, authToken });
+  } catch (error) {
+    throw new DatabaseOpenError(`cannot open database ${target}: ${reason(error)}`, { cause: error });
+  }
+  try {
+    if (local) await client.execute('PRAGMA journal_mode = WAL');
+    const db = drizzle(client, { schema });
+    await migrate(db, { migrationsFolder: MIGRATIONS });
+    if (local) {
+      await client.execute('PRAGMA synchronous = FULL');
+      await client.execute('PRAGMA busy_timeout = 5000');
+    }
+    return { db, client, local, close: () => client.close() };
+  } catch (error) {
+    client.close();
+    throw new DatabaseOpenError(`cannot use database ${target}: ${reason(error)}`, { cause: error });
+  }
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? (error.message.split('\n')[0] ?? error.message) : String(error);
+}

@@ -1,0 +1,81 @@
+// Node's browser door: the Hono app on @hono/node-server with a `ws` server for WebSocket upgrades.
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { serve, upgradeWebSocket } from '@hono/node-server';
+import type { WSContext } from 'hono/ws';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { createApp } from './app.ts';
+import type { SocketAccess } from './doors/ws-door.ts';
+import { loadAssets } from './http/assets.ts';
+import type { Hub } from './hub/hub.ts';
+import type { Log } from './log.ts';
+
+/** Browser door settings. */
+export interface WebOptions {
+  hub: Hub;
+  log: Log;
+  host: string;
+  port: number;
+  checkDatabase: () => Promise<void>;
+}
+
+/** A listening browser door. */
+export interface WebDoor {
+  readonly url: string;
+  /** Stop accepting connections and requests. */
+  stopAccepting(): void;
+  /** Close whatever is still open (keep-alive HTTP, unfinished WebSockets). */
+  destroyAll(): void;
+}
+
+const STATIC_DIR = fileURLToPath(new URL('../static/', import.meta.url));
+
+// ws sends a Buffer as a text frame when told it is not binary, so the bytes encoded once per
+// broadcast are shared by every socket instead of each socket re-encoding the string.
+const nodeSocketAccess: SocketAccess = {
+  send: (ws: WSContext, frame) => (ws.raw as WebSocket).send(frame.utf8, { binary: false }),
+  bufferedAmount: (ws) => (ws.raw as WebSocket).bufferedAmount,
+  pause: (ws) => (ws.raw as WebSocket).pause(),
+  resume: (ws) => (ws.raw as WebSocket).resume(),
+};
+
+/** Start the browser door; rejects with the listen error (for example EADDRINUSE). */
+export async function startWeb(options: WebOptions): Promise<WebDoor> {
+  const { log } = options;
+  const assets = await loadAssets(STATIC_DIR);
+  const app = createApp({
+    hub: options.hub,
+    log,
+    assets,
+    upgradeWebSocket,
+    checkDatabase: options.checkDatabase,
+    remoteAddress: (c) =>
+      (c.env as { incoming?: { socket?: { remoteAddress?: string } } }).incoming?.socket?.remoteAddress ?? '',
+    socketAccess: nodeSocketAccess,
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
+  const server = serve({
+    fetch: app.fetch,
+    hostname: options.host,
+    port: options.port,
+    websocket: { server: wss },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => log.error('browser door error', { error: String(error) }));
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${host}:${port}`,
+    stopAccepting: () => server.close(),
+    destroyAll: () => {
+      for (const ws of wss.clients) ws.terminate();
+      if ('closeAllConnections' in server) server.closeAllConnections();
+    },
+  };
+}
