@@ -25,7 +25,8 @@ export interface AppDeps {
 
 const Name = (what: string) =>
   v.pipe(
-    v.string(`${what} is required`),
+    v.optional(v.string(), ''),
+    v.transform((s) => s.trim()),
     v.check(
       (s) => nameProblem(s) === undefined,
       (issue) => `${what} ${nameProblem(String(issue.input))}`,

@@ -1,0 +1,188 @@
+// One suite, every door: what both the console door and the browser door promise, over real sockets.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  browserClient,
+  consoleClient,
+  type Frame,
+  ofType,
+  quiet,
+  type TestClient,
+} from './helpers/clients.ts';
+import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+
+type Join = (server: TestServer, user: string, room: string) => Promise<TestClient>;
+
+/** Wait until `room` has `n` members, so a plain console's hello (which gets no reply) has been taken. */
+async function untilRoomSize(server: TestServer, room: string, n: number): Promise<void> {
+  for (let i = 0; i < 200 && server.hub.roomSize(room) < n; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(server.hub.roomSize(room)).toBeGreaterThanOrEqual(n);
+}
+
+const doors: Array<[string, Join]> = [
+  [
+    'console door, seed protocol',
+    async (server, user, room) => {
+      const before = server.hub.roomSize(room);
+      const client = await consoleClient(server.consolePort, { type: 'hello', room, user });
+      await untilRoomSize(server, room, before + 1);
+      return client;
+    },
+  ],
+  [
+    'console door, protocol 2',
+    async (server, user, room) => {
+      const client = await consoleClient(server.consolePort, { type: 'hello', room, user, protocol: 2 });
+      await client.waitFor((f) => f.type === 'welcome');
+      return client;
+    },
+  ],
+  [
+    'browser door',
+    async (server, user, room) => {
+      const client = await browserClient(server.url, user, room);
+      await client.waitFor((f) => f.type === 'welcome');
+      return client;
+    },
+  ],
+];
+
+const messages = (c: TestClient): Frame[] => ofType(c.frames, 'message');
+
+let server: TestServer;
+let cleanup: () => Promise<void>;
+let roomNo = 0;
+const freshRoom = (): string => `room-${++roomNo}`;
+
+beforeAll(async () => {
+  const tmp = await tempDir();
+  cleanup = tmp.cleanup;
+  server = await startTestServer(`${tmp.dir}/room.db`);
+});
+
+afterAll(async () => {
+  await server.stop();
+  await cleanup();
+});
+
+describe.each(doors)('%s', (_name, join) => {
+  it("echoes a sender's own message back with the server's id, ts and sender", async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    const before = Date.now() / 1000;
+    alice.send({ type: 'message', room, text: 'rolling out' });
+    const echo = await alice.waitFor((f) => f.type === 'message');
+    expect(echo).toMatchObject({ type: 'message', room, sender: 'alice', text: 'rolling out' });
+    expect(echo.id).toMatch(/^[0-9a-f]{32}$/u);
+    expect(echo.ts).toBeGreaterThanOrEqual(before - 1);
+    expect(echo.ts).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+    expect(typeof echo.seq).toBe('number');
+    alice.close();
+  });
+
+  it('stamps the bound name on every message, whatever user or sender a frame claims', async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    const bob = await join(server, 'bob', room);
+    alice.send({ type: 'message', text: 'spoof', user: 'mallory', sender: 'mallory', id: 'x', ts: 1 });
+    const got = await bob.waitFor((f) => f.type === 'message');
+    expect(got.sender).toBe('alice');
+    expect(got.id).not.toBe('x');
+    expect(got.ts).not.toBe(1);
+    alice.close();
+    bob.close();
+  });
+
+  it('sends a message to the bound room, whatever room the frame names', async () => {
+    const room = freshRoom();
+    const other = freshRoom();
+    const alice = await join(server, 'alice', room);
+    const eve = await join(server, 'eve', other);
+    alice.send({ type: 'message', room: other, text: 'stays home' });
+    const echo = await alice.waitFor((f) => f.type === 'message');
+    expect(echo.room).toBe(room);
+    await quiet();
+    expect(messages(eve)).toEqual([]);
+    alice.close();
+    eve.close();
+  });
+
+  it('cuts text over 20,000 characters to 20,000 plus an ellipsis', async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    alice.send({ type: 'message', text: 'x'.repeat(20_001) });
+    const echo = await alice.waitFor((f) => f.type === 'message');
+    expect(echo.text).toBe(`${'x'.repeat(20_000)}…`);
+    alice.close();
+  });
+
+  it('tells a newcomer who is present and tells the room when someone arrives and leaves', async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    const bob = await join(server, 'bob', room);
+    await bob.waitFor((f) => f.type === 'presence' && f.user === 'alice' && f.status === 'available');
+    await alice.waitFor((f) => f.type === 'presence' && f.user === 'bob' && f.status === 'available');
+    bob.close();
+    await alice.waitFor((f) => f.type === 'presence' && f.user === 'bob' && f.status === 'away');
+    await quiet();
+    expect(
+      ofType(alice.frames, 'presence').filter((f) => f.user === 'bob' && f.status === 'away'),
+    ).toHaveLength(1);
+    alice.close();
+  });
+
+  it('relays a presence change to the others, normalising any unknown status to away', async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    const bob = await join(server, 'bob', room);
+    await bob.waitFor((f) => f.type === 'presence' && f.user === 'alice');
+    const mark = bob.frames.length;
+    alice.send({ type: 'presence', status: 'busy' });
+    const change = await bob.waitFor((f) => f.type === 'presence' && f.user === 'alice', 3000, mark);
+    expect(change.status).toBe('away');
+    alice.send({ type: 'presence', status: 'available' });
+    const back = await bob.waitFor(
+      (f) => f.type === 'presence' && f.user === 'alice' && f.status === 'available',
+      3000,
+      mark,
+    );
+    expect(back.room).toBe(room);
+    alice.close();
+    bob.close();
+  });
+
+  it('skips malformed frames and keeps the connection', async () => {
+    const room = freshRoom();
+    const alice = await join(server, 'alice', room);
+    alice.send({ type: 'nonsense' });
+    alice.send({ type: 'message', text: { nested: true } });
+    alice.send({ type: 'message', text: 'still here' });
+    const echo = await alice.waitFor((f) => f.type === 'message');
+    expect(echo.text).toBe('still here');
+    alice.close();
+  });
+});
+
+describe('across doors', () => {
+  it('delivers messages from consoles to browsers and from browsers to consoles, in one order', async () => {
+    const room = freshRoom();
+    const ops = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room,
+      user: 'ops@web01',
+      protocol: 2,
+    });
+    await ops.waitFor((f) => f.type === 'welcome');
+    const browser = await browserClient(server.url, 'carol', room);
+    await browser.waitFor((f) => f.type === 'welcome');
+    ops.send({ type: 'message', text: 'from console' });
+    browser.send({ type: 'message', text: 'from browser' });
+    await ops.waitFor((f) => f.type === 'message' && f.text === 'from browser');
+    await browser.waitFor((f) => f.type === 'message' && f.text === 'from console');
+    await ops.waitFor((f) => f.type === 'message' && f.text === 'from console');
+    await browser.waitFor((f) => f.type === 'message' && f.text === 'from browser');
+    const order = (c: TestClient) => messages(c).map((f) => f.id);
+    expect(order(browser)).toEqual(order(ops));
+    ops.close();
+    browser.close();
+  });
+});

@@ -1,0 +1,35 @@
+// Starting a real server in-process (real sockets, a real libSQL file in a temp dir) for tests.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseCommand } from '../../src/config.ts';
+import { createLog, type Log, silentLog } from '../../src/log.ts';
+import { type RunningServer, startServer } from '../../src/server.ts';
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'runspec-room-'));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A running test server and where it listens. */
+export interface TestServer extends RunningServer {
+  readonly dbPath: string;
+  readonly consolePort: number;
+  readonly url: string;
+}
+
+/** Start the full server on free ports with its database at `dbPath`. */
+export async function startTestServer(dbPath: string, extraArgs: string[] = []): Promise<TestServer> {
+  const command = parseCommand(['--port', '0', '--ndjson-port', '0', '--db', dbPath, ...extraArgs], {});
+  if (command.kind !== 'run') throw new Error('unexpected command');
+  const log: Log = process.env.TEST_LOG
+    ? createLog('debug', (l) => process.stderr.write(`${l}\n`))
+    : silentLog;
+  const server = await startServer(command.config, log);
+  return Object.assign(server, {
+    dbPath,
+    consolePort: server.consoleAddress.port,
+    url: server.webUrl ?? '',
+  });
+}
