@@ -35,17 +35,25 @@ export class LineSplitter {
       const nl = chunk.indexOf(NEWLINE, start);
       if (nl === -1) break;
       const piece = chunk.subarray(start, nl);
-      if (this.#size + piece.length > this.#maxLine) return this.#overflow(lines);
+      const cr = nl > start ? chunk[nl - 1] === CR : this.#endsWithCr();
+      if (this.#size + piece.length - (cr ? 1 : 0) > this.#maxLine) return this.#overflow(lines);
       lines.push(trimCr(this.#take(piece)));
       start = nl + 1;
     }
     const rest = chunk.subarray(start);
     if (rest.length > 0) {
-      if (this.#size + rest.length > this.#maxLine) return this.#overflow(lines);
+      // One byte of grace for a CR that a CRLF ending will turn out to need.
+      const over = this.#size + rest.length - this.#maxLine;
+      if (over > 1 || (over === 1 && rest[rest.length - 1] !== CR)) return this.#overflow(lines);
       this.#parts.push(rest.slice());
       this.#size += rest.length;
     }
     return { lines, overflow: false };
+  }
+
+  #endsWithCr(): boolean {
+    const last = this.#parts[this.#parts.length - 1];
+    return last !== undefined && last[last.length - 1] === CR;
   }
 
   #take(last: Uint8Array): Uint8Array {

@@ -126,12 +126,7 @@ export class Hub {
     let historyFailed = false;
     if (peer.since !== undefined || peer.wantsBackscroll) {
       try {
-        if (peer.since !== undefined) {
-          history = await this.#transcript.after(peer.room, peer.since, this.#resumeLimit);
-          complete = history.length < this.#resumeLimit;
-        } else {
-          history = await this.#transcript.recent(peer.room, this.#backscroll);
-        }
+        ({ history, complete } = await this.#history(peer));
       } catch (error) {
         historyFailed = true;
         this.#log.warn('history unavailable', { room: peer.room, error: String(error) });
@@ -139,25 +134,46 @@ export class Hub {
     }
     if (room.members.get(peer) !== member) return; // left while history loaded
 
+    // A message the read saw whose commit has not been reported yet is still to be broadcast, and
+    // the broadcast will bring it: leave it out here, or it would arrive twice.
+    const horizon = this.#committedSeq;
     const held = member.pending ?? [];
     member.pending = undefined;
+    const catchUp: Encoded[] = [];
     if (peer.optedIn) {
-      this.#deliver(member, new Encoded(welcomeFrame(this.#serverName, peer, this.#committedSeq, complete)));
-      if (historyFailed)
-        this.#deliverError(member, 'store_unavailable', 'recent messages could not be loaded');
+      catchUp.push(new Encoded(welcomeFrame(this.#serverName, peer, horizon, complete)));
+      if (historyFailed) catchUp.push(errorFrame('store_unavailable', 'recent messages could not be loaded'));
     }
     for (const [user, p] of room.users) {
-      if (user !== peer.user) this.#deliver(member, new Encoded(presenceFrame(peer.room, user, p.status)));
+      if (user !== peer.user) catchUp.push(new Encoded(presenceFrame(peer.room, user, p.status)));
     }
     let lastSeq = 0;
     for (const m of history) {
-      this.#deliver(member, new Encoded(messageFrame(m)));
+      if (m.seq > horizon) break;
+      catchUp.push(new Encoded(messageFrame(m)));
       lastSeq = m.seq;
     }
     for (const frame of held) {
-      if (frame.seq !== undefined && frame.seq <= lastSeq) continue; // already in the history
-      this.#deliver(member, frame);
+      if (frame.seq === undefined || frame.seq > lastSeq) catchUp.push(frame);
     }
+    for (const frame of catchUp) {
+      this.#deliver(member, frame);
+      if (room.members.get(peer) !== member) return; // dropped: stop sending to it
+    }
+  }
+
+  /**
+   * What a joining peer sees of the past: the messages after its resume point, or the recent
+   * backscroll. When more were missed than one resume replays, it gets the newest ones instead and
+   * `complete: false`, so the gap is in the past and the live stream continues without one.
+   */
+  async #history(peer: Peer): Promise<{ history: StoredMessage[]; complete: boolean | undefined }> {
+    if (peer.since === undefined) {
+      return { history: await this.#transcript.recent(peer.room, this.#backscroll), complete: undefined };
+    }
+    const missed = await this.#transcript.after(peer.room, peer.since, this.#resumeLimit + 1);
+    if (missed.length <= this.#resumeLimit) return { history: missed, complete: true };
+    return { history: await this.#transcript.recent(peer.room, this.#resumeLimit), complete: false };
   }
 
   /** Remove a peer; its user is announced away once its last connection in the room has left. */
@@ -245,7 +261,7 @@ export class Hub {
   }
 
   #deliverError(member: Member, code: ErrorCode, message: string): void {
-    if (member.peer.optedIn) this.#deliver(member, new Encoded({ type: 'error', code, message }));
+    if (member.peer.optedIn) this.#deliver(member, errorFrame(code, message));
   }
 
   /** Hand one frame to one member; a slow or broken member is dropped, never waited for. */
@@ -279,9 +295,13 @@ export class Hub {
   }
 }
 
+function errorFrame(code: ErrorCode, message: string): Encoded {
+  return new Encoded({ type: 'error', code, message });
+}
+
 function sendError(peer: Peer, code: ErrorCode, message: string): void {
   try {
-    peer.send(new Encoded({ type: 'error', code, message }));
+    peer.send(errorFrame(code, message));
   } catch {
     // Nothing more to tell a peer whose transport has failed.
   }

@@ -44,11 +44,15 @@ export function normalizeStatus(status: unknown): Status {
   return status === 'available' ? 'available' : 'away';
 }
 
-// Scalars are turned into strings the way the original server did (it called str() on them);
-// objects and arrays are not names or text.
+// Scalars are turned into strings the way the original server did (it called Python's str() on
+// them, which spells booleans True and False); objects and arrays are not names or text.
 const Stringish = v.pipe(
   v.optional(v.nullable(v.union([v.string(), v.number(), v.boolean()])), ''),
-  v.transform((value): string => (value === null ? '' : String(value))),
+  v.transform((value): string => {
+    if (value === null) return '';
+    if (typeof value === 'boolean') return value ? 'True' : 'False';
+    return String(value);
+  }),
 );
 
 /** Presence status on the wire. */
@@ -89,7 +93,7 @@ export type MessageIn = v.InferOutput<typeof MessageIn>;
 /** Client → server: a presence change; any status other than "available" means "away". */
 export const PresenceIn = v.object({
   type: v.literal('presence'),
-  status: v.pipe(v.unknown(), v.transform(normalizeStatus)),
+  status: v.pipe(v.optional(v.unknown(), 'away'), v.transform(normalizeStatus)),
 });
 export type PresenceIn = v.InferOutput<typeof PresenceIn>;
 

@@ -1,0 +1,331 @@
+// Unit tests of the wire protocol in src/protocol/frames.ts: text cap, status, names and client-frame decoding.
+import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../src/protocol/codes.ts';
+import {
+  type ClientFrame,
+  capText,
+  decodeClientFrame,
+  NAME_MAX,
+  nameProblem,
+  normalizeStatus,
+  TEXT_CAP,
+} from '../src/protocol/frames.ts';
+
+/** Decode and require success, returning the frame. */
+function decodeOk(value: unknown): ClientFrame {
+  const result = decodeClientFrame(JSON.stringify(value));
+  if (!result.ok) throw new Error(`expected ok, got ${result.code}: ${result.message}`);
+  return result.frame;
+}
+
+/** Decode raw JSON text and require a refusal, returning it. */
+function decodeRefused(text: string): { code: string; message: string; optedIn: boolean } {
+  const result = decodeClientFrame(text);
+  if (result.ok) throw new Error(`expected a refusal, got ${JSON.stringify(result.frame)}`);
+  return result;
+}
+
+describe('capText', () => {
+  it('leaves text of exactly 20,000 characters unchanged', () => {
+    const text = 'a'.repeat(TEXT_CAP);
+    expect(TEXT_CAP).toBe(20_000);
+    expect(capText(text)).toBe(text);
+  });
+
+  it('cuts text of 20,001 characters to the first 20,000 and marks the cut with "…"', () => {
+    const text = `${'b'.repeat(TEXT_CAP)}z`;
+    expect(capText(text)).toBe(`${'b'.repeat(TEXT_CAP)}…`);
+  });
+
+  it('leaves short text alone', () => {
+    expect(capText('')).toBe('');
+    expect(capText('rolling out')).toBe('rolling out');
+  });
+
+  it('counts emoji as one character each, so 20,000 of them are kept whole', () => {
+    const text = '😀'.repeat(TEXT_CAP);
+    expect(capText(text)).toBe(text);
+  });
+
+  it('never splits an emoji when cutting', () => {
+    const text = '😀'.repeat(TEXT_CAP + 1);
+    const capped = capText(text);
+    expect(capped).toBe(`${'😀'.repeat(TEXT_CAP)}…`);
+    expect(capped.isWellFormed()).toBe(true);
+    expect([...capped].length).toBe(TEXT_CAP + 1);
+  });
+
+  it('cuts at a character boundary when an emoji straddles the 20,000th UTF-16 unit', () => {
+    const text = `${'a'.repeat(TEXT_CAP - 1)}😀${'c'.repeat(5)}`;
+    expect(capText(text)).toBe(`${'a'.repeat(TEXT_CAP - 1)}😀…`);
+  });
+
+  it('replaces lone surrogates with U+FFFD', () => {
+    expect(capText('a\ud800b')).toBe('a\ufffdb');
+    expect(capText('\udc00')).toBe('\ufffd');
+    expect(capText('x\ud83d')).toBe('x\ufffd');
+  });
+});
+
+describe('normalizeStatus', () => {
+  it('keeps "available"', () => {
+    expect(normalizeStatus('available')).toBe('available');
+  });
+
+  it.each([['away'], ['Available'], [' available'], ['busy'], [''], [null], [undefined], [1], [true], [{}]])(
+    'treats %j as "away"',
+    (status) => {
+      expect(normalizeStatus(status)).toBe('away');
+    },
+  );
+});
+
+describe('nameProblem', () => {
+  it.each([['alice@web01'], ['José 🚀'], ['ops'], ['a'.repeat(NAME_MAX)], ['🚀'.repeat(NAME_MAX)]])(
+    'accepts %j',
+    (name) => {
+      expect(nameProblem(name)).toBeUndefined();
+    },
+  );
+
+  it('refuses a blank name', () => {
+    expect(nameProblem('')).toBeTypeOf('string');
+  });
+
+  it('refuses a name of 129 characters', () => {
+    expect(NAME_MAX).toBe(128);
+    expect(nameProblem('a'.repeat(129))).toBeTypeOf('string');
+    expect(nameProblem('🚀'.repeat(129))).toBeTypeOf('string');
+  });
+
+  it.each([
+    ['NUL', 'ali\u0000ce'],
+    ['ESC', '\u001b[31malice'],
+    ['DEL', 'alice\u007f'],
+    ['a C1 control', 'alice\u0085'],
+    ['a newline', 'alice\nbob'],
+    ['a bidi override', 'alice\u202eecila'],
+    ['a bidi isolate', 'alice\u2066x'],
+    ['a zero-width space', 'ali\u200bce'],
+    ['a byte-order mark', '\ufeffalice'],
+  ])('refuses a name containing %s', (_what, name) => {
+    expect(nameProblem(name)).toBeTypeOf('string');
+  });
+});
+
+describe('decodeClientFrame: hello', () => {
+  it('refuses a hello with a blank room', () => {
+    const refused = decodeRefused(JSON.stringify({ type: 'hello', room: '', user: 'alice' }));
+    expect(refused.code).toBe(ErrorCode.BadName);
+  });
+
+  it('refuses a hello with a whitespace-only room', () => {
+    expect(decodeClientFrame(JSON.stringify({ type: 'hello', room: '  \t ', user: 'alice' })).ok).toBe(false);
+  });
+
+  it('refuses a hello with no room or a null room', () => {
+    expect(decodeClientFrame(JSON.stringify({ type: 'hello', user: 'alice' })).ok).toBe(false);
+    expect(decodeClientFrame(JSON.stringify({ type: 'hello', room: null, user: 'alice' })).ok).toBe(false);
+  });
+
+  it.each([
+    ['blank', { user: '' }],
+    ['whitespace-only', { user: '   ' }],
+    ['missing', {}],
+    ['null', { user: null }],
+  ])('names a %s user "unknown"', (_what, extra) => {
+    expect(decodeOk({ type: 'hello', room: 'ops', ...extra })).toEqual({
+      type: 'hello',
+      room: 'ops',
+      user: 'unknown',
+    });
+  });
+
+  it('trims the room and the user', () => {
+    expect(decodeOk({ type: 'hello', room: '  ops ', user: '\talice@web01 ' })).toEqual({
+      type: 'hello',
+      room: 'ops',
+      user: 'alice@web01',
+    });
+  });
+
+  it('turns a numeric room or user into its string, as the original str() did', () => {
+    expect(decodeOk({ type: 'hello', room: 123, user: 42 })).toEqual({
+      type: 'hello',
+      room: '123',
+      user: '42',
+    });
+  });
+
+  // The original server called str() on scalars: str(True) is "True", not JavaScript's "true".
+  it('turns a boolean room into "True"/"False", as the original str() did', () => {
+    expect(decodeOk({ type: 'hello', room: true, user: false })).toMatchObject({
+      room: 'True',
+      user: 'False',
+    });
+  });
+
+  it('keeps the protocol version a console opts into', () => {
+    expect(decodeOk({ type: 'hello', room: 'ops', user: 'alice', protocol: 2 })).toEqual({
+      type: 'hello',
+      room: 'ops',
+      user: 'alice',
+      protocol: 2,
+    });
+  });
+
+  it('has no protocol when the hello did not ask for one', () => {
+    const frame = decodeOk({ type: 'hello', room: 'ops', user: 'alice' });
+    expect(frame).not.toHaveProperty('protocol');
+  });
+
+  it('refuses a user with a control character as bad_name, not opted in without protocol 2', () => {
+    const refused = decodeRefused(JSON.stringify({ type: 'hello', room: 'ops', user: 'ali\u001bce' }));
+    expect(refused.code).toBe(ErrorCode.BadName);
+    expect(refused.optedIn).toBe(false);
+  });
+
+  it('refuses a user with a control character as bad_name, opted in with protocol 2', () => {
+    const refused = decodeRefused(
+      JSON.stringify({ type: 'hello', room: 'ops', user: 'ali\u0000ce', protocol: 2 }),
+    );
+    expect(refused.code).toBe(ErrorCode.BadName);
+    expect(refused.optedIn).toBe(true);
+  });
+
+  it('refuses a room with a bidi override as bad_name', () => {
+    const refused = decodeRefused(JSON.stringify({ type: 'hello', room: 'ops\u202e', user: 'alice' }));
+    expect(refused.code).toBe(ErrorCode.BadName);
+  });
+
+  it('refuses a user name of 129 characters as bad_name', () => {
+    const refused = decodeRefused(JSON.stringify({ type: 'hello', room: 'ops', user: 'u'.repeat(129) }));
+    expect(refused.code).toBe(ErrorCode.BadName);
+  });
+
+  it('refuses an object as a user name', () => {
+    expect(decodeClientFrame(JSON.stringify({ type: 'hello', room: 'ops', user: { name: 'x' } })).ok).toBe(
+      false,
+    );
+  });
+});
+
+describe('decodeClientFrame: message', () => {
+  it('drops any user, sender, room, id or ts a client tries to set', () => {
+    const frame = decodeOk({
+      type: 'message',
+      text: 'rolling out',
+      user: 'mallory',
+      sender: 'root',
+      room: 'other',
+      id: 'f'.repeat(32),
+      ts: 0,
+    });
+    expect(frame).toEqual({ type: 'message', text: 'rolling out' });
+    for (const key of ['user', 'sender', 'room', 'id', 'ts']) expect(frame).not.toHaveProperty(key);
+  });
+
+  it('caps text over 20,000 characters', () => {
+    const frame = decodeOk({ type: 'message', text: 'x'.repeat(TEXT_CAP + 10) });
+    expect(frame).toEqual({ type: 'message', text: `${'x'.repeat(TEXT_CAP)}…` });
+  });
+
+  it('treats missing or null text as empty', () => {
+    expect(decodeOk({ type: 'message' })).toEqual({ type: 'message', text: '' });
+    expect(decodeOk({ type: 'message', text: null })).toEqual({ type: 'message', text: '' });
+  });
+
+  it('turns numeric text into its string', () => {
+    expect(decodeOk({ type: 'message', text: 7 })).toEqual({ type: 'message', text: '7' });
+  });
+
+  it('replaces lone surrogates in text with U+FFFD', () => {
+    const result = decodeClientFrame('{"type":"message","text":"a\\ud800b"}');
+    expect(result).toEqual({ ok: true, frame: { type: 'message', text: 'a\ufffdb' } });
+  });
+});
+
+describe('decodeClientFrame: presence', () => {
+  it('keeps "available"', () => {
+    expect(decodeOk({ type: 'presence', status: 'available' })).toEqual({
+      type: 'presence',
+      status: 'available',
+    });
+  });
+
+  it.each([['away'], ['Available'], ['busy'], [null], [1]])('turns status %j into "away"', (status) => {
+    expect(decodeOk({ type: 'presence', status })).toEqual({ type: 'presence', status: 'away' });
+  });
+
+  it('turns a missing status into "away"', () => {
+    expect(decodeOk({ type: 'presence' })).toEqual({ type: 'presence', status: 'away' });
+  });
+
+  it('ignores a room or user on a presence frame', () => {
+    expect(decodeOk({ type: 'presence', room: 'other', user: 'mallory', status: 'available' })).toEqual({
+      type: 'presence',
+      status: 'available',
+    });
+  });
+});
+
+describe('decodeClientFrame: refusals', () => {
+  it.each([['{'], ['not json'], [''], ['{"type":"message",}']])('refuses %j as bad_json', (text) => {
+    const refused = decodeRefused(text);
+    expect(refused.code).toBe(ErrorCode.BadJson);
+    expect(refused.optedIn).toBe(false);
+  });
+
+  it.each([['[]'], ['[{"type":"message"}]'], ['42'], ['null'], ['"hello"'], ['true']])(
+    'refuses %s (not an object) as bad_frame',
+    (text) => {
+      expect(decodeRefused(text).code).toBe(ErrorCode.BadFrame);
+    },
+  );
+
+  it.each([['{"type":"shout","text":"hi"}'], ['{"text":"hi"}'], ['{"type":null}'], ['{"type":"Hello"}']])(
+    'refuses %s as unknown_type',
+    (text) => {
+      expect(decodeRefused(text).code).toBe(ErrorCode.UnknownType);
+    },
+  );
+
+  it('reports an unknown type as opted in when the frame asked for protocol 2', () => {
+    expect(decodeRefused('{"type":"shout","protocol":2}').optedIn).toBe(true);
+    expect(decodeRefused('{"type":"shout"}').optedIn).toBe(false);
+  });
+
+  it('refuses an object as message text as bad_frame', () => {
+    expect(decodeRefused('{"type":"message","text":{"a":1}}').code).toBe(ErrorCode.BadFrame);
+  });
+
+  it('refuses a hello with a non-numeric protocol as bad_frame', () => {
+    expect(decodeRefused('{"type":"hello","room":"ops","user":"a","protocol":"2"}').code).toBe(
+      ErrorCode.BadFrame,
+    );
+  });
+});
+
+describe('decodeClientFrame: __proto__', () => {
+  it('does not let a "__proto__" key pollute Object.prototype', () => {
+    const texts = [
+      '{"type":"hello","room":"ops","user":"alice","__proto__":{"polluted":"yes"}}',
+      '{"type":"message","text":"hi","__proto__":{"polluted":"yes","text":"evil"}}',
+      '{"type":"presence","status":"available","__proto__":{"polluted":"yes"}}',
+      '{"__proto__":{"polluted":"yes"},"type":"nope"}',
+    ];
+    for (const text of texts) decodeClientFrame(text);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.prototype).not.toHaveProperty('polluted');
+  });
+
+  it('decodes a frame carrying "__proto__" without taking anything from it', () => {
+    const result = decodeClientFrame('{"type":"message","text":"hi","__proto__":{"polluted":"yes"}}');
+    expect(result).toEqual({ ok: true, frame: { type: 'message', text: 'hi' } });
+    if (result.ok) expect((result.frame as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('does not let "__proto__" stand in for a missing type', () => {
+    expect(decodeRefused('{"__proto__":{"type":"message"},"text":"hi"}').code).toBe(ErrorCode.UnknownType);
+  });
+});

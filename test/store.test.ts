@@ -1,0 +1,224 @@
+// Tests of the libSQL store (src/store/db.ts, src/store/transcript.ts) on a real temporary database file.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NewMessage } from '../src/hub/transcript.ts';
+import { type Database, DatabaseOpenError, openDatabase } from '../src/store/db.ts';
+import { LibsqlTranscript } from '../src/store/transcript.ts';
+
+let dir: string;
+let dbPath: string;
+const opened: Database[] = [];
+
+async function open(path = dbPath): Promise<{ database: Database; transcript: LibsqlTranscript }> {
+  const database = await openDatabase(path);
+  opened.push(database);
+  return { database, transcript: new LibsqlTranscript(database) };
+}
+
+let counter = 0;
+function msg(room: string, text: string, sender = 'alice'): NewMessage {
+  counter += 1;
+  return {
+    id: counter.toString(16).padStart(32, '0'),
+    room,
+    sender,
+    text,
+    ts: 1_700_000_000 + counter / 1000,
+  };
+}
+
+/** The first column of the first row of a statement, read through the client the appends use. */
+async function scalar(database: Database, statement: string): Promise<unknown> {
+  const result = await database.client.execute(statement);
+  return result.rows[0]?.[0];
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'runspec-room-store-'));
+  dbPath = join(dir, 'room.db');
+});
+
+afterEach(async () => {
+  for (const database of opened.splice(0)) {
+    try {
+      database.close();
+    } catch {
+      // already closed by the test
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('LibsqlTranscript', () => {
+  it('messages survive closing and reopening the database', async () => {
+    const first = await open();
+    const sent = [msg('ops', 'one'), msg('ops', 'two 🚀'), msg('dev', 'three')];
+    const seqs = await first.transcript.append(sent);
+    first.database.close();
+
+    const second = await open();
+    expect(await second.transcript.recent('ops', 10)).toEqual([
+      { ...sent[0], seq: seqs[0] },
+      { ...sent[1], seq: seqs[1] },
+    ]);
+    expect(await second.transcript.recent('dev', 10)).toEqual([{ ...sent[2], seq: seqs[2] }]);
+    expect(await second.transcript.lastSeq()).toBe(seqs[2]);
+  });
+
+  it('keeps text, sender, room and a float ts exactly as given', async () => {
+    const { transcript } = await open();
+    const m: NewMessage = {
+      id: 'ab'.repeat(16),
+      room: 'José 🚀',
+      sender: 'alice@web01',
+      text: `line one\nline "two" \\ ${'é'.repeat(100)} 😀`,
+      ts: 1_712_345_678.123456,
+    };
+    const [seq] = await transcript.append([m]);
+    expect(await transcript.recent('José 🚀', 1)).toEqual([{ ...m, seq }]);
+  });
+
+  it('appending the same id twice stores it once and returns the same seq', async () => {
+    const { transcript } = await open();
+    const m = msg('ops', 'once');
+    const [first] = await transcript.append([m]);
+    const [again, other] = await transcript.append([{ ...m, text: 'changed' }, msg('ops', 'next')]);
+
+    expect(again).toBe(first);
+    expect(other).toBeGreaterThan(first ?? 0);
+    const stored = await transcript.recent('ops', 10);
+    expect(stored.map((s) => s.text)).toEqual(['once', 'next']);
+  });
+
+  it('the same id twice in one batch is stored once with one seq', async () => {
+    const { transcript } = await open();
+    const m = msg('ops', 'dup');
+    const [a, b] = await transcript.append([m, m]);
+    expect(a).toBe(b);
+    expect(a).toBeGreaterThan(0);
+    expect(await transcript.recent('ops', 10)).toHaveLength(1);
+  });
+
+  it('seq increases in append order across batches', async () => {
+    const { transcript } = await open();
+    const all: number[] = [];
+    for (let batch = 0; batch < 5; batch++) {
+      const size = batch + 1;
+      const seqs = await transcript.append(
+        Array.from({ length: size }, (_, i) => msg(batch % 2 ? 'ops' : 'dev', `b${batch}m${i}`)),
+      );
+      expect(seqs).toHaveLength(size);
+      all.push(...seqs);
+    }
+    for (let i = 1; i < all.length; i++) expect(all[i]).toBeGreaterThan(all[i - 1] ?? 0);
+    expect(await transcript.lastSeq()).toBe(all.at(-1));
+  });
+
+  it('an empty batch stores nothing', async () => {
+    const { transcript } = await open();
+    expect(await transcript.append([])).toEqual([]);
+    expect(await transcript.lastSeq()).toBe(0);
+  });
+
+  it('recent returns the newest N oldest first, per room', async () => {
+    const { transcript } = await open();
+    for (let i = 1; i <= 8; i++) await transcript.append([msg('ops', `ops ${i}`), msg('dev', `dev ${i}`)]);
+
+    const ops = await transcript.recent('ops', 3);
+    expect(ops.map((m) => m.text)).toEqual(['ops 6', 'ops 7', 'ops 8']);
+    expect(ops.every((m) => m.room === 'ops')).toBe(true);
+    expect((await transcript.recent('dev', 2)).map((m) => m.text)).toEqual(['dev 7', 'dev 8']);
+    expect(await transcript.recent('ops', 100)).toHaveLength(8);
+    expect(await transcript.recent('nowhere', 10)).toEqual([]);
+  });
+
+  it('after returns exactly the messages after a seq in that room, bounded', async () => {
+    const { transcript } = await open();
+    const seqs: number[] = [];
+    for (let i = 1; i <= 6; i++)
+      seqs.push(...(await transcript.append([msg('ops', `ops ${i}`), msg('dev', `dev ${i}`)])));
+    const opsSeqs = seqs.filter((_, i) => i % 2 === 0);
+    const since = opsSeqs[1] ?? 0; // after "ops 2"
+
+    const all = await transcript.after('ops', since, 100);
+    expect(all.map((m) => m.text)).toEqual(['ops 3', 'ops 4', 'ops 5', 'ops 6']);
+    expect(all.map((m) => m.seq)).toEqual(opsSeqs.slice(2));
+
+    expect((await transcript.after('ops', since, 2)).map((m) => m.text)).toEqual(['ops 3', 'ops 4']);
+    expect(await transcript.after('ops', opsSeqs.at(-1) ?? 0, 10)).toEqual([]);
+    expect((await transcript.after('ops', 0, 100)).map((m) => m.text)).toHaveLength(6);
+  });
+
+  it('lastSeq is 0 on an empty database', async () => {
+    const { transcript } = await open();
+    expect(await transcript.lastSeq()).toBe(0);
+  });
+
+  it('answers a ping', async () => {
+    const { transcript } = await open();
+    await expect(transcript.ping()).resolves.toBeUndefined();
+  });
+});
+
+describe('openDatabase', () => {
+  it('the durability settings hold on the write path', async () => {
+    const { database, transcript } = await open();
+    const check = async (): Promise<void> => {
+      expect(await scalar(database, 'PRAGMA synchronous')).toBe(2); // FULL
+      expect(await scalar(database, 'PRAGMA journal_mode')).toBe('wal');
+      expect(await scalar(database, 'PRAGMA busy_timeout')).toBe(5000);
+    };
+    await check(); // right after the migrations
+    for (let i = 0; i < 5; i++) await transcript.append([msg('ops', `m${i}`), msg('dev', `d${i}`)]);
+    await transcript.recent('ops', 10);
+    await transcript.after('ops', 0, 10);
+    await check(); // and after the appends and reads
+  });
+
+  it('the durability settings hold after reopening an existing database', async () => {
+    const first = await open();
+    await first.transcript.append([msg('ops', 'one')]);
+    first.database.close();
+    const { database, transcript } = await open();
+    await transcript.append([msg('ops', 'two')]);
+    expect(await scalar(database, 'PRAGMA synchronous')).toBe(2);
+    expect(await scalar(database, 'PRAGMA journal_mode')).toBe('wal');
+    expect(await scalar(database, 'PRAGMA busy_timeout')).toBe(5000);
+  });
+
+  it('a database in a directory that does not exist gives a DatabaseOpenError with a one-line message', async () => {
+    const missing = join(dir, 'no', 'such', 'dir', 'room.db');
+    const error = await openDatabase(missing).then(
+      (database) => {
+        opened.push(database);
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DatabaseOpenError);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    expect(message).toContain(missing);
+    expect((error as Error).name).toBe('DatabaseOpenError');
+  });
+
+  it('reopening an up-to-date database applies no migration twice', async () => {
+    const first = await open();
+    await first.transcript.append([msg('ops', 'kept')]);
+    first.database.close();
+    const { transcript } = await open();
+    expect((await transcript.recent('ops', 5)).map((m) => m.text)).toEqual(['kept']);
+  });
+
+  it('the file on disk passes PRAGMA integrity_check', async () => {
+    const { database, transcript } = await open();
+    for (let i = 0; i < 20; i++) await transcript.append([msg('ops', `m${i}`), msg('dev', `d${i}`)]);
+    database.close();
+
+    const reopened = await open();
+    expect(await scalar(reopened.database, 'PRAGMA integrity_check')).toBe('ok');
+    expect(await reopened.transcript.lastSeq()).toBe(40);
+  });
+});
