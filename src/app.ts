@@ -92,6 +92,11 @@ export function createApp(deps: AppDeps): Hono {
   };
 
   app.get('/', (c) => serve('index.html', 'no-cache')(c));
+  // Browsers ask for it whatever the page says; an empty answer keeps their consoles quiet.
+  app.get(
+    '/favicon.ico',
+    () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }),
+  );
   app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c.req.param('file'), 'no-cache')(c));
 
   app.get('/ws', async (c) => {

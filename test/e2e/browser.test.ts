@@ -1,0 +1,159 @@
+// End to end in real Chromium: two people chat, see each other, and survive a server restart intact.
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { consoleClient } from '../helpers/clients.ts';
+import { tempDir } from '../helpers/server.ts';
+import { type Spawned, spawnServer } from '../helpers/spawn.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.CI) {
+  throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+/** The ids of the messages a page shows, in order. */
+const shownIds = (page: Page): Promise<string[]> =>
+  page.$$eval('#transcript li.message', (items) => items.map((li) => li.getAttribute('data-id') ?? ''));
+
+const shownTexts = (page: Page): Promise<string[]> =>
+  page.$$eval('#transcript li.message .text', (items) => items.map((el) => el.textContent ?? ''));
+
+describe.skipIf(!haveChromium)('in Chromium', () => {
+  let browser: Browser;
+  let server: Spawned;
+  let args: string[];
+  let cleanup: () => Promise<void>;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    const tmp = await tempDir();
+    cleanup = tmp.cleanup;
+    args = [
+      '--port',
+      String(await freePort()),
+      '--ndjson-port',
+      String(await freePort()),
+      '--db',
+      `${tmp.dir}/room.db`,
+    ];
+    server = await spawnServer(args);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (server?.proc.exitCode === null) await server.stop();
+    await cleanup?.();
+  });
+
+  async function open(user: string): Promise<Page> {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('pageerror', (error) => problems.push(`${user}: ${error.message}`));
+    page.on('console', (msg) => {
+      if (
+        msg.type() === 'error' &&
+        !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/u.test(msg.text())
+      ) {
+        problems.push(`${user}: ${msg.text()}`);
+      }
+    });
+    page.on('dialog', (dialog) => {
+      problems.push(`${user}: a dialog opened: ${dialog.message()}`);
+      void dialog.dismiss();
+    });
+    await page.goto(`${server.url}/?user=${user}&room=e2e`);
+    await page.waitForSelector('body[data-state="connected"]');
+    return page;
+  }
+
+  async function say(page: Page, text: string): Promise<void> {
+    await page.fill('#composer', text);
+    await page.press('#composer', 'Enter');
+  }
+
+  it('two people exchange messages, see each other, and a restart loses and repeats nothing', async () => {
+    const alice = await open('alice');
+    const bob = await open('bob');
+    await alice.waitForSelector('#presence li[data-user="bob"].available');
+    await bob.waitForSelector('#presence li[data-user="alice"].available');
+
+    await say(alice, 'hello from alice');
+    await bob.waitForSelector('#transcript li.message >> text=hello from alice');
+    await say(bob, '<img src=x onerror=alert(1)>');
+    await alice.waitForSelector('#transcript li.message >> text=<img src=x onerror=alert(1)>');
+    expect(await alice.$$('#transcript img')).toHaveLength(0);
+
+    // The server restarts. While it is away nothing can be sent; when it is back, a console talks at
+    // once, before the pages have reconnected, and they must catch up with exactly what they missed.
+    await server.stop('SIGTERM');
+    await alice.waitForSelector('body:not([data-state="connected"])');
+    server = await spawnServer(args);
+    const ops = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: 'e2e',
+      user: 'ops',
+      protocol: 2,
+    });
+    await ops.waitFor((f) => f.type === 'welcome');
+    ops.send({ type: 'message', text: 'said while you were away' });
+    await ops.waitFor((f) => f.type === 'message');
+
+    await alice.waitForSelector('body[data-state="connected"]', { timeout: 20_000 });
+    await bob.waitForSelector('body[data-state="connected"]', { timeout: 20_000 });
+    await say(bob, 'back again');
+    for (const page of [alice, bob]) {
+      await page.waitForSelector('#transcript li.message >> text=back again');
+      await page.waitForSelector('#transcript li.message >> text=said while you were away');
+    }
+    const expected = [
+      'hello from alice',
+      '<img src=x onerror=alert(1)>',
+      'said while you were away',
+      'back again',
+    ];
+    expect(await shownTexts(alice)).toEqual(expected);
+    expect(await shownTexts(bob)).toEqual(expected);
+    const ids = await shownIds(alice);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(await shownIds(bob)).toEqual(ids);
+    await alice.waitForSelector('#presence li[data-user="bob"].available');
+    ops.close();
+    expect(problems).toEqual([]);
+  }, 90_000);
+
+  it('fits a phone-width screen without horizontal scrolling', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 740 } });
+    const page = await context.newPage();
+    await page.goto(`${server.url}/?user=phone&room=e2e`);
+    await page.waitForSelector('body[data-state="connected"]');
+    await say(page, 'a'.repeat(300));
+    await page.waitForSelector(`#transcript li.message >> text=${'a'.repeat(300)}`);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    expect(await page.isVisible('#composer')).toBe(true);
+    await context.close();
+  });
+});
