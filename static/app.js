@@ -266,7 +266,11 @@ function addMessage(message) {
   const list = ui.transcript;
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_BOTTOM_PX;
   list.append(item);
-  while (list.childElementCount > TRANSCRIPT_CAP) list.firstElementChild.remove();
+  // The id set shrinks with the list, so a long-open tab holds a bounded amount either way.
+  while (list.childElementCount > TRANSCRIPT_CAP) {
+    seenIds.delete(list.firstElementChild.dataset.id);
+    list.firstElementChild.remove();
+  }
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 

@@ -74,7 +74,9 @@ describe('browser door: history', () => {
     const again = await browserClient(server.url, 'dave', room, last.seq as number);
     await again.waitFor((f) => f.type === 'message' && f.text === 'missed6');
     await quiet();
-    expect(ofType(again.frames, 'message').map((f) => f.text)).toEqual(Array.from({ length: 7 }, (_, i) => `missed${i}`));
+    expect(ofType(again.frames, 'message').map((f) => f.text)).toEqual(
+      Array.from({ length: 7 }, (_, i) => `missed${i}`),
+    );
     expect(again.frames[0]).toMatchObject({ type: 'welcome', complete: true });
     again.close();
   });
@@ -131,7 +133,9 @@ describe('browser door: input at the door', () => {
     // Browsers cannot read the body of a refused upgrade, but scripts and operators can.
     const res = await bareApp().request('/ws?user=alice', { headers: { upgrade: 'websocket' } });
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: { code: 'bad_query', message: 'room must not be blank' } });
+    expect(await res.json()).toMatchObject({
+      error: { code: 'bad_query', message: 'room must not be blank' },
+    });
     const plain = await fetch(`${server.url}/ws?user=alice&room=ops`);
     expect(plain.status).toBe(426);
     expect(await plain.json()).toMatchObject({ error: { code: 'upgrade_required' } });
@@ -169,7 +173,10 @@ describe('browser door: input at the door', () => {
     b.ws.send('{nope');
     b.send({ type: 'hello', room, user: 'someone-else' });
     await b.waitFor((f) => f.type === 'error' && f.code === ErrorCode.AlreadyJoined);
-    expect(ofType(b.frames, 'error').map((f) => f.code)).toEqual([ErrorCode.BadJson, ErrorCode.AlreadyJoined]);
+    expect(ofType(b.frames, 'error').map((f) => f.code)).toEqual([
+      ErrorCode.BadJson,
+      ErrorCode.AlreadyJoined,
+    ]);
     b.close();
   });
 });
@@ -197,7 +204,12 @@ describe('browser door: HTTP', () => {
   });
 
   it('does not serve files outside static/', async () => {
-    for (const path of ['/static/..%2fpackage.json', '/static/../package.json', '/static/nope.js', '/package.json']) {
+    for (const path of [
+      '/static/..%2fpackage.json',
+      '/static/../package.json',
+      '/static/nope.js',
+      '/package.json',
+    ]) {
       expect((await fetch(`${server.url}${path}`)).status).toBe(404);
     }
   });

@@ -10,7 +10,8 @@ let n = 0;
 const freshRoom = (): string => `console-${++n}`;
 
 async function untilRoomSize(room: string, size: number): Promise<void> {
-  for (let i = 0; i < 400 && server.hub.roomSize(room) !== size; i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 400 && server.hub.roomSize(room) !== size; i++)
+    await new Promise((r) => setTimeout(r, 5));
   expect(server.hub.roomSize(room)).toBe(size);
 }
 
@@ -28,7 +29,12 @@ afterAll(async () => {
 describe('console door', () => {
   it('ignores frames sent before hello', async () => {
     const room = freshRoom();
-    const watcher = await consoleClient(server.consolePort, { type: 'hello', room, user: 'watcher', protocol: 2 });
+    const watcher = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room,
+      user: 'watcher',
+      protocol: 2,
+    });
     await watcher.waitFor((f) => f.type === 'welcome');
     const early = await consoleClient(server.consolePort);
     early.send({ type: 'message', room, text: 'too early' });
@@ -57,7 +63,13 @@ describe('console door', () => {
 
   it('closes a connection that sends no valid hello within the time limit', async () => {
     const { startConsoleDoor } = await import('../src/doors/console-door.ts');
-    const door = await startConsoleDoor({ hub: server.hub, log: (await import('../src/log.ts')).silentLog, host: '127.0.0.1', port: 0, helloTimeoutMs: 200 });
+    const door = await startConsoleDoor({
+      hub: server.hub,
+      log: (await import('../src/log.ts')).silentLog,
+      host: '127.0.0.1',
+      port: 0,
+      helloTimeoutMs: 200,
+    });
     const c = await consoleClient(door.address.port);
     c.send({ type: 'message', text: 'no hello' });
     const started = Date.now();
@@ -99,7 +111,12 @@ describe('console door', () => {
 
   it('closes only the connection that sends a line over 64 KiB, before its newline arrives', async () => {
     const room = freshRoom();
-    const other = await consoleClient(server.consolePort, { type: 'hello', room, user: 'other', protocol: 2 });
+    const other = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room,
+      user: 'other',
+      protocol: 2,
+    });
     await other.waitFor((f) => f.type === 'welcome');
     const big = await consoleClient(server.consolePort, { type: 'hello', room, user: 'big' });
     await untilRoomSize(room, 2);
@@ -126,7 +143,13 @@ describe('console door', () => {
     const room = freshRoom();
     const c = await consoleClient(server.consolePort, { type: 'hello', room, user: 'utf', protocol: 2 });
     await c.waitFor((f) => f.type === 'welcome');
-    c.raw(Buffer.concat([Buffer.from('{"type":"message","text":"bad '), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]));
+    c.raw(
+      Buffer.concat([
+        Buffer.from('{"type":"message","text":"bad '),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('"}\n'),
+      ]),
+    );
     const error = await c.waitFor((f) => f.type === 'error');
     expect(error.code).toBe(ErrorCode.BadUtf8);
     c.send({ type: 'message', text: 'good ü' });
@@ -153,7 +176,8 @@ describe('console door', () => {
     for (const f of ofType(seed.frames, 'message')) {
       expect(Object.keys(f).sort()).toEqual(['id', 'room', 'sender', 'seq', 'text', 'ts', 'type']);
     }
-    for (const f of ofType(seed.frames, 'presence')) expect(Object.keys(f).sort()).toEqual(['room', 'status', 'type', 'user']);
+    for (const f of ofType(seed.frames, 'presence'))
+      expect(Object.keys(f).sort()).toEqual(['room', 'status', 'type', 'user']);
     seed.close();
     v2.close();
   });
@@ -176,7 +200,12 @@ describe('console door', () => {
 
   it('refuses a hello whose name carries control or bidi-override characters', async () => {
     const room = freshRoom();
-    const c = await consoleClient(server.consolePort, { type: 'hello', room, user: 'ali\u202ece', protocol: 2 });
+    const c = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room,
+      user: 'ali\u202ece',
+      protocol: 2,
+    });
     const error = await c.waitFor((f) => f.type === 'error');
     expect(error.code).toBe(ErrorCode.BadName);
     expect(server.hub.roomSize(room)).toBe(0);

@@ -1,0 +1,131 @@
+// A console reaches the door the way deployed ones do: through a real SSH direct-tcpip channel (ssh -W).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserClient } from './helpers/clients.ts';
+import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+
+const SSHD = '/usr/sbin/sshd';
+const haveSsh = existsSync(SSHD) && existsSync('/usr/bin/ssh') && process.getuid?.() === 0;
+if (!haveSsh && process.env.CI)
+  throw new Error('CI must run the SSH test: install openssh-server and openssh-client, run as root');
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+describe.skipIf(!haveSsh)('over SSH', () => {
+  let sshd: ChildProcess;
+  let sshPort: number;
+  let dir: string;
+  let server: TestServer;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    const tmp = await tempDir();
+    dir = tmp.dir;
+    cleanup = tmp.cleanup;
+    server = await startTestServer(join(dir, 'room.db'));
+    for (const name of ['host', 'client']) {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, name)]);
+    }
+    await writeFile(join(dir, 'authorized_keys'), execFileSync('cat', [join(dir, 'client.pub')]), {
+      mode: 0o600,
+    });
+    sshPort = await freePort();
+    const config = [
+      `Port ${sshPort}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(dir, 'host')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin prohibit-password',
+      'AllowTcpForwarding yes',
+      'StrictModes no',
+      'UsePAM no',
+    ].join('\n');
+    await writeFile(join(dir, 'sshd_config'), `${config}\n`);
+    execFileSync('mkdir', ['-p', '/run/sshd']);
+    sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      sshd.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('Server listening')) resolve();
+      });
+      sshd.once('exit', (code) => reject(new Error(`sshd exited ${code}: ${log}`)));
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    sshd?.kill();
+    await server?.stop();
+    await cleanup?.();
+  });
+
+  it('a console talks to the room through ssh -W localhost:<port>, and a browser sees it', async () => {
+    const watcher = await browserClient(server.url, 'watcher', 'ops');
+    await watcher.waitFor((f) => f.type === 'welcome');
+    const ssh = spawn(
+      'ssh',
+      [
+        '-q',
+        '-i',
+        join(dir, 'client'),
+        '-p',
+        String(sshPort),
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+        '-o',
+        'BatchMode=yes',
+        '-W',
+        `localhost:${server.consolePort}`,
+        'root@127.0.0.1',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    ssh.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    ssh.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    ssh.stdin?.write(`${JSON.stringify({ type: 'hello', room: 'ops', user: 'alice@web01' })}\n`);
+    await watcher
+      .waitFor((f) => f.type === 'presence' && f.user === 'alice@web01', 15_000)
+      .catch((e: Error) => {
+        throw new Error(`${e.message}\nssh stderr: ${err}`);
+      });
+    ssh.stdin?.write(`${JSON.stringify({ type: 'message', room: 'ops', text: 'rolling out' })}\n`);
+    const seen = await watcher.waitFor((f) => f.type === 'message');
+    expect(seen).toMatchObject({ sender: 'alice@web01', text: 'rolling out' });
+    watcher.send({ type: 'message', text: 'ack from the browser' });
+    for (let i = 0; i < 100 && !out.includes('ack from the browser'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; text?: string; sender?: string });
+    expect(lines.map((l) => l.text).filter(Boolean)).toEqual(['rolling out', 'ack from the browser']);
+    ssh.stdin?.end();
+    ssh.kill();
+    await watcher.waitFor(
+      (f) => f.type === 'presence' && f.user === 'alice@web01' && f.status === 'away',
+      10_000,
+    );
+    watcher.close();
+  }, 30_000);
+});
