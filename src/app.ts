@@ -1,10 +1,12 @@
-// The Hono app of the browser door: page, static files, health check and the WebSocket route.
-import { Hono } from 'hono';
+// The Hono app of the browser door: page, static files, health, sign-in and the WebSocket route.
+import { type Context, Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { UpgradeWebSocket } from 'hono/ws';
 import * as v from 'valibot';
-import { browserEvents, type SocketAccess, standardSocketAccess } from './doors/ws-door.ts';
+import { type BrowserIdentity, browserEvents, type SocketAccess, standardSocketAccess } from './doors/ws-door.ts';
 import type { Asset } from './http/assets.ts';
+import { type AuthDeps, addAuthRoutes, readSession, sameOrigin } from './http/auth.ts';
 import type { Hub } from './hub/hub.ts';
 import type { Log } from './log.ts';
 import { nameProblem } from './protocol/frames.ts';
@@ -17,12 +19,17 @@ export interface AppDeps {
   upgradeWebSocket: UpgradeWebSocket;
   /** Resolves when the database answers. */
   checkDatabase: () => Promise<void>;
-  /** The remote address of a request, as the runtime reports it. */
-  remoteAddress: (c: { env: unknown; req: { raw: Request } }) => string;
+  /** The client's address (through trusted proxies), as the runtime reports it. */
+  remoteAddress: (c: Context) => string;
+  /** Whether the request came over https, directly or through a trusted proxy: decides HSTS. */
+  isSecure?: (c: Context) => boolean;
   socketAccess?: SocketAccess;
   healthTimeoutMs?: number;
+  /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
+  auth?: AuthDeps;
 }
 
+/** A name from a query string: trimmed, bounded, no control, zero-width or bidi characters. */
 const Name = (what: string) =>
   v.pipe(
     v.optional(v.string(), ''),
@@ -33,14 +40,15 @@ const Name = (what: string) =>
     ),
   );
 
+const Since = v.optional(
+  v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'since must be a sequence number'), v.transform(Number)),
+);
+
 // Dev mode: the browser says who it is in the query string. Validated here, at the door.
-const DevQuery = v.object({
-  user: Name('user'),
-  room: Name('room'),
-  since: v.optional(
-    v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'since must be a sequence number'), v.transform(Number)),
-  ),
-});
+const DevQuery = v.object({ user: Name('user'), room: Name('room'), since: Since });
+
+// Signed in: the session says who; the query only chooses the room. A `user` parameter is ignored.
+const SessionQuery = v.object({ room: Name('room'), since: Since });
 
 const CSP = {
   defaultSrc: ["'none'"],
@@ -54,19 +62,26 @@ const CSP = {
   frameAncestors: ["'none'"],
 };
 
+const refuse = (c: Context, status: 400 | 401 | 403 | 426 | 503, code: string, message: string) =>
+  c.json({ error: { code, message } }, status);
+
 /** Build the browser door's Hono app. */
 export function createApp(deps: AppDeps): Hono {
-  const { hub, log, assets } = deps;
+  const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
   const app = new Hono();
 
+  app.use(async (c, next) => {
+    await next();
+    // HSTS only where the request really came over https; plain-http dev mode must never send it.
+    if (deps.isSecure?.(c)) c.header('strict-transport-security', 'max-age=31536000');
+  });
   app.use(
     secureHeaders({
       contentSecurityPolicy: CSP,
       referrerPolicy: 'no-referrer',
       xFrameOptions: 'DENY',
       crossOriginEmbedderPolicy: false,
-      // HSTS belongs to deployments served over https; plain-http dev mode must not send it.
       strictTransportSecurity: false,
     }),
   );
@@ -83,42 +98,75 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ status: 'ok', database: 'up', rooms: stats.rooms, connections: stats.connections });
   });
 
-  const serve = (name: string, cache: string) => (c: { req: { header(n: string): string | undefined } }) => {
+  const serve = (c: Context, name: string) => {
     const asset = assets.get(name);
-    if (!asset) return new Response('not found', { status: 404 });
-    const headers = { 'content-type': asset.type, etag: asset.etag, 'cache-control': cache };
+    if (!asset) return c.json({ error: { code: 'not_found', message: 'not found' } }, 404);
+    const headers = { 'content-type': asset.type, etag: asset.etag, 'cache-control': 'no-cache' };
     if (c.req.header('if-none-match') === asset.etag) return new Response(null, { status: 304, headers });
     return new Response(asset.body, { headers });
   };
 
-  app.get('/', (c) => serve('index.html', 'no-cache')(c));
+  if (auth) addAuthRoutes(app, auth);
+  else app.get('/me', (c) => c.json({ mode: 'dev' }));
+
+  app.get('/', async (c) => {
+    if (auth && !(await readSession(c, auth))) {
+      const back = `/${new URL(c.req.url).search}`;
+      return c.redirect(`/login?return_to=${encodeURIComponent(back)}`, 302);
+    }
+    return serve(c, 'index.html');
+  });
   // Browsers ask for it whatever the page says; an empty answer keeps their consoles quiet.
-  app.get(
-    '/favicon.ico',
-    () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }),
-  );
-  app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c.req.param('file'), 'no-cache')(c));
+  app.get('/favicon.ico', () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }));
+  app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c, c.req.param('file')));
 
   app.get('/ws', async (c) => {
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
-      return c.json({ error: { code: 'upgrade_required', message: 'this endpoint speaks WebSocket' } }, 426);
+      return refuse(c, 426, 'upgrade_required', 'this endpoint speaks WebSocket');
     }
-    if (!hub.accepting)
-      return c.json({ error: { code: 'shutting_down', message: 'server is restarting' } }, 503);
-    const parsed = v.safeParse(DevQuery, c.req.query());
-    if (!parsed.success)
-      return c.json({ error: { code: 'bad_query', message: parsed.issues[0].message } }, 400);
-    const { user, room, since } = parsed.output;
-    const identity = { user, room, since, remote: deps.remoteAddress(c) };
+    if (!hub.accepting) return refuse(c, 503, 'shutting_down', 'server is restarting');
+    let identity: BrowserIdentity;
+    if (auth) {
+      // Checked before the session: a page on another site must not ride on the visitor's cookie.
+      if (!sameOrigin(c, auth.config)) return refuse(c, 403, 'bad_origin', 'cross-origin WebSocket refused');
+      const session = await readSession(c, auth);
+      if (!session) return refuse(c, 401, 'unauthenticated', 'sign in first');
+      const parsed = v.safeParse(SessionQuery, c.req.query());
+      if (!parsed.success) return refuse(c, 400, 'bad_query', parsed.issues[0].message);
+      identity = {
+        user: session.user.name,
+        room: parsed.output.room,
+        since: parsed.output.since,
+        remote: deps.remoteAddress(c),
+        attach: (close) => auth.watch.attach(session.id, close),
+      };
+    } else {
+      const parsed = v.safeParse(DevQuery, c.req.query());
+      if (!parsed.success) return refuse(c, 400, 'bad_query', parsed.issues[0].message);
+      const { user, room, since } = parsed.output;
+      identity = { user, room, since, remote: deps.remoteAddress(c) };
+    }
     return deps.upgradeWebSocket(c, browserEvents(hub, log, identity, access));
   });
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: 'not found' } }, 404));
   app.onError((error, c) => {
+    if (error instanceof HTTPException) return problemPage(error.status, error.message);
     log.error('request failed', { path: c.req.path, error: String(error) });
     return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
   });
   return app;
+}
+
+const escapeHtml = (text: string): string => text.replace(/[&<>"']/gu, (ch) => `&#${ch.charCodeAt(0)};`);
+
+/** A small page for errors people meet in the browser (a failed sign-in), with a way back. */
+function problemPage(status: number, message: string): Response {
+  const body = `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>runspec-room</title><link rel="stylesheet" href="/static/style.css"><main class="problem"><p>${escapeHtml(message)}</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p></main></html>`;
+  return new Response(body, {
+    status,
+    headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
+  });
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

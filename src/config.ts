@@ -26,10 +26,39 @@ const Settings = v.object({
   dbAuthToken: v.optional(v.string()),
   ndjsonOnly: v.boolean(),
   logLevel: v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(', ')}`),
+  tlsCert: v.string(),
+  tlsKey: v.string(),
+  trustProxy: v.string(),
 });
 
+/** Sign-in (OIDC) and session settings, all from the environment. */
+export interface AuthConfig {
+  readonly issuer: string | undefined;
+  readonly metadataUrl: string | undefined;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scopes: readonly string[];
+  /** Allow a plain-http issuer on a loopback address (local development). */
+  readonly allowHttp: boolean;
+  readonly sessionSecret: string;
+  /** Origin of CONSOLE_ROOM_PUBLIC_URL: redirect URI base, cookie security, Origin checks. */
+  readonly publicOrigin: string;
+  readonly sessionIdleSeconds: number;
+  readonly sessionMaxSeconds: number;
+}
+
+type Parsed = v.InferOutput<typeof Settings>;
+
 /** The validated settings the server runs with. */
-export type Config = Readonly<v.InferOutput<typeof Settings>>;
+export type Config = Readonly<
+  Omit<Parsed, 'tlsCert' | 'tlsKey' | 'trustProxy'> & {
+    tls: { certFile: string; keyFile: string } | undefined;
+    /** Addresses/CIDRs (or "loopback") whose forwarding headers are believed. */
+    trustProxy: readonly string[];
+    /** Sign-in settings; undefined means dev mode. */
+    auth: AuthConfig | undefined;
+  }
+>;
 
 /** What the command line asks for. */
 export type Command = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
@@ -114,6 +143,9 @@ export function parseCommand(
         db: { type: 'string' },
         'ndjson-only': { type: 'boolean' },
         'log-level': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'trust-proxy': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -140,6 +172,9 @@ export function parseCommand(
     ['ndjsonPort', 'ndjson-port', 'CONSOLE_ROOM_NDJSON_PORT', '8765'],
     ['db', 'db', 'CONSOLE_ROOM_DB', './console_room.db'],
     ['logLevel', 'log-level', 'CONSOLE_ROOM_LOG_LEVEL', 'info'],
+    ['tlsCert', 'tls-cert', 'CONSOLE_ROOM_TLS_CERT', ''],
+    ['tlsKey', 'tls-key', 'CONSOLE_ROOM_TLS_KEY', ''],
+    ['trustProxy', 'trust-proxy', 'CONSOLE_ROOM_TRUST_PROXY', 'loopback'],
   ] as const) {
     const [value, source] = pick(flag, name, fallback);
     input[key] = value;
@@ -157,5 +192,113 @@ export function parseCommand(
     const key = String(issue.path?.[0]?.key ?? '');
     throw new ConfigError(`${sources[key] ?? key} ${JSON.stringify(issue.input)}: ${issue.message}`);
   }
-  return { kind: 'run', config: Object.freeze(result.output) };
+  const { tlsCert, tlsKey, trustProxy, ...rest } = result.output;
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new ConfigError('--tls-cert and --tls-key (CONSOLE_ROOM_TLS_CERT / CONSOLE_ROOM_TLS_KEY) go together');
+  }
+  const config: Config = {
+    ...rest,
+    tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
+    trustProxy: parseTrustProxy(trustProxy),
+    auth: parseAuth(env),
+  };
+  return { kind: 'run', config: Object.freeze(config) };
+}
+
+function parseTrustProxy(list: string): string[] {
+  const items = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length === 1 && items[0] === 'none') return [];
+  for (const item of items) {
+    if (item === 'loopback') continue;
+    const [address, bits, extra] = item.split('/');
+    const okAddress = address !== undefined && (/^\d{1,3}(\.\d{1,3}){3}$/u.test(address) || /^[0-9a-f:]+$/iu.test(address));
+    const okBits = bits === undefined || /^\d{1,3}$/u.test(bits);
+    if (!okAddress || !okBits || extra !== undefined) {
+      throw new ConfigError(`--trust-proxy ${JSON.stringify(item)}: expected an IP address, a CIDR, "loopback" or "none"`);
+    }
+  }
+  return items;
+}
+
+const DURATION = /^(\d+)\s*([smhd])$/u;
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+function parseDuration(name: string, text: string): number {
+  const match = DURATION.exec(text.trim());
+  const seconds = match ? Number(match[1]) * (UNIT_SECONDS[match[2] ?? 's'] ?? 1) : Number.NaN;
+  if (!(seconds > 0)) throw new ConfigError(`${name} ${JSON.stringify(text)}: expected a duration such as 90s, 30m, 12h or 7d`);
+  return seconds;
+}
+
+const AUTH_VARS = [
+  'CONSOLE_ROOM_OIDC_ISSUER',
+  'CONSOLE_ROOM_OIDC_METADATA_URL',
+  'CONSOLE_ROOM_OIDC_CLIENT_ID',
+  'CONSOLE_ROOM_OIDC_CLIENT_SECRET',
+  'CONSOLE_ROOM_SESSION_SECRET',
+  'CONSOLE_ROOM_PUBLIC_URL',
+] as const;
+
+const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/u.test(host);
+
+function httpUrl(name: string, text: string, allowHttpOnLoopback: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(`${name} ${JSON.stringify(text)}: not a URL`);
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'http:' && allowHttpOnLoopback && isLoopback(url.hostname)) return url;
+  if (url.protocol === 'http:' && allowHttpOnLoopback) {
+    throw new ConfigError(`${name} ${JSON.stringify(text)}: plain http is only allowed for a loopback address`);
+  }
+  throw new ConfigError(`${name} ${JSON.stringify(text)}: must be an https URL`);
+}
+
+/** Sign-in settings: undefined in dev mode (none set); a ConfigError when only some are set. */
+function parseAuth(env: Readonly<Record<string, string | undefined>>): AuthConfig | undefined {
+  const get = (name: (typeof AUTH_VARS)[number] | string): string | undefined => env[name]?.trim() || undefined;
+  const present = AUTH_VARS.filter((name) => get(name));
+  if (present.length === 0) return undefined;
+  const missing: string[] = [];
+  if (!get('CONSOLE_ROOM_OIDC_ISSUER') && !get('CONSOLE_ROOM_OIDC_METADATA_URL')) {
+    missing.push('CONSOLE_ROOM_OIDC_ISSUER (or CONSOLE_ROOM_OIDC_METADATA_URL)');
+  }
+  for (const name of AUTH_VARS.slice(2)) if (!get(name)) missing.push(name);
+  if (missing.length > 0) {
+    throw new ConfigError(`sign-in is half configured (${present.join(', ')} set); missing: ${missing.join(', ')}`);
+  }
+  const allowHttp = ['1', 'true', 'yes', 'on'].includes((get('CONSOLE_ROOM_OIDC_ALLOW_HTTP') ?? '').toLowerCase());
+  const issuer = get('CONSOLE_ROOM_OIDC_ISSUER');
+  const metadataUrl = get('CONSOLE_ROOM_OIDC_METADATA_URL');
+  if (issuer) httpUrl('CONSOLE_ROOM_OIDC_ISSUER', issuer, allowHttp);
+  if (metadataUrl) httpUrl('CONSOLE_ROOM_OIDC_METADATA_URL', metadataUrl, allowHttp);
+  const publicUrl = httpUrl('CONSOLE_ROOM_PUBLIC_URL', get('CONSOLE_ROOM_PUBLIC_URL') ?? '', true);
+  if (publicUrl.protocol === 'http:' && !isLoopback(publicUrl.hostname)) {
+    throw new ConfigError('CONSOLE_ROOM_PUBLIC_URL must be https unless it is a loopback address');
+  }
+  if ((publicUrl.pathname !== '/' && publicUrl.pathname !== '') || publicUrl.search || publicUrl.hash) {
+    throw new ConfigError('CONSOLE_ROOM_PUBLIC_URL must be an origin such as https://room.example.com, without a path');
+  }
+  const secret = get('CONSOLE_ROOM_SESSION_SECRET') ?? '';
+  if (secret.length < 32) throw new ConfigError('CONSOLE_ROOM_SESSION_SECRET must be at least 32 characters (openssl rand -hex 32)');
+  const scopes = (get('CONSOLE_ROOM_OIDC_SCOPES') ?? 'openid profile email').split(/[\s,]+/u).filter(Boolean);
+  if (!scopes.includes('openid')) throw new ConfigError('CONSOLE_ROOM_OIDC_SCOPES must include openid');
+  return Object.freeze({
+    issuer,
+    metadataUrl,
+    clientId: get('CONSOLE_ROOM_OIDC_CLIENT_ID') ?? '',
+    clientSecret: get('CONSOLE_ROOM_OIDC_CLIENT_SECRET') ?? '',
+    scopes,
+    allowHttp,
+    sessionSecret: secret,
+    publicOrigin: publicUrl.origin,
+    sessionIdleSeconds: parseDuration('CONSOLE_ROOM_SESSION_IDLE', get('CONSOLE_ROOM_SESSION_IDLE') ?? '12h'),
+    sessionMaxSeconds: parseDuration('CONSOLE_ROOM_SESSION_MAX', get('CONSOLE_ROOM_SESSION_MAX') ?? '7d'),
+  });
 }

@@ -1,9 +1,16 @@
 // Starts and stops the whole server on Node: database, Hub, console door and browser door.
+import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
+import { Oidc, OidcError } from './auth/oidc.ts';
+import { Transactions } from './auth/transactions.ts';
 import type { Config } from './config.ts';
+import type { AuthDeps } from './http/auth.ts';
+import { SessionWatch } from './http/session-watch.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
 import { Hub } from './hub/hub.ts';
 import type { Log } from './log.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
+import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { SERVER_NAME } from './version.ts';
 import type { WebDoor } from './web.ts';
@@ -33,8 +40,31 @@ function listenError(error: unknown, what: string, flag: string): StartError {
   return new StartError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
 }
 
+/** Read and check the certificate and key, so a bad pair ends start-up with one clear line. */
+async function loadTls(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (path: string, what: string) =>
+    readFile(path).catch((error: unknown) => {
+      throw new StartError(`cannot read TLS ${what} ${path}: ${(error as Error).message}`);
+    });
+  const cert = await read(tls.certFile, 'certificate');
+  const key = await read(tls.keyFile, 'key');
+  try {
+    createSecureContext({ cert, key });
+  } catch (error) {
+    throw new StartError(`TLS certificate ${tls.certFile} and key ${tls.keyFile} cannot be used: ${(error as Error).message}`);
+  }
+  return { cert, key };
+}
+
 /** Start everything the configuration asks for. Throws StartError on a clear operator mistake. */
 export async function startServer(config: Config, log: Log): Promise<RunningServer> {
+  const tls = config.tls && !config.ndjsonOnly ? await loadTls(config.tls) : undefined;
+  const oidc =
+    config.auth && !config.ndjsonOnly
+      ? await Oidc.discover(config.auth).catch((error: unknown) => {
+          throw error instanceof OidcError ? new StartError(error.message) : error;
+        })
+      : undefined;
   const database = await openDatabase(config.db, config.dbAuthToken).catch((error: unknown) => {
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
@@ -42,6 +72,16 @@ export async function startServer(config: Config, log: Log): Promise<RunningServ
   const hub = new Hub({ transcript, lastSeq: await transcript.lastSeq(), log, serverName: SERVER_NAME });
 
   let web: WebDoor | undefined;
+  let auth: AuthDeps | undefined;
+  if (config.auth && oidc) {
+    const sessions = new SessionStore(database, {
+      idleSeconds: config.auth.sessionIdleSeconds,
+      maxSeconds: config.auth.sessionMaxSeconds,
+    });
+    const watch = new SessionWatch(sessions, log);
+    watch.start();
+    auth = { config: config.auth, oidc, sessions, transactions: new Transactions(), watch, log };
+  }
   const consoleDoor = await startConsoleDoor({
     hub,
     log,
@@ -62,12 +102,16 @@ export async function startServer(config: Config, log: Log): Promise<RunningServ
       host: config.host,
       port: config.port,
       checkDatabase: () => transcript.ping(),
+      tls,
+      trustProxy: config.trustProxy,
+      auth,
     }).catch((error: unknown) => {
       consoleDoor.stopAccepting();
       database.close();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
     });
-    log.warn('browser door is unauthenticated (dev mode): anyone who can reach it may chat under any name');
+    if (auth) log.info('sign-in enabled', { issuer: config.auth?.issuer ?? config.auth?.metadataUrl, public: config.auth?.publicOrigin });
+    else log.warn('browser door is unauthenticated (dev mode): anyone who can reach it may chat under any name');
     log.info('browser door listening', { url: web.url });
   }
 
@@ -75,6 +119,7 @@ export async function startServer(config: Config, log: Log): Promise<RunningServ
   const stop = async (): Promise<void> => {
     consoleDoor.stopAccepting();
     web?.stopAccepting();
+    auth?.watch.stop();
     await hub.shutdown();
     // Give closing handshakes a moment to flush, then cut whatever is left.
     if (hub.stats.connections > 0) await new Promise((resolve) => setTimeout(resolve, 500));

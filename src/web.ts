@@ -1,4 +1,5 @@
 // Node's browser door: the Hono app on @hono/node-server with a `ws` server for WebSocket upgrades.
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, upgradeWebSocket } from '@hono/node-server';
@@ -7,6 +8,8 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { createApp } from './app.ts';
 import type { SocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
+import type { AuthDeps } from './http/auth.ts';
+import { clientInfo, trustList } from './http/proxy.ts';
 import type { Hub } from './hub/hub.ts';
 import type { Log } from './log.ts';
 
@@ -17,6 +20,11 @@ export interface WebOptions {
   host: string;
   port: number;
   checkDatabase: () => Promise<void>;
+  /** PEM certificate and key: serve https and wss. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
+  /** Proxy addresses whose forwarding headers are believed. */
+  trustProxy: readonly string[];
+  auth?: AuthDeps | undefined;
 }
 
 /** A listening browser door. */
@@ -43,23 +51,23 @@ const nodeSocketAccess: SocketAccess = {
 export async function startWeb(options: WebOptions): Promise<WebDoor> {
   const { log } = options;
   const assets = await loadAssets(STATIC_DIR);
+  const client = clientInfo(trustList(options.trustProxy));
   const app = createApp({
     hub: options.hub,
     log,
     assets,
     upgradeWebSocket,
     checkDatabase: options.checkDatabase,
-    remoteAddress: (c) =>
-      (c.env as { incoming?: { socket?: { remoteAddress?: string } } }).incoming?.socket?.remoteAddress ?? '',
+    remoteAddress: client.remoteAddress,
+    isSecure: client.isSecure,
     socketAccess: nodeSocketAccess,
+    auth: options.auth,
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
-  const server = serve({
-    fetch: app.fetch,
-    hostname: options.host,
-    port: options.port,
-    websocket: { server: wss },
-  });
+  const common = { fetch: app.fetch, hostname: options.host, port: options.port, websocket: { server: wss } };
+  const server = options.tls
+    ? serve({ ...common, createServer: createHttpsServer, serverOptions: { cert: options.tls.cert, key: options.tls.key } })
+    : serve(common);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.once('listening', () => {
@@ -71,7 +79,7 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
-    url: `http://${host}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${host}:${port}`,
     stopAccepting: () => server.close(),
     destroyAll: () => {
       for (const ws of wss.clients) ws.terminate();

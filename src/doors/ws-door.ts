@@ -13,6 +13,11 @@ export interface BrowserIdentity {
   room: string;
   since: number | undefined;
   remote: string;
+  /**
+   * Called once the socket is open with a way to close it; returns the function to call when it
+   * closes. Sign-in uses it to close a socket within a second of its session ending.
+   */
+  attach?: (close: (code: number, reason: string) => void) => () => void;
 }
 
 /**
@@ -39,8 +44,10 @@ export const standardSocketAccess: SocketAccess = {
 export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: SocketAccess): WSEvents {
   let peer: Peer | undefined;
   let inflight: Inflight | undefined;
+  let detach: (() => void) | undefined;
   return {
     onOpen(_event, ws) {
+      detach = who.attach?.((code, reason) => ws.close(code, reason));
       const joined: Peer = {
         user: who.user,
         room: who.room,
@@ -74,6 +81,7 @@ export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: 
       dispatch(hub, peer, decoded.frame, inflight);
     },
     onClose(event) {
+      detach?.();
       if (!peer) return;
       hub.leave(peer);
       log.info('browser left', { room: peer.room, user: peer.user, code: event.code });

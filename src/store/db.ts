@@ -50,6 +50,8 @@ export async function openDatabase(target: string, authToken?: string): Promise<
     if (local) {
       await client.execute('PRAGMA synchronous = FULL');
       await client.execute('PRAGMA busy_timeout = 5000');
+      // The migrator turns foreign keys off on its connection; sessions rely on them (cascade).
+      await client.execute('PRAGMA foreign_keys = ON');
     }
     return { db, client, local, close: () => client.close() };
   } catch (error) {
