@@ -4,7 +4,12 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { UpgradeWebSocket } from 'hono/ws';
 import * as v from 'valibot';
-import { type BrowserIdentity, browserEvents, type SocketAccess, standardSocketAccess } from './doors/ws-door.ts';
+import {
+  type BrowserIdentity,
+  browserEvents,
+  type SocketAccess,
+  standardSocketAccess,
+} from './doors/ws-door.ts';
 import type { Asset } from './http/assets.ts';
 import { type AuthDeps, addAuthRoutes, readSession, sameOrigin } from './http/auth.ts';
 import type { Hub } from './hub/hub.ts';
@@ -50,7 +55,7 @@ const DevQuery = v.object({ user: Name('user'), room: Name('room'), since: Since
 // Signed in: the session says who; the query only chooses the room. A `user` parameter is ignored.
 const SessionQuery = v.object({ room: Name('room'), since: Since });
 
-const CSP = {
+const BASE_CSP = {
   defaultSrc: ["'none'"],
   scriptSrc: ["'self'"],
   styleSrc: ["'self'"],
@@ -70,6 +75,9 @@ export function createApp(deps: AppDeps): Hono {
   const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
   const app = new Hono();
+  // Signing out is a form POST that ends in a redirect to the provider, which form-action must allow.
+  const logoutOrigin = auth?.oidc.logoutOrigin;
+  const CSP = logoutOrigin ? { ...BASE_CSP, formAction: ["'self'", logoutOrigin] } : BASE_CSP;
 
   app.use(async (c, next) => {
     await next();
@@ -117,7 +125,10 @@ export function createApp(deps: AppDeps): Hono {
     return serve(c, 'index.html');
   });
   // Browsers ask for it whatever the page says; an empty answer keeps their consoles quiet.
-  app.get('/favicon.ico', () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }));
+  app.get(
+    '/favicon.ico',
+    () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }),
+  );
   app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c, c.req.param('file')));
 
   app.get('/ws', async (c) => {

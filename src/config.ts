@@ -194,7 +194,9 @@ export function parseCommand(
   }
   const { tlsCert, tlsKey, trustProxy, ...rest } = result.output;
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
-    throw new ConfigError('--tls-cert and --tls-key (CONSOLE_ROOM_TLS_CERT / CONSOLE_ROOM_TLS_KEY) go together');
+    throw new ConfigError(
+      '--tls-cert and --tls-key (CONSOLE_ROOM_TLS_CERT / CONSOLE_ROOM_TLS_KEY) go together',
+    );
   }
   const config: Config = {
     ...rest,
@@ -214,10 +216,13 @@ function parseTrustProxy(list: string): string[] {
   for (const item of items) {
     if (item === 'loopback') continue;
     const [address, bits, extra] = item.split('/');
-    const okAddress = address !== undefined && (/^\d{1,3}(\.\d{1,3}){3}$/u.test(address) || /^[0-9a-f:]+$/iu.test(address));
+    const okAddress =
+      address !== undefined && (/^\d{1,3}(\.\d{1,3}){3}$/u.test(address) || /^[0-9a-f:]+$/iu.test(address));
     const okBits = bits === undefined || /^\d{1,3}$/u.test(bits);
     if (!okAddress || !okBits || extra !== undefined) {
-      throw new ConfigError(`--trust-proxy ${JSON.stringify(item)}: expected an IP address, a CIDR, "loopback" or "none"`);
+      throw new ConfigError(
+        `--trust-proxy ${JSON.stringify(item)}: expected an IP address, a CIDR, "loopback" or "none"`,
+      );
     }
   }
   return items;
@@ -229,7 +234,8 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 function parseDuration(name: string, text: string): number {
   const match = DURATION.exec(text.trim());
   const seconds = match ? Number(match[1]) * (UNIT_SECONDS[match[2] ?? 's'] ?? 1) : Number.NaN;
-  if (!(seconds > 0)) throw new ConfigError(`${name} ${JSON.stringify(text)}: expected a duration such as 90s, 30m, 12h or 7d`);
+  if (!(seconds > 0))
+    throw new ConfigError(`${name} ${JSON.stringify(text)}: expected a duration such as 90s, 30m, 12h or 7d`);
   return seconds;
 }
 
@@ -255,14 +261,17 @@ function httpUrl(name: string, text: string, allowHttpOnLoopback: boolean): URL 
   if (url.protocol === 'https:') return url;
   if (url.protocol === 'http:' && allowHttpOnLoopback && isLoopback(url.hostname)) return url;
   if (url.protocol === 'http:' && allowHttpOnLoopback) {
-    throw new ConfigError(`${name} ${JSON.stringify(text)}: plain http is only allowed for a loopback address`);
+    throw new ConfigError(
+      `${name} ${JSON.stringify(text)}: plain http is only allowed for a loopback address`,
+    );
   }
   throw new ConfigError(`${name} ${JSON.stringify(text)}: must be an https URL`);
 }
 
 /** Sign-in settings: undefined in dev mode (none set); a ConfigError when only some are set. */
 function parseAuth(env: Readonly<Record<string, string | undefined>>): AuthConfig | undefined {
-  const get = (name: (typeof AUTH_VARS)[number] | string): string | undefined => env[name]?.trim() || undefined;
+  const get = (name: (typeof AUTH_VARS)[number] | string): string | undefined =>
+    env[name]?.trim() || undefined;
   const present = AUTH_VARS.filter((name) => get(name));
   if (present.length === 0) return undefined;
   const missing: string[] = [];
@@ -271,9 +280,13 @@ function parseAuth(env: Readonly<Record<string, string | undefined>>): AuthConfi
   }
   for (const name of AUTH_VARS.slice(2)) if (!get(name)) missing.push(name);
   if (missing.length > 0) {
-    throw new ConfigError(`sign-in is half configured (${present.join(', ')} set); missing: ${missing.join(', ')}`);
+    throw new ConfigError(
+      `sign-in is half configured (${present.join(', ')} set); missing: ${missing.join(', ')}`,
+    );
   }
-  const allowHttp = ['1', 'true', 'yes', 'on'].includes((get('CONSOLE_ROOM_OIDC_ALLOW_HTTP') ?? '').toLowerCase());
+  const allowHttp = ['1', 'true', 'yes', 'on'].includes(
+    (get('CONSOLE_ROOM_OIDC_ALLOW_HTTP') ?? '').toLowerCase(),
+  );
   const issuer = get('CONSOLE_ROOM_OIDC_ISSUER');
   const metadataUrl = get('CONSOLE_ROOM_OIDC_METADATA_URL');
   if (issuer) httpUrl('CONSOLE_ROOM_OIDC_ISSUER', issuer, allowHttp);
@@ -283,10 +296,15 @@ function parseAuth(env: Readonly<Record<string, string | undefined>>): AuthConfi
     throw new ConfigError('CONSOLE_ROOM_PUBLIC_URL must be https unless it is a loopback address');
   }
   if ((publicUrl.pathname !== '/' && publicUrl.pathname !== '') || publicUrl.search || publicUrl.hash) {
-    throw new ConfigError('CONSOLE_ROOM_PUBLIC_URL must be an origin such as https://room.example.com, without a path');
+    throw new ConfigError(
+      'CONSOLE_ROOM_PUBLIC_URL must be an origin such as https://room.example.com, without a path',
+    );
   }
   const secret = get('CONSOLE_ROOM_SESSION_SECRET') ?? '';
-  if (secret.length < 32) throw new ConfigError('CONSOLE_ROOM_SESSION_SECRET must be at least 32 characters (openssl rand -hex 32)');
+  if (secret.length < 32)
+    throw new ConfigError(
+      'CONSOLE_ROOM_SESSION_SECRET must be at least 32 characters (openssl rand -hex 32)',
+    );
   const scopes = (get('CONSOLE_ROOM_OIDC_SCOPES') ?? 'openid profile email').split(/[\s,]+/u).filter(Boolean);
   if (!scopes.includes('openid')) throw new ConfigError('CONSOLE_ROOM_OIDC_SCOPES must include openid');
   return Object.freeze({

@@ -4,9 +4,9 @@ import { createSecureContext } from 'node:tls';
 import { Oidc, OidcError } from './auth/oidc.ts';
 import { Transactions } from './auth/transactions.ts';
 import type { Config } from './config.ts';
+import { startConsoleDoor } from './doors/console-door.ts';
 import type { AuthDeps } from './http/auth.ts';
 import { SessionWatch } from './http/session-watch.ts';
-import { startConsoleDoor } from './doors/console-door.ts';
 import { Hub } from './hub/hub.ts';
 import type { Log } from './log.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
@@ -51,7 +51,9 @@ async function loadTls(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer;
   try {
     createSecureContext({ cert, key });
   } catch (error) {
-    throw new StartError(`TLS certificate ${tls.certFile} and key ${tls.keyFile} cannot be used: ${(error as Error).message}`);
+    throw new StartError(
+      `TLS certificate ${tls.certFile} and key ${tls.keyFile} cannot be used: ${(error as Error).message}`,
+    );
   }
   return { cert, key };
 }
@@ -110,8 +112,13 @@ export async function startServer(config: Config, log: Log): Promise<RunningServ
       database.close();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
     });
-    if (auth) log.info('sign-in enabled', { issuer: config.auth?.issuer ?? config.auth?.metadataUrl, public: config.auth?.publicOrigin });
-    else log.warn('browser door is unauthenticated (dev mode): anyone who can reach it may chat under any name');
+    if (auth)
+      log.info('sign-in enabled', {
+        issuer: config.auth?.issuer ?? config.auth?.metadataUrl,
+        public: config.auth?.publicOrigin,
+      });
+    else
+      log.warn('browser door is unauthenticated (dev mode): anyone who can reach it may chat under any name');
     log.info('browser door listening', { url: web.url });
   }
 

@@ -66,7 +66,11 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
   const common = { fetch: app.fetch, hostname: options.host, port: options.port, websocket: { server: wss } };
   const server = options.tls
-    ? serve({ ...common, createServer: createHttpsServer, serverOptions: { cert: options.tls.cert, key: options.tls.key } })
+    ? serve({
+        ...common,
+        createServer: createHttpsServer,
+        serverOptions: { cert: options.tls.cert, key: options.tls.key },
+      })
     : serve(common);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

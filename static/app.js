@@ -28,6 +28,10 @@ const ui = {
   leave: byId('leave'),
   notice: byId('notice'),
   signedOut: byId('signed-out'),
+  signedIn: byId('signed-in'),
+  signedInName: byId('signed-in-name'),
+  whoami: byId('whoami'),
+  logoutForm: byId('logout-form'),
   transcript: byId('transcript'),
   presence: byId('presence'),
   composeForm: byId('compose-form'),
@@ -335,14 +339,37 @@ document.addEventListener('visibilitychange', () => {
   if (visible) reconnectNow();
 });
 
-function start() {
+/** Signed in (the server's sign-in is on): the name is the session's and cannot be changed here. */
+function showSignedIn(name) {
+  ui.user.value = name;
+  ui.user.readOnly = true;
+  ui.signedInName.textContent = name;
+  ui.signedIn.hidden = false;
+  ui.whoami.textContent = name;
+  ui.whoami.hidden = false;
+  ui.logoutForm.hidden = false;
+}
+
+async function whoAmI() {
+  try {
+    const res = await fetch('/me', { headers: { accept: 'application/json' }, cache: 'no-store' });
+    return res.ok ? await res.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+async function start() {
   const params = new URLSearchParams(location.search);
   const stored = readStoredJoin();
-  ui.user.value = params.get('user') ?? stored.user;
-  ui.room.value = params.get('room') ?? stored.room;
   setState('offline');
-  if (params.get('user') && params.get('room')) submitJoin();
+  const me = await whoAmI();
+  const signedIn = me?.mode === 'oidc' ? String(me.user?.name ?? '') : '';
+  if (signedIn) showSignedIn(signedIn);
+  else ui.user.value = params.get('user') ?? stored.user;
+  ui.room.value = params.get('room') ?? stored.room;
+  if ((signedIn || params.get('user')) && params.get('room')) submitJoin();
   else (ui.user.value ? ui.room : ui.user).focus();
 }
 
-start();
+void start();

@@ -2,24 +2,15 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserClient } from './helpers/clients.ts';
-import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { freePort, startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 
 const SSHD = '/usr/sbin/sshd';
 const haveSsh = existsSync(SSHD) && existsSync('/usr/bin/ssh') && process.getuid?.() === 0;
 if (!haveSsh && process.env.CI)
   throw new Error('CI must run the SSH test: install openssh-server and openssh-client, run as root');
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 describe.skipIf(!haveSsh)('over SSH', () => {
   let sshd: ChildProcess;

@@ -70,21 +70,38 @@ export class Oidc {
     try {
       if (config.metadataUrl) {
         const response = await fetch(config.metadataUrl, { headers: { accept: 'application/json' } });
-        const issuer = config.issuer ?? String(((await response.clone().json()) as { issuer?: unknown }).issuer ?? '');
+        const issuer =
+          config.issuer ?? String(((await response.clone().json()) as { issuer?: unknown }).issuer ?? '');
         as = await oauth.processDiscoveryResponse(new URL(issuer), response);
       } else {
         const issuer = new URL(config.issuer ?? '');
-        as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oidc', ...http }));
+        as = await oauth.processDiscoveryResponse(
+          issuer,
+          await oauth.discoveryRequest(issuer, { algorithm: 'oidc', ...http }),
+        );
       }
     } catch (error) {
-      const reason = error instanceof Error ? (error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message) : String(error);
-      throw new OidcError('discovery', `OpenID Provider ${where} could not be used: ${reason}`, { cause: error });
+      const reason =
+        error instanceof Error
+          ? error.cause instanceof Error
+            ? `${error.message}: ${error.cause.message}`
+            : error.message
+          : String(error);
+      throw new OidcError('discovery', `OpenID Provider ${where} could not be used: ${reason}`, {
+        cause: error,
+      });
     }
     if (!as.code_challenge_methods_supported?.includes('S256')) {
-      throw new OidcError('discovery', `OpenID Provider ${where} does not advertise PKCE S256 (code_challenge_methods_supported)`);
+      throw new OidcError(
+        'discovery',
+        `OpenID Provider ${where} does not advertise PKCE S256 (code_challenge_methods_supported)`,
+      );
     }
     if (!as.authorization_endpoint || !as.token_endpoint) {
-      throw new OidcError('discovery', `OpenID Provider ${where} has no authorization or token endpoint in its metadata`);
+      throw new OidcError(
+        'discovery',
+        `OpenID Provider ${where} has no authorization or token endpoint in its metadata`,
+      );
     }
     return new Oidc(as, config);
   }
@@ -142,9 +159,21 @@ export class Oidc {
       };
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      const detail = error instanceof oauth.AuthorizationResponseError ? `${error.error}: ${error.error_description ?? ''}` : String(error);
-      throw new OidcError('callback', `sign-in failed (${typeof code === 'string' ? code : 'error'}): ${detail}`, { cause: error });
+      const detail =
+        error instanceof oauth.AuthorizationResponseError
+          ? `${error.error}: ${error.error_description ?? ''}`
+          : String(error);
+      throw new OidcError(
+        'callback',
+        `sign-in failed (${typeof code === 'string' ? code : 'error'}): ${detail}`,
+        { cause: error },
+      );
     }
+  }
+
+  /** Origin of the provider's logout endpoint, if it has one. */
+  get logoutOrigin(): string | undefined {
+    return this.#as.end_session_endpoint ? new URL(this.#as.end_session_endpoint).origin : undefined;
   }
 
   /** The provider's logout URL for a signed-out session, if it has one (RP-initiated logout). */

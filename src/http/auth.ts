@@ -2,11 +2,11 @@
 import type { Context, Hono } from 'hono';
 import { deleteCookie, getSignedCookie, setSignedCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
+import { Oidc, OidcError } from '../auth/oidc.ts';
+import type { Transactions } from '../auth/transactions.ts';
 import type { AuthConfig } from '../config.ts';
 import type { Log } from '../log.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
-import { Oidc, OidcError } from '../auth/oidc.ts';
-import type { Transactions } from '../auth/transactions.ts';
 import type { SessionWatch } from './session-watch.ts';
 
 /** What the sign-in routes need. */
@@ -38,7 +38,8 @@ function cookieOptions(config: AuthConfig, maxAge: number) {
   };
 }
 
-const prefixOf = (config: AuthConfig) => (config.publicOrigin.startsWith('https:') ? ('host' as const) : undefined);
+const prefixOf = (config: AuthConfig) =>
+  config.publicOrigin.startsWith('https:') ? ('host' as const) : undefined;
 
 /** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
 export function safeReturnTo(value: string | undefined, origin: string): string {
@@ -81,8 +82,12 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
     deleteCookie(c, TX_COOKIE, cookieOptions(config, 0));
     const tx = txId ? deps.transactions.take(txId) : undefined;
     if (!tx) {
-      log.warn('sign-in refused: no valid login transaction', { reason: txId === false ? 'tampered' : txId ? 'used or expired' : 'missing' });
-      throw new HTTPException(400, { message: 'This sign-in link has expired or was already used. Please sign in again.' });
+      log.warn('sign-in refused: no valid login transaction', {
+        reason: txId === false ? 'tampered' : txId ? 'used or expired' : 'missing',
+      });
+      throw new HTTPException(400, {
+        message: 'This sign-in link has expired or was already used. Please sign in again.',
+      });
     }
     // The callback URL as registered: PUBLIC_URL, never the Host header, plus the query received.
     const callbackUrl = new URL(`${config.publicOrigin}/auth/callback${new URL(c.req.url).search}`);
@@ -94,8 +99,18 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       throw new HTTPException(400, { message: 'Sign-in failed. Please sign in again.' });
     }
     const { token, session } = await deps.sessions.create(result.identity, result.idToken);
-    await setSignedCookie(c, SESSION_COOKIE, token, config.sessionSecret, cookieOptions(config, config.sessionMaxSeconds));
-    log.info('signed in', { user: session.user.name, issuer: session.user.issuer, subject: session.user.subject });
+    await setSignedCookie(
+      c,
+      SESSION_COOKIE,
+      token,
+      config.sessionSecret,
+      cookieOptions(config, config.sessionMaxSeconds),
+    );
+    log.info('signed in', {
+      user: session.user.name,
+      issuer: session.user.issuer,
+      subject: session.user.subject,
+    });
     return c.redirect(tx.returnTo, 303);
   });
 
@@ -114,7 +129,8 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
   app.get('/me', async (c) => {
     c.header('cache-control', 'no-store');
     const session = await readSession(c, deps);
-    if (!session) return c.json({ error: { code: 'unauthenticated', message: 'not signed in' }, login: '/login' }, 401);
+    if (!session)
+      return c.json({ error: { code: 'unauthenticated', message: 'not signed in' }, login: '/login' }, 401);
     const { name, issuer, subject } = session.user;
     return c.json({ mode: 'oidc', user: { name, issuer, subject }, expiresAt: session.expiresAt });
   });

@@ -49,7 +49,11 @@ export class SessionStore {
   readonly #lifetimes: SessionLifetimes;
   readonly #now: () => number;
 
-  constructor(database: Database, lifetimes: SessionLifetimes, now: () => number = () => Math.floor(Date.now() / 1000)) {
+  constructor(
+    database: Database,
+    lifetimes: SessionLifetimes,
+    now: () => number = () => Math.floor(Date.now() / 1000),
+  ) {
     this.#database = database;
     this.#lifetimes = lifetimes;
     this.#now = now;
@@ -62,7 +66,10 @@ export class SessionStore {
     const [row] = await db
       .insert(users)
       .values({ issuer: user.issuer, subject: user.subject, name: user.name, lastLoginAt: now })
-      .onConflictDoUpdate({ target: [users.issuer, users.subject], set: { name: user.name, lastLoginAt: now } })
+      .onConflictDoUpdate({
+        target: [users.issuer, users.subject],
+        set: { name: user.name, lastLoginAt: now },
+      })
       .returning({ id: users.id });
     if (!row) throw new Error('user row was not written');
     const token = randomToken();
@@ -148,4 +155,3 @@ export class SessionStore {
     return row.expiresAt > now && row.lastSeenAt + this.#lifetimes.idleSeconds > now;
   }
 }
-

@@ -1,24 +1,15 @@
 // End to end in real Chromium: two people chat, see each other, and survive a server restart intact.
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consoleClient } from '../helpers/clients.ts';
-import { tempDir } from '../helpers/server.ts';
+import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && process.env.CI) {
   throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 /** The ids of the messages a page shows, in order. */

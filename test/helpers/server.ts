@@ -1,5 +1,6 @@
 // Starting a real server in-process (real sockets, a real libSQL file in a temp dir) for tests.
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCommand } from '../../src/config.ts';
@@ -32,4 +33,13 @@ export async function startTestServer(dbPath: string, extraArgs: string[] = []):
     consolePort: server.consoleAddress.port,
     url: server.webUrl ?? '',
   });
+}
+
+/** A port that was free a moment ago (for servers that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise((resolve) => s.close(resolve));
+  return port;
 }

@@ -1,0 +1,348 @@
+// Sign-in against a real OpenID Provider (oidc-provider) over https, with the server as a process.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { startIdp, type TestIdp } from './helpers/idp.ts';
+import { CookieJar } from './helpers/jar.ts';
+import { makePki, type TestPki } from './helpers/pki.ts';
+import { freePort, tempDir } from './helpers/server.ts';
+import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
+
+const SESSION_COOKIE = '__Host-room_session';
+const TX_COOKIE = '__Host-room_login';
+
+let pki: TestPki;
+let idp: TestIdp;
+let server: Spawned;
+let origin: string;
+let dir: string;
+/** A second server, with short sessions, for the expiry test. */
+let shortPort: number;
+let cleanup: () => Promise<void>;
+
+function authEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
+    CONSOLE_ROOM_OIDC_CLIENT_ID: idp.clientId,
+    CONSOLE_ROOM_OIDC_CLIENT_SECRET: idp.clientSecret,
+    CONSOLE_ROOM_SESSION_SECRET: 'x'.repeat(40),
+    CONSOLE_ROOM_PUBLIC_URL: origin,
+    NODE_EXTRA_CA_CERTS: pki.caFile,
+    ...extra,
+  };
+}
+
+async function startSignedIn(port: number, extra: Record<string, string> = {}): Promise<Spawned> {
+  return spawnServer(
+    [
+      '--port',
+      String(port),
+      '--ndjson-port',
+      '0',
+      '--db',
+      join(dir, `room-${port}.db`),
+      '--tls-cert',
+      pki.certFile,
+      '--tls-key',
+      pki.keyFile,
+    ],
+    authEnv(extra),
+  );
+}
+
+/** Sign in as `user` through the provider; returns the jar holding the session, and the pages seen. */
+async function signIn(
+  user: string,
+  base = origin,
+  returnTo?: string,
+): Promise<{ jar: CookieJar; chain: Awaited<ReturnType<CookieJar['follow']>> }> {
+  idp.user = user;
+  const jar = new CookieJar(pki.ca);
+  const chain = await jar.follow(
+    `${base}/login${returnTo ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`,
+  );
+  return { jar, chain };
+}
+
+/** Open /ws with the jar's cookies; resolves with the socket, or the HTTP status it was refused with. */
+function openSocket(
+  jar: CookieJar,
+  query: string,
+  wsOrigin = origin,
+  base = origin,
+): Promise<WebSocket | number> {
+  const url = new URL(`/ws${query}`, base.replace('https', 'wss'));
+  const ws = new WebSocket(url, {
+    headers: { cookie: jar.header(new URL(base)) },
+    origin: wsOrigin,
+    ca: pki.ca,
+  });
+  return new Promise((resolve) => {
+    ws.on('open', () => resolve(ws));
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('error', () => resolve(0));
+  });
+}
+
+function framesOf(ws: WebSocket): Array<Record<string, unknown>> {
+  const frames: Array<Record<string, unknown>> = [];
+  ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+  return frames;
+}
+
+const closeOf = (ws: WebSocket) =>
+  new Promise<{ code: number; at: number }>((resolve) =>
+    ws.once('close', (code) => resolve({ code, at: Date.now() })),
+  );
+
+beforeAll(async () => {
+  const tmp = await tempDir();
+  dir = tmp.dir;
+  cleanup = tmp.cleanup;
+  pki = makePki(dir);
+  const port = await freePort();
+  shortPort = await freePort();
+  origin = `https://127.0.0.1:${port}`;
+  idp = await startIdp(pki, [origin, `https://127.0.0.1:${shortPort}`]);
+  server = await startSignedIn(port);
+}, 60_000);
+
+afterAll(async () => {
+  if (server?.proc.exitCode === null) await server.stop();
+  await idp?.stop();
+  await cleanup?.();
+});
+
+describe('sign-in with a real OpenID Provider', () => {
+  it('signs in through the provider, lands on the page, and /me tells who you are', async () => {
+    const { jar, chain } = await signIn('alice');
+    const last = chain.at(-1);
+    expect(last?.url.href).toBe(`${origin}/`);
+    expect(last?.status).toBe(200);
+    expect(last?.body).toContain('/static/app.js');
+    // PKCE S256, state and nonce went to the provider.
+    const authorize = new URL(chain[0]?.location ?? '');
+    expect(authorize.origin).toBe(idp.issuer);
+    expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(authorize.searchParams.get('state')).toBeTruthy();
+    expect(authorize.searchParams.get('nonce')).toBeTruthy();
+    expect(authorize.searchParams.get('redirect_uri')).toBe(`${origin}/auth/callback`);
+    const me = await jar.fetch(`${origin}/me`);
+    expect(me.status).toBe(200);
+    expect(JSON.parse(me.body)).toMatchObject({
+      mode: 'oidc',
+      user: { name: 'alice', subject: 'sub-alice', issuer: idp.issuer },
+    });
+    // The session cookie is host-only, HttpOnly, Secure and Lax.
+    const setCookie = chain
+      .flatMap((r) => r.headers['set-cookie'] ?? [])
+      .find((c) => c.startsWith(`${SESSION_COOKIE}=`));
+    expect(setCookie).toMatch(/HttpOnly/iu);
+    expect(setCookie).toMatch(/Secure/iu);
+    expect(setCookie).toMatch(/SameSite=Lax/iu);
+    expect(setCookie).not.toMatch(/Domain=/iu);
+  });
+
+  it('sends a visitor without a session from the page to /login, and back to where they were going', async () => {
+    const jar = new CookieJar(pki.ca);
+    const page = await jar.fetch(`${origin}/?room=ops`);
+    expect(page.status).toBe(302);
+    expect(page.location).toBe(`${origin}/login?return_to=${encodeURIComponent('/?room=ops')}`);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
+    const { chain } = await signIn('alice', origin, '/?room=ops');
+    expect(chain.at(-1)?.url.href).toBe(`${origin}/?room=ops`);
+  });
+
+  it('never returns to another site after sign-in', async () => {
+    for (const target of ['https://evil.example/', '//evil.example/', '/\\evil.example']) {
+      const { chain } = await signIn('alice', origin, target);
+      expect(chain.at(-1)?.url.href).toBe(`${origin}/`);
+    }
+  });
+
+  it('gives each sign-in a new session id', async () => {
+    const a = await signIn('alice');
+    const b = await signIn('alice');
+    expect(a.jar.get(new URL(origin), SESSION_COOKIE)).not.toBe(b.jar.get(new URL(origin), SESSION_COOKIE));
+  });
+
+  it('treats a tampered session cookie as signed out', async () => {
+    const { jar } = await signIn('alice');
+    const url = new URL(origin);
+    const cookie = jar.get(url, SESSION_COOKIE) ?? '';
+    const [value, signature] = decodeURIComponent(cookie).split('.');
+    jar.set(url, SESSION_COOKIE, encodeURIComponent(`${value}x.${signature}`));
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
+    expect((await jar.fetch(`${origin}/`)).status).toBe(302);
+    expect(await openSocket(jar, '?room=ops')).toBe(401);
+  });
+
+  /** Run /login and the provider's part, stopping before the callback; returns the callback URL. */
+  async function upToCallback(user: string): Promise<{ jar: CookieJar; callback: string }> {
+    idp.user = user;
+    const jar = new CookieJar(pki.ca);
+    let next = (await jar.fetch(`${origin}/login`)).location;
+    while (next && !next.startsWith(`${origin}/auth/callback`)) next = (await jar.fetch(next)).location;
+    if (!next) throw new Error('the provider did not redirect back');
+    return { jar, callback: next };
+  }
+
+  it('refuses a callback without its login cookie', async () => {
+    const { jar, callback } = await upToCallback('alice');
+    jar.set(new URL(origin), TX_COOKIE, undefined);
+    const res = await jar.fetch(callback);
+    expect(res.status).toBe(400);
+    expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
+  });
+
+  it('refuses a replayed login cookie: a login transaction is used once', async () => {
+    const { jar, callback } = await upToCallback('alice');
+    const tx = jar.get(new URL(origin), TX_COOKIE);
+    expect((await jar.fetch(callback)).status).toBe(303);
+    const replay = new CookieJar(pki.ca);
+    replay.set(new URL(origin), TX_COOKIE, tx);
+    expect((await replay.fetch(callback)).status).toBe(400);
+    expect(replay.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
+  });
+
+  it('refuses a callback whose state does not match', async () => {
+    const { jar, callback } = await upToCallback('alice');
+    const url = new URL(callback);
+    url.searchParams.set('state', 'forged-state');
+    const res = await jar.fetch(url);
+    expect(res.status).toBe(400);
+    expect(res.body).toContain('Sign-in failed');
+    expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
+  });
+
+  it('refuses a callback whose iss is not the provider (RFC 9207)', async () => {
+    const { jar, callback } = await upToCallback('alice');
+    const url = new URL(callback);
+    url.searchParams.set('iss', 'https://evil.example');
+    expect((await jar.fetch(url)).status).toBe(400);
+  });
+
+  it('refuses a WebSocket without a session (401) and from another origin even with one (403)', async () => {
+    expect(await openSocket(new CookieJar(pki.ca), '?room=ops')).toBe(401);
+    const { jar } = await signIn('alice');
+    expect(await openSocket(jar, '?room=ops', 'https://evil.example')).toBe(403);
+    const ws = await openSocket(jar, '?room=ops');
+    expect(ws).toBeInstanceOf(WebSocket);
+    (ws as WebSocket).close();
+  });
+
+  it('takes identity from the session alone: ?user= is ignored', async () => {
+    const { jar } = await signIn('bob');
+    const ws = (await openSocket(jar, '?room=spoof&user=mallory')) as WebSocket;
+    const frames = framesOf(ws);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(frames[0]).toMatchObject({ type: 'welcome', user: 'bob', room: 'spoof' });
+    ws.send(JSON.stringify({ type: 'message', text: 'hi', user: 'mallory', sender: 'mallory' }));
+    for (let i = 0; i < 40 && !frames.some((f) => f.type === 'message'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(frames.find((f) => f.type === 'message')).toMatchObject({ sender: 'bob', text: 'hi' });
+    ws.close();
+  });
+
+  it('logout ends the session, closes its open socket with 4401 within a second, and goes to the provider', async () => {
+    const { jar } = await signIn('carol');
+    const ws = (await openSocket(jar, '?room=ops')) as WebSocket;
+    const closed = closeOf(ws);
+    const crossSite = await jar.fetch(`${origin}/logout`, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example' },
+    });
+    expect(crossSite.status).toBe(403);
+    const started = Date.now();
+    const res = await jar.fetch(`${origin}/logout`, { method: 'POST', headers: { origin } });
+    expect(res.status).toBe(303);
+    const to = new URL(res.location ?? '');
+    expect(to.origin).toBe(idp.issuer);
+    expect(to.searchParams.get('id_token_hint')).toBeTruthy();
+    expect(to.searchParams.get('post_logout_redirect_uri')).toBe(`${origin}/`);
+    const { code, at } = await closed;
+    expect(code).toBe(4401);
+    expect(at - started).toBeLessThan(1000);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
+  });
+
+  it('closes the socket of an expired session with 4401 within a second', async () => {
+    const shortOrigin = `https://127.0.0.1:${shortPort}`;
+    const short = await startSignedIn(shortPort, {
+      CONSOLE_ROOM_SESSION_MAX: '2s',
+      CONSOLE_ROOM_PUBLIC_URL: shortOrigin,
+    });
+    try {
+      const { jar } = await signIn('dave', shortOrigin);
+      const ws = await openSocket(jar, '?room=ops', shortOrigin, shortOrigin);
+      expect(ws).toBeInstanceOf(WebSocket);
+      const signedInAt = Date.now();
+      const { code, at } = await closeOf(ws as WebSocket);
+      expect(code).toBe(4401);
+      // Ends at 2 s (whole seconds, so up to one early), noticed within the one-second check.
+      expect(at - signedInAt).toBeLessThan(3000);
+      expect((await jar.fetch(`${shortOrigin}/me`)).status).toBe(401);
+    } finally {
+      await short.stop();
+    }
+  });
+});
+
+describe('sign-in configuration', () => {
+  it('refuses to start half configured and names what is missing', async () => {
+    const { code, stderr } = await runCli(
+      ['--port', '0', '--ndjson-port', '0', '--db', join(dir, 'half.db')],
+      {
+        CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
+        CONSOLE_ROOM_OIDC_CLIENT_ID: 'x',
+      },
+    );
+    expect(code).toBe(2);
+    expect(stderr).toContain('CONSOLE_ROOM_OIDC_CLIENT_SECRET');
+    expect(stderr).toContain('CONSOLE_ROOM_SESSION_SECRET');
+    expect(stderr).toContain('CONSOLE_ROOM_PUBLIC_URL');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('ends start-up with one clear line when the provider cannot be reached', async () => {
+    const { code, stderr } = await runCli(
+      ['--port', '0', '--ndjson-port', '0', '--db', join(dir, 'unreachable.db')],
+      authEnv({ CONSOLE_ROOM_OIDC_ISSUER: `https://127.0.0.1:${await freePort()}` }),
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain('could not be used');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('refuses a plain-http issuer unless allowed, and then only on a loopback address', async () => {
+    const env = authEnv({ CONSOLE_ROOM_OIDC_ISSUER: 'http://idp.example.com' });
+    expect((await runCli(['--version'], env)).code).toBe(0);
+    const plain = await runCli(['--port', '0', '--ndjson-port', '0', '--db', join(dir, 'h.db')], env);
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toContain('must be an https URL');
+    const allowed = await runCli(['--port', '0', '--ndjson-port', '0', '--db', join(dir, 'h.db')], {
+      ...env,
+      CONSOLE_ROOM_OIDC_ALLOW_HTTP: '1',
+    });
+    expect(allowed.code).toBe(2);
+    expect(allowed.stderr).toContain('only allowed for a loopback address');
+  });
+
+  it('ends start-up with one clear line when the TLS certificate cannot be read', async () => {
+    const { code, stderr } = await runCli([
+      '--port',
+      '0',
+      '--ndjson-port',
+      '0',
+      '--db',
+      join(dir, 'tls.db'),
+      '--tls-cert',
+      join(dir, 'missing.crt'),
+      '--tls-key',
+      pki.keyFile,
+    ]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('cannot read TLS certificate');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
