@@ -87,7 +87,8 @@ export function createApp(deps: AppDeps): Hono {
   app.use(
     secureHeaders({
       contentSecurityPolicy: CSP,
-      referrerPolicy: 'no-referrer',
+      // Not no-referrer: under it browsers send `Origin: null` with form POSTs, and /logout checks Origin.
+      referrerPolicy: 'same-origin',
       xFrameOptions: 'DENY',
       crossOriginEmbedderPolicy: false,
       strictTransportSecurity: false,

@@ -51,6 +51,8 @@ let retryAt = 0;
 let retryTimer = 0;
 let stableTimer = 0;
 let noticeTimer = 0;
+/** The session's name when the server has sign-in on; empty in dev mode. */
+let signedInName = '';
 const seenIds = new Set();
 /** @type {Map<string, 'available' | 'away'>} */
 const presence = new Map();
@@ -85,7 +87,8 @@ function submitJoin() {
   } catch {
     // Storage can be disabled or full; the page works without it.
   }
-  const query = `?room=${encodeURIComponent(room)}&user=${encodeURIComponent(user)}`;
+  // Signed in, the name comes from the session; only dev mode keeps it in the address.
+  const query = `?room=${encodeURIComponent(room)}${signedInName ? '' : `&user=${encodeURIComponent(user)}`}`;
   history.replaceState(null, '', location.pathname + query);
   join(user, room);
 }
@@ -341,6 +344,7 @@ document.addEventListener('visibilitychange', () => {
 
 /** Signed in (the server's sign-in is on): the name is the session's and cannot be changed here. */
 function showSignedIn(name) {
+  signedInName = name;
   ui.user.value = name;
   ui.user.readOnly = true;
   ui.signedInName.textContent = name;

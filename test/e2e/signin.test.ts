@@ -1,0 +1,99 @@
+// End to end in Chromium with sign-in on: sign in at a real provider, see your name, chat, sign out.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestIdp, startIdp } from '../helpers/idp.ts';
+import { makePki, type TestPki } from '../helpers/pki.ts';
+import { freePort, tempDir } from '../helpers/server.ts';
+import { type Spawned, spawnServer } from '../helpers/spawn.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.CI) throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
+
+describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
+  let browser: Browser;
+  let server: Spawned;
+  let idp: TestIdp;
+  let pki: TestPki;
+  let origin: string;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    const tmp = await tempDir();
+    cleanup = tmp.cleanup;
+    pki = makePki(tmp.dir);
+    const port = await freePort();
+    origin = `https://127.0.0.1:${port}`;
+    idp = await startIdp(pki, [origin]);
+    server = await spawnServer(
+      ['--port', String(port), '--ndjson-port', '0', '--db', join(tmp.dir, 'room.db'), '--tls-cert', pki.certFile, '--tls-key', pki.keyFile],
+      {
+        CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
+        CONSOLE_ROOM_OIDC_CLIENT_ID: idp.clientId,
+        CONSOLE_ROOM_OIDC_CLIENT_SECRET: idp.clientSecret,
+        CONSOLE_ROOM_SESSION_SECRET: 's'.repeat(48),
+        CONSOLE_ROOM_PUBLIC_URL: origin,
+        NODE_EXTRA_CA_CERTS: pki.caFile,
+      },
+    );
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (server?.proc.exitCode === null) await server.stop();
+    await idp?.stop();
+    await cleanup?.();
+  });
+
+  it('signs in at the provider, shows the name, chats, and signs out; another tab calmly shows signed out', async () => {
+    // The test CA is not in Chromium's store; the server itself trusts it through NODE_EXTRA_CA_CERTS.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const problems: string[] = [];
+    idp.user = 'erin';
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${origin}/?room=ops`);
+    await page.waitForSelector('body[data-state="connected"]');
+    expect(page.url()).toBe(`${origin}/?room=ops`);
+    expect(await page.textContent('#whoami')).toBe('erin');
+    expect(await page.inputValue('#user')).toBe('erin');
+    expect(await page.$eval('#user', (el) => (el as HTMLInputElement).readOnly)).toBe(true);
+
+    await page.fill('#composer', 'signed-in hello');
+    await page.press('#composer', 'Enter');
+    const sender = await page.waitForSelector('#transcript li.message .sender');
+    expect(await sender.textContent()).toBe('erin');
+
+    const other = await context.newPage();
+    await other.goto(`${origin}/?room=ops`);
+    await other.waitForSelector('body[data-state="connected"]');
+
+    await page.click('#logout');
+    await page.waitForURL((url) => url.href.startsWith(idp.issuer));
+    await other.waitForSelector('body[data-state="signed-out"]', { timeout: 5000 });
+    expect(await other.isVisible('#signed-out')).toBe(true);
+    expect(await other.getAttribute('#signed-out a', 'href')).toBe('/login');
+    // Calm: it stays signed out and does not try again.
+    await other.waitForTimeout(1500);
+    expect(await other.getAttribute('body', 'data-state')).toBe('signed-out');
+    const me = await other.evaluate(async () => (await fetch('/me')).status);
+    expect(me).toBe(401);
+    expect(problems).toEqual([]);
+    await context.close();
+  }, 60_000);
+});
