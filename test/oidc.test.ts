@@ -143,6 +143,21 @@ describe('sign-in with a real OpenID Provider', () => {
     expect(setCookie).not.toMatch(/Domain=/iu);
   });
 
+  it('builds the redirect URI from the public URL, never from the Host header', async () => {
+    const jar = new CookieJar(pki.ca);
+    const res = await jar.fetch(`${origin}/login`, {
+      headers: { host: 'evil.example', 'x-forwarded-host': 'evil.example' },
+      forgedHost: true,
+    });
+    expect(new URL(res.location ?? '').searchParams.get('redirect_uri')).toBe(`${origin}/auth/callback`);
+  });
+
+  it('serves https with HSTS', async () => {
+    const res = await new CookieJar(pki.ca).fetch(`${origin}/healthz`);
+    expect(res.status).toBe(200);
+    expect(res.headers['strict-transport-security']).toContain('max-age=');
+  });
+
   it('sends a visitor without a session from the page to /login, and back to where they were going', async () => {
     const jar = new CookieJar(pki.ca);
     const page = await jar.fetch(`${origin}/?room=ops`);

@@ -3,14 +3,15 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestIdp, startIdp } from '../helpers/idp.ts';
+import { startIdp, type TestIdp } from '../helpers/idp.ts';
 import { makePki, type TestPki } from '../helpers/pki.ts';
 import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
+if (!haveChromium && process.env.CI)
+  throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
 
 describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
   let browser: Browser;
@@ -28,7 +29,18 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     origin = `https://127.0.0.1:${port}`;
     idp = await startIdp(pki, [origin]);
     server = await spawnServer(
-      ['--port', String(port), '--ndjson-port', '0', '--db', join(tmp.dir, 'room.db'), '--tls-cert', pki.certFile, '--tls-key', pki.keyFile],
+      [
+        '--port',
+        String(port),
+        '--ndjson-port',
+        '0',
+        '--db',
+        join(tmp.dir, 'room.db'),
+        '--tls-cert',
+        pki.certFile,
+        '--tls-key',
+        pki.keyFile,
+      ],
       {
         CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
         CONSOLE_ROOM_OIDC_CLIENT_ID: idp.clientId,

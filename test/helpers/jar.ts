@@ -50,18 +50,24 @@ export class CookieJar {
     const cookie = this.header(url);
     if (cookie) headers.cookie = cookie;
     return new Promise((resolve, reject) => {
-      const req = request(url, { method: init.method ?? 'GET', headers, ca: this.#ca }, (res) => {
-        for (const line of res.headers['set-cookie'] ?? []) this.#store(url, line);
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          body += chunk;
-        });
-        res.on('end', () => {
-          const location = res.headers.location ? new URL(res.headers.location, url).href : undefined;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, location, body, url });
-        });
-      });
+      // A forged Host header would also become the name the certificate is checked against.
+      const identity = init.forgedHost ? { checkServerIdentity: () => undefined } : {};
+      const req = request(
+        url,
+        { method: init.method ?? 'GET', headers, ca: this.#ca, ...identity },
+        (res) => {
+          for (const line of res.headers['set-cookie'] ?? []) this.#store(url, line);
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          res.on('end', () => {
+            const location = res.headers.location ? new URL(res.headers.location, url).href : undefined;
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, location, body, url });
+          });
+        },
+      );
       req.on('error', reject);
       req.end(init.body);
     });
