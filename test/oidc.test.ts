@@ -329,6 +329,40 @@ describe('sign-in configuration', () => {
     expect(stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('refuses a provider whose metadata does not offer PKCE S256', async () => {
+    const { createServer } = await import('node:http');
+    const metadata = createServer((req, res) => {
+      const issuer = `http://127.0.0.1:${(metadata.address() as { port: number }).port}`;
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          issuer,
+          authorization_endpoint: `${issuer}/authorize`,
+          token_endpoint: `${issuer}/token`,
+          jwks_uri: `${issuer}/jwks`,
+          response_types_supported: ['code'],
+          code_challenge_methods_supported: req.url?.includes('plain') ? ['plain'] : undefined,
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
+    const issuer = `http://127.0.0.1:${(metadata.address() as { port: number }).port}`;
+    try {
+      const { code, stderr } = await runCli(
+        ['--port', '0', '--ndjson-port', '0', '--db', join(dir, 's256.db')],
+        {
+          ...authEnv({ CONSOLE_ROOM_OIDC_ISSUER: issuer, CONSOLE_ROOM_OIDC_ALLOW_HTTP: '1' }),
+          CONSOLE_ROOM_PUBLIC_URL: 'http://127.0.0.1:8080',
+        },
+      );
+      expect(code).toBe(1);
+      expect(stderr).toContain('does not advertise PKCE S256');
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      metadata.close();
+    }
+  });
+
   it('refuses a plain-http issuer unless allowed, and then only on a loopback address', async () => {
     const env = authEnv({ CONSOLE_ROOM_OIDC_ISSUER: 'http://idp.example.com' });
     expect((await runCli(['--version'], env)).code).toBe(0);
