@@ -43,7 +43,7 @@ export class CookieJar {
   /** One request, no redirect following. */
   fetch(
     target: string | URL,
-    init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+    init: { method?: string; headers?: Record<string, string>; body?: string; forgedHost?: boolean } = {},
   ): Promise<JarResponse> {
     const url = new URL(target);
     const headers: Record<string, string> = { ...init.headers };
