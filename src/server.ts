@@ -13,7 +13,12 @@ import { DatabaseOpenError, openDatabase } from './store/db.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { SERVER_NAME } from './version.ts';
-import type { WebDoor } from './web.ts';
+import type { WebDoor, WebOptions } from './web.ts';
+
+/** Starts the browser door on a runtime; loaded only when the web door is wanted. */
+export type WebStarter = (options: WebOptions) => Promise<WebDoor>;
+
+const nodeWeb = async (): Promise<WebStarter> => (await import('./web.ts')).startWeb;
 
 /** The server could not start; the message is one line for the operator. */
 export class StartError extends Error {
@@ -59,7 +64,11 @@ async function loadTls(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer;
 }
 
 /** Start everything the configuration asks for. Throws StartError on a clear operator mistake. */
-export async function startServer(config: Config, log: Log): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Log,
+  loadWeb: () => Promise<WebStarter> = nodeWeb,
+): Promise<RunningServer> {
   const tls = config.tls && !config.ndjsonOnly ? await loadTls(config.tls) : undefined;
   const oidc =
     config.auth && !config.ndjsonOnly
@@ -97,7 +106,7 @@ export async function startServer(config: Config, log: Log): Promise<RunningServ
 
   if (!config.ndjsonOnly) {
     // Loaded only here, so --ndjson-only never loads the web stack.
-    const { startWeb } = await import('./web.ts');
+    const startWeb = await loadWeb();
     web = await startWeb({
       hub,
       log,
