@@ -4,6 +4,8 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { UpgradeWebSocket } from 'hono/ws';
 import * as v from 'valibot';
+import type { FloodLimits } from './doors/flood.ts';
+import { ConnectionLimit } from './doors/limits.ts';
 import {
   type BrowserIdentity,
   browserEvents,
@@ -32,6 +34,8 @@ export interface AppDeps {
   healthTimeoutMs?: number;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps;
+  /** Connection and flood limits; defaults as documented in README. */
+  limits?: { maxTotal: number; maxPerIp: number; flood: FloodLimits };
 }
 
 /** A name from a query string: trimmed, bounded, no control, zero-width or bidi characters. */
@@ -74,6 +78,12 @@ const refuse = (c: Context, status: 400 | 401 | 403 | 426 | 503, code: string, m
 export function createApp(deps: AppDeps): Hono {
   const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
+  const limits = deps.limits ?? {
+    maxTotal: 20_000,
+    maxPerIp: 100,
+    flood: { burst: 10, perSecond: 5, disconnectAfter: 50 },
+  };
+  const connections = new ConnectionLimit(limits.maxTotal, limits.maxPerIp);
   const app = new Hono();
   // Signing out is a form POST that ends in a redirect to the provider, which form-action must allow.
   const logoutOrigin = auth?.oidc.logoutOrigin;
@@ -137,6 +147,14 @@ export function createApp(deps: AppDeps): Hono {
       return refuse(c, 426, 'upgrade_required', 'this endpoint speaks WebSocket');
     }
     if (!hub.accepting) return refuse(c, 503, 'shutting_down', 'server is restarting');
+    const remote = deps.remoteAddress(c);
+    const full = connections.why(remote);
+    if (full) {
+      log.warn('browser refused: connection limit', { remote, limit: full });
+      const message =
+        full === 'total' ? 'the server is at its connection limit' : 'too many connections from your address';
+      return refuse(c, 503, 'too_many_connections', message);
+    }
     let identity: BrowserIdentity;
     if (auth) {
       // Checked before the session: a page on another site must not ride on the visitor's cookie.
@@ -149,16 +167,20 @@ export function createApp(deps: AppDeps): Hono {
         user: session.user.name,
         room: parsed.output.room,
         since: parsed.output.since,
-        remote: deps.remoteAddress(c),
+        remote,
         attach: (close) => auth.watch.attach(session.id, close),
       };
     } else {
       const parsed = v.safeParse(DevQuery, c.req.query());
       if (!parsed.success) return refuse(c, 400, 'bad_query', parsed.issues[0].message);
       const { user, room, since } = parsed.output;
-      identity = { user, room, since, remote: deps.remoteAddress(c) };
+      identity = { user, room, since, remote };
     }
-    return deps.upgradeWebSocket(c, browserEvents(hub, log, identity, access));
+    const events = browserEvents(hub, log, identity, access, {
+      flood: limits.flood,
+      acquire: () => connections.acquire(remote),
+    });
+    return deps.upgradeWebSocket(c, events);
   });
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: 'not found' } }, 404));

@@ -57,8 +57,50 @@ export type Config = Readonly<
     trustProxy: readonly string[];
     /** Sign-in settings; undefined means dev mode. */
     auth: AuthConfig | undefined;
+    limits: Limits;
   }
 >;
+
+/** Bounds that keep one client from hurting the others; each has an environment variable. */
+export interface Limits {
+  readonly rateBurst: number;
+  readonly ratePerSecond: number;
+  readonly floodDisconnect: number;
+  readonly maxBrowsers: number;
+  readonly maxBrowsersPerIp: number;
+  readonly maxConsoles: number;
+  readonly maxUnsentBytes: number;
+  readonly heartbeatMs: number;
+  readonly helloTimeoutMs: number;
+}
+
+function parseLimits(env: Readonly<Record<string, string | undefined>>): Limits {
+  const int = (name: string, fallback: number): number => {
+    const text = env[name]?.trim();
+    if (!text) return fallback;
+    if (!/^\d{1,12}$/u.test(text) || Number(text) < 1)
+      throw new ConfigError(`${name} ${JSON.stringify(text)}: expected a whole number of at least 1`);
+    return Number(text);
+  };
+  const ms = (name: string, fallback: string): number => {
+    const text = env[name]?.trim() || fallback;
+    const match = /^(\d+)\s*(ms|s|m)$/u.exec(text);
+    if (!match || Number(match[1]) < 1)
+      throw new ConfigError(`${name} ${JSON.stringify(text)}: expected a duration such as 500ms, 25s or 2m`);
+    return Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
+  };
+  return Object.freeze({
+    rateBurst: int('CONSOLE_ROOM_RATE_BURST', 10),
+    ratePerSecond: int('CONSOLE_ROOM_RATE_PER_SECOND', 5),
+    floodDisconnect: int('CONSOLE_ROOM_FLOOD_DISCONNECT', 50),
+    maxBrowsers: int('CONSOLE_ROOM_MAX_BROWSERS', 20_000),
+    maxBrowsersPerIp: int('CONSOLE_ROOM_MAX_BROWSERS_PER_IP', 100),
+    maxConsoles: int('CONSOLE_ROOM_MAX_CONSOLES', 20_000),
+    maxUnsentBytes: int('CONSOLE_ROOM_MAX_UNSENT', 1024 * 1024),
+    heartbeatMs: ms('CONSOLE_ROOM_HEARTBEAT', '25s'),
+    helloTimeoutMs: ms('CONSOLE_ROOM_HELLO_TIMEOUT', '10s'),
+  });
+}
 
 /** What the command line asks for. */
 export type Command = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
@@ -101,6 +143,50 @@ export const SETTINGS_TABLE: ReadonlyArray<{ flag: string; env: string; default:
     env: 'CONSOLE_ROOM_LOG_LEVEL',
     default: 'info',
     help: `log level: ${LOG_LEVELS.join(', ')}`,
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_RATE_BURST',
+    default: '10',
+    help: 'messages a connection may send at once before the rate applies',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_RATE_PER_SECOND',
+    default: '5',
+    help: 'messages per second a connection may send after its burst',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_FLOOD_DISCONNECT',
+    default: '50',
+    help: 'frames dropped for rate within 10 s before the connection is closed',
+  },
+  { flag: '', env: 'CONSOLE_ROOM_MAX_BROWSERS', default: '20000', help: 'open browser connections in total' },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_MAX_BROWSERS_PER_IP',
+    default: '100',
+    help: 'open browser connections per client address',
+  },
+  { flag: '', env: 'CONSOLE_ROOM_MAX_CONSOLES', default: '20000', help: 'open console connections in total' },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_MAX_UNSENT',
+    default: '1048576',
+    help: 'bytes of unsent data after which a slow member is disconnected',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_HEARTBEAT',
+    default: '25s',
+    help: 'ping interval; a peer silent for two intervals is disconnected',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_HELLO_TIMEOUT',
+    default: '10s',
+    help: 'a console that sends no valid hello by then is closed',
   },
   { flag: '--help', env: '', default: '', help: 'print this help and exit' },
   { flag: '--version', env: '', default: '', help: 'print the version and exit' },
@@ -203,6 +289,7 @@ export function parseCommand(
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     trustProxy: parseTrustProxy(trustProxy),
     auth: parseAuth(env),
+    limits: parseLimits(env),
   };
   return { kind: 'run', config: Object.freeze(config) };
 }

@@ -5,6 +5,7 @@ import { Oidc, OidcError } from './auth/oidc.ts';
 import { Transactions } from './auth/transactions.ts';
 import type { Config } from './config.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
+import { floodLimits } from './doors/flood.ts';
 import type { AuthDeps } from './http/auth.ts';
 import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
@@ -80,7 +81,13 @@ export async function startServer(
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
   const transcript = new LibsqlTranscript(database);
-  const hub = new Hub({ transcript, lastSeq: await transcript.lastSeq(), log, serverName: SERVER_NAME });
+  const hub = new Hub({
+    transcript,
+    lastSeq: await transcript.lastSeq(),
+    log,
+    serverName: SERVER_NAME,
+    maxBufferedBytes: config.limits.maxUnsentBytes,
+  });
 
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;
@@ -93,11 +100,16 @@ export async function startServer(
     watch.start();
     auth = { config: config.auth, oidc, sessions, transactions: new Transactions(), watch, log };
   }
+  const { limits } = config;
   const consoleDoor = await startConsoleDoor({
     hub,
     log,
     host: config.ndjsonHost,
     port: config.ndjsonPort,
+    helloTimeoutMs: limits.helloTimeoutMs,
+    heartbeatMs: limits.heartbeatMs,
+    maxConnections: limits.maxConsoles,
+    flood: floodLimits(limits),
   }).catch((error: unknown) => {
     database.close();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
@@ -116,6 +128,7 @@ export async function startServer(
       tls,
       trustProxy: config.trustProxy,
       auth,
+      limits,
     }).catch((error: unknown) => {
       consoleDoor.stopAccepting();
       database.close();

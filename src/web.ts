@@ -6,6 +6,8 @@ import { serve, upgradeWebSocket } from '@hono/node-server';
 import type { WSContext } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { createApp } from './app.ts';
+import type { Limits } from './config.ts';
+import { floodLimits } from './doors/flood.ts';
 import type { SocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
 import type { AuthDeps } from './http/auth.ts';
@@ -25,6 +27,7 @@ export interface WebOptions {
   /** Proxy addresses whose forwarding headers are believed. */
   trustProxy: readonly string[];
   auth?: AuthDeps | undefined;
+  limits: Limits;
 }
 
 /** A listening browser door. */
@@ -47,6 +50,32 @@ const nodeSocketAccess: SocketAccess = {
   resume: (ws) => (ws.raw as WebSocket).resume(),
 };
 
+const alive = new WeakSet<WebSocket>();
+
+/**
+ * Ping every browser each interval; one that has not answered the previous ping is terminated (it
+ * cannot take part in a closing handshake), so a dead peer leaves its room within two intervals.
+ */
+function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): ReturnType<typeof setInterval> {
+  wss.on('connection', (ws: WebSocket) => {
+    alive.add(ws);
+    ws.on('pong', () => alive.add(ws));
+  });
+  const timer = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.has(ws)) {
+        log.info('browser closed: no answer to ping');
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, intervalMs);
+  timer.unref();
+  return timer;
+}
+
 /** Start the browser door; rejects with the listen error (for example EADDRINUSE). */
 export async function startWeb(options: WebOptions): Promise<WebDoor> {
   const { log } = options;
@@ -62,6 +91,11 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     isSecure: client.isSecure,
     socketAccess: nodeSocketAccess,
     auth: options.auth,
+    limits: {
+      maxTotal: options.limits.maxBrowsers,
+      maxPerIp: options.limits.maxBrowsersPerIp,
+      flood: floodLimits(options.limits),
+    },
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
   const common = { fetch: app.fetch, hostname: options.host, port: options.port, websocket: { server: wss } };
@@ -80,6 +114,8 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     });
   });
   server.on('error', (error) => log.error('browser door error', { error: String(error) }));
+  const heartbeat = startHeartbeat(wss, options.limits.heartbeatMs, log);
+  server.once('close', () => clearInterval(heartbeat));
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {

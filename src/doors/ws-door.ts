@@ -3,9 +3,10 @@ import type { WSContext, WSEvents } from 'hono/ws';
 import type { Hub } from '../hub/hub.ts';
 import type { Encoded, Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
-import { ErrorCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import { decodeClientFrame } from '../protocol/frames.ts';
-import { dispatch, Inflight } from './dispatch.ts';
+import { FrameHandler } from './dispatch.ts';
+import type { FloodLimits } from './flood.ts';
 
 /** Who a browser connection is and where it goes, decided before the upgrade. */
 export interface BrowserIdentity {
@@ -40,13 +41,33 @@ export const standardSocketAccess: SocketAccess = {
   resume: () => {},
 };
 
+/** Per-connection bounds the browser door applies. */
+export interface BrowserLimits {
+  flood: FloodLimits;
+  /** Count the connection; undefined means a limit was reached in the meantime. */
+  acquire: () => (() => void) | undefined;
+}
+
 /** The WebSocket event handlers for one browser connection. */
-export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: SocketAccess): WSEvents {
+export function browserEvents(
+  hub: Hub,
+  log: Log,
+  who: BrowserIdentity,
+  access: SocketAccess,
+  limits: BrowserLimits,
+): WSEvents {
   let peer: Peer | undefined;
-  let inflight: Inflight | undefined;
+  let handler: FrameHandler | undefined;
   let detach: (() => void) | undefined;
+  let release: (() => void) | undefined;
   return {
     onOpen(_event, ws) {
+      release = limits.acquire();
+      if (!release) {
+        // Checked before the upgrade too; this catches connections that raced past that check.
+        ws.close(CloseCode.TryAgainLater, 'too many connections');
+        return;
+      }
       detach = who.attach?.((code, reason) => ws.close(code, reason));
       const joined: Peer = {
         user: who.user,
@@ -59,15 +80,15 @@ export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: 
         close: (code, reason) => ws.close(code, reason),
       };
       peer = joined;
-      inflight = new Inflight(
-        () => access.pause(ws),
-        () => access.resume(ws),
-      );
+      handler = new FrameHandler(hub, joined, log, limits.flood, {
+        pause: () => access.pause(ws),
+        resume: () => access.resume(ws),
+      });
       log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
       void hub.join(joined);
     },
     onMessage(event, ws) {
-      if (!peer || !inflight) return;
+      if (!peer || !handler || ws.readyState !== 1) return;
       if (typeof event.data !== 'string') {
         hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
         return;
@@ -77,11 +98,11 @@ export function browserEvents(hub: Hub, log: Log, who: BrowserIdentity, access: 
         hub.refuse(peer, decoded.code, decoded.message);
         return;
       }
-      if (ws.readyState !== 1) return;
-      dispatch(hub, peer, decoded.frame, inflight);
+      handler.handle(decoded.frame);
     },
     onClose(event) {
       detach?.();
+      release?.();
       if (!peer) return;
       hub.leave(peer);
       log.info('browser left', { room: peer.room, user: peer.user, code: event.code });

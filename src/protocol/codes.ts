@@ -12,6 +12,7 @@ export const ErrorCode = {
   BinaryUnsupported: 'binary_unsupported',
   StoreUnavailable: 'store_unavailable',
   ShuttingDown: 'shutting_down',
+  RateLimited: 'rate_limited',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -27,5 +28,9 @@ export const CloseCode = {
   Unauthorized: 4401,
   /** The client did not read fast enough and its unsent data passed the bound. */
   Slow: 4008,
+  /** The client kept sending faster than its rate limit. */
+  Flood: 4429,
+  /** The server is at its connection limit; try again later. */
+  TryAgainLater: 1013,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -25,6 +25,16 @@ export function nameProblem(name: string): string | undefined {
   return undefined;
 }
 
+// Control characters other than tab and newline can drive a console's terminal (escape sequences)
+// or hide text; both doors drop them from message text. A CR goes too, so CRLF becomes LF.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const TEXT_CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/gu;
+
+/** Message text as stored: control characters other than tab and newline removed, then capped. */
+export function cleanText(text: string): string {
+  return capText(text.replace(TEXT_CONTROLS, ''));
+}
+
 /** Cut text to TEXT_CAP characters (never splitting a surrogate pair) and mark the cut with "…". */
 export function capText(text: string): string {
   const wellFormed = text.isWellFormed() ? text : text.toWellFormed();
@@ -86,7 +96,7 @@ export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 /** Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored. */
 export const MessageIn = v.object({
   type: v.literal('message'),
-  text: v.pipe(Stringish, v.transform(capText)),
+  text: v.pipe(Stringish, v.transform(cleanText)),
 });
 export type MessageIn = v.InferOutput<typeof MessageIn>;
 
@@ -97,8 +107,12 @@ export const PresenceIn = v.object({
 });
 export type PresenceIn = v.InferOutput<typeof PresenceIn>;
 
+/** Client → server (protocol 2): the answer to a ping. Any frame shows a client is alive. */
+export const PongIn = v.object({ type: v.literal('pong') });
+export type PongIn = v.InferOutput<typeof PongIn>;
+
 /** Every frame a client may send once it is in a room. */
-export const ClientFrame = v.variant('type', [HelloFrame, MessageIn, PresenceIn]);
+export const ClientFrame = v.variant('type', [HelloFrame, MessageIn, PresenceIn, PongIn]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
 /** Server → client: a stamped message. `seq` orders the room's transcript (an addition to the seed). */
@@ -144,8 +158,12 @@ export const ErrorOut = v.object({
 });
 export type ErrorOut = v.InferOutput<typeof ErrorOut>;
 
+/** Server → opted-in console: are you there? Answer with a pong (or any frame). */
+export const PingOut = v.object({ type: v.literal('ping') });
+export type PingOut = v.InferOutput<typeof PingOut>;
+
 /** Every frame the server sends. */
-export const ServerFrame = v.variant('type', [MessageOut, PresenceOut, WelcomeOut, ErrorOut]);
+export const ServerFrame = v.variant('type', [MessageOut, PresenceOut, WelcomeOut, ErrorOut, PingOut]);
 export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
 /** The result of decoding one inbound frame: the frame, or a wire error to report. */
@@ -171,7 +189,7 @@ export function decodeClientFrame(text: string): Decoded<ClientFrame> {
     return { ok: false, code: ErrorCode.BadFrame, message: 'frame must be a JSON object', optedIn: false };
   }
   const type = (raw as { type?: unknown }).type;
-  if (type !== 'hello' && type !== 'message' && type !== 'presence') {
+  if (type !== 'hello' && type !== 'message' && type !== 'presence' && type !== 'pong') {
     return {
       ok: false,
       code: ErrorCode.UnknownType,

@@ -1,6 +1,7 @@
 // Running the built server (dist/main.js) as its own process, the way users run it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { BURST_FRIENDLY } from './server.ts';
 
 /** The built entry point (npm test builds it first). */
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -32,13 +33,16 @@ export function runCli(args: string[], env: Record<string, string> = {}, cwd?: s
   });
 }
 
-/** Start the server and wait until it logs that it is ready. */
+/** Start the server and wait until it logs that it is ready. Rate limits are test-friendly unless `env` sets them. */
 export async function spawnServer(
   args: string[],
   env: Record<string, string> = {},
   cwd?: string,
 ): Promise<Spawned> {
-  const proc = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, cwd });
+  const proc = spawn(process.execPath, [MAIN, ...args], {
+    env: { ...process.env, ...BURST_FRIENDLY, ...env },
+    cwd,
+  });
   let output = '';
   const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {

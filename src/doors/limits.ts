@@ -1,0 +1,41 @@
+// Connection counting per door and per client address, for clean refusals at the limits.
+
+/** Counts open connections in total and per key (a client address). */
+export class ConnectionLimit {
+  readonly #maxTotal: number;
+  readonly #maxPerKey: number;
+  readonly #perKey = new Map<string, number>();
+  #total = 0;
+
+  constructor(maxTotal: number, maxPerKey = Number.POSITIVE_INFINITY) {
+    this.#maxTotal = maxTotal;
+    this.#maxPerKey = maxPerKey;
+  }
+
+  get total(): number {
+    return this.#total;
+  }
+
+  /** Whether one more connection from `key` would be within the limits (checked before an upgrade). */
+  why(key: string): 'total' | 'per_key' | undefined {
+    if (this.#total >= this.#maxTotal) return 'total';
+    if ((this.#perKey.get(key) ?? 0) >= this.#maxPerKey) return 'per_key';
+    return undefined;
+  }
+
+  /** Count a connection; returns its release, or undefined when a limit is reached. */
+  acquire(key: string): (() => void) | undefined {
+    if (this.why(key)) return undefined;
+    this.#total += 1;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#total -= 1;
+      const left = (this.#perKey.get(key) ?? 1) - 1;
+      if (left === 0) this.#perKey.delete(key);
+      else this.#perKey.set(key, left);
+    };
+  }
+}
