@@ -72,7 +72,14 @@ export class Hub {
     this.#resumeLimit = options.resumeLimit ?? 1000;
     this.#maxBuffered = options.maxBufferedBytes ?? 1024 * 1024;
     this.#maxPending = options.maxPendingFrames ?? 10_000;
-    this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), options.maxBatch);
+    // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
+    // by several batches, never because one batch arrived at once.
+    this.#commit = new GroupCommit(
+      options.transcript,
+      (batch) => this.#committed(batch),
+      options.maxBatch,
+      Math.max(16 * 1024, Math.floor(this.#maxBuffered / 4)),
+    );
   }
 
   /** Rooms with at least one member, and members across all rooms. */
@@ -246,17 +253,31 @@ export class Hub {
   }
 
   #committed(batch: StoredMessage[]): void {
+    // Slowness is judged once per batch, before it is handed out: what a member still holds from
+    // earlier batches, not the batch that is arriving now.
+    const rooms = new Set<Room>();
+    for (const message of batch) {
+      const room = this.#rooms.get(message.room);
+      if (room) rooms.add(room);
+    }
+    for (const room of rooms) {
+      for (const member of [...room.members.values()]) {
+        if (!member.pending && member.peer.bufferedAmount() > this.#maxBuffered) {
+          this.#drop(member.peer, CloseCode.Slow, 'slow consumer');
+        }
+      }
+    }
     for (const message of batch) {
       if (message.seq > this.#committedSeq) this.#committedSeq = message.seq;
       const room = this.#rooms.get(message.room);
-      if (room) this.#broadcast(room, messageFrame(message));
+      if (room) this.#broadcast(room, messageFrame(message), undefined, false);
     }
   }
 
-  #broadcast(room: Room, frame: ServerFrame, except?: Peer): void {
+  #broadcast(room: Room, frame: ServerFrame, except?: Peer, checkSlow = true): void {
     const encoded = new Encoded(frame);
     for (const member of room.members.values()) {
-      if (member.peer !== except) this.#deliver(member, encoded);
+      if (member.peer !== except) this.#deliver(member, encoded, checkSlow);
     }
   }
 
@@ -265,14 +286,14 @@ export class Hub {
   }
 
   /** Hand one frame to one member; a slow or broken member is dropped, never waited for. */
-  #deliver(member: Member, frame: Encoded): void {
+  #deliver(member: Member, frame: Encoded, checkSlow = true): void {
     const { peer } = member;
     if (member.pending) {
       if (member.pending.length < this.#maxPending) member.pending.push(frame);
       else this.#drop(peer, CloseCode.Slow, 'too many frames while joining');
       return;
     }
-    if (peer.bufferedAmount() > this.#maxBuffered) {
+    if (checkSlow && peer.bufferedAmount() > this.#maxBuffered) {
       this.#drop(peer, CloseCode.Slow, 'slow consumer');
       return;
     }

@@ -1,5 +1,10 @@
 // What the Hub needs of the durable transcript, and the group commit that feeds it.
 
+const yieldToIo: () => Promise<void> =
+  typeof setImmediate === 'function'
+    ? () => new Promise((resolve) => setImmediate(resolve))
+    : () => new Promise((resolve) => setTimeout(resolve, 0));
+
 /** A message stamped by the Hub, not yet stored. */
 export interface NewMessage {
   id: string;
@@ -41,14 +46,25 @@ interface Pending {
 export class GroupCommit {
   readonly #transcript: Transcript;
   readonly #maxBatch: number;
+  readonly #maxBatchBytes: number;
   readonly #onCommit: (batch: StoredMessage[]) => void;
   #queue: Pending[] = [];
   #writing: Promise<void> | undefined;
 
-  constructor(transcript: Transcript, onCommit: (batch: StoredMessage[]) => void, maxBatch = 256) {
+  /**
+   * `maxBatch` bounds the messages per transaction; `maxBatchBytes` bounds their text, because each
+   * committed batch is broadcast at once and lands in every member's send buffer together.
+   */
+  constructor(
+    transcript: Transcript,
+    onCommit: (batch: StoredMessage[]) => void,
+    maxBatch = 256,
+    maxBatchBytes = 256 * 1024,
+  ) {
     this.#transcript = transcript;
     this.#onCommit = onCommit;
     this.#maxBatch = maxBatch;
+    this.#maxBatchBytes = maxBatchBytes;
   }
 
   /** Queue a message; resolves once it is committed and `onCommit` has run for its batch. */
@@ -69,12 +85,27 @@ export class GroupCommit {
     while (this.#writing) await this.#writing;
   }
 
+  /** How many queued messages the next batch takes: at least one, within both bounds. */
+  #batchLength(): number {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length && n < this.#maxBatch) {
+      // UTF-16 length is a fair, cheap stand-in for the encoded size of the frame.
+      bytes += (this.#queue[n]?.message.text.length ?? 0) + 200;
+      if (n > 0 && bytes > this.#maxBatchBytes) break;
+      n += 1;
+    }
+    return n;
+  }
+
   async #drain(): Promise<void> {
-    // Let the current turn of the event loop finish, so frames that arrived together join one batch.
-    await Promise.resolve();
     try {
       while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#maxBatch);
+        // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
+        // and flushed (members drain what the last batch gave them). A fast store resolves without
+        // ever reaching the event loop, and would otherwise starve every socket while a burst lasts.
+        await yieldToIo();
+        const batch = this.#queue.splice(0, this.#batchLength());
         let seqs: number[];
         try {
           seqs = await this.#transcript.append(batch.map((p) => p.message));
