@@ -19,7 +19,8 @@ describe('crash safety', () => {
     cleanups.push(tmp.cleanup);
     const db = `${tmp.dir}/room.db`;
     const echoed: string[] = [];
-    for (let round = 0; round < 3; round++) {
+    // Many kills at random moments: each round is a fresh process and a fresh burst.
+    for (let round = 0; round < 10; round++) {
       const s = await spawnServer(['--ndjson-only', '--ndjson-port', '0', '--db', db]);
       running.push(s);
       const c = await consoleClient(s.consolePort, {
@@ -31,7 +32,7 @@ describe('crash safety', () => {
       await c.waitFor((f) => f.type === 'welcome');
       for (let i = 0; i < 2000; i++) c.send({ type: 'message', text: `r${round} m${i}` });
       // Kill at a different point of the burst each round, while commits are still in flight.
-      const killAfter = 50 + Math.floor(Math.random() * 400);
+      const killAfter = 20 + Math.floor(Math.random() * 600);
       await c.waitFor((f) => f.type === 'message' && f.text === `r${round} m${killAfter}`, 10_000);
       s.proc.kill('SIGKILL');
       await s.exited;
