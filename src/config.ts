@@ -145,6 +145,79 @@ export const SETTINGS_TABLE: ReadonlyArray<{ flag: string; env: string; default:
     help: `log level: ${LOG_LEVELS.join(', ')}`,
   },
   {
+    flag: '--tls-cert FILE',
+    env: 'CONSOLE_ROOM_TLS_CERT',
+    default: '',
+    help: 'PEM certificate (chain): serve https and wss directly',
+  },
+  {
+    flag: '--tls-key FILE',
+    env: 'CONSOLE_ROOM_TLS_KEY',
+    default: '',
+    help: 'PEM private key for --tls-cert',
+  },
+  {
+    flag: '--trust-proxy LIST',
+    env: 'CONSOLE_ROOM_TRUST_PROXY',
+    default: 'loopback',
+    help: 'proxy addresses/CIDRs whose X-Forwarded-For/-Proto are believed, or "none"',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_OIDC_ISSUER',
+    default: '',
+    help: 'OpenID Provider issuer URL; the sign-in variables turn sign-in on',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_OIDC_METADATA_URL',
+    default: '',
+    help: "the provider's discovery document, if not at the issuer's well-known path",
+  },
+  { flag: '', env: 'CONSOLE_ROOM_OIDC_CLIENT_ID', default: '', help: 'client id registered at the provider' },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_OIDC_CLIENT_SECRET',
+    default: '',
+    help: 'client secret registered at the provider',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_OIDC_SCOPES',
+    default: 'openid profile email',
+    help: 'scopes to request (must include openid)',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_SESSION_SECRET',
+    default: '',
+    help: 'at least 32 characters; signs cookies (openssl rand -hex 32)',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_PUBLIC_URL',
+    default: '',
+    help: 'origin people use, e.g. https://room.example.com; redirect URI is this + /auth/callback',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_SESSION_IDLE',
+    default: '12h',
+    help: 'a session ends after this long unused (s, m, h or d)',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_SESSION_MAX',
+    default: '7d',
+    help: 'a session ends this long after sign-in, used or not',
+  },
+  {
+    flag: '',
+    env: 'CONSOLE_ROOM_OIDC_ALLOW_HTTP',
+    default: 'off',
+    help: '1 allows a plain-http issuer on a loopback address (local development only)',
+  },
+  {
     flag: '',
     env: 'CONSOLE_ROOM_RATE_BURST',
     default: '10',
@@ -192,22 +265,30 @@ export const SETTINGS_TABLE: ReadonlyArray<{ flag: string; env: string; default:
   { flag: '--version', env: '', default: '', help: 'print the version and exit' },
 ];
 
-/** The --help text. */
+/** The --help text: flags (with the environment variable each one can come from), then the rest. */
 export function helpText(): string {
+  const flags = SETTINGS_TABLE.filter((r) => r.flag);
+  const envOnly = SETTINGS_TABLE.filter((r) => !r.flag);
+  const width = Math.max(...SETTINGS_TABLE.map((r) => (r.flag || r.env).length));
+  const line = (name: string, help: string, extra: string) =>
+    `  ${name.padEnd(width)}  ${help}${extra ? ` (${extra})` : ''}`;
   const lines = [
     'Usage: runspec-room [options]',
     '',
     'A chat-room server for browsers and command-line consoles.',
-    'Flags win over environment variables.',
     '',
+    'Options (flags win over the environment variable named with each):',
+    ...flags.map((r) =>
+      line(
+        r.flag,
+        r.help,
+        [r.env && `env ${r.env}`, r.default && `default ${r.default}`].filter(Boolean).join(', '),
+      ),
+    ),
+    '',
+    'Environment only (secrets and tuning):',
+    ...envOnly.map((r) => line(r.env, r.help, r.default && `default ${r.default}`)),
   ];
-  const width = Math.max(...SETTINGS_TABLE.map((r) => r.flag.length));
-  for (const row of SETTINGS_TABLE) {
-    const extra = [row.env && `env ${row.env}`, row.default && `default ${row.default}`]
-      .filter(Boolean)
-      .join(', ');
-    lines.push(`  ${(row.flag || ' ').padEnd(width)}  ${row.help}${extra ? ` (${extra})` : ''}`);
-  }
   return `${lines.join('\n')}\n`;
 }
 
