@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { OURS_ENV } from './servers.ts';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +36,7 @@ const server = spawn(
   ['dist/main.js', '--port', '0', '--ndjson-port', '0', '--db', join(dir, 'b.db')],
   {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, CONSOLE_ROOM_LOG_LEVEL: 'info' },
+    env: { ...process.env, ...OURS_ENV, CONSOLE_ROOM_LOG_LEVEL: 'info' },
   },
 );
 let log = '';

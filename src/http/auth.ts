@@ -43,7 +43,7 @@ const prefixOf = (config: AuthConfig) =>
 
 /** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
 export function safeReturnTo(value: string | undefined, origin: string): string {
-  if (!value || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
+  if (!value?.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
   try {
     const url = new URL(value, origin);
     return url.origin === origin ? `${url.pathname}${url.search}` : '/';
