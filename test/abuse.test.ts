@@ -3,7 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode, ErrorCode } from '../src/protocol/codes.ts';
 import { browserClient, consoleClient, ofType, quiet } from './helpers/clients.ts';
-import { BURST_FRIENDLY, startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import {
+  BURST_FRIENDLY,
+  startTestServer,
+  type TestServer,
+  tempDir,
+  untilRoomSize,
+} from './helpers/server.ts';
 
 const running: TestServer[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -19,11 +25,6 @@ async function server(env: Record<string, string>): Promise<TestServer> {
   const s = await startTestServer(`${tmp.dir}/room.db`, [], env);
   running.push(s);
   return s;
-}
-
-async function untilRoomSize(s: TestServer, room: string, size: number): Promise<void> {
-  for (let i = 0; i < 400 && s.hub.roomSize(room) !== size; i++) await new Promise((r) => setTimeout(r, 10));
-  expect(s.hub.roomSize(room)).toBe(size);
 }
 
 describe('flood control', () => {

@@ -2,18 +2,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import { consoleClient, ofType, quiet } from './helpers/clients.ts';
-import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { startTestServer, type TestServer, tempDir, untilRoomSize } from './helpers/server.ts';
 
 let server: TestServer;
 let cleanup: () => Promise<void>;
 let n = 0;
 const freshRoom = (): string => `console-${++n}`;
-
-async function untilRoomSize(room: string, size: number): Promise<void> {
-  for (let i = 0; i < 400 && server.hub.roomSize(room) !== size; i++)
-    await new Promise((r) => setTimeout(r, 5));
-  expect(server.hub.roomSize(room)).toBe(size);
-}
 
 beforeAll(async () => {
   const tmp = await tempDir();
@@ -53,7 +47,7 @@ describe('console door', () => {
     const room = freshRoom();
     const c = await consoleClient(server.consolePort, { type: 'hello', room: '   ', user: 'x' });
     c.send({ type: 'hello', room, user: '  ' });
-    await untilRoomSize(room, 1);
+    await untilRoomSize(server, room, 1);
     c.send({ type: 'message', text: 'hi' });
     const echo = await c.waitFor((f) => f.type === 'message');
     expect(echo.sender).toBe('unknown');
@@ -119,7 +113,7 @@ describe('console door', () => {
     });
     await other.waitFor((f) => f.type === 'welcome');
     const big = await consoleClient(server.consolePort, { type: 'hello', room, user: 'big' });
-    await untilRoomSize(room, 2);
+    await untilRoomSize(server, room, 2);
     big.raw(`{"type":"message","text":"${'a'.repeat(64 * 1024)}`); // no newline yet
     await big.closed;
     await other.waitFor((f) => f.type === 'presence' && f.user === 'big' && f.status === 'away');
@@ -162,7 +156,7 @@ describe('console door', () => {
   it('sends a seed console only message and presence frames, never welcome or error frames', async () => {
     const room = freshRoom();
     const seed = await consoleClient(server.consolePort, { type: 'hello', room, user: 'seed' });
-    await untilRoomSize(room, 1);
+    await untilRoomSize(server, room, 1);
     const v2 = await consoleClient(server.consolePort, { type: 'hello', room, user: 'v2', protocol: 2 });
     await v2.waitFor((f) => f.type === 'welcome');
     seed.send({ type: 'bogus' });
@@ -234,7 +228,7 @@ describe('console door', () => {
     await stay.waitFor((f) => f.type === 'presence' && f.user === 'go' && f.status === 'available');
     go.socket.destroy();
     await stay.waitFor((f) => f.type === 'presence' && f.user === 'go' && f.status === 'away');
-    await untilRoomSize(room, 1);
+    await untilRoomSize(server, room, 1);
     stay.close();
   });
 

@@ -8,15 +8,9 @@ import {
   quiet,
   type TestClient,
 } from './helpers/clients.ts';
-import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { startTestServer, type TestServer, tempDir, untilRoomSize } from './helpers/server.ts';
 
 type Join = (server: TestServer, user: string, room: string) => Promise<TestClient>;
-
-/** Wait until `room` has `n` members, so a plain console's hello (which gets no reply) has been taken. */
-async function untilRoomSize(server: TestServer, room: string, n: number): Promise<void> {
-  for (let i = 0; i < 200 && server.hub.roomSize(room) < n; i++) await new Promise((r) => setTimeout(r, 5));
-  expect(server.hub.roomSize(room)).toBeGreaterThanOrEqual(n);
-}
 
 const doors: Array<[string, Join]> = [
   [
@@ -24,7 +18,7 @@ const doors: Array<[string, Join]> = [
     async (server, user, room) => {
       const before = server.hub.roomSize(room);
       const client = await consoleClient(server.consolePort, { type: 'hello', room, user });
-      await untilRoomSize(server, room, before + 1);
+      await untilRoomSize(server, room, before + 1, true);
       return client;
     },
   ],

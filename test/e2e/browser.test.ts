@@ -1,16 +1,10 @@
 // End to end in real Chromium: two people chat, see each other, and survive a server restart intact.
-import { existsSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { consoleClient } from '../helpers/clients.ts';
 import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) {
-  throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
-}
 
 /** The ids of the messages a page shows, in order. */
 const shownIds = (page: Page): Promise<string[]> =>
@@ -38,19 +32,7 @@ describe.skipIf(!haveChromium)('in Chromium', () => {
       `${tmp.dir}/room.db`,
     ];
     server = await spawnServer(args);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,17 +1,13 @@
 // End to end in Chromium with sign-in on: sign in at a real provider, see your name, chat, sign out.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { startIdp, type TestIdp } from '../helpers/idp.ts';
 import { makePki, type TestPki } from '../helpers/pki.ts';
 import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI)
-  throw new Error(`Chromium is required under CI but ${CHROMIUM} does not exist`);
 
 describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
   let browser: Browser;
@@ -50,19 +46,7 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
         NODE_EXTRA_CA_CERTS: pki.caFile,
       },
     );
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -56,3 +56,18 @@ export async function freePort(): Promise<number> {
   await new Promise((resolve) => s.close(resolve));
   return port;
 }
+
+/** Wait until `room` has `size` members (a seed console's hello gets no reply to wait on). */
+export async function untilRoomSize(
+  server: RunningServer,
+  room: string,
+  size: number,
+  atLeast = false,
+): Promise<void> {
+  const done = () => (atLeast ? server.hub.roomSize(room) >= size : server.hub.roomSize(room) === size);
+  for (let i = 0; i < 400 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!done())
+    throw new Error(
+      `room ${room} has ${server.hub.roomSize(room)} members, expected ${atLeast ? 'at least ' : ''}${size}`,
+    );
+}
