@@ -163,8 +163,10 @@ export class Hub {
     for (const frame of held) {
       if (frame.seq === undefined || frame.seq > lastSeq) catchUp.push(frame);
     }
+    // The catch-up is bounded (backscroll or one resume) and arrives at once by design, so it is
+    // not judged for slowness; later batches are.
     for (const frame of catchUp) {
-      this.#deliver(member, frame);
+      this.#deliver(member, frame, false);
       if (room.members.get(peer) !== member) return; // dropped: stop sending to it
     }
   }
