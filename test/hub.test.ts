@@ -416,6 +416,33 @@ describe('backscroll', () => {
   });
 });
 
+describe('catch-up and slowness', () => {
+  it('a browser whose socket fills up during its own backscroll still gets all of it', async () => {
+    transcript.seed('ops', 50);
+    const hub = makeHub({ maxBufferedBytes: 1000 });
+    const browser = new FakePeer('bob', { wantsBackscroll: true });
+    // Each frame sits unsent for a while: by the tenth the socket holds more than the bound.
+    browser.onSend = () => {
+      browser.buffered += 200;
+    };
+    await hub.join(browser);
+    expect(browser.frames.filter((f) => f.type === 'message')).toHaveLength(50);
+    expect(browser.closes).toEqual([]);
+  });
+
+  it('a member still holding more than the bound when a new batch commits is dropped with 4008', async () => {
+    const hub = makeHub({ maxBufferedBytes: 1000 });
+    const slow = new FakePeer('slow');
+    const ok = new FakePeer('ok');
+    const sender = new FakePeer('sender');
+    for (const p of [slow, ok, sender]) await hub.join(p);
+    slow.buffered = 5000;
+    await hub.message(sender, 'hello');
+    expect(slow.closes.map((c) => c.code)).toEqual([4008]);
+    expect(ok.frames.filter((f) => f.type === 'message')).toHaveLength(1);
+  });
+});
+
 describe('resume', () => {
   it('resume with since replays exactly the messages after since', async () => {
     transcript.seed('ops', 10);
