@@ -1,0 +1,226 @@
+// `npm run bench`: starts each server as its own process and drives it over real sockets; table + JSON.
+// Usage: npm run bench -- [--quick] [--only room100,join] [--servers ours,plain] [--help]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { LoadGen } from './loadgen/pool.ts';
+import { openFileLimit } from './proc.ts';
+import { checkTargets, type Results, render, renderTargets } from './report.ts';
+import { SERVER_KINDS, SERVER_LABELS, type ServerHandle, type ServerKind, startServer } from './servers.ts';
+import * as w from './workloads.ts';
+
+const WORKLOADS = ['floor', 'room100', 'room1000', 'rooms', 'slow', 'idle', 'join'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    servers: { type: 'string', default: SERVER_KINDS.join(',') },
+    workers: { type: 'string', default: '2' },
+    'warmup-ms': { type: 'string' },
+    'measure-ms': { type: 'string' },
+    'floor-rate': { type: 'string', default: '20' },
+    'floor-seconds': { type: 'string' },
+    'room100-steps': { type: 'string' },
+    'room1000-steps': { type: 'string' },
+    'rooms-steps': { type: 'string' },
+    'slow-rate': { type: 'string' },
+    'slow-seconds': { type: 'string' },
+    'slow-servers': { type: 'string' },
+    'idle-steps': { type: 'string' },
+    'join-messages': { type: 'string' },
+    joins: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (flags.help) {
+  process.stdout.write(`npm run bench -- [flags]
+  --quick                 ~2-minute smoke run
+  --only LIST             workloads: ${WORKLOADS.join(',')}
+  --servers LIST          servers: ${SERVER_KINDS.join(',')}
+  --workers N             load-generator worker threads (2)
+  --warmup-ms, --measure-ms        per step
+  --room100-steps, --room1000-steps, --rooms-steps   offered deliveries/s, comma-separated
+  --floor-rate, --floor-seconds    floor workload
+  --slow-rate MSG/S, --slow-seconds  slow workload (default rate: half of room100's knee)
+  --slow-servers LIST     servers the slow workload runs on (ours,plain: a laggard takes ~a minute to fill)
+  --idle-steps LIST       idle connections per door, cumulative
+  --join-messages N, --joins N
+  --cpu-prof DIR          write a V8 CPU profile of runspec-room into DIR
+  --out FILE              JSON output (default bench/results/<timestamp>.json)
+`);
+  process.exit(0);
+}
+
+const quick = flags.quick;
+const list = (s: string | undefined, fallback: number[]): number[] =>
+  s ? s.split(',').map(Number) : fallback;
+const num = (s: string | undefined, full: number, smoke: number): number =>
+  s ? Number(s) : quick ? smoke : full;
+
+const timing: w.Timing = {
+  warmupMs: num(flags['warmup-ms'], 1000, 300),
+  measureMs: num(flags['measure-ms'], 2500, 1000),
+};
+const options = {
+  timing,
+  floorRate: Number(flags['floor-rate']),
+  floorSeconds: num(flags['floor-seconds'], 20, 3),
+  room100Steps: list(
+    flags['room100-steps'],
+    quick ? [10000, 30000] : [5000, 10000, 20000, 30000, 40000, 50000, 60000],
+  ),
+  room1000Steps: list(flags['room1000-steps'], quick ? [10000] : [5000, 10000, 20000, 30000, 40000, 60000]),
+  roomsSteps: list(
+    flags['rooms-steps'],
+    quick ? [2000, 10000] : [2000, 5000, 10000, 20000, 30000, 40000, 50000, 60000],
+  ),
+  slowRate: flags['slow-rate'] ? Number(flags['slow-rate']) : undefined,
+  slowSeconds: num(flags['slow-seconds'], 60, 4),
+  slowServers: (flags['slow-servers'] ?? 'ours,plain').split(','),
+  idleSteps: list(flags['idle-steps'], quick ? [1000] : [1000, 2500, 5000, 10000]),
+  joinMessages: num(flags['join-messages'], 10_000, 1000),
+  joins: num(flags.joins, 200, 30),
+};
+const workloads = (flags.only?.split(',') ?? [...WORKLOADS]) as Workload[];
+const servers = flags.servers.split(',') as ServerKind[];
+for (const x of workloads) if (!WORKLOADS.includes(x)) throw new Error(`unknown workload ${x}`);
+for (const x of servers) if (!SERVER_KINDS.includes(x)) throw new Error(`unknown server ${x}`);
+
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+const results: Results = { floor: {}, room100: {}, room1000: {}, rooms: {}, slow: {}, idle: {}, join: {} };
+const started = new Date();
+log(
+  `bench: ${cpus().length} cores, node ${process.version}, open files ${openFileLimit('self')} (servers: raised to 20000 if allowed)`,
+);
+log(
+  `workloads ${workloads.join(',')}; servers ${servers.join(',')}; step ${timing.warmupMs}+${timing.measureMs} ms`,
+);
+
+const gen = LoadGen.start(Number(flags.workers));
+
+async function withServer<T>(kind: ServerKind, gc: boolean, fn: (s: ServerHandle) => Promise<T>): Promise<T> {
+  const cpuProfDir = kind === 'ours' ? flags['cpu-prof'] : undefined;
+  const server = await startServer(kind, { gc, cpuProfDir });
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function runOne(workload: Workload, kind: ServerKind): Promise<void> {
+  switch (workload) {
+    case 'floor':
+      results.floor[kind] = await withServer(kind, false, (s) =>
+        w.floor(gen, s, options.floorRate, {
+          warmupMs: quick ? 500 : 2000,
+          measureMs: options.floorSeconds * 1000,
+        }),
+      );
+      log(`  p99 ${results.floor[kind]?.latency.p99} ms`);
+      return;
+    case 'room100':
+      results.room100[kind] = await withServer(kind, false, (s) =>
+        w.stepped(gen, s, w.layout('r100', 1, 100, 10), options.room100Steps, timing, log),
+      );
+      return;
+    case 'room1000':
+      results.room1000[kind] = await withServer(kind, false, (s) =>
+        w.stepped(gen, s, w.layout('r1000', 1, 1000, 10), options.room1000Steps, timing, log),
+      );
+      return;
+    case 'rooms':
+      results.rooms[kind] = await withServer(kind, false, (s) =>
+        w.stepped(gen, s, w.layout('r4', 250, 4, 1), options.roomsSteps, timing, log),
+      );
+      return;
+    case 'slow': {
+      if (!options.slowServers.includes(kind)) return;
+      const knee = results.room100[kind]?.kneeDps;
+      const rate = options.slowRate ?? (knee ? knee / 2 / 100 : 150);
+      results.slow[kind] = await withServer(kind, false, (s) =>
+        w.slow(
+          gen,
+          s,
+          rate,
+          { warmupMs: timing.warmupMs, measureMs: Math.min(options.slowSeconds * 1000, 8000) },
+          options.slowSeconds * 1000,
+        ),
+      );
+      const r = results.slow[kind];
+      log(
+        `  ${r?.messagesPerSecond} msg/s: others p99 ${r?.without.latency.p99} -> ${r?.withLaggard.latency.p99} ms, dropped after ${r?.dropAfterSeconds ?? '-'} s`,
+      );
+      return;
+    }
+    case 'idle': {
+      const consoles = await withServer(kind, true, (s) => w.idle(gen, s, 'console', options.idleSteps, log));
+      const browsers = await withServer(kind, true, (s) => w.idle(gen, s, 'browser', options.idleSteps, log));
+      results.idle[kind] = { console: consoles, browser: browsers };
+      return;
+    }
+    case 'join':
+      results.join[kind] = await withServer(kind, false, (s) =>
+        w.join(gen, s, options.joinMessages, options.joins, 50),
+      );
+      log(`  p50 ${results.join[kind]?.toBackscroll.p50} ms p99 ${results.join[kind]?.toBackscroll.p99} ms`);
+      return;
+  }
+}
+
+try {
+  for (const workload of workloads) {
+    for (const kind of servers) {
+      log(`${workload} / ${SERVER_LABELS[kind]}`);
+      const t0 = Date.now();
+      try {
+        await runOne(workload, kind);
+      } catch (error) {
+        log(`  failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        await gen.close().catch(() => {});
+      }
+      log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+  }
+} finally {
+  await gen.stop();
+}
+
+const targets = checkTargets(results);
+process.stdout.write(`${render(results)}\n${renderTargets(targets)}\n`);
+process.stdout.write(
+  "\nNotes: latency runs from each message's scheduled send time to its receipt at every member (open loop).\n" +
+    'Event-loop delay is reported by the baselines only; for runspec-room the bench reads CPU and RSS from /proc\n' +
+    '(memory after GC comes from a preloaded bench agent; src/ is unchanged).\n',
+);
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const out =
+  flags.out ??
+  new URL(
+    `./results/${started.toISOString().replaceAll(':', '-').replace(/\..*/u, '')}.json`,
+    import.meta.url,
+  ).pathname;
+writeFileSync(
+  out,
+  `${JSON.stringify(
+    {
+      started: started.toISOString(),
+      machine: { cores: cpus().length, node: process.version },
+      options,
+      workloads,
+      servers,
+      results,
+      targets,
+    },
+    null,
+    2,
+  )}\n`,
+);
+log(`results written to ${out} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)`);

@@ -1,0 +1,190 @@
+// Start each server under test as its own process, find its ports, read its reports, stop it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AgentReport } from './agent.ts';
+import type { Target } from './loadgen/clients.ts';
+
+export const SERVER_KINDS = ['ours', 'plain', 'naive', 'socketio'] as const;
+export type ServerKind = (typeof SERVER_KINDS)[number];
+
+export const SERVER_LABELS: Record<ServerKind, string> = {
+  ours: 'runspec-room',
+  plain: '(a) plain ws+net',
+  naive: '(b) naive libSQL',
+  socketio: '(c) Socket.IO',
+};
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// runspec-room's limits are lifted for the bench: every connection comes from 127.0.0.1 and senders
+// go far past the per-connection message rate. The bench measures the pipe, not the abuse limits.
+export const OURS_ENV = {
+  CONSOLE_ROOM_RATE_BURST: '1000000',
+  CONSOLE_ROOM_RATE_PER_SECOND: '1000000',
+  CONSOLE_ROOM_FLOOD_DISCONNECT: '1000000',
+  CONSOLE_ROOM_MAX_BROWSERS: '100000',
+  CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '100000',
+  CONSOLE_ROOM_MAX_CONSOLES: '100000',
+  // Silent bench consoles do not answer pings; a long heartbeat keeps them for a whole workload.
+  CONSOLE_ROOM_HEARTBEAT: '60m',
+};
+
+let snapshot: string | undefined;
+
+/**
+ * Copy the built server (dist/, drizzle/, static/, package.json; node_modules linked) once per run, so
+ * a rebuild of dist/ during the run (someone running `npm test`) cannot change what is measured.
+ */
+function snapshotRoot(): string {
+  if (snapshot) return snapshot;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-snapshot-'));
+  for (const part of ['dist', 'drizzle', 'static', 'package.json']) {
+    if (existsSync(join(ROOT, part))) cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  snapshot = dir;
+  return dir;
+}
+const FILE_LIMIT = 20_000;
+
+/** Options for one server start. */
+export interface StartOptions {
+  /** Collect the heap before memory reports (adds --expose-gc). */
+  gc?: boolean;
+  /** Write a V8 CPU profile into this directory on exit (ours only). */
+  cpuProfDir?: string;
+}
+
+/** A running server under test. */
+export interface ServerHandle {
+  readonly kind: ServerKind;
+  readonly pid: number;
+  readonly target: Target;
+  /** stderr lines containing `dropping member` so far. */
+  readonly drops: number;
+  /** When (Date.now()) the first `dropping member` line arrived. */
+  readonly firstDropAt: number | undefined;
+  /** Ask the process for a report (SIGUSR2); memory, and event-loop delay for baselines. */
+  report(): Promise<AgentReport | undefined>;
+  stop(): Promise<void>;
+}
+
+function command(kind: ServerKind, db: string, options: StartOptions): string[] {
+  const node = [process.execPath];
+  if (options.gc) node.push('--expose-gc');
+  if (kind === 'ours') {
+    if (options.cpuProfDir) node.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
+    return [
+      ...node,
+      '--import',
+      'tsx',
+      '--import',
+      join(ROOT, 'bench/agent-preload.ts'),
+      join(snapshotRoot(), 'dist/main.js'),
+      '--port',
+      '0',
+      '--ndjson-port',
+      '0',
+      '--db',
+      db,
+    ];
+  }
+  const file = { plain: 'plain.ts', naive: 'naive-libsql.ts', socketio: 'socketio.ts' }[kind];
+  return [...node, '--import', 'tsx', join(ROOT, 'bench/baselines', file), '--db', db];
+}
+
+const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** Start a server through bash so its open-file limit can be raised; resolves once it is ready. */
+export async function startServer(kind: ServerKind, options: StartOptions = {}): Promise<ServerHandle> {
+  const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
+  const argv = command(kind, join(dir, 'bench.db'), options);
+  const script = `ulimit -n ${FILE_LIMIT} 2>/dev/null; exec ${argv.map(quote).join(' ')}`;
+  const child: ChildProcess = spawn('bash', ['-c', script], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      ...(kind === 'ours' ? OURS_ENV : {}),
+      CONSOLE_ROOM_LOG_LEVEL: 'info',
+      BENCH_AGENT_GC: options.gc ? '1' : '0',
+    },
+  });
+  let log = '';
+  let drops = 0;
+  let firstDropAt: number | undefined;
+  let stdoutRest = '';
+  const reportWaiters: ((r: AgentReport) => void)[] = [];
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    stdoutRest += chunk;
+    let nl = stdoutRest.indexOf('\n');
+    while (nl !== -1) {
+      const line = stdoutRest.slice(0, nl);
+      stdoutRest = stdoutRest.slice(nl + 1);
+      nl = stdoutRest.indexOf('\n');
+      if (line.startsWith('BENCH ')) reportWaiters.shift()?.(JSON.parse(line.slice(6)) as AgentReport);
+    }
+  });
+  let stderrRest = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) =>
+      reject(new Error(`${kind} exited (${code}) before ready:\n${log.slice(-2000)}`)),
+    );
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      if (log.length < 100_000) log += chunk;
+      stderrRest += chunk;
+      let nl = stderrRest.indexOf('\n');
+      while (nl !== -1) {
+        const line = stderrRest.slice(0, nl);
+        stderrRest = stderrRest.slice(nl + 1);
+        nl = stderrRest.indexOf('\n');
+        if (line.includes('dropping member')) {
+          drops += 1;
+          firstDropAt ??= Date.now();
+        }
+        if (line.includes(' ready')) resolve();
+      }
+    });
+  });
+  await ready;
+  const url = /browser door listening url=(\S+)/u.exec(log)?.[1];
+  const consolePort = Number(/console door listening address=[\d.]+:(\d+)/u.exec(log)?.[1]);
+  if (!url || !consolePort) throw new Error(`${kind}: could not find its ports in:\n${log}`);
+  const pid = child.pid as number;
+
+  return {
+    kind,
+    pid,
+    target: { consolePort, httpUrl: url, socketIo: kind === 'socketio' },
+    get drops() {
+      return drops;
+    },
+    get firstDropAt() {
+      return firstDropAt;
+    },
+    report: () =>
+      new Promise<AgentReport | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), 5000);
+        reportWaiters.push((r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+        child.kill('SIGUSR2');
+      }),
+    stop: async () => {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
