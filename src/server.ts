@@ -14,7 +14,7 @@ import { DatabaseOpenError, openDatabase } from './store/db.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { SERVER_NAME } from './version.ts';
-import type { WebDoor, WebOptions } from './web.ts';
+import type { WebDoor, WebOptions } from './web-types.ts';
 
 /** Starts the browser door on a runtime; loaded only when the web door is wanted. */
 export type WebStarter = (options: WebOptions) => Promise<WebDoor>;

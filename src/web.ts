@@ -6,38 +6,12 @@ import { serve, upgradeWebSocket } from '@hono/node-server';
 import type { WSContext } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { createApp } from './app.ts';
-import type { Limits } from './config.ts';
 import { floodLimits } from './doors/flood.ts';
 import type { SocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
-import type { AuthDeps } from './http/auth.ts';
 import { clientInfo, trustList } from './http/proxy.ts';
-import type { Hub } from './hub/hub.ts';
 import type { Log } from './log.ts';
-
-/** Browser door settings. */
-export interface WebOptions {
-  hub: Hub;
-  log: Log;
-  host: string;
-  port: number;
-  checkDatabase: () => Promise<void>;
-  /** PEM certificate and key: serve https and wss. */
-  tls?: { cert: Buffer; key: Buffer } | undefined;
-  /** Proxy addresses whose forwarding headers are believed. */
-  trustProxy: readonly string[];
-  auth?: AuthDeps | undefined;
-  limits: Limits;
-}
-
-/** A listening browser door. */
-export interface WebDoor {
-  readonly url: string;
-  /** Stop accepting connections and requests. */
-  stopAccepting(): void;
-  /** Close whatever is still open (keep-alive HTTP, unfinished WebSockets). */
-  destroyAll(): void;
-}
+import type { WebDoor, WebOptions } from './web-types.ts';
 
 const STATIC_DIR = fileURLToPath(new URL('../static/', import.meta.url));
 
