@@ -1,4 +1,4 @@
-// Who a request came from, believing X-Forwarded-For/-Proto only from trusted proxy addresses (Node).
+// Who a request came from, believing X-Forwarded-For/-Proto only from trusted proxy addresses.
 import { BlockList, isIPv4 } from 'node:net';
 import type { Context } from 'hono';
 
@@ -29,16 +29,21 @@ interface NodeEnv {
   incoming?: { socket?: { remoteAddress?: string; encrypted?: boolean } };
 }
 
+/** The directly connected peer of a request, as a runtime reports it. */
+export type PeerOf = (c: Context) => { address: string; encrypted: boolean };
+
+/** Node (@hono/node-server): the peer is the request's socket. */
+const nodePeer: PeerOf = (c) => {
+  const socket = (c.env as NodeEnv | undefined)?.incoming?.socket;
+  return { address: socket?.remoteAddress ?? '', encrypted: socket?.encrypted === true };
+};
+
 /** The client address and https-ness of requests, honouring forwarding headers from trusted proxies. */
-export function clientInfo(trusted: BlockList) {
+export function clientInfo(trusted: BlockList, peer: PeerOf = nodePeer) {
   const isTrusted = (raw: string): boolean => {
     if (!raw) return false;
     const { address, type } = normalise(raw);
     return trusted.check(address, type);
-  };
-  const peer = (c: Context): { address: string; encrypted: boolean } => {
-    const socket = (c.env as NodeEnv | undefined)?.incoming?.socket;
-    return { address: socket?.remoteAddress ?? '', encrypted: socket?.encrypted === true };
   };
   return {
     remoteAddress(c: Context): string {
