@@ -1,0 +1,121 @@
+// Running the server as its own process under any command (Deno, an installed package) and finding Deno.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A server process and what it printed. */
+export interface ServerProcess {
+  readonly proc: ChildProcess;
+  readonly output: () => string;
+  readonly consolePort: number;
+  readonly url: string | undefined;
+  /**
+   * Send a signal and resolve with the exit code. SIGTERM and SIGINT go to the process started, as a
+   * service manager sends them (launchers such as `deno task` pass them on); SIGKILL ends its whole
+   * process group, launcher and server alike.
+   */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+/** Options for a server process. */
+export interface ProcessOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  /** How long start-up may take (Deno compiles and type-strips on first start). */
+  readyMs?: number;
+}
+
+/** Start `command args…` and wait until the server logs that it is ready. */
+export async function spawnServerProcess(
+  command: string,
+  args: string[],
+  options: ProcessOptions = {},
+): Promise<ServerProcess> {
+  const proc = spawn(command, args, {
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    cwd: options.cwd,
+    detached: true,
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      output += d.toString();
+      if (/ ready /u.test(output)) resolve();
+    };
+    proc.stderr?.on('data', onData);
+    proc.stdout?.on('data', onData);
+    void exited.then((code) =>
+      reject(new Error(`server exited with ${code} before it was ready:\n${output}`)),
+    );
+    setTimeout(() => reject(new Error(`server not ready in time:\n${output}`)), options.readyMs ?? 30_000);
+  });
+  const consolePort = Number(/console door listening address=[\d.]+:(\d+)/u.exec(output)?.[1]);
+  const url = /browser door listening url=(\S+)/u.exec(output)?.[1];
+  return {
+    proc,
+    output: () => output,
+    consolePort,
+    url,
+    exited,
+    stop: (signal = 'SIGTERM') => {
+      try {
+        if (signal === 'SIGKILL' && proc.pid) process.kill(-proc.pid, 'SIGKILL');
+        else if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      } catch {
+        // Already gone.
+      }
+      return exited;
+    },
+  };
+}
+
+/** Run a command to completion and collect its output. */
+export function runProcess(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(command, args, {
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      cwd: options.cwd,
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    proc.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    proc.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * The Deno binary itself (not the npm package's Node shim, which would sit between the test and the
+ * server and not pass signals on): DENO_BIN, else the one the `deno` devDependency installed.
+ */
+export function findDeno(): string | undefined {
+  if (process.env.DENO_BIN) return process.env.DENO_BIN;
+  try {
+    const shim = createRequire(import.meta.url).resolve('deno/bin.cjs');
+    const path = execFileSync(process.execPath, [shim, 'eval', 'console.log(Deno.execPath())'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    return path || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Under CI a missing tool fails the run; locally the tests that need it are skipped. */
+export function requireUnderCi(tool: string, found: boolean, hint: string): void {
+  if (!found && process.env.CI) throw new Error(`CI must run the ${tool} tests, but ${hint}`);
+}
