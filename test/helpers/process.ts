@@ -13,9 +13,9 @@ export interface ServerProcess {
   readonly consolePort: number;
   readonly url: string | undefined;
   /**
-   * Send a signal and resolve with the exit code. SIGTERM and SIGINT go to the process started, as a
-   * service manager sends them (launchers such as `deno task` pass them on); SIGKILL ends its whole
-   * process group, launcher and server alike.
+   * Signal the process group, as a terminal's Ctrl-C or a service manager does, so the server gets
+   * the signal however many launchers (npx, deno task) stand between; resolves with the exit code of
+   * the process started (null if a launcher died of the signal).
    */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   readonly exited: Promise<number | null>;
@@ -64,8 +64,7 @@ export async function spawnServerProcess(
     exited,
     stop: (signal = 'SIGTERM') => {
       try {
-        if (signal === 'SIGKILL' && proc.pid) process.kill(-proc.pid, 'SIGKILL');
-        else if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+        if (proc.pid) process.kill(-proc.pid, signal);
       } catch {
         // Already gone.
       }
