@@ -1,6 +1,6 @@
 // The server on Deno (`deno task start`): both doors over real sockets, the page, TLS, the CLI, shutdown.
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
@@ -20,14 +20,20 @@ const deno = findDeno();
 requireUnderCi(
   'Deno',
   deno !== undefined,
-  'no Deno binary was found: run npm ci (the deno package) or set DENO_BIN',
+  'no Deno binary was found: run scripts/install-deno.sh, put deno on PATH or set DENO_BIN',
 );
+
+/** The environment of a Deno run: this Deno first on PATH, as for someone who installed it. */
+const denoEnv = (env: Record<string, string>): Record<string, string> => ({
+  PATH: `${dirname(deno ?? '')}${delimiter}${process.env.PATH ?? ''}`,
+  ...env,
+});
 
 /** `deno task start …` in the repository, exactly as README tells people to run it. */
 const startDeno = (args: string[], env: Record<string, string> = {}): Promise<ServerProcess> =>
-  spawnServerProcess(deno as string, ['task', 'start', ...args], { cwd: ROOT, env });
+  spawnServerProcess(deno as string, ['task', 'start', ...args], { cwd: ROOT, env: denoEnv(env) });
 const runDeno = (args: string[], env: Record<string, string> = {}) =>
-  runProcess(deno as string, ['task', 'start', ...args], { cwd: ROOT, env });
+  runProcess(deno as string, ['task', 'start', ...args], { cwd: ROOT, env: denoEnv(env) });
 
 let dir: string;
 let cleanup: () => Promise<void>;

@@ -1,6 +1,7 @@
 // Running the server as its own process under any command (Deno, an installed package) and finding Deno.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root. */
@@ -96,22 +97,27 @@ export function runProcess(
   });
 }
 
+/** Where scripts/install-deno.sh puts the binary by default. */
+const DENO_CACHE = join(homedir(), '.cache', 'runspec-room', 'deno-2.9.5', 'node_modules', 'deno', 'deno');
+
 /**
- * The Deno binary itself (not the npm package's Node shim, which would sit between the test and the
- * server and not pass signals on): DENO_BIN, else the one the `deno` devDependency installed.
+ * The Deno binary: DENO_BIN, else `deno` on PATH, else the one scripts/install-deno.sh installed. Asked
+ * for its own path, so what the tests start is the binary itself, never a launcher in between.
  */
 export function findDeno(): string | undefined {
-  if (process.env.DENO_BIN) return process.env.DENO_BIN;
-  try {
-    const shim = createRequire(import.meta.url).resolve('deno/bin.cjs');
-    const path = execFileSync(process.execPath, [shim, 'eval', 'console.log(Deno.execPath())'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-    return path || undefined;
-  } catch {
-    return undefined;
+  for (const candidate of [process.env.DENO_BIN, 'deno', DENO_CACHE]) {
+    if (!candidate) continue;
+    try {
+      const path = execFileSync(candidate, ['eval', 'console.log(Deno.execPath())'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
+      if (path) return path;
+    } catch {
+      // Not there; try the next.
+    }
   }
+  return undefined;
 }
 
 /** Under CI a missing tool fails the run; locally the tests that need it are skipped. */
