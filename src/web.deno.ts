@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSReadyState } from 'hono/ws';
 import { createApp } from './app.ts';
+import { floodLimits } from './doors/flood.ts';
 import { standardSocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
 import { clientInfo, type PeerOf, trustList } from './http/proxy.ts';
@@ -55,6 +56,8 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
   });
   const client = clientInfo(trustList(options.trustProxy), peer);
   const sockets = new Set<WebSocket>();
+  // Deno's heartbeat: it pings after this many idle seconds and closes a socket whose pong does not come.
+  const idleTimeout = Math.max(1, Math.round(options.limits.heartbeatMs / 1000));
 
   // Like hono/deno's helper, plus the 64 KiB frame limit and a register of open sockets for shutdown.
   const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelper<WebSocket>((c, events) => {
@@ -62,7 +65,7 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     env.secure = client.isSecure(c);
     let upgraded: { response: Response; socket: WebSocket };
     try {
-      upgraded = Deno.upgradeWebSocket(c.req.raw);
+      upgraded = Deno.upgradeWebSocket(c.req.raw, { idleTimeout });
     } catch (error) {
       log.debug('websocket upgrade refused', { error: String(error) });
       return c.json({ error: { code: 'bad_upgrade', message: 'not a valid WebSocket upgrade' } }, 400);
@@ -109,6 +112,11 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     isSecure: (c) => (c.env as DenoEnv).secure ?? client.isSecure(c),
     socketAccess: standardSocketAccess,
     auth: options.auth,
+    limits: {
+      maxTotal: options.limits.maxBrowsers,
+      maxPerIp: options.limits.maxBrowsersPerIp,
+      flood: floodLimits(options.limits),
+    },
   });
 
   const pem = new TextDecoder();
