@@ -66,8 +66,14 @@ describe('npm package', () => {
     const { code, stdout } = await runProcess(npx, ['--no-install', 'runspec-room', '--help'], { cwd: home });
     expect(code).toBe(0);
     const readme = await readFile(join(home, 'node_modules', 'runspec-room', 'README.md'), 'utf8');
-    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('Built-in limits'));
-    const names = new Set([...table.matchAll(/`(--[a-z-]+|CONSOLE_ROOM_[A-Z_]+)/gu)].map((m) => m[1]));
+    // The rows of the tables in the Configuration section, up to the next section.
+    const section = readme.slice(readme.indexOf('\n## Configuration'));
+    const rows = section
+      .slice(0, section.indexOf('\n## ', 1))
+      .split('\n')
+      .filter((line) => line.startsWith('|'))
+      .join('\n');
+    const names = new Set([...rows.matchAll(/`(--[a-z-]+|CONSOLE_ROOM_[A-Z_]*[A-Z])/gu)].map((m) => m[1]));
     expect(names.size).toBeGreaterThan(10);
     for (const name of names) expect(stdout).toContain(name);
   });
