@@ -8,7 +8,6 @@ import { makePki, type TestPki } from '../helpers/pki.ts';
 import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
 
-
 describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
   let browser: Browser;
   let server: Spawned;
