@@ -54,17 +54,22 @@ step "runs as $(podman exec "$name" id -un) (uid $(podman exec "$name" id -u))"
 podman exec "$name" sh -c 'test ! -e node_modules/typescript && test ! -e node_modules/vitest && test -e node_modules/@libsql/client' ||
   fail "dev dependencies in the image, or production ones missing"
 [ "$(podman exec "$name" sh -c 'cat /proc/1/cmdline | tr "\0" " "')" = "node dist/main.js " ] || fail "node is not PID 1"
-curl -fsS "$url/healthz" | grep -q '"status":"ok"' || fail "/healthz is not ok"
+# Output is captured before grep: with pipefail, `producer | grep -q` fails when grep stops reading
+# early and the producer gets SIGPIPE.
+health=$(curl -fsS "$url/healthz") || fail "/healthz did not answer"
+grep -q '"status":"ok"' <<<"$health" || fail "/healthz is not ok"
 podman healthcheck run "$name" || fail "HEALTHCHECK reports unhealthy"
 step "/healthz ok, HEALTHCHECK healthy, node is PID 1, production dependencies only"
-curl -fsS "$url/" | grep -q '/static/app.js' || fail "the page is not served"
+page=$(curl -fsS "$url/") || fail "the page did not answer"
+grep -q '/static/app.js' <<<"$page" || fail "the page is not served"
 node scripts/room-roundtrip.mjs "$url" "$console_port" ops "before restart" || fail "round trip"
 
 step "podman stop (SIGTERM)"
 podman stop -t 10 "$name" >/dev/null
 [ "$(podman inspect -f '{{.State.ExitCode}}' "$name")" = 0 ] || fail "exit code $(podman inspect -f '{{.State.ExitCode}}' "$name") after SIGTERM"
-podman logs "$name" 2>&1 | grep -q 'shutting down signal=SIGTERM' || fail "SIGTERM did not reach node"
-podman logs "$name" 2>&1 | grep -q ' stopped' || fail "graceful shutdown did not finish"
+logs=$(podman logs "$name" 2>&1)
+grep -q 'shutting down signal=SIGTERM' <<<"$logs" || fail "SIGTERM did not reach node"
+grep -q ' stopped' <<<"$logs" || fail "graceful shutdown did not finish"
 step "SIGTERM reached node: graceful shutdown, exit 0"
 
 podman rm "$name" >/dev/null
