@@ -109,6 +109,15 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
       alice.close();
     });
 
+    it('drops control characters other than tab and newline from message text', async () => {
+      const room = freshRoom();
+      const alice = await join(target(), 'alice', room);
+      alice.send({ type: 'message', text: 'red\u001b[31m alert\u0007\r\nnext\tline\u009b' });
+      const echo = await alice.waitFor((f) => f.type === 'message');
+      expect(echo.text).toBe('red[31m alert\nnext\tline');
+      alice.close();
+    });
+
     it('tells a newcomer who is present and tells the room when someone arrives and leaves', async () => {
       const room = freshRoom();
       const alice = await join(target(), 'alice', room);
