@@ -1,6 +1,6 @@
 // Node's browser door: the Hono app on @hono/node-server with a `ws` server for WebSocket upgrades.
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, upgradeWebSocket } from '@hono/node-server';
 import type { WSContext } from 'hono/ws';
@@ -22,6 +22,10 @@ const nodeSocketAccess: SocketAccess = {
   bufferedAmount: (ws) => (ws.raw as WebSocket).bufferedAmount,
   pause: (ws) => (ws.raw as WebSocket).pause(),
   resume: (ws) => (ws.raw as WebSocket).resume(),
+  // ws has no public cork; its sender writes each frame straight to this socket (compression is
+  // off), so corking the socket turns a batch of frames into one writev.
+  cork: (ws) => tcp(ws)?.cork(),
+  uncork: (ws) => tcp(ws)?.uncork(),
 };
 
 const alive = new WeakSet<WebSocket>();
@@ -48,6 +52,12 @@ function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): Ret
   }, intervalMs);
   timer.unref();
   return timer;
+}
+
+/** The TCP socket under a ws WebSocket (a private field of ws, read defensively). */
+function tcp(ws: WSContext): Socket | undefined {
+  const socket = (ws.raw as { _socket?: unknown } | undefined)?._socket;
+  return socket instanceof Socket ? socket : undefined;
 }
 
 /** Start the browser door; rejects with the listen error (for example EADDRINUSE). */

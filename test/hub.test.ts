@@ -443,6 +443,25 @@ describe('catch-up and slowness', () => {
   });
 });
 
+describe('write coalescing', () => {
+  it('a committed batch reaches each member between one cork and one uncork', async () => {
+    const hub = makeHub();
+    const sender = new FakePeer('sender');
+    const reader = new FakePeer('reader');
+    const calls: string[] = [];
+    Object.assign(reader, {
+      cork: () => calls.push('cork'),
+      uncork: () => calls.push('uncork'),
+    });
+    reader.onSend = (f) => {
+      if (f.type === 'message') calls.push(f.text);
+    };
+    for (const p of [sender, reader]) await hub.join(p);
+    await Promise.all(['a', 'b', 'c'].map((text) => hub.message(sender, text)));
+    expect(calls).toEqual(['cork', 'a', 'b', 'c', 'uncork']);
+  });
+});
+
 describe('resume', () => {
   it('resume with since replays exactly the messages after since', async () => {
     transcript.seed('ops', 10);

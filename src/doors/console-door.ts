@@ -146,6 +146,8 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
         socket.write(frame.line);
       },
       bufferedAmount: () => socket.writableLength,
+      cork: () => socket.cork(),
+      uncork: () => socket.uncork(),
       close: (code) => {
         // A slow or flooding console's backlog is dropped; otherwise what is queued is flushed first.
         if (code === CloseCode.Slow || code === CloseCode.Flood) socket.destroy();

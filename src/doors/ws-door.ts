@@ -31,6 +31,9 @@ export interface SocketAccess {
   bufferedAmount(ws: WSContext): number;
   pause(ws: WSContext): void;
   resume(ws: WSContext): void;
+  /** Optional: hold this socket's writes until uncork(). */
+  cork?(ws: WSContext): void;
+  uncork?(ws: WSContext): void;
 }
 
 /** Works on any runtime whose raw socket is a web-standard WebSocket. */
@@ -78,6 +81,9 @@ export function browserEvents(
         send: (frame) => access.send(ws, frame),
         bufferedAmount: () => access.bufferedAmount(ws),
         close: (code, reason) => ws.close(code, reason),
+        ...(access.cork && access.uncork
+          ? { cork: () => access.cork?.(ws), uncork: () => access.uncork?.(ws) }
+          : {}),
       };
       peer = joined;
       handler = new FrameHandler(hub, joined, log, limits.flood, {

@@ -262,10 +262,15 @@ export class Hub {
       const room = this.#rooms.get(message.room);
       if (room) rooms.add(room);
     }
+    const corked: Peer[] = [];
     for (const room of rooms) {
       for (const member of [...room.members.values()]) {
-        if (!member.pending && member.peer.bufferedAmount() > this.#maxBuffered) {
+        if (member.pending) continue;
+        if (member.peer.bufferedAmount() > this.#maxBuffered) {
           this.#drop(member.peer, CloseCode.Slow, 'slow consumer');
+        } else if (member.peer.cork) {
+          member.peer.cork();
+          corked.push(member.peer);
         }
       }
     }
@@ -274,6 +279,8 @@ export class Hub {
       const room = this.#rooms.get(message.room);
       if (room) this.#broadcast(room, messageFrame(message), undefined, false);
     }
+    // Each member's share of the batch leaves in one write instead of one per message.
+    for (const peer of corked) peer.uncork?.();
   }
 
   #broadcast(room: Room, frame: ServerFrame, except?: Peer, checkSlow = true): void {

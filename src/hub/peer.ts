@@ -52,4 +52,7 @@ export interface Peer {
   bufferedAmount(): number;
   /** Close the connection; the door reports the close back with Hub.leave(). */
   close(code: number, reason: string): void;
+  /** Optional: hold writes until uncork(), so a committed batch leaves in one system call. */
+  cork?(): void;
+  uncork?(): void;
 }
