@@ -4,7 +4,8 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { UpgradeWebSocket } from 'hono/ws';
 import * as v from 'valibot';
-import type { FloodLimits } from './doors/flood.ts';
+import type { Limits } from './config.ts';
+import { floodLimits } from './doors/flood.ts';
 import { ConnectionLimit } from './doors/limits.ts';
 import {
   type BrowserIdentity,
@@ -35,7 +36,10 @@ export interface AppDeps {
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps;
   /** Connection and flood limits; defaults as documented in README. */
-  limits?: { maxTotal: number; maxPerIp: number; flood: FloodLimits };
+  limits?: Pick<
+    Limits,
+    'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodDisconnect'
+  >;
 }
 
 /** A name from a query string: trimmed, bounded, no control, zero-width or bidi characters. */
@@ -79,11 +83,14 @@ export function createApp(deps: AppDeps): Hono {
   const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
   const limits = deps.limits ?? {
-    maxTotal: 20_000,
-    maxPerIp: 100,
-    flood: { burst: 10, perSecond: 5, disconnectAfter: 50 },
+    maxBrowsers: 20_000,
+    maxBrowsersPerIp: 100,
+    rateBurst: 10,
+    ratePerSecond: 5,
+    floodDisconnect: 50,
   };
-  const connections = new ConnectionLimit(limits.maxTotal, limits.maxPerIp);
+  const flood = floodLimits(limits);
+  const connections = new ConnectionLimit(limits.maxBrowsers, limits.maxBrowsersPerIp);
   const app = new Hono();
   // Signing out is a form POST that ends in a redirect to the provider, which form-action must allow.
   const logoutOrigin = auth?.oidc.logoutOrigin;
@@ -177,7 +184,7 @@ export function createApp(deps: AppDeps): Hono {
       identity = { user, room, since, remote };
     }
     const events = browserEvents(hub, log, identity, access, {
-      flood: limits.flood,
+      flood,
       acquire: () => connections.acquire(remote),
     });
     return deps.upgradeWebSocket(c, events);

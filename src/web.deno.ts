@@ -2,7 +2,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSReadyState } from 'hono/ws';
 import { createApp } from './app.ts';
-import { floodLimits } from './doors/flood.ts';
 import { standardSocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
 import { clientInfo, type PeerOf, trustList } from './http/proxy.ts';
@@ -112,11 +111,7 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     isSecure: (c) => (c.env as DenoEnv).secure ?? client.isSecure(c),
     socketAccess: standardSocketAccess,
     auth: options.auth,
-    limits: {
-      maxTotal: options.limits.maxBrowsers,
-      maxPerIp: options.limits.maxBrowsersPerIp,
-      flood: floodLimits(options.limits),
-    },
+    limits: options.limits,
   });
 
   const pem = new TextDecoder();

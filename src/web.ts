@@ -6,7 +6,6 @@ import { serve, upgradeWebSocket } from '@hono/node-server';
 import type { WSContext } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { createApp } from './app.ts';
-import { floodLimits } from './doors/flood.ts';
 import type { SocketAccess } from './doors/ws-door.ts';
 import { loadAssets } from './http/assets.ts';
 import { clientInfo, trustList } from './http/proxy.ts';
@@ -75,11 +74,7 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     isSecure: client.isSecure,
     socketAccess: nodeSocketAccess,
     auth: options.auth,
-    limits: {
-      maxTotal: options.limits.maxBrowsers,
-      maxPerIp: options.limits.maxBrowsersPerIp,
-      flood: floodLimits(options.limits),
-    },
+    limits: options.limits,
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
   const common = { fetch: app.fetch, hostname: options.host, port: options.port, websocket: { server: wss } };
