@@ -13,6 +13,7 @@ import type { Log } from './log.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
+import { WorkerAppender } from './store/worker-appender.ts';
 import { SERVER_NAME } from './version.ts';
 import type { WebDoor, WebOptions } from './web-types.ts';
 
@@ -80,7 +81,20 @@ export async function startServer(
   const database = await openDatabase(config.db, config.dbAuthToken).catch((error: unknown) => {
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
-  const transcript = new LibsqlTranscript(database);
+  // A local file is written from its own thread, so commits and their fsync never stall the sockets.
+  const writer = database.local
+    ? await WorkerAppender.start(database.url, (error) =>
+        log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
+      ).catch((error: unknown) => {
+        database.close();
+        throw new StartError(`cannot write to database ${config.db}: ${(error as Error).message}`);
+      })
+    : undefined;
+  const transcript = new LibsqlTranscript(database, writer);
+  const closeStore = async (): Promise<void> => {
+    await transcript.close();
+    database.close();
+  };
   const hub = new Hub({
     transcript,
     lastSeq: await transcript.lastSeq(),
@@ -110,8 +124,8 @@ export async function startServer(
     heartbeatMs: limits.heartbeatMs,
     maxConnections: limits.maxConsoles,
     flood: floodLimits(limits),
-  }).catch((error: unknown) => {
-    database.close();
+  }).catch(async (error: unknown) => {
+    await closeStore();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
   });
   log.info('console door listening', { address: `${consoleDoor.address.host}:${consoleDoor.address.port}` });
@@ -129,9 +143,9 @@ export async function startServer(
       trustProxy: config.trustProxy,
       auth,
       limits,
-    }).catch((error: unknown) => {
+    }).catch(async (error: unknown) => {
       consoleDoor.stopAccepting();
-      database.close();
+      await closeStore();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
     });
     if (auth)
@@ -154,7 +168,7 @@ export async function startServer(
     if (hub.stats.connections > 0) await new Promise((resolve) => setTimeout(resolve, 500));
     consoleDoor.destroyAll();
     web?.destroyAll();
-    database.close();
+    await closeStore();
   };
   return {
     hub,

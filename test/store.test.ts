@@ -6,15 +6,22 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NewMessage } from '../src/hub/transcript.ts';
 import { type Database, DatabaseOpenError, openDatabase } from '../src/store/db.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
+import { WorkerAppender } from '../src/store/worker-appender.ts';
 
 let dir: string;
 let dbPath: string;
 const opened: Database[] = [];
+const writers: WorkerAppender[] = [];
+/** Where appends run: on the database's own connection, or on the writer thread the server uses. */
+let writeOn: 'connection' | 'thread' = 'connection';
 
 async function open(path = dbPath): Promise<{ database: Database; transcript: LibsqlTranscript }> {
   const database = await openDatabase(path);
   opened.push(database);
-  return { database, transcript: new LibsqlTranscript(database) };
+  if (writeOn === 'connection') return { database, transcript: new LibsqlTranscript(database) };
+  const writer = await WorkerAppender.start(database.url);
+  writers.push(writer);
+  return { database, transcript: new LibsqlTranscript(database, writer) };
 }
 
 let counter = 0;
@@ -41,6 +48,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  for (const writer of writers.splice(0)) await writer.close();
   for (const database of opened.splice(0)) {
     try {
       database.close();
@@ -51,11 +59,16 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('LibsqlTranscript', () => {
+describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on the %s', (where) => {
+  beforeEach(() => {
+    writeOn = where;
+  });
+
   it('messages survive closing and reopening the database', async () => {
     const first = await open();
     const sent = [msg('ops', 'one'), msg('ops', 'two 🚀'), msg('dev', 'three')];
     const seqs = await first.transcript.append(sent);
+    await first.transcript.close();
     first.database.close();
 
     const second = await open();
@@ -156,38 +169,71 @@ describe('LibsqlTranscript', () => {
     expect(await transcript.lastSeq()).toBe(0);
   });
 
+  it('appends commit in WAL mode with synchronous=FULL, before and after many appends and reads', async () => {
+    const { transcript } = await open();
+    const durable = { journalMode: 'wal', synchronous: 2, busyTimeout: 5000, foreignKeys: 1 };
+    expect(await transcript.durability()).toEqual(durable);
+    for (let i = 0; i < 5; i++) await transcript.append([msg('ops', `m${i}`), msg('dev', `d${i}`)]);
+    await transcript.recent('ops', 10);
+    await transcript.after('ops', 0, 10);
+    expect(await transcript.durability()).toEqual(durable);
+  });
+
+  it('the durability settings hold after reopening an existing database', async () => {
+    const first = await open();
+    await first.transcript.append([msg('ops', 'one')]);
+    await first.transcript.close();
+    first.database.close();
+    const { database, transcript } = await open();
+    await transcript.append([msg('ops', 'two')]);
+    expect(await transcript.durability()).toMatchObject({ journalMode: 'wal', synchronous: 2 });
+    expect(await scalar(database, 'PRAGMA synchronous')).toBe(2); // the reading connection too
+  });
+
   it('answers a ping', async () => {
     const { transcript } = await open();
     await expect(transcript.ping()).resolves.toBeUndefined();
   });
 });
 
+describe('the writer thread', () => {
+  beforeEach(() => {
+    writeOn = 'thread';
+  });
+
+  it('the event loop keeps running while batches commit', async () => {
+    const { transcript } = await open();
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks += 1;
+    }, 0);
+    for (let i = 0; i < 100; i++) await transcript.append([msg('ops', `m${i}`)]);
+    clearInterval(timer);
+    // On the database's own connection the same loop runs 0 or 1 times: each commit, fsync included,
+    // holds the thread until it returns.
+    expect(ticks).toBeGreaterThanOrEqual(10);
+  });
+
+  it('closing lets the write in flight finish: it is in the file afterwards', async () => {
+    const { database, transcript } = await open();
+    const pending = transcript.append([msg('ops', 'last words')]);
+    await transcript.close();
+    const [seq] = await pending;
+    expect(seq).toBeGreaterThan(0);
+    database.close();
+    writeOn = 'connection';
+    const reopened = await open();
+    expect((await reopened.transcript.recent('ops', 5)).map((m) => m.text)).toEqual(['last words']);
+  });
+
+  it('a closed writer refuses new writes with a clear error', async () => {
+    const { transcript } = await open();
+    await transcript.close();
+    await expect(transcript.append([msg('ops', 'too late')])).rejects.toThrow(/writer is closed/);
+  });
+});
+
 describe('openDatabase', () => {
-  it('the durability settings hold on the write path', async () => {
-    const { database, transcript } = await open();
-    const check = async (): Promise<void> => {
-      expect(await scalar(database, 'PRAGMA synchronous')).toBe(2); // FULL
-      expect(await scalar(database, 'PRAGMA journal_mode')).toBe('wal');
-      expect(await scalar(database, 'PRAGMA busy_timeout')).toBe(5000);
-    };
-    await check(); // right after the migrations
-    for (let i = 0; i < 5; i++) await transcript.append([msg('ops', `m${i}`), msg('dev', `d${i}`)]);
-    await transcript.recent('ops', 10);
-    await transcript.after('ops', 0, 10);
-    await check(); // and after the appends and reads
-  });
-
-  it('the durability settings hold after reopening an existing database', async () => {
-    const first = await open();
-    await first.transcript.append([msg('ops', 'one')]);
-    first.database.close();
-    const { database, transcript } = await open();
-    await transcript.append([msg('ops', 'two')]);
-    expect(await scalar(database, 'PRAGMA synchronous')).toBe(2);
-    expect(await scalar(database, 'PRAGMA journal_mode')).toBe('wal');
-    expect(await scalar(database, 'PRAGMA busy_timeout')).toBe(5000);
-  });
-
   it('a database in a directory that does not exist gives a DatabaseOpenError with a one-line message', async () => {
     const missing = join(dir, 'no', 'such', 'dir', 'room.db');
     const error = await openDatabase(missing).then(

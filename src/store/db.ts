@@ -12,6 +12,8 @@ export interface Database {
   readonly db: LibSQLDatabase<typeof schema>;
   readonly client: Client;
   readonly local: boolean;
+  /** The URL the client was opened with (a file: URL for a local database). */
+  readonly url: string;
   close(): void;
 }
 
@@ -47,17 +49,23 @@ export async function openDatabase(target: string, authToken?: string): Promise<
     if (local) await client.execute('PRAGMA journal_mode = WAL');
     const db = drizzle(client, { schema });
     await migrate(db, { migrationsFolder: MIGRATIONS });
-    if (local) {
-      await client.execute('PRAGMA synchronous = FULL');
-      await client.execute('PRAGMA busy_timeout = 5000');
-      // The migrator turns foreign keys off on its connection; sessions rely on them (cascade).
-      await client.execute('PRAGMA foreign_keys = ON');
-    }
-    return { db, client, local, close: () => client.close() };
+    // The migrator turns foreign keys off on its connection; sessions rely on them (cascade).
+    if (local) await setConnectionPragmas(client);
+    return { db, client, local, url, close: () => client.close() };
   } catch (error) {
     client.close();
     throw new DatabaseOpenError(`cannot use database ${target}: ${reason(error)}`, { cause: error });
   }
+}
+
+/**
+ * Per-connection settings for a local file, applied to every connection that writes: a commit is
+ * synced before it returns, a locked database is waited for, and foreign keys are enforced.
+ */
+export async function setConnectionPragmas(client: Client): Promise<void> {
+  await client.execute('PRAGMA synchronous = FULL');
+  await client.execute('PRAGMA busy_timeout = 5000');
+  await client.execute('PRAGMA foreign_keys = ON');
 }
 
 function reason(error: unknown): string {

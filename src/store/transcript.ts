@@ -1,6 +1,7 @@
-// The transcript on libSQL: group-committed appends, backscroll and resume reads.
-import { and, asc, desc, eq, getTableName, gt, inArray, max, sql } from 'drizzle-orm';
+// The transcript on libSQL: group-committed appends (see append.ts), backscroll and resume reads.
+import { and, asc, desc, eq, gt, max, sql } from 'drizzle-orm';
 import type { NewMessage, StoredMessage, Transcript } from '../hub/transcript.ts';
+import { type Appender, type Durability, SqlAppender } from './append.ts';
 import type { Database } from './db.ts';
 import { messages } from './schema.ts';
 
@@ -13,47 +14,19 @@ const columns = {
   ts: messages.ts,
 };
 
-const q = (name: string): string => `"${name.replaceAll('"', '""')}"`;
-const INSERT_HEAD = `INSERT INTO ${q(getTableName(messages))} (${[messages.id, messages.room, messages.sender, messages.text, messages.ts].map((c) => q(c.name)).join(', ')}) VALUES `;
-const INSERT_TAIL = ` ON CONFLICT (${q(messages.id.name)}) DO NOTHING RETURNING ${q(messages.id.name)}, ${q(messages.seq.name)}`;
-
-/** The Hub's transcript, stored in the messages table. */
+/** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
   readonly #database: Database;
-  /** The append statement per batch size (at most the group commit's batch bound of them). */
-  readonly #insertSql = new Map<number, string>();
+  readonly #appender: Appender;
 
-  constructor(database: Database) {
+  /** Appends run on the database's own connection unless another appender (a writer thread) is given. */
+  constructor(database: Database, appender: Appender = new SqlAppender(database.client)) {
     this.#database = database;
+    this.#appender = appender;
   }
 
-  /**
-   * One INSERT statement per batch: the batch commits (and syncs) as one transaction. This is the
-   * hot path, so its SQL text is built once per batch size from the schema's names rather than by
-   * the query builder on every batch.
-   */
-  async append(batch: readonly NewMessage[]): Promise<number[]> {
-    if (batch.length === 0) return [];
-    const { db, client } = this.#database;
-    let text = this.#insertSql.get(batch.length);
-    if (text === undefined) {
-      text = `${INSERT_HEAD}${Array(batch.length).fill('(?, ?, ?, ?, ?)').join(', ')}${INSERT_TAIL}`;
-      this.#insertSql.set(batch.length, text);
-    }
-    const args: Array<string | number> = [];
-    for (const m of batch) args.push(m.id, m.room, m.sender, m.text, m.ts);
-    const inserted = await client.execute({ sql: text, args });
-    const seqById = new Map(inserted.rows.map((r) => [String(r[0]), Number(r[1])]));
-    if (seqById.size < batch.length) {
-      // Some ids were stored before: report the sequence numbers they already have.
-      const missing = batch.filter((m) => !seqById.has(m.id)).map((m) => m.id);
-      const existing = await db
-        .select({ id: messages.id, seq: messages.seq })
-        .from(messages)
-        .where(inArray(messages.id, missing));
-      for (const r of existing) seqById.set(r.id, r.seq);
-    }
-    return batch.map((m) => seqById.get(m.id) ?? 0);
+  append(batch: readonly NewMessage[]): Promise<number[]> {
+    return this.#appender.append(batch);
   }
 
   async recent(room: string, limit: number): Promise<StoredMessage[]> {
@@ -80,8 +53,18 @@ export class LibsqlTranscript implements Transcript {
     return row?.last ?? 0;
   }
 
-  /** Answers when the database does: used by /healthz. */
+  /** Answers when the database does, for reads and for writes: used by /healthz. */
   async ping(): Promise<void> {
-    await this.#database.db.run(sql`SELECT 1`);
+    await Promise.all([this.#database.db.run(sql`SELECT 1`), this.#appender.ping()]);
+  }
+
+  /** The durability settings appends commit with. */
+  durability(): Promise<Durability> {
+    return this.#appender.durability();
+  }
+
+  /** Finish and stop the write path; the database itself is closed by its owner. */
+  close(): Promise<void> {
+    return this.#appender.close();
   }
 }

@@ -1,0 +1,52 @@
+// The transcript writer thread: owns one connection to the database file and runs the appends on it,
+// so a commit and its fsync never stall the event loop that serves the sockets.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createClient } from '@libsql/client';
+import { SqlAppender } from './append.ts';
+import { setConnectionPragmas } from './db.ts';
+import type { WriterReply, WriterRequest } from './worker-appender.ts';
+
+const port = parentPort;
+if (!port) throw new Error('append-worker runs as a worker thread');
+const { url } = workerData as { url: string };
+const post = (reply: WriterReply): void => port.postMessage(reply);
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+const client = createClient({ url, concurrency: 1 });
+const appender = new SqlAppender(client);
+
+/** Close the connection and stop listening: the thread then ends (exit code 0). */
+const stop = (): void => {
+  client.close();
+  port.off('message', onRequest);
+};
+
+// Requests run one after another, in the order they arrived.
+let chain: Promise<void> = setConnectionPragmas(client).then(
+  () => post({ ready: true }),
+  (error: unknown) => {
+    post({ failed: message(error) });
+    stop();
+  },
+);
+
+function onRequest(request: WriterRequest): void {
+  chain = chain.then(async () => {
+    if ('close' in request) {
+      stop();
+      return;
+    }
+    try {
+      if ('durability' in request) post({ n: request.n, durability: await appender.durability() });
+      else {
+        if ('ping' in request) await appender.ping();
+        const seqs = 'args' in request ? await appender.appendFlat(request.args) : [];
+        post({ n: request.n, seqs });
+      }
+    } catch (error) {
+      post({ n: request.n, error: message(error), code: (error as { code?: unknown }).code?.toString() });
+    }
+  });
+}
+
+port.on('message', onRequest);

@@ -1,0 +1,145 @@
+// Appends through a writer thread (src/store/append-worker.ts): the Node entry's choice for a file.
+import { Worker } from 'node:worker_threads';
+import type { NewMessage } from '../hub/transcript.ts';
+import { type Appender, type Durability, flatten } from './append.ts';
+
+/** What the event loop asks of the writer thread. */
+export type WriterRequest =
+  | { n: number; args: Array<string | number> }
+  | { n: number; ping: true }
+  | { n: number; durability: true }
+  | { close: true };
+
+/** What the writer thread answers. */
+export type WriterReply =
+  | { ready: true }
+  | { failed: string }
+  | { n: number; seqs: number[] }
+  | { n: number; durability: Durability }
+  | { n: number; error: string; code: string | undefined };
+
+const source = import.meta.url.endsWith('.ts') ? './append-worker.ts' : './append-worker.js';
+const WORKER = new URL(source, import.meta.url);
+// Run from TypeScript sources on Node (tests, development), the thread registers the same loader
+// (tsx, a development dependency) before it loads the writer. The published package runs the .js.
+const FROM_SOURCE = source.endsWith('.ts') && !('Deno' in globalThis);
+const TS_BOOT = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER.href)}); })`;
+const CLOSE_TIMEOUT_MS = 5000;
+
+/** A write the store refused, with SQLite's code (for example SQLITE_FULL) when it gave one. */
+export class WriterError extends Error {
+  override readonly name = 'WriterError';
+  readonly code: string | undefined;
+  constructor(message: string, code?: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+type Answer = number[] | Durability;
+
+interface Waiting {
+  resolve(answer: Answer): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Appends run on a worker thread with its own connection (same durability settings). Batches are
+ * answered in order. If the thread dies, the writes it held fail (they were never acknowledged) and
+ * the next write starts a new thread.
+ */
+export class WorkerAppender implements Appender {
+  readonly #url: string;
+  readonly #onLost: (error: Error) => void;
+  readonly #waiting = new Map<number, Waiting>();
+  #worker: Promise<Worker> | undefined;
+  #next = 1;
+  #closed = false;
+
+  private constructor(url: string, onLost: (error: Error) => void) {
+    this.#url = url;
+    this.#onLost = onLost;
+  }
+
+  /** Start the writer for a file: URL; rejects if it cannot open the database. */
+  static async start(url: string, onLost: (error: Error) => void = () => {}): Promise<WorkerAppender> {
+    const appender = new WorkerAppender(url, onLost);
+    await appender.#spawn();
+    return appender;
+  }
+
+  append(batch: readonly NewMessage[]): Promise<number[]> {
+    if (batch.length === 0) return Promise.resolve([]);
+    return this.#request({ args: flatten(batch) }) as Promise<number[]>;
+  }
+
+  async ping(): Promise<void> {
+    await this.#request({ ping: true });
+  }
+
+  durability(): Promise<Durability> {
+    return this.#request({ durability: true }) as Promise<Durability>;
+  }
+
+  /** Let the writer finish what it holds, close its connection and exit. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const worker = await this.#worker?.catch(() => undefined);
+    if (!worker) return;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.postMessage({ close: true } satisfies WriterRequest);
+    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async #request(
+    request: { args: Array<string | number> } | { ping: true } | { durability: true },
+  ): Promise<Answer> {
+    if (this.#closed) throw new WriterError('the transcript writer is closed');
+    const worker = await (this.#worker ?? this.#spawn());
+    const n = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(n, { resolve, reject });
+      worker.postMessage({ ...request, n } satisfies WriterRequest);
+    });
+  }
+
+  #spawn(): Promise<Worker> {
+    // The thread does not take the process's own flags: a preload given with --import (a monitoring
+    // agent, say) is for the main thread, and the writer needs none of them.
+    const options = { workerData: { url: this.#url }, execArgv: [] };
+    const worker = FROM_SOURCE
+      ? new Worker(TS_BOOT, { ...options, eval: true })
+      : new Worker(WORKER, options);
+    let gone = false;
+    const ready = new Promise<Worker>((resolve, reject) => {
+      const lost = (error: Error): void => {
+        reject(error);
+        if (gone) return;
+        gone = true;
+        if (this.#worker === ready) this.#worker = undefined;
+        for (const waiting of this.#waiting.values()) waiting.reject(error);
+        this.#waiting.clear();
+        if (!this.#closed) this.#onLost(error);
+      };
+      worker.on('message', (reply: WriterReply) => {
+        if ('ready' in reply) resolve(worker);
+        else if ('failed' in reply) reject(new WriterError(reply.failed));
+        else {
+          const waiting = this.#waiting.get(reply.n);
+          this.#waiting.delete(reply.n);
+          if ('seqs' in reply) waiting?.resolve(reply.seqs);
+          else if ('durability' in reply) waiting?.resolve(reply.durability);
+          else waiting?.reject(new WriterError(reply.error, reply.code));
+        }
+      });
+      worker.once('error', (error) => lost(error));
+      worker.once('exit', (code) =>
+        lost(new WriterError(`the transcript writer stopped (exit code ${code})`)),
+      );
+    });
+    this.#worker = ready;
+    return ready;
+  }
+}
