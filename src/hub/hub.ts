@@ -3,6 +3,7 @@
 import { type Log, silentLog } from '../log.ts';
 import { CloseCode, type ErrorCode } from '../protocol/codes.ts';
 import { PROTOCOL_VERSION, type ServerFrame, type Status } from '../protocol/frames.ts';
+import { newId } from './ids.ts';
 import { Encoded, type Peer } from './peer.ts';
 import { GroupCommit, type NewMessage, type StoredMessage, type Transcript } from './transcript.ts';
 
@@ -41,11 +42,6 @@ interface Room {
   readonly members: Map<Peer, Member>;
   /** Presence per user: a user with several connections is present once. */
   readonly users: Map<string, Presence>;
-}
-
-/** A fresh message id: 32 hex digits, the shape the original server used. */
-function newId(): string {
-  return crypto.randomUUID().replaceAll('-', '');
 }
 
 /** Routes messages and presence between the members of each room. */
@@ -207,12 +203,13 @@ export class Hub {
       this.#deliverError(member, 'shutting_down', 'the server is shutting down; the message was not stored');
       return;
     }
+    const now = Date.now();
     const message: NewMessage = {
-      id: newId(),
+      id: newId(now),
       room: peer.room,
       sender: peer.user,
       text,
-      ts: Date.now() / 1000,
+      ts: now / 1000,
     };
     try {
       await this.#commit.submit(message);
