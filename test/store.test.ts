@@ -129,6 +129,23 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     expect(await transcript.lastSeq()).toBe(all.at(-1));
   });
 
+  it('the seqs returned for a batch are the ones stored, also for a fresh batch after a repeated id', async () => {
+    const { transcript } = await open();
+    const big = Array.from({ length: 256 }, (_, i) => msg(`room-${i % 7}`, `m${i}`));
+    const bigSeqs = await transcript.append(big);
+    const repeated = msg('ops', 'again');
+    await transcript.append([repeated]);
+    await transcript.append([repeated, msg('ops', 'after a conflict')]);
+    const fresh = [msg('ops', 'fresh 1'), msg('dev', 'fresh 2')];
+    const freshSeqs = await transcript.append(fresh);
+
+    const stored = new Map<string, number>();
+    for (const room of ['ops', 'dev', ...Array.from({ length: 7 }, (_, i) => `room-${i}`)])
+      for (const m of await transcript.recent(room, 1000)) stored.set(m.id, m.seq);
+    expect(big.map((m) => stored.get(m.id))).toEqual(bigSeqs);
+    expect(fresh.map((m) => stored.get(m.id))).toEqual(freshSeqs);
+  });
+
   it('an empty batch stores nothing', async () => {
     const { transcript } = await open();
     expect(await transcript.append([])).toEqual([]);

@@ -30,7 +30,7 @@ const TABLE = q(getTableName(messages));
 const ID = q(messages.id.name);
 const SEQ = q(messages.seq.name);
 const INSERT_HEAD = `INSERT INTO ${TABLE} (${[messages.id, messages.room, messages.sender, messages.text, messages.ts].map((c) => q(c.name)).join(', ')}) VALUES `;
-const INSERT_TAIL = ` ON CONFLICT (${ID}) DO NOTHING RETURNING ${ID}, ${SEQ}`;
+const INSERT_TAIL = ` ON CONFLICT (${ID}) DO NOTHING`;
 
 /** A batch flattened for the statement (and for a postMessage): id, room, sender, text, ts per message. */
 export function flatten(batch: readonly NewMessage[]): Array<string | number> {
@@ -66,17 +66,21 @@ export class SqlAppender implements Appender {
       this.#insertSql.set(count, text);
     }
     const inserted = await this.#client.execute({ sql: text, args: [...args] });
-    const seqById = new Map(inserted.rows.map((r) => [String(r[0]), Number(r[1])]));
-    const ids = Array.from({ length: count }, (_, i) => String(args[i * FIELDS]));
-    if (seqById.size < count) {
-      // Some ids were stored before: report the sequence numbers they already have.
-      const missing = [...new Set(ids.filter((id) => !seqById.has(id)))];
-      const existing = await this.#client.execute({
-        sql: `SELECT ${ID}, ${SEQ} FROM ${TABLE} WHERE ${ID} IN (${missing.map(() => '?').join(', ')})`,
-        args: missing,
-      });
-      for (const r of existing.rows) seqById.set(String(r[0]), Number(r[1]));
+    const last = inserted.lastInsertRowid;
+    if (inserted.rowsAffected === count && last !== undefined) {
+      // Every row is new. One statement under the write lock numbers its rows one after another,
+      // so the seqs are the `count` numbers ending at the last one: no row needs to come back.
+      const first = Number(last) - count + 1;
+      return Array.from({ length: count }, (_, i) => first + i);
     }
+    // Some ids were stored before (a retried batch): read back the seq each id has.
+    const ids = Array.from({ length: count }, (_, i) => String(args[i * FIELDS]));
+    const unique = [...new Set(ids)];
+    const stored = await this.#client.execute({
+      sql: `SELECT ${ID}, ${SEQ} FROM ${TABLE} WHERE ${ID} IN (${unique.map(() => '?').join(', ')})`,
+      args: unique,
+    });
+    const seqById = new Map(stored.rows.map((r) => [String(r[0]), Number(r[1])]));
     return ids.map((id) => seqById.get(id) ?? 0);
   }
 
