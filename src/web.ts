@@ -14,17 +14,21 @@ import type { WebDoor, WebOptions } from './web-types.ts';
 
 const STATIC_DIR = fileURLToPath(new URL('../static/', import.meta.url));
 
-// ws sends a Buffer as a text frame when told it is not binary, so the bytes encoded once per
-// broadcast are shared by every socket instead of each socket re-encoding the string.
+// Every socket of a broadcast gets the same bytes, framed once (Encoded.wsText), instead of ws
+// building a header and writing header and payload for each socket.
 const nodeSocketAccess: SocketAccess = {
-  send: (ws: WSContext, frame) => (ws.raw as WebSocket).send(frame.utf8, { binary: false }),
+  send: (ws: WSContext, frames) => {
+    const raw = ws.raw as WebSocket;
+    const socket = tcp(ws);
+    // Frames framed once per broadcast are written as they are, in one write. ws writes each of
+    // its own frames (pings, close) whole and at once, with compression off, so frames never
+    // interleave; once closing, sends go through ws, which refuses them as it should.
+    if (socket && raw.readyState === raw.OPEN) socket.write(frames.wsText);
+    else for (const frame of frames.parts) raw.send(frame.utf8, { binary: false });
+  },
   bufferedAmount: (ws) => (ws.raw as WebSocket).bufferedAmount,
   pause: (ws) => (ws.raw as WebSocket).pause(),
   resume: (ws) => (ws.raw as WebSocket).resume(),
-  // ws has no public cork; its sender writes each frame straight to this socket (compression is
-  // off), so corking the socket turns a batch of frames into one writev.
-  cork: (ws) => tcp(ws)?.cork(),
-  uncork: (ws) => tcp(ws)?.uncork(),
 };
 
 const alive = new WeakSet<WebSocket>();

@@ -1,7 +1,7 @@
 // Unit tests of the Hub (src/hub/hub.ts) with fake peers and an in-memory fake transcript: presence, stamping, group commit, backscroll, resume, drops and shutdown.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type HubOptions } from '../src/hub/hub.ts';
-import type { Encoded, Peer } from '../src/hub/peer.ts';
+import type { Encoded, Outgoing, Peer } from '../src/hub/peer.ts';
 import type { NewMessage, StoredMessage, Transcript } from '../src/hub/transcript.ts';
 import { CloseCode, ErrorCode } from '../src/protocol/codes.ts';
 import type { ErrorOut, MessageOut, PresenceOut, ServerFrame, WelcomeOut } from '../src/protocol/frames.ts';
@@ -101,8 +101,10 @@ class FakePeer implements Peer {
   readonly since: number | undefined;
   /** Every frame sent, parsed, in order. */
   readonly frames: ServerFrame[] = [];
-  /** Every frame sent, as the very object the Hub handed over. */
+  /** Every frame sent, as the very object the Hub encoded. */
   readonly encoded: Encoded[] = [];
+  /** What each send() call was handed: one frame or a run of them, one write each. */
+  readonly sends: Outgoing[] = [];
   readonly closes: { code: number; reason: string }[] = [];
   /** Sends and closes in the order they happened. */
   readonly events: string[] = [];
@@ -121,13 +123,16 @@ class FakePeer implements Peer {
     this.since = options.since;
   }
 
-  send(frame: Encoded): void {
+  send(frames: Outgoing): void {
     if (this.throwOnSend) throw new Error('broken pipe');
-    const parsed = JSON.parse(frame.json) as ServerFrame;
-    this.encoded.push(frame);
-    this.frames.push(parsed);
-    this.events.push(parsed.type);
-    this.onSend?.(parsed);
+    this.sends.push(frames);
+    for (const frame of frames.parts) {
+      const parsed = JSON.parse(frame.json) as ServerFrame;
+      this.encoded.push(frame);
+      this.frames.push(parsed);
+      this.events.push(parsed.type);
+      this.onSend?.(parsed);
+    }
   }
 
   bufferedAmount(): number {
@@ -444,21 +449,42 @@ describe('catch-up and slowness', () => {
 });
 
 describe('write coalescing', () => {
-  it('a committed batch reaches each member between one cork and one uncork', async () => {
+  it('a committed batch reaches each member in one send, in commit order, the same bytes for the whole room', async () => {
     const hub = makeHub();
     const sender = new FakePeer('sender');
-    const reader = new FakePeer('reader');
-    const calls: string[] = [];
-    Object.assign(reader, {
-      cork: () => calls.push('cork'),
-      uncork: () => calls.push('uncork'),
-    });
-    reader.onSend = (f) => {
-      if (f.type === 'message') calls.push(f.text);
-    };
-    for (const p of [sender, reader]) await hub.join(p);
+    const readers = [new FakePeer('ann'), new FakePeer('bob')];
+    const elsewhere = new FakePeer('cy', { room: 'dev' });
+    for (const p of [sender, ...readers, elsewhere]) await hub.join(p);
+    for (const p of [sender, ...readers, elsewhere]) p.sends.length = 0;
+
     await Promise.all(['a', 'b', 'c'].map((text) => hub.message(sender, text)));
-    expect(calls).toEqual(['cork', 'a', 'b', 'c', 'uncork']);
+    for (const reader of readers) {
+      expect(reader.sends).toHaveLength(1);
+      expect(reader.sends[0]?.parts.map((p) => (JSON.parse(p.json) as MessageOut).text)).toEqual([
+        'a',
+        'b',
+        'c',
+      ]);
+    }
+    expect(readers[0]?.sends[0]).toBe(readers[1]?.sends[0]);
+    expect(elsewhere.sends).toEqual([]);
+  });
+
+  it('a batch that spans rooms gives each room only its own messages', async () => {
+    const hub = makeHub();
+    const ops = new FakePeer('ann');
+    const dev = new FakePeer('bob', { room: 'dev' });
+    for (const p of [ops, dev]) await hub.join(p);
+    for (const p of [ops, dev]) p.sends.length = 0;
+    await Promise.all([
+      hub.message(ops, 'for ops'),
+      hub.message(dev, 'for dev'),
+      hub.message(ops, 'ops again'),
+    ]);
+    const texts = (p: FakePeer) => p.frames.filter((f) => f.type === 'message').map((f) => f.text);
+    expect(texts(ops)).toEqual(['for ops', 'ops again']);
+    expect(texts(dev)).toEqual(['for dev']);
+    expect(ops.sends).toHaveLength(1);
   });
 });
 

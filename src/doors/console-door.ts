@@ -142,12 +142,10 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       wantsBackscroll: false,
       optedIn: (hello.protocol ?? 1) >= PROTOCOL_VERSION,
       since: undefined,
-      send: (frame) => {
-        socket.write(frame.line);
+      send: (frames) => {
+        socket.write(frames.line);
       },
       bufferedAmount: () => socket.writableLength,
-      cork: () => socket.cork(),
-      uncork: () => socket.uncork(),
       close: (code) => {
         // A slow or flooding console's backlog is dropped; otherwise what is queued is flushed first.
         if (code === CloseCode.Slow || code === CloseCode.Flood) socket.destroy();

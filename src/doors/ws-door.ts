@@ -1,7 +1,7 @@
 // The browser door: adapts a WebSocket (via Hono's runtime-neutral WSContext) to a Hub peer.
 import type { WSContext, WSEvents } from 'hono/ws';
 import type { Hub } from '../hub/hub.ts';
-import type { Encoded, Peer } from '../hub/peer.ts';
+import type { Outgoing, Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import { decodeClientFrame } from '../protocol/frames.ts';
@@ -23,22 +23,21 @@ export interface BrowserIdentity {
 
 /**
  * How one runtime's WebSocket does what WSContext does not expose. The default works on any
- * web-standard WebSocket; the Node entry passes one that sends pre-encoded bytes as text frames and
- * pauses reading under load.
+ * web-standard WebSocket; the Node entry passes one that writes frames framed once per broadcast
+ * and pauses reading under load.
  */
 export interface SocketAccess {
-  send(ws: WSContext, frame: Encoded): void;
+  send(ws: WSContext, frames: Outgoing): void;
   bufferedAmount(ws: WSContext): number;
   pause(ws: WSContext): void;
   resume(ws: WSContext): void;
-  /** Optional: hold this socket's writes until uncork(). */
-  cork?(ws: WSContext): void;
-  uncork?(ws: WSContext): void;
 }
 
-/** Works on any runtime whose raw socket is a web-standard WebSocket. */
+/** Works on any runtime whose raw socket is a web-standard WebSocket: one send per frame. */
 export const standardSocketAccess: SocketAccess = {
-  send: (ws, frame) => ws.send(frame.json),
+  send: (ws, frames) => {
+    for (const frame of frames.parts) ws.send(frame.json);
+  },
   bufferedAmount: (ws) => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,
   pause: () => {},
   resume: () => {},
@@ -78,12 +77,9 @@ export function browserEvents(
         wantsBackscroll: true,
         optedIn: true,
         since: who.since,
-        send: (frame) => access.send(ws, frame),
+        send: (frames) => access.send(ws, frames),
         bufferedAmount: () => access.bufferedAmount(ws),
         close: (code, reason) => ws.close(code, reason),
-        ...(access.cork && access.uncork
-          ? { cork: () => access.cork?.(ws), uncork: () => access.uncork?.(ws) }
-          : {}),
       };
       peer = joined;
       handler = new FrameHandler(hub, joined, log, limits.flood, {

@@ -4,7 +4,7 @@ import { type Log, silentLog } from '../log.ts';
 import { CloseCode, type ErrorCode } from '../protocol/codes.ts';
 import { PROTOCOL_VERSION, type ServerFrame, type Status } from '../protocol/frames.ts';
 import { newId } from './ids.ts';
-import { Encoded, type Peer } from './peer.ts';
+import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
 import { GroupCommit, type NewMessage, type StoredMessage, type Transcript } from './transcript.ts';
 
 /** Hub settings; every bound has a default. */
@@ -252,38 +252,36 @@ export class Hub {
   }
 
   #committed(batch: StoredMessage[]): void {
-    // Slowness is judged once per batch, before it is handed out: what a member still holds from
-    // earlier batches, not the batch that is arriving now.
-    const rooms = new Set<Room>();
-    for (const message of batch) {
-      const room = this.#rooms.get(message.room);
-      if (room) rooms.add(room);
-    }
-    const corked: Peer[] = [];
-    for (const room of rooms) {
-      for (const member of [...room.members.values()]) {
-        if (member.pending) continue;
-        if (member.peer.bufferedAmount() > this.#maxBuffered) {
-          this.#drop(member.peer, CloseCode.Slow, 'slow consumer');
-        } else if (member.peer.cork) {
-          member.peer.cork();
-          corked.push(member.peer);
-        }
-      }
-    }
+    // Each room's share of the batch, in commit order, encoded once.
+    const byRoom = new Map<string, Encoded[]>();
     for (const message of batch) {
       if (message.seq > this.#committedSeq) this.#committedSeq = message.seq;
-      const room = this.#rooms.get(message.room);
-      if (room) this.#broadcast(room, messageFrame(message), undefined, false);
+      if (!this.#rooms.has(message.room)) continue;
+      const frame = new Encoded(messageFrame(message));
+      const frames = byRoom.get(message.room);
+      if (frames) frames.push(frame);
+      else byRoom.set(message.room, [frame]);
     }
-    // Each member's share of the batch leaves in one write instead of one per message.
-    for (const peer of corked) peer.uncork?.();
+    for (const [name, frames] of byRoom) {
+      const room = this.#rooms.get(name);
+      if (!room) continue;
+      // A member's share leaves in one write, the same bytes for every member of the room.
+      const run = frames.length === 1 ? (frames[0] as Encoded) : new EncodedRun(frames);
+      for (const member of [...room.members.values()]) {
+        // A drop announces the leaver to the room, which can drop another member in turn.
+        if (room.members.get(member.peer) !== member) continue;
+        // Slowness is judged before the share is handed over: on what the member still holds from
+        // earlier batches, not on what is arriving now.
+        if (member.pending) for (const frame of frames) this.#deliver(member, frame);
+        else this.#deliver(member, run);
+      }
+    }
   }
 
-  #broadcast(room: Room, frame: ServerFrame, except?: Peer, checkSlow = true): void {
+  #broadcast(room: Room, frame: ServerFrame, except?: Peer): void {
     const encoded = new Encoded(frame);
     for (const member of room.members.values()) {
-      if (member.peer !== except) this.#deliver(member, encoded, checkSlow);
+      if (member.peer !== except) this.#deliver(member, encoded);
     }
   }
 
@@ -291,12 +289,20 @@ export class Hub {
     if (member.peer.optedIn) this.#deliver(member, errorFrame(code, message));
   }
 
-  /** Hand one frame to one member; a slow or broken member is dropped, never waited for. */
-  #deliver(member: Member, frame: Encoded, checkSlow = true): void {
+  /**
+   * Hand frames to one member; a slow or broken member is dropped, never waited for. A joining
+   * member holds them (one by one: the join drops those its history already has) until it is live.
+   */
+  #deliver(member: Member, frames: Outgoing, checkSlow = true): void {
     const { peer } = member;
     if (member.pending) {
-      if (member.pending.length < this.#maxPending) member.pending.push(frame);
-      else this.#drop(peer, CloseCode.Slow, 'too many frames while joining');
+      for (const frame of frames.parts) {
+        if (member.pending.length < this.#maxPending) member.pending.push(frame);
+        else {
+          this.#drop(peer, CloseCode.Slow, 'too many frames while joining');
+          return;
+        }
+      }
       return;
     }
     if (checkSlow && peer.bufferedAmount() > this.#maxBuffered) {
@@ -304,7 +310,7 @@ export class Hub {
       return;
     }
     try {
-      peer.send(frame);
+      peer.send(frames);
     } catch (error) {
       this.#log.warn('send failed', { room: peer.room, user: peer.user, error: String(error) });
       this.#drop(peer, CloseCode.InternalError, 'send failed');
