@@ -2,7 +2,7 @@
 import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
-import type { UpgradeWebSocket } from 'hono/ws';
+import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
 import type { Limits } from './config.ts';
 import { floodLimits } from './doors/flood.ts';
@@ -24,7 +24,8 @@ export interface AppDeps {
   hub: Hub;
   log: Log;
   assets: Map<string, Asset>;
-  upgradeWebSocket: UpgradeWebSocket;
+  /** The runtime's WebSocket upgrade, called as `upgradeWebSocket(c, events)`. */
+  upgradeWebSocket: (c: Context, events: WSEvents) => Promise<Response>;
   /** Resolves when the database answers. */
   checkDatabase: () => Promise<void>;
   /** The client's address (through trusted proxies), as the runtime reports it. */

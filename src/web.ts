@@ -3,7 +3,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, upgradeWebSocket } from '@hono/node-server';
-import type { WSContext } from 'hono/ws';
+import type { Context } from 'hono';
+import type { WSContext, WSEvents } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { createApp } from './app.ts';
 import type { SocketAccess } from './doors/ws-door.ts';
@@ -57,6 +58,27 @@ function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): Ret
   return timer;
 }
 
+/**
+ * @hono/node-server's upgrade keeps the context it is given for as long as the socket lives (its
+ * per-socket handlers close over it), and with it the whole upgrade request: headers, URL objects,
+ * the IncomingMessage. Everything the browser door needs was taken from the request before this
+ * point, so the upgrade gets a stand-in holding only what the helper reads: the Upgrade header, the
+ * URL and the server's bindings. Once the helper has taken the request from the bindings (it does
+ * so at once), the bindings let go of it.
+ */
+const leanUpgrade = async (c: Context, events: WSEvents): Promise<Response> => {
+  const env = c.env as { incoming?: unknown };
+  const upgrade = c.req.header('upgrade');
+  const url = c.req.url;
+  const stand = {
+    env,
+    req: { url, header: (name: string) => (name.toLowerCase() === 'upgrade' ? upgrade : undefined) },
+  };
+  const response = await upgradeWebSocket(stand as unknown as Context, events);
+  env.incoming = undefined;
+  return response;
+};
+
 /** The TCP socket under a ws WebSocket (a private field of ws, read defensively). */
 function tcp(ws: WSContext): Socket | undefined {
   const socket = (ws.raw as { _socket?: unknown } | undefined)?._socket;
@@ -72,7 +94,7 @@ export async function startWeb(options: WebOptions): Promise<WebDoor> {
     hub: options.hub,
     log,
     assets,
-    upgradeWebSocket,
+    upgradeWebSocket: leanUpgrade,
     checkDatabase: options.checkDatabase,
     remoteAddress: client.remoteAddress,
     isSecure: client.isSecure,
