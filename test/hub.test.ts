@@ -2,23 +2,26 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type HubOptions } from '../src/hub/hub.ts';
 import type { Encoded, Outgoing, Peer } from '../src/hub/peer.ts';
-import type { NewMessage, StoredMessage, Transcript } from '../src/hub/transcript.ts';
+import { GroupCommit, type NewMessage, type StoredMessage, type Transcript } from '../src/hub/transcript.ts';
 import { CloseCode, ErrorCode } from '../src/protocol/codes.ts';
 import type { ErrorOut, MessageOut, PresenceOut, ServerFrame, WelcomeOut } from '../src/protocol/frames.ts';
 
 const MiB = 1024 * 1024;
 
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
+interface Deferred<T = void> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
 }
 
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
+function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
   });
-  return { promise, resolve };
+  return { promise, resolve, reject };
 }
 
 /** Let queued microtasks and a few macrotasks run, for "nothing happened" assertions. */
@@ -982,5 +985,90 @@ describe('shutdown', () => {
     expect(alice.errors.map((e) => e.code)).toEqual([ErrorCode.ShuttingDown]);
     expect(alice.messages).toEqual([]);
     expect(transcript.batches).toEqual([]);
+  });
+});
+
+describe('group commit with a store that takes two appends at once', () => {
+  /** A store whose appends are answered by the test, in any order it likes. */
+  class ManualStore implements Transcript {
+    readonly appendsInFlight: number;
+    readonly calls: { messages: readonly NewMessage[]; answer: Deferred<number[]> }[] = [];
+    constructor(inFlight: number) {
+      this.appendsInFlight = inFlight;
+    }
+    append(messages: readonly NewMessage[]): Promise<number[]> {
+      const answer = deferred<number[]>();
+      this.calls.push({ messages, answer });
+      return answer.promise;
+    }
+    recent = async (): Promise<StoredMessage[]> => [];
+    after = async (): Promise<StoredMessage[]> => [];
+    lastSeq = async (): Promise<number> => 0;
+  }
+  const m = (text: string): NewMessage => ({ id: text, room: 'ops', sender: 'ann', text, ts: 1 });
+
+  it('the next batch is handed to the store while the previous one is still committing', async () => {
+    const store = new ManualStore(2);
+    const commit = new GroupCommit(store, () => {});
+    void commit.submit(m('a'));
+    await settle();
+    void commit.submit(m('b'));
+    await settle();
+    expect(store.calls.map((c) => c.messages.map((x) => x.text))).toEqual([['a'], ['b']]);
+
+    const serial = new ManualStore(1);
+    const one = new GroupCommit(serial, () => {});
+    void one.submit(m('a'));
+    await settle();
+    void one.submit(m('b'));
+    await settle();
+    expect(serial.calls).toHaveLength(1); // waits for the first answer
+  });
+
+  it('batches answered out of order are still reported, and acknowledged, in the order they were made', async () => {
+    const store = new ManualStore(2);
+    const reported: string[] = [];
+    const commit = new GroupCommit(store, (batch) =>
+      reported.push(...batch.map((x) => `${x.text}:${x.seq}`)),
+    );
+    const acks: string[] = [];
+    const a = commit.submit(m('a')).then((s) => acks.push(s.text));
+    await settle();
+    const b = commit.submit(m('b')).then((s) => acks.push(s.text));
+    await settle();
+    store.calls[1]?.answer.resolve([2]);
+    await settle();
+    expect(reported).toEqual([]); // 'b' waits for 'a'
+    store.calls[0]?.answer.resolve([1]);
+    await Promise.all([a, b]);
+    expect(reported).toEqual(['a:1', 'b:2']);
+    expect(acks).toEqual(['a', 'b']);
+  });
+
+  it('a failed batch fails only its own messages; the batch after it is reported and flushed() waits for both', async () => {
+    const store = new ManualStore(2);
+    const reported: string[] = [];
+    const commit = new GroupCommit(store, (batch) => reported.push(...batch.map((x) => x.text)));
+    const a = commit.submit(m('a')).then(
+      () => 'stored',
+      (e: Error) => e.message,
+    );
+    await settle();
+    const b = commit.submit(m('b'));
+    await settle();
+    let flushed = false;
+    void commit.flushed().then(() => {
+      flushed = true;
+    });
+    store.calls[0]?.answer.reject(new Error('disk full'));
+    await settle();
+    expect(flushed).toBe(false);
+    store.calls[1]?.answer.resolve([7]);
+    expect(await a).toBe('disk full');
+    expect((await b).seq).toBe(7);
+    await settle();
+    expect(reported).toEqual(['b']);
+    expect(flushed).toBe(true);
+    expect(commit.pending).toBe(0);
   });
 });

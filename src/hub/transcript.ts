@@ -29,6 +29,11 @@ export interface Transcript {
   after(room: string, seq: number, limit: number): Promise<StoredMessage[]>;
   /** The newest sequence number in the whole transcript (0 when empty). */
   lastSeq(): Promise<number>;
+  /**
+   * How many appends may be outstanding at once (default 1). More than one only for a store that
+   * commits appends strictly in the order they were made, such as a single writer thread.
+   */
+  readonly appendsInFlight?: number;
 }
 
 interface Pending {
@@ -37,19 +42,31 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+interface Batch {
+  readonly pending: Pending[];
+  /** Set once the store has answered. */
+  outcome: { seqs: number[] } | { error: unknown } | undefined;
+}
+
 /**
  * Group commit: messages submitted while a write is in flight are written together by the next one,
- * so a burst costs one transaction (one fsync) per batch instead of one per message. Batches are
- * written one after another, so commit order is submission order and `onCommit` sees sequence
- * numbers in increasing order.
+ * so a burst costs one transaction (one fsync) per batch instead of one per message. When the store
+ * allows it, the next batch is already committing while the last one is being broadcast, so the
+ * store and the event loop work at the same time. Batches are reported in the order they were made:
+ * commit order is submission order and `onCommit` sees sequence numbers in increasing order.
  */
 export class GroupCommit {
   readonly #transcript: Transcript;
   readonly #maxBatch: number;
   readonly #maxBatchBytes: number;
+  readonly #inFlight: number;
   readonly #onCommit: (batch: StoredMessage[]) => void;
-  #queue: Pending[] = [];
-  #writing: Promise<void> | undefined;
+  readonly #queue: Pending[] = [];
+  /** Batches handed to the store, oldest first, until they are reported. */
+  readonly #batches: Batch[] = [];
+  /** A batch is about to be taken (after a turn of I/O). */
+  #starting = false;
+  #idle: Array<() => void> = [];
 
   /**
    * `maxBatch` bounds the messages per transaction; `maxBatchBytes` bounds their text, because each
@@ -65,24 +82,32 @@ export class GroupCommit {
     this.#onCommit = onCommit;
     this.#maxBatch = maxBatch;
     this.#maxBatchBytes = maxBatchBytes;
+    this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
   }
 
   /** Queue a message; resolves once it is committed and `onCommit` has run for its batch. */
   submit(message: NewMessage): Promise<StoredMessage> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ message, resolve, reject });
-      this.#writing ??= this.#drain();
+      this.#start();
     });
   }
 
   /** Messages waiting for or in a write. */
   get pending(): number {
-    return this.#queue.length;
+    let n = this.#queue.length;
+    for (const batch of this.#batches) n += batch.pending.length;
+    return n;
   }
 
   /** Resolves when every message submitted so far is committed or has failed. */
-  async flushed(): Promise<void> {
-    while (this.#writing) await this.#writing;
+  flushed(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #isIdle(): boolean {
+    return this.#queue.length === 0 && this.#batches.length === 0 && !this.#starting;
   }
 
   /** How many queued messages the next batch takes: at least one, within both bounds. */
@@ -98,27 +123,43 @@ export class GroupCommit {
     return n;
   }
 
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
-        // and flushed (members drain what the last batch gave them). A fast store resolves without
-        // ever reaching the event loop, and would otherwise starve every socket while a burst lasts.
-        await yieldToIo();
-        const batch = this.#queue.splice(0, this.#batchLength());
-        let seqs: number[];
-        try {
-          seqs = await this.#transcript.append(batch.map((p) => p.message));
-        } catch (error) {
-          for (const p of batch) p.reject(error);
-          continue;
-        }
-        const stored = batch.map((p, i) => ({ ...p.message, seq: seqs[i] ?? 0 }));
-        this.#onCommit(stored);
-        for (let i = 0; i < batch.length; i++) batch[i]?.resolve(stored[i] as StoredMessage);
+  /** Hand the next batch to the store if there is one and the store may take it. */
+  #start(): void {
+    if (this.#starting || this.#queue.length === 0 || this.#batches.length >= this.#inFlight) return;
+    this.#starting = true;
+    // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
+    // and flushed (members drain what the last batch gave them). A fast store resolves without
+    // ever reaching the event loop, and would otherwise starve every socket while a burst lasts.
+    void yieldToIo().then(() => {
+      this.#starting = false;
+      const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
+      this.#batches.push(batch);
+      this.#transcript.append(batch.pending.map((p) => p.message)).then(
+        (seqs) => this.#answered(batch, { seqs }),
+        (error: unknown) => this.#answered(batch, { error }),
+      );
+      this.#start();
+    });
+  }
+
+  /** Report answered batches in the order they were made, then take the next. */
+  #answered(batch: Batch, outcome: NonNullable<Batch['outcome']>): void {
+    batch.outcome = outcome;
+    for (let head = this.#batches[0]; head?.outcome; head = this.#batches[0]) {
+      this.#batches.shift();
+      const result = head.outcome;
+      if ('error' in result) {
+        for (const p of head.pending) p.reject(result.error);
+        continue;
       }
-    } finally {
-      this.#writing = undefined;
+      const stored = head.pending.map((p, i) => ({ ...p.message, seq: result.seqs[i] ?? 0 }));
+      try {
+        this.#onCommit(stored);
+      } finally {
+        for (let i = 0; i < head.pending.length; i++) head.pending[i]?.resolve(stored[i] as StoredMessage);
+      }
     }
+    this.#start();
+    if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
   }
 }

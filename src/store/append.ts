@@ -6,6 +6,8 @@ import { messages } from './schema.ts';
 
 /** Stores batches of messages; the transcript's reads stay elsewhere. */
 export interface Appender {
+  /** How many appends may be outstanding at once; more than one only if they commit in order. */
+  readonly inFlight: number;
   /** Store the batch in one transaction, in order; returns each message's seq. Idempotent on `id`. */
   append(batch: readonly NewMessage[]): Promise<number[]>;
   /** Resolves when the write path answers: used by /healthz. */
@@ -44,6 +46,8 @@ export function flatten(batch: readonly NewMessage[]): Array<string | number> {
  * size from the schema's names rather than by the query builder on every batch.
  */
 export class SqlAppender implements Appender {
+  /** A remote server may run concurrent requests in any order, so one at a time. */
+  readonly inFlight = 1;
   readonly #client: Client;
   /** The append statement per batch size (at most the group commit's batch bound of them). */
   readonly #insertSql = new Map<number, string>();

@@ -29,6 +29,10 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.append(batch);
   }
 
+  get appendsInFlight(): number {
+    return this.#appender.inFlight;
+  }
+
   async recent(room: string, limit: number): Promise<StoredMessage[]> {
     const rows = await this.#database.db
       .select(columns)

@@ -49,6 +49,8 @@ interface Waiting {
  * the next write starts a new thread.
  */
 export class WorkerAppender implements Appender {
+  /** The thread takes requests one after another, in order: the next batch can wait there. */
+  readonly inFlight = 2;
   readonly #url: string;
   readonly #onLost: (error: Error) => void;
   readonly #waiting = new Map<number, Waiting>();
