@@ -1,4 +1,4 @@
-// Preloaded (--import) into runspec-room under test: memory reports only; its event-loop delay is not measured.
+// Preloaded (--import) into runspec-room under test: memory and event-loop delay reports, as the baselines give.
 import { installAgent } from './agent.ts';
 
-installAgent({ eventLoopDelay: false });
+installAgent({ eventLoopDelay: true });

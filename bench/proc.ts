@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 
 const CLK_TCK = 100;
 
-/** User plus system CPU seconds a process has used. */
-export function cpuSeconds(pid: number | 'self'): number {
+/** User plus system CPU seconds a process (all its threads), or one thread as `pid/task/tid`, has used. */
+export function cpuSeconds(pid: number | string): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
@@ -23,11 +23,11 @@ export function openFileLimit(pid: number | 'self'): number {
 
 /** CPU use between two calls, as a share of one core. */
 export class CpuMeter {
-  readonly #pid: number | 'self';
+  readonly #pid: number | string;
   #cpu: number;
   #at: number;
 
-  constructor(pid: number | 'self') {
+  constructor(pid: number | string) {
     this.#pid = pid;
     this.#cpu = cpuSeconds(pid);
     this.#at = performance.now();

@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { diskSync } from './disk.ts';
 import { LoadGen } from './loadgen/pool.ts';
 import { openFileLimit } from './proc.ts';
 import { checkTargets, type Results, render, renderTargets } from './report.ts';
@@ -118,6 +119,10 @@ async function withServer<T>(kind: ServerKind, gc: boolean, fn: (s: ServerHandle
 async function runOne(workload: Workload, kind: ServerKind): Promise<void> {
   switch (workload) {
     case 'floor':
+      if (!results.disk) {
+        results.disk = await diskSync(options.floorRate, Math.min(options.floorSeconds, 10));
+        log(`  disk alone: fdatasync p99 ${results.disk.p99} ms`);
+      }
       results.floor[kind] = await withServer(kind, false, (s) =>
         w.floor(gen, s, options.floorRate, {
           warmupMs: quick ? 500 : 2000,
@@ -197,8 +202,8 @@ const targets = checkTargets(results);
 process.stdout.write(`${render(results)}\n${renderTargets(targets)}\n`);
 process.stdout.write(
   "\nNotes: latency runs from each message's scheduled send time to its receipt at every member (open loop).\n" +
-    'Event-loop delay is reported by the baselines only; for runspec-room the bench reads CPU and RSS from /proc\n' +
-    '(memory after GC comes from a preloaded bench agent; src/ is unchanged).\n',
+    'CPU (whole process, and "main": its event-loop thread) and RSS are read from /proc; event-loop delay and\n' +
+    'memory after GC come from a bench agent preloaded into each server (src/ is unchanged).\n',
 );
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const out =

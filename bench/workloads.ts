@@ -28,10 +28,11 @@ export interface StepResult {
   messagesPerSecond: number;
   arrivedPct: number;
   latency: Latency;
-  /** Server CPU as a share of one core. */
+  /** Server CPU as a share of one core: the whole process, and its main (event-loop) thread. */
   serverCpu: number;
+  serverMainCpu: number;
   serverRssMiB: number;
-  /** Server event-loop delay p99 (ms), when the server reports it (baselines only). */
+  /** Server event-loop delay p99 (ms), as the server's preloaded bench agent reports it. */
   serverEldP99Ms?: number;
   /** Whole generator process CPU (share of one core) and each worker thread's. */
   genCpu: number;
@@ -115,12 +116,14 @@ async function measureStep(
   });
   await sleep((windowStartNs - nowNs()) / 1e6);
   const serverCpu = new CpuMeter(server.pid);
+  const serverMainCpu = new CpuMeter(`${server.pid}/task/${server.pid}`);
   const genCpu = new CpuMeter('self');
   const busy0 = machineBusySeconds();
   const t0 = performance.now();
   void server.report();
   await sleep((endNs - nowNs()) / 1e6);
   const serverShare = serverCpu.read();
+  const serverMainShare = serverMainCpu.read();
   const genShare = genCpu.read();
   const machineShare = (machineBusySeconds() - busy0) / ((performance.now() - t0) / 1000);
   const serverRss = rssMiB(server.pid);
@@ -146,6 +149,7 @@ async function measureStep(
     arrivedPct: round(arrivedPct, 3),
     latency,
     serverCpu: round(serverShare, 2),
+    serverMainCpu: round(serverMainShare, 2),
     serverRssMiB: Math.round(serverRss),
     serverEldP99Ms: report?.eld ? round(report.eld.p99, 2) : undefined,
     genCpu: round(genShare, 2),
