@@ -243,6 +243,27 @@ describe('the writer thread', () => {
     expect((await reopened.transcript.recent('ops', 5)).map((m) => m.text)).toEqual(['last words']);
   });
 
+  it('if the thread dies, the batch it held fails, and the next batch starts a new thread and is stored', async () => {
+    const database = await openDatabase(dbPath);
+    opened.push(database);
+    const lost: string[] = [];
+    const writer = await WorkerAppender.start(
+      database.url,
+      (error) => lost.push(error.message),
+      new URL('./helpers/crashing-writer.ts', import.meta.url),
+    );
+    writers.push(writer);
+    const transcript = new LibsqlTranscript(database, writer);
+    await transcript.append([msg('ops', 'before')]);
+
+    await expect(transcript.append([msg('ops', 'crash')])).rejects.toThrow(/writer stopped \(exit code 3\)/);
+    expect(lost).toHaveLength(1);
+
+    const [seq] = await transcript.append([msg('ops', 'after')]);
+    expect(seq).toBeGreaterThan(0);
+    expect((await transcript.recent('ops', 10)).map((m) => m.text)).toEqual(['before', 'after']);
+  });
+
   it('a closed writer refuses new writes with a clear error', async () => {
     const { transcript } = await open();
     await transcript.close();

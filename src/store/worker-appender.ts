@@ -20,10 +20,11 @@ export type WriterReply =
 
 const source = import.meta.url.endsWith('.ts') ? './append-worker.ts' : './append-worker.js';
 const WORKER = new URL(source, import.meta.url);
-// Run from TypeScript sources on Node (tests, development), the thread registers the same loader
-// (tsx, a development dependency) before it loads the writer. The published package runs the .js.
-const FROM_SOURCE = source.endsWith('.ts') && !('Deno' in globalThis);
-const TS_BOOT = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER.href)}); })`;
+// A TypeScript module on Node (tests, development) is loaded after registering tsx, a development
+// dependency, in the thread; Deno runs TypeScript itself. The published package runs the .js.
+const NEEDS_LOADER = !('Deno' in globalThis);
+const tsBoot = (script: URL): string =>
+  `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
 const CLOSE_TIMEOUT_MS = 5000;
 
 /** A write the store refused, with SQLite's code (for example SQLITE_FULL) when it gave one. */
@@ -52,20 +53,29 @@ export class WorkerAppender implements Appender {
   /** The thread takes requests one after another, in order: the next batch can wait there. */
   readonly inFlight = 2;
   readonly #url: string;
+  readonly #script: URL;
   readonly #onLost: (error: Error) => void;
   readonly #waiting = new Map<number, Waiting>();
   #worker: Promise<Worker> | undefined;
   #next = 1;
   #closed = false;
 
-  private constructor(url: string, onLost: (error: Error) => void) {
+  private constructor(url: string, onLost: (error: Error) => void, script: URL) {
     this.#url = url;
+    this.#script = script;
     this.#onLost = onLost;
   }
 
-  /** Start the writer for a file: URL; rejects if it cannot open the database. */
-  static async start(url: string, onLost: (error: Error) => void = () => {}): Promise<WorkerAppender> {
-    const appender = new WorkerAppender(url, onLost);
+  /**
+   * Start the writer for a file: URL; rejects if it cannot open the database. `script` is the
+   * thread's module (tests wrap the real one).
+   */
+  static async start(
+    url: string,
+    onLost: (error: Error) => void = () => {},
+    script: URL = WORKER,
+  ): Promise<WorkerAppender> {
+    const appender = new WorkerAppender(url, onLost, script);
     await appender.#spawn();
     return appender;
   }
@@ -111,9 +121,10 @@ export class WorkerAppender implements Appender {
     // The thread does not take the process's own flags: a preload given with --import (a monitoring
     // agent, say) is for the main thread, and the writer needs none of them.
     const options = { workerData: { url: this.#url }, execArgv: [] };
-    const worker = FROM_SOURCE
-      ? new Worker(TS_BOOT, { ...options, eval: true })
-      : new Worker(WORKER, options);
+    const worker =
+      NEEDS_LOADER && this.#script.pathname.endsWith('.ts')
+        ? new Worker(tsBoot(this.#script), { ...options, eval: true })
+        : new Worker(this.#script, options);
     let gone = false;
     const ready = new Promise<Worker>((resolve, reject) => {
       const lost = (error: Error): void => {
