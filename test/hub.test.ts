@@ -1071,4 +1071,47 @@ describe('group commit with a store that takes two appends at once', () => {
     expect(flushed).toBe(true);
     expect(commit.pending).toBe(0);
   });
+
+  it('a report that throws is logged; its messages and the batches after it are still acknowledged', async () => {
+    const store = new ManualStore(2);
+    const errors: unknown[] = [];
+    const reported: string[] = [];
+    const commit = new GroupCommit(
+      store,
+      (batch) => {
+        if (batch.some((x) => x.text === 'a')) throw new Error('broadcast bug');
+        reported.push(...batch.map((x) => x.text));
+      },
+      { onReportError: (e) => errors.push(e) },
+    );
+    const a = commit.submit(m('a'));
+    await settle();
+    const b = commit.submit(m('b'));
+    await settle();
+    store.calls[1]?.answer.resolve([2]);
+    store.calls[0]?.answer.resolve([1]);
+    expect((await a).seq).toBe(1);
+    expect((await b).seq).toBe(2);
+    expect(reported).toEqual(['b']);
+    expect(errors).toHaveLength(1);
+    await commit.flushed();
+  });
+
+  it('a store that throws instead of rejecting fails that batch only', async () => {
+    let calls = 0;
+    const store = new ManualStore(1);
+    const append = store.append.bind(store);
+    store.append = (messages) => {
+      calls += 1;
+      if (calls === 1) throw new Error('thrown, not rejected');
+      return append(messages);
+    };
+    const commit = new GroupCommit(store, () => {});
+    await expect(commit.submit(m('a'))).rejects.toThrow('thrown, not rejected');
+    const b = commit.submit(m('b'));
+    await settle();
+    store.calls[0]?.answer.resolve([5]);
+    expect((await b).seq).toBe(5);
+    await commit.flushed();
+  });
 });

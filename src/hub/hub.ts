@@ -70,12 +70,12 @@ export class Hub {
     this.#maxPending = options.maxPendingFrames ?? 10_000;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
-    this.#commit = new GroupCommit(
-      options.transcript,
-      (batch) => this.#committed(batch),
-      options.maxBatch,
-      Math.max(16 * 1024, Math.floor(this.#maxBuffered / 4)),
-    );
+    this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
+      maxBatch: options.maxBatch,
+      maxBatchBytes: Math.max(16 * 1024, Math.floor(this.#maxBuffered / 4)),
+      onReportError: (error) =>
+        this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
+    });
   }
 
   /** Rooms with at least one member, and members across all rooms. */
@@ -271,9 +271,8 @@ export class Hub {
         // A drop announces the leaver to the room, which can drop another member in turn.
         if (room.members.get(member.peer) !== member) continue;
         // Slowness is judged before the share is handed over: on what the member still holds from
-        // earlier batches, not on what is arriving now.
-        if (member.pending) for (const frame of frames) this.#deliver(member, frame);
-        else this.#deliver(member, run);
+        // earlier batches, not on what is arriving now. A joining member holds the frames one by one.
+        this.#deliver(member, run);
       }
     }
   }

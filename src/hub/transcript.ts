@@ -42,6 +42,19 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** Bounds of a batch, and where a failure to report one goes. */
+export interface GroupCommitOptions {
+  /** Most messages per transaction (256). */
+  maxBatch?: number | undefined;
+  /**
+   * Most text per transaction, in bytes (256 KiB): each committed batch is broadcast at once and
+   * lands in every member's send buffer together.
+   */
+  maxBatchBytes?: number | undefined;
+  /** `onCommit` threw: the batch is stored and its messages are still acknowledged. */
+  onReportError?: (error: unknown) => void;
+}
+
 interface Batch {
   readonly pending: Pending[];
   /** Set once the store has answered. */
@@ -61,6 +74,7 @@ export class GroupCommit {
   readonly #maxBatchBytes: number;
   readonly #inFlight: number;
   readonly #onCommit: (batch: StoredMessage[]) => void;
+  readonly #onReportError: (error: unknown) => void;
   readonly #queue: Pending[] = [];
   /** Batches handed to the store, oldest first, until they are reported. */
   readonly #batches: Batch[] = [];
@@ -68,20 +82,16 @@ export class GroupCommit {
   #starting = false;
   #idle: Array<() => void> = [];
 
-  /**
-   * `maxBatch` bounds the messages per transaction; `maxBatchBytes` bounds their text, because each
-   * committed batch is broadcast at once and lands in every member's send buffer together.
-   */
   constructor(
     transcript: Transcript,
     onCommit: (batch: StoredMessage[]) => void,
-    maxBatch = 256,
-    maxBatchBytes = 256 * 1024,
+    options: GroupCommitOptions = {},
   ) {
     this.#transcript = transcript;
     this.#onCommit = onCommit;
-    this.#maxBatch = maxBatch;
-    this.#maxBatchBytes = maxBatchBytes;
+    this.#maxBatch = options.maxBatch ?? 256;
+    this.#maxBatchBytes = options.maxBatchBytes ?? 256 * 1024;
+    this.#onReportError = options.onReportError ?? (() => {});
     this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
   }
 
@@ -134,8 +144,14 @@ export class GroupCommit {
       this.#starting = false;
       const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
       this.#batches.push(batch);
-      this.#transcript.append(batch.pending.map((p) => p.message)).then(
-        (seqs) => this.#answered(batch, { seqs }),
+      let seqs: Promise<number[]>;
+      try {
+        seqs = this.#transcript.append(batch.pending.map((p) => p.message));
+      } catch (error) {
+        seqs = Promise.reject(error);
+      }
+      seqs.then(
+        (answer) => this.#answered(batch, { seqs: answer }),
         (error: unknown) => this.#answered(batch, { error }),
       );
       this.#start();
@@ -155,9 +171,10 @@ export class GroupCommit {
       const stored = head.pending.map((p, i) => ({ ...p.message, seq: result.seqs[i] ?? 0 }));
       try {
         this.#onCommit(stored);
-      } finally {
-        for (let i = 0; i < head.pending.length; i++) head.pending[i]?.resolve(stored[i] as StoredMessage);
+      } catch (error) {
+        this.#onReportError(error);
       }
+      for (let i = 0; i < head.pending.length; i++) head.pending[i]?.resolve(stored[i] as StoredMessage);
     }
     this.#start();
     if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
