@@ -243,7 +243,8 @@ describe('the writer thread', () => {
     expect((await reopened.transcript.recent('ops', 5)).map((m) => m.text)).toEqual(['last words']);
   });
 
-  it('if the thread dies, the batch it held fails, and the next batch starts a new thread and is stored', async () => {
+  /** A transcript whose writer thread dies on cue (test/helpers/crashing-writer.ts). */
+  async function withCrashingWriter(): Promise<{ transcript: LibsqlTranscript; lost: string[] }> {
     const database = await openDatabase(dbPath);
     opened.push(database);
     const lost: string[] = [];
@@ -253,15 +254,32 @@ describe('the writer thread', () => {
       new URL('./helpers/crashing-writer.ts', import.meta.url),
     );
     writers.push(writer);
-    const transcript = new LibsqlTranscript(database, writer);
+    return { transcript: new LibsqlTranscript(database, writer), lost };
+  }
+
+  it('a batch whose thread dies before writing it is tried once more on a new thread, then fails; later batches are stored', async () => {
+    const { transcript, lost } = await withCrashingWriter();
     await transcript.append([msg('ops', 'before')]);
 
     await expect(transcript.append([msg('ops', 'crash')])).rejects.toThrow(/writer stopped \(exit code 3\)/);
-    expect(lost).toHaveLength(1);
+    expect(lost).toHaveLength(2); // the first thread, and the one the retry started
 
     const [seq] = await transcript.append([msg('ops', 'after')]);
     expect(seq).toBeGreaterThan(0);
     expect((await transcript.recent('ops', 10)).map((m) => m.text)).toEqual(['before', 'after']);
+  });
+
+  it('a batch committed by a thread that died before answering gets its real seq from the new thread, stored once', async () => {
+    const { transcript, lost } = await withCrashingWriter();
+    const [before] = await transcript.append([msg('ops', 'before')]);
+    const [seq] = await transcript.append([msg('ops', 'crash after commit')]);
+    expect(lost).toEqual(['the transcript writer stopped (exit code 4)']);
+    expect(seq).toBe((before ?? 0) + 1);
+    const stored = await transcript.recent('ops', 10);
+    expect(stored.map((m) => [m.text, m.seq])).toEqual([
+      ['before', before],
+      ['crash after commit', seq],
+    ]);
   });
 
   it('a closed writer refuses new writes with a clear error', async () => {

@@ -39,15 +39,21 @@ export class WriterError extends Error {
 
 type Answer = number[] | Durability;
 
+type Request = { args: Array<string | number> } | { ping: true } | { durability: true };
+
 interface Waiting {
+  readonly request: Request;
+  /** Sent again once already, after a thread died holding it. */
+  retried: boolean;
   resolve(answer: Answer): void;
   reject(error: Error): void;
 }
 
 /**
  * Appends run on a worker thread with its own connection (same durability settings). Batches are
- * answered in order. If the thread dies, the writes it held fail (they were never acknowledged) and
- * the next write starts a new thread.
+ * answered in order. If the thread dies, the batches it held are sent once more, in order, to a new
+ * thread: a batch it had committed but not yet answered is found there (appends are idempotent on
+ * `id`) and gets its real seqs. A batch that fails again fails; it was never acknowledged.
  */
 export class WorkerAppender implements Appender {
   /** The thread takes requests one after another, in order: the next batch can wait there. */
@@ -105,16 +111,36 @@ export class WorkerAppender implements Appender {
     clearTimeout(timer);
   }
 
-  async #request(
-    request: { args: Array<string | number> } | { ping: true } | { durability: true },
-  ): Promise<Answer> {
+  async #request(request: Request): Promise<Answer> {
     if (this.#closed) throw new WriterError('the transcript writer is closed');
     const worker = await (this.#worker ?? this.#spawn());
-    const n = this.#next++;
     return new Promise((resolve, reject) => {
-      this.#waiting.set(n, { resolve, reject });
-      worker.postMessage({ ...request, n } satisfies WriterRequest);
+      this.#post(worker, { request, retried: false, resolve, reject });
     });
+  }
+
+  #post(worker: Worker, waiting: Waiting): void {
+    const n = this.#next++;
+    this.#waiting.set(n, waiting);
+    worker.postMessage({ ...waiting.request, n } satisfies WriterRequest);
+  }
+
+  /** A thread died holding `held`: send its batches once more to a new thread; fail the rest. */
+  async #retry(held: Waiting[], error: Error): Promise<void> {
+    const again = held.filter((w) => !w.retried && 'args' in w.request && !this.#closed);
+    for (const w of held) if (!again.includes(w)) w.reject(error);
+    if (again.length === 0) return;
+    let worker: Worker;
+    try {
+      worker = await (this.#worker ?? this.#spawn());
+    } catch (spawnError) {
+      for (const w of again) w.reject(spawnError as Error);
+      return;
+    }
+    for (const w of again) {
+      w.retried = true;
+      this.#post(worker, w);
+    }
   }
 
   #spawn(): Promise<Worker> {
@@ -126,19 +152,24 @@ export class WorkerAppender implements Appender {
         ? new Worker(tsBoot(this.#script), { ...options, eval: true })
         : new Worker(this.#script, options);
     let gone = false;
+    let started = false;
     const ready = new Promise<Worker>((resolve, reject) => {
       const lost = (error: Error): void => {
         reject(error);
         if (gone) return;
         gone = true;
         if (this.#worker === ready) this.#worker = undefined;
-        for (const waiting of this.#waiting.values()) waiting.reject(error);
+        const held = [...this.#waiting.values()];
         this.#waiting.clear();
-        if (!this.#closed) this.#onLost(error);
+        // A thread that never started is reported by whoever waited for it to start.
+        if (started && !this.#closed) this.#onLost(error);
+        void this.#retry(held, error);
       };
       worker.on('message', (reply: WriterReply) => {
-        if ('ready' in reply) resolve(worker);
-        else if ('failed' in reply) reject(new WriterError(reply.failed));
+        if ('ready' in reply) {
+          started = true;
+          resolve(worker);
+        } else if ('failed' in reply) reject(new WriterError(reply.failed));
         else {
           const waiting = this.#waiting.get(reply.n);
           this.#waiting.delete(reply.n);
