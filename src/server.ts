@@ -95,9 +95,13 @@ export async function startServer(
     await transcript.close();
     database.close();
   };
+  const lastSeq = await transcript.lastSeq().catch(async (error: unknown) => {
+    await closeStore();
+    throw error;
+  });
   const hub = new Hub({
     transcript,
-    lastSeq: await transcript.lastSeq(),
+    lastSeq,
     log,
     serverName: SERVER_NAME,
     maxBufferedBytes: config.limits.maxUnsentBytes,
@@ -125,6 +129,7 @@ export async function startServer(
     maxConnections: limits.maxConsoles,
     flood: floodLimits(limits),
   }).catch(async (error: unknown) => {
+    auth?.watch.stop();
     await closeStore();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
   });
@@ -132,7 +137,15 @@ export async function startServer(
 
   if (!config.ndjsonOnly) {
     // Loaded only here, so --ndjson-only never loads the web stack.
-    const startWeb = await loadWeb();
+    const stopEarly = async (): Promise<void> => {
+      consoleDoor.stopAccepting();
+      auth?.watch.stop();
+      await closeStore();
+    };
+    const startWeb = await loadWeb().catch(async (error: unknown) => {
+      await stopEarly();
+      throw error;
+    });
     web = await startWeb({
       hub,
       log,
@@ -144,8 +157,7 @@ export async function startServer(
       auth,
       limits,
     }).catch(async (error: unknown) => {
-      consoleDoor.stopAccepting();
-      await closeStore();
+      await stopEarly();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
     });
     if (auth)

@@ -63,8 +63,8 @@ function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): Ret
  * per-socket handlers close over it), and with it the whole upgrade request: headers, URL objects,
  * the IncomingMessage. Everything the browser door needs was taken from the request before this
  * point, so the upgrade gets a stand-in holding only what the helper reads: the Upgrade header, the
- * URL and the server's bindings. Once the helper has taken the request from the bindings (it does
- * so at once), the bindings let go of it.
+ * URL and the server's bindings. Once the socket is open (the upgrade response, with its headers,
+ * is written by then), the bindings let go of the request too.
  */
 const leanUpgrade = async (c: Context, events: WSEvents): Promise<Response> => {
   const env = c.env as { incoming?: unknown };
@@ -74,9 +74,13 @@ const leanUpgrade = async (c: Context, events: WSEvents): Promise<Response> => {
     env,
     req: { url, header: (name: string) => (name.toLowerCase() === 'upgrade' ? upgrade : undefined) },
   };
-  const response = await upgradeWebSocket(stand as unknown as Context, events);
-  env.incoming = undefined;
-  return response;
+  return upgradeWebSocket(stand as unknown as Context, {
+    ...events,
+    onOpen: (event, ws) => {
+      env.incoming = undefined;
+      events.onOpen?.(event, ws);
+    },
+  });
 };
 
 /** The TCP socket under a ws WebSocket (a private field of ws, read defensively). */
