@@ -1,9 +1,11 @@
 // The command line as users meet it: the built server run as a process.
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import pkg from '../package.json' with { type: 'json' };
 import { VERSION } from '../src/version.ts';
 import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
+import { runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
 
@@ -74,6 +76,16 @@ describe('command line', () => {
     expect(code).toBe(0);
     expect(stdout.trim()).toBe(VERSION);
     expect(VERSION).toBe(pkg.version);
+  });
+
+  it('npx runspec-room runs the built server from a checkout, as the README says', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const { code, stdout, stderr } = await runProcess('npx', ['--no-install', 'runspec-room', '--version'], {
+      cwd: root,
+    });
+    expect(stderr).not.toMatch(/Permission denied/u);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe(VERSION);
   });
 
   it('ends with one clear line and exit code 2 on a bad flag or value', async () => {
