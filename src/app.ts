@@ -4,7 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
-import type { Limits } from './config.ts';
+import { DEFAULT_LIMITS, type Limits } from './config.ts';
 import { floodLimits } from './doors/flood.ts';
 import { ConnectionLimit } from './doors/limits.ts';
 import {
@@ -83,13 +83,7 @@ const refuse = (c: Context, status: 400 | 401 | 403 | 426 | 503, code: string, m
 export function createApp(deps: AppDeps): Hono {
   const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
-  const limits = deps.limits ?? {
-    maxBrowsers: 20_000,
-    maxBrowsersPerIp: 100,
-    rateBurst: 10,
-    ratePerSecond: 5,
-    floodDisconnect: 50,
-  };
+  const limits = deps.limits ?? DEFAULT_LIMITS;
   const flood = floodLimits(limits);
   const connections = new ConnectionLimit(limits.maxBrowsers, limits.maxBrowsersPerIp);
   const app = new Hono();

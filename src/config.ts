@@ -102,6 +102,9 @@ function parseLimits(env: Readonly<Record<string, string | undefined>>): Limits 
   });
 }
 
+/** The limits when no environment variable sets them. */
+export const DEFAULT_LIMITS: Limits = parseLimits({});
+
 /** What the command line asks for. */
 export type Command = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
 

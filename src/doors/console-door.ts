@@ -1,12 +1,13 @@
 // The console door: an NDJSON listener on localhost. The first valid frame, hello, binds identity.
 import { createServer, type Server, type Socket } from 'node:net';
+import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, type ErrorCode } from '../protocol/codes.ts';
 import { decodeClientFrame, type HelloFrame, PROTOCOL_VERSION } from '../protocol/frames.ts';
 import { FrameHandler } from './dispatch.ts';
-import type { FloodLimits } from './flood.ts';
+import { type FloodLimits, floodLimits } from './flood.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter } from './ndjson.ts';
 
@@ -51,7 +52,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   const { log } = options;
   const sockets = new Set<Socket>();
   const heartbeats = new Map<Socket, Live>();
-  const limit = new ConnectionLimit(options.maxConnections ?? 20_000);
+  const limit = new ConnectionLimit(options.maxConnections ?? DEFAULT_LIMITS.maxConsoles);
   const server: Server = createServer(
     { noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 },
     (socket) => {
@@ -95,7 +96,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
       live.heard = false;
       socket.write(PING.line);
     }
-  }, options.heartbeatMs ?? 25_000);
+  }, options.heartbeatMs ?? DEFAULT_LIMITS.heartbeatMs);
   timer.unref();
 
   const bound = server.address();
@@ -126,7 +127,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   const helloTimer = setTimeout(() => {
     log.info('console closed: no hello in time', { remote });
     socket.destroy();
-  }, options.helloTimeoutMs ?? 10_000);
+  }, options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs);
 
   // Before hello there is no peer yet; an opted-in console is still answered with error frames.
   const refuse = (code: ErrorCode, message: string): void => {
@@ -153,16 +154,10 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       },
     };
     peer = joined;
-    handler = new FrameHandler(
-      hub,
-      joined,
-      log,
-      options.flood ?? { burst: 10, perSecond: 5, disconnectAfter: 50 },
-      {
-        pause: () => socket.pause(),
-        resume: () => socket.resume(),
-      },
-    );
+    handler = new FrameHandler(hub, joined, log, options.flood ?? floodLimits(DEFAULT_LIMITS), {
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+    });
     if (joined.optedIn) heartbeats.set(socket, { heard: true });
     log.info('console joined', { room: hello.room, user: hello.user, remote, protocol: hello.protocol ?? 1 });
     void hub.join(joined);
