@@ -61,7 +61,7 @@ export class SqlAppender implements Appender {
   }
 
   /** `args` as made by `flatten`. */
-  async appendFlat(args: ReadonlyArray<string | number>): Promise<number[]> {
+  async appendFlat(args: Array<string | number>): Promise<number[]> {
     const count = args.length / FIELDS;
     if (count === 0) return [];
     let text = this.#insertSql.get(count);
@@ -69,7 +69,7 @@ export class SqlAppender implements Appender {
       text = `${INSERT_HEAD}${Array(count).fill('(?, ?, ?, ?, ?)').join(', ')}${INSERT_TAIL}`;
       this.#insertSql.set(count, text);
     }
-    const inserted = await this.#client.execute({ sql: text, args: [...args] });
+    const inserted = await this.#client.execute({ sql: text, args });
     const last = inserted.lastInsertRowid;
     if (inserted.rowsAffected === count && last !== undefined) {
       // Every row is new. One statement under the write lock numbers its rows one after another,
