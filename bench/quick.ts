@@ -1,12 +1,14 @@
 // A quick throughput check: one console sends as fast as echoes allow into a room of browsers.
 // Usage: npm run bench:quick -- [--browsers 10] [--seconds 5] [--window 64]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { cpuSeconds, rssMiB } from './proc.ts';
 import { OURS_ENV } from './servers.ts';
 
 const { values } = parseArgs({
@@ -19,16 +21,6 @@ const { values } = parseArgs({
 const browsers = Number(values.browsers);
 const seconds = Number(values.seconds);
 const window = Number(values.window);
-
-const CLK_TCK = 100;
-const cpuSeconds = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-};
-const rssMiB = (pid: number): number => {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/u);
-  return Number(line?.[1] ?? 0) / 1024;
-};
 
 const dir = mkdtempSync(join(tmpdir(), 'runspec-bench-'));
 const server = spawn(
@@ -76,28 +68,19 @@ const sendOne = (): void => {
   sent += 1;
   inflight += 1;
 };
-let buffer = '';
-sock.setEncoding('utf8');
 let stopAt = 0;
-sock.on('data', (chunk: string) => {
-  buffer += chunk;
-  let nl = buffer.indexOf('\n');
-  while (nl !== -1) {
-    const line = buffer.slice(0, nl);
-    buffer = buffer.slice(nl + 1);
-    nl = buffer.indexOf('\n');
-    const frame = JSON.parse(line) as { type: string; text?: string };
-    if (frame.type !== 'message') continue;
-    inflight -= 1;
-    const n = Number(frame.text?.split(' ')[0]);
-    const t0 = sentAt.get(n);
-    sentAt.delete(n);
-    if (measuring && t0 !== undefined) {
-      echoed += 1;
-      latencies.push(performance.now() - t0);
-    }
-    if (performance.now() < stopAt) while (inflight < window) sendOne();
+createInterface({ input: sock }).on('line', (line) => {
+  const frame = JSON.parse(line) as { type: string; text?: string };
+  if (frame.type !== 'message') return;
+  inflight -= 1;
+  const n = Number(frame.text?.split(' ')[0]);
+  const t0 = sentAt.get(n);
+  sentAt.delete(n);
+  if (measuring && t0 !== undefined) {
+    echoed += 1;
+    latencies.push(performance.now() - t0);
   }
+  if (performance.now() < stopAt) while (inflight < window) sendOne();
 });
 
 // Warm up for one second, then measure.

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { AgentReport } from './agent.ts';
 import type { Target } from './loadgen/clients.ts';
@@ -117,42 +118,28 @@ export async function startServer(kind: ServerKind, options: StartOptions = {}):
   let log = '';
   let drops = 0;
   let firstDropAt: number | undefined;
-  let stdoutRest = '';
   const reportWaiters: ((r: AgentReport) => void)[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    stdoutRest += chunk;
-    let nl = stdoutRest.indexOf('\n');
-    while (nl !== -1) {
-      const line = stdoutRest.slice(0, nl);
-      stdoutRest = stdoutRest.slice(nl + 1);
-      nl = stdoutRest.indexOf('\n');
+  if (child.stdout)
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line.startsWith('BENCH ')) reportWaiters.shift()?.(JSON.parse(line.slice(6)) as AgentReport);
-    }
-  });
-  let stderrRest = '';
+    });
   const ready = new Promise<void>((resolve, reject) => {
     child.once('exit', (code) =>
       reject(new Error(`${kind} exited (${code}) before ready:\n${log.slice(-2000)}`)),
     );
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      if (log.length < 100_000) log += chunk;
-      stderrRest += chunk;
-      let nl = stderrRest.indexOf('\n');
-      while (nl !== -1) {
-        const line = stderrRest.slice(0, nl);
-        stderrRest = stderrRest.slice(nl + 1);
-        nl = stderrRest.indexOf('\n');
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (log.length < 100_000) log += chunk.toString('utf8');
+    });
+    if (child.stderr)
+      createInterface({ input: child.stderr }).on('line', (line) => {
         if (line.includes('dropping member')) {
           drops += 1;
           firstDropAt ??= Date.now();
         }
         if (line.includes(' ready')) resolve();
-      }
-    });
+      });
   });
   await ready;
   const url = /browser door listening url=(\S+)/u.exec(log)?.[1];
