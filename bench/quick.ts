@@ -101,6 +101,7 @@ const pct = (p: number): string =>
 console.log(
   JSON.stringify(
     {
+      limits: 'per-connection limits lifted for capacity (bench/servers.ts OURS_ENV)',
       browsers,
       window,
       seconds: Number(elapsed.toFixed(2)),

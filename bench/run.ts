@@ -7,7 +7,14 @@ import { diskSync } from './disk.ts';
 import { LoadGen } from './loadgen/pool.ts';
 import { openFileLimit } from './proc.ts';
 import { checkTargets, type Results, render, renderTargets } from './report.ts';
-import { SERVER_KINDS, SERVER_LABELS, type ServerHandle, type ServerKind, startServer } from './servers.ts';
+import {
+  OURS_ENV,
+  SERVER_KINDS,
+  SERVER_LABELS,
+  type ServerHandle,
+  type ServerKind,
+  startServer,
+} from './servers.ts';
 import * as w from './workloads.ts';
 
 const WORKLOADS = ['floor', 'room100', 'room1000', 'rooms', 'slow', 'idle', 'join'] as const;
@@ -102,6 +109,11 @@ log(
 );
 log(
   `workloads ${workloads.join(',')}; servers ${servers.join(',')}; step ${timing.warmupMs}+${timing.measureMs} ms`,
+);
+log(
+  `runspec-room runs with its per-connection limits lifted for capacity (${Object.entries(OURS_ENV)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ')}); the shipped defaults are what the test suite runs`,
 );
 
 const gen = LoadGen.start(Number(flags.workers));

@@ -5,8 +5,8 @@ import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
 import { DEFAULT_LIMITS, type Limits } from './config.ts';
-import { floodLimits } from './doors/flood.ts';
 import { ConnectionLimit } from './doors/limits.ts';
+import { throttleLimits } from './doors/throttle.ts';
 import {
   type BrowserIdentity,
   browserEvents,
@@ -36,10 +36,10 @@ export interface AppDeps {
   healthTimeoutMs?: number;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps;
-  /** Connection and flood limits; defaults as documented in README. */
+  /** Connection and rate limits; defaults as documented in README. */
   limits?: Pick<
     Limits,
-    'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodDisconnect'
+    'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodTimeoutMs'
   >;
 }
 
@@ -84,7 +84,7 @@ export function createApp(deps: AppDeps): Hono {
   const { hub, log, assets, auth } = deps;
   const access = deps.socketAccess ?? standardSocketAccess;
   const limits = deps.limits ?? DEFAULT_LIMITS;
-  const flood = floodLimits(limits);
+  const throttle = throttleLimits(limits);
   const connections = new ConnectionLimit(limits.maxBrowsers, limits.maxBrowsersPerIp);
   const app = new Hono();
   // Signing out is a form POST that ends in a redirect to the provider, which form-action must allow.
@@ -179,7 +179,7 @@ export function createApp(deps: AppDeps): Hono {
       identity = { user, room, since, remote };
     }
     const events = browserEvents(hub, log, identity, access, {
-      flood,
+      throttle,
       acquire: () => connections.acquire(remote),
     });
     return deps.upgradeWebSocket(c, events);

@@ -1,4 +1,5 @@
 // Flags and environment → one validated, frozen configuration. Nothing else reads the environment.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import * as v from 'valibot';
 import { LOG_LEVELS } from './log.ts';
@@ -58,6 +59,8 @@ export type Config = Readonly<
     /** Sign-in settings; undefined means dev mode. */
     auth: AuthConfig | undefined;
     limits: Limits;
+    /** Settings that were given but are no longer read, said once at start-up. */
+    warnings: readonly string[];
   }
 >;
 
@@ -65,7 +68,7 @@ export type Config = Readonly<
 export interface Limits {
   readonly rateBurst: number;
   readonly ratePerSecond: number;
-  readonly floodDisconnect: number;
+  readonly floodTimeoutMs: number;
   readonly maxBrowsers: number;
   readonly maxBrowsersPerIp: number;
   readonly maxConsoles: number;
@@ -90,9 +93,9 @@ function parseLimits(env: Readonly<Record<string, string | undefined>>): Limits 
     return Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
   };
   return Object.freeze({
-    rateBurst: int('CONSOLE_ROOM_RATE_BURST', 10),
-    ratePerSecond: int('CONSOLE_ROOM_RATE_PER_SECOND', 5),
-    floodDisconnect: int('CONSOLE_ROOM_FLOOD_DISCONNECT', 50),
+    rateBurst: int('CONSOLE_ROOM_RATE_BURST', 200),
+    ratePerSecond: int('CONSOLE_ROOM_RATE_PER_SECOND', 50),
+    floodTimeoutMs: ms('CONSOLE_ROOM_FLOOD_TIMEOUT', '30s'),
     maxBrowsers: int('CONSOLE_ROOM_MAX_BROWSERS', 20_000),
     maxBrowsersPerIp: int('CONSOLE_ROOM_MAX_BROWSERS_PER_IP', 100),
     maxConsoles: int('CONSOLE_ROOM_MAX_CONSOLES', 20_000),
@@ -223,20 +226,20 @@ export const SETTINGS_TABLE: ReadonlyArray<{ flag: string; env: string; default:
   {
     flag: '',
     env: 'CONSOLE_ROOM_RATE_BURST',
-    default: '10',
-    help: 'messages a connection may send at once before the rate applies',
+    default: '200',
+    help: 'frames a connection may send at once before the rate applies',
   },
   {
     flag: '',
     env: 'CONSOLE_ROOM_RATE_PER_SECOND',
-    default: '5',
-    help: 'messages per second a connection may send after its burst',
+    default: '50',
+    help: 'frames per second after the burst; a faster sender is slowed, never dropped',
   },
   {
     flag: '',
-    env: 'CONSOLE_ROOM_FLOOD_DISCONNECT',
-    default: '50',
-    help: 'frames dropped for rate within 10 s before the connection is closed',
+    env: 'CONSOLE_ROOM_FLOOD_TIMEOUT',
+    default: '30s',
+    help: 'a connection slowed by the rate without a break for this long is closed',
   },
   { flag: '', env: 'CONSOLE_ROOM_MAX_BROWSERS', default: '20000', help: 'open browser connections in total' },
   {
@@ -374,9 +377,18 @@ export function parseCommand(
     trustProxy: parseTrustProxy(trustProxy),
     auth: parseAuth(env),
     limits: parseLimits(env),
+    warnings: RETIRED.filter(([name]) => env[name]).map(([name, why]) => `${name} is no longer read: ${why}`),
   };
   return { kind: 'run', config: Object.freeze(config) };
 }
+
+/** Environment variables earlier versions read, and what took their place. */
+const RETIRED: ReadonlyArray<readonly [string, string]> = [
+  [
+    'CONSOLE_ROOM_FLOOD_DISCONNECT',
+    'a sender over its rate is now slowed, never dropped; CONSOLE_ROOM_FLOOD_TIMEOUT says when one that never slows down is closed',
+  ],
+];
 
 function parseTrustProxy(list: string): string[] {
   const items = list
@@ -386,11 +398,11 @@ function parseTrustProxy(list: string): string[] {
   if (items.length === 1 && items[0] === 'none') return [];
   for (const item of items) {
     if (item === 'loopback') continue;
-    const [address, bits, extra] = item.split('/');
-    const okAddress =
-      address !== undefined && (/^\d{1,3}(\.\d{1,3}){3}$/u.test(address) || /^[0-9a-f:]+$/iu.test(address));
-    const okBits = bits === undefined || /^\d{1,3}$/u.test(bits);
-    if (!okAddress || !okBits || extra !== undefined) {
+    const [address = '', bits, extra] = item.split('/');
+    const family = isIP(address);
+    const maxBits = family === 4 ? 32 : 128;
+    const okBits = bits === undefined || (/^\d{1,3}$/u.test(bits) && Number(bits) <= maxBits);
+    if (family === 0 || !okBits || extra !== undefined) {
       throw new ConfigError(
         `--trust-proxy ${JSON.stringify(item)}: expected an IP address, a CIDR, "loopback" or "none"`,
       );

@@ -5,7 +5,7 @@ import { Oidc, OidcError } from './auth/oidc.ts';
 import { Transactions } from './auth/transactions.ts';
 import type { Config } from './config.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
-import { floodLimits } from './doors/flood.ts';
+import { throttleLimits } from './doors/throttle.ts';
 import type { AuthDeps } from './http/auth.ts';
 import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
@@ -71,6 +71,7 @@ export async function startServer(
   log: Log,
   loadWeb: () => Promise<WebStarter> = nodeWeb,
 ): Promise<RunningServer> {
+  for (const warning of config.warnings) log.warn(warning);
   const tls = config.tls && !config.ndjsonOnly ? await loadTls(config.tls) : undefined;
   const oidc =
     config.auth && !config.ndjsonOnly
@@ -99,6 +100,17 @@ export async function startServer(
     await closeStore();
     throw error;
   });
+  if (database.local) {
+    // The promise "echoed means stored" rests on these settings of the connection that commits.
+    const durability = await transcript.durability();
+    if (durability.journalMode !== 'wal' || durability.synchronous !== 2) {
+      await closeStore();
+      throw new StartError(
+        `database ${config.db} does not commit durably (journal_mode=${durability.journalMode}, synchronous=${durability.synchronous}); expected WAL with synchronous=FULL`,
+      );
+    }
+    log.info('transcript open', { db: config.db, journal: 'wal', synchronous: 'full' });
+  }
   const hub = new Hub({
     transcript,
     lastSeq,
@@ -127,7 +139,8 @@ export async function startServer(
     helloTimeoutMs: limits.helloTimeoutMs,
     heartbeatMs: limits.heartbeatMs,
     maxConnections: limits.maxConsoles,
-    flood: floodLimits(limits),
+    throttle: throttleLimits(limits),
+    maxUnsentBytes: limits.maxUnsentBytes,
   }).catch(async (error: unknown) => {
     auth?.watch.stop();
     await closeStore();

@@ -59,7 +59,7 @@ describe('command line', () => {
       'CONSOLE_ROOM_SESSION_MAX',
       'CONSOLE_ROOM_RATE_BURST',
       'CONSOLE_ROOM_RATE_PER_SECOND',
-      'CONSOLE_ROOM_FLOOD_DISCONNECT',
+      'CONSOLE_ROOM_FLOOD_TIMEOUT',
       'CONSOLE_ROOM_MAX_BROWSERS',
       'CONSOLE_ROOM_MAX_BROWSERS_PER_IP',
       'CONSOLE_ROOM_MAX_CONSOLES',
@@ -89,11 +89,20 @@ describe('command line', () => {
   });
 
   it('ends with one clear line and exit code 2 on a bad flag or value', async () => {
-    for (const args of [['--bogus'], ['--port', 'http'], ['--port', '70000'], ['--log-level', 'loud']]) {
+    for (const args of [
+      ['--bogus'],
+      ['--port', 'http'],
+      ['--port', '70000'],
+      ['--log-level', 'loud'],
+      ['--trust-proxy', '10.0.0.0/99'],
+      ['--trust-proxy', '999.1.1.1'],
+      ['--trust-proxy', '::1/129'],
+    ]) {
       const { code, stderr } = await runCli(args);
       expect(code).toBe(2);
       oneLine(stderr);
       expect(stderr).toMatch(/^runspec-room: error: /u);
+      if (args[0] === '--trust-proxy') expect(stderr).toContain('--trust-proxy');
     }
     const { stderr } = await runCli([], { CONSOLE_ROOM_PORT: 'eighty' });
     expect(stderr).toContain('CONSOLE_ROOM_PORT');

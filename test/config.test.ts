@@ -74,6 +74,17 @@ describe('configuration', () => {
     ]);
     expect(run(['--trust-proxy', 'none']).trustProxy).toEqual([]);
     expect(() => run(['--trust-proxy', 'proxy.example.com'])).toThrow(ConfigError);
+    for (const bad of ['10.0.0.0/99', '999.1.1.1', '10.0.0.0/33', 'fe80::/129', '1.2.3', '::g'])
+      expect(() => run(['--trust-proxy', bad])).toThrow('--trust-proxy');
+    expect(run(['--trust-proxy', '10.0.0.0/32,fe80::/10']).trustProxy).toEqual(['10.0.0.0/32', 'fe80::/10']);
+  });
+
+  it('names a retired variable once instead of silently ignoring it', () => {
+    expect(run([]).warnings).toEqual([]);
+    const { warnings } = run([], { CONSOLE_ROOM_FLOOD_DISCONNECT: '50' });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('CONSOLE_ROOM_FLOOD_DISCONNECT');
+    expect(warnings[0]).toContain('CONSOLE_ROOM_FLOOD_TIMEOUT');
   });
 
   it('refuses unknown flags and bad ports with the flag named', () => {

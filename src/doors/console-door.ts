@@ -1,15 +1,15 @@
 // The console door: an NDJSON listener on localhost. The first valid frame, hello, binds identity.
-import { createServer, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
-import { CloseCode, type ErrorCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
 import { decodeClientFrame, type HelloFrame, PROTOCOL_VERSION } from '../protocol/frames.ts';
 import { FrameHandler } from './dispatch.ts';
-import { type FloodLimits, floodLimits } from './flood.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter } from './ndjson.ts';
+import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
 
 /** Console door settings. */
 export interface ConsoleDoorOptions {
@@ -25,7 +25,10 @@ export interface ConsoleDoorOptions {
   heartbeatMs?: number;
   /** Open connections at most; more are refused. */
   maxConnections?: number;
-  flood?: FloodLimits;
+  /** Rate of frames per connection; a faster sender is slowed, and closed if it never slows down. */
+  throttle?: ThrottleLimits;
+  /** A connection whose unsent data passes this many bytes is closed (before hello too). */
+  maxUnsentBytes?: number;
 }
 
 /** A listening console door. */
@@ -99,10 +102,10 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   }, options.heartbeatMs ?? DEFAULT_LIMITS.heartbeatMs);
   timer.unref();
 
-  const bound = server.address();
-  const port = typeof bound === 'object' && bound ? bound.port : options.port;
+  // The address the socket really has, not the one asked for.
+  const bound = server.address() as AddressInfo;
   return {
-    address: { host: options.host, port },
+    address: { host: bound.address, port: bound.port },
     stopAccepting: () => {
       clearInterval(timer);
       server.close();
@@ -120,6 +123,11 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   const { hub, log } = options;
   const remote = `${socket.remoteAddress}:${socket.remotePort}`;
   const splitter = new LineSplitter(options.maxLineBytes ?? 64 * 1024);
+  const maxUnsent = options.maxUnsentBytes ?? DEFAULT_LIMITS.maxUnsentBytes;
+  const reading = new ReadGate(
+    () => socket.pause(),
+    () => socket.resume(),
+  );
   let peer: Peer | undefined;
   let handler: FrameHandler | undefined;
   let optedIn = false;
@@ -129,10 +137,21 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     socket.destroy();
   }, options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs);
 
+  /** Every write of the door counts against the unsent bound, joined or not. */
+  const write = (frame: Encoded): void => {
+    if (socket.destroyed) return;
+    if (socket.writableLength > maxUnsent) {
+      log.warn('console closed: it does not read what it is sent', { remote, user: peer?.user });
+      socket.destroy();
+      return;
+    }
+    socket.write(frame.line);
+  };
+
   // Before hello there is no peer yet; an opted-in console is still answered with error frames.
   const refuse = (code: ErrorCode, message: string): void => {
     if (peer) hub.refuse(peer, code, message);
-    else if (optedIn && !socket.destroyed) socket.write(new Encoded({ type: 'error', code, message }).line);
+    else if (optedIn) write(new Encoded({ type: 'error', code, message }));
   };
 
   const bind = (hello: HelloFrame): void => {
@@ -154,14 +173,55 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       },
     };
     peer = joined;
-    handler = new FrameHandler(hub, joined, log, options.flood ?? floodLimits(DEFAULT_LIMITS), {
-      pause: () => socket.pause(),
-      resume: () => socket.resume(),
-    });
+    handler = new FrameHandler(hub, joined, reading);
     if (joined.optedIn) heartbeats.set(socket, { heard: true });
     log.info('console joined', { room: hello.room, user: hello.user, remote, protocol: hello.protocol ?? 1 });
     void hub.join(joined);
   };
+
+  /** One line, at most at the connection's rate. */
+  const take = (bytes: Uint8Array): void => {
+    if (socket.destroyed) return;
+    const text = decodeUtf8(bytes);
+    if (text === undefined) {
+      log.warn('console line refused: invalid UTF-8', { remote });
+      refuse(ErrorCode.BadUtf8, 'line is not valid UTF-8; it was ignored');
+      return;
+    }
+    if (text.trim() === '') return;
+    const decoded = decodeClientFrame(text);
+    if (!decoded.ok) {
+      log.debug('console frame skipped', { remote, code: decoded.code, reason: decoded.message });
+      if (!peer) optedIn ||= decoded.optedIn;
+      refuse(decoded.code, decoded.message);
+      return;
+    }
+    if (handler) handler.handle(decoded.frame);
+    else if (decoded.frame.type === 'hello') bind(decoded.frame);
+    // Frames before hello have no effect.
+  };
+
+  const throttle = new Throttle<Uint8Array>(options.throttle ?? throttleLimits(DEFAULT_LIMITS), {
+    take,
+    pause: () => reading.hold('rate'),
+    resume: () => reading.release('rate'),
+    slowed: (retryAfterMs) => {
+      log.info('console slowed: sending faster than its rate', { remote, user: peer?.user });
+      if (peer?.optedIn)
+        write(
+          new Encoded({
+            type: 'notice',
+            code: NoticeCode.RateLimited,
+            message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
+            retry_after_ms: retryAfterMs,
+          }),
+        );
+    },
+    flood: (reason) => {
+      log.warn('console closed: kept sending faster than its rate', { remote, user: peer?.user, reason });
+      socket.destroy();
+    },
+  });
 
   socket.on('data', (chunk: Buffer) => {
     const live = heartbeats.get(socket);
@@ -169,23 +229,9 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     const { lines, overflow } = splitter.push(chunk);
     for (const bytes of lines) {
       if (socket.destroyed) return;
-      const text = decodeUtf8(bytes);
-      if (text === undefined) {
-        log.warn('console line refused: invalid UTF-8', { remote });
-        refuse('bad_utf8', 'line is not valid UTF-8; it was ignored');
-        continue;
-      }
-      if (text.trim() === '') continue;
-      const decoded = decodeClientFrame(text);
-      if (!decoded.ok) {
-        log.debug('console frame skipped', { remote, code: decoded.code, reason: decoded.message });
-        if (!peer) optedIn ||= decoded.optedIn;
-        refuse(decoded.code, decoded.message);
-        continue;
-      }
-      if (handler) handler.handle(decoded.frame);
-      else if (decoded.frame.type === 'hello') bind(decoded.frame);
-      // Frames before hello have no effect.
+      // Blank lines are skipped without counting against the rate.
+      if (isBlank(bytes)) continue;
+      throttle.push(bytes, bytes.length + 1);
     }
     if (overflow) {
       log.warn('console closed: line longer than the limit', { remote, user: peer?.user });
@@ -196,9 +242,16 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   socket.on('error', (error) => log.debug('console socket error', { remote, error: String(error) }));
   socket.on('close', () => {
     clearTimeout(helloTimer);
+    throttle.close();
     if (peer) {
       hub.leave(peer);
       log.info('console left', { room: peer.room, user: peer.user, remote });
     }
   });
+}
+
+/** Whether a line holds nothing but ASCII spaces and tabs. */
+function isBlank(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0x20 && b !== 0x09) return false;
+  return true;
 }

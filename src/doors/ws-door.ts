@@ -2,11 +2,12 @@
 import type { WSContext, WSEvents } from 'hono/ws';
 import type { Hub } from '../hub/hub.ts';
 import type { Outgoing, Peer } from '../hub/peer.ts';
+import { Encoded } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
-import { CloseCode, ErrorCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
 import { decodeClientFrame } from '../protocol/frames.ts';
 import { FrameHandler } from './dispatch.ts';
-import type { FloodLimits } from './flood.ts';
+import { ReadGate, Throttle, type ThrottleLimits } from './throttle.ts';
 
 /** Who a browser connection is and where it goes, decided before the upgrade. */
 export interface BrowserIdentity {
@@ -45,7 +46,7 @@ export const standardSocketAccess: SocketAccess = {
 
 /** Per-connection bounds the browser door applies. */
 export interface BrowserLimits {
-  flood: FloodLimits;
+  throttle: ThrottleLimits;
   /** Count the connection; undefined means a limit was reached in the meantime. */
   acquire: () => (() => void) | undefined;
 }
@@ -60,8 +61,25 @@ export function browserEvents(
 ): WSEvents {
   let peer: Peer | undefined;
   let handler: FrameHandler | undefined;
+  let throttle: Throttle<unknown> | undefined;
   let detach: (() => void) | undefined;
   let release: (() => void) | undefined;
+
+  /** One frame, at most at the connection's rate. */
+  const take = (data: unknown): void => {
+    if (!peer || !handler) return;
+    if (typeof data !== 'string') {
+      hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
+      return;
+    }
+    const decoded = decodeClientFrame(data);
+    if (!decoded.ok) {
+      hub.refuse(peer, decoded.code, decoded.message);
+      return;
+    }
+    handler.handle(decoded.frame);
+  };
+
   return {
     onOpen(_event, ws) {
       release = limits.acquire();
@@ -79,30 +97,53 @@ export function browserEvents(
         since: who.since,
         send: (frames) => access.send(ws, frames),
         bufferedAmount: () => access.bufferedAmount(ws),
-        close: (code, reason) => ws.close(code, reason),
+        close: (code, reason) => {
+          ws.close(code, reason);
+          // The client's answering close frame is behind whatever it sent while reading was paused;
+          // reading again lets the closing handshake finish instead of waiting for its timeout.
+          access.resume(ws);
+        },
       };
       peer = joined;
-      handler = new FrameHandler(hub, joined, log, limits.flood, {
-        pause: () => access.pause(ws),
-        resume: () => access.resume(ws),
+      const reading = new ReadGate(
+        () => access.pause(ws),
+        () => access.resume(ws),
+      );
+      handler = new FrameHandler(hub, joined, reading);
+      throttle = new Throttle<unknown>(limits.throttle, {
+        take,
+        pause: () => reading.hold('rate'),
+        resume: () => reading.release('rate'),
+        slowed: (retryAfterMs) => {
+          log.info('browser slowed: sending faster than its rate', { user: who.user, remote: who.remote });
+          hub.notify(
+            joined,
+            new Encoded({
+              type: 'notice',
+              code: NoticeCode.RateLimited,
+              message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
+              retry_after_ms: retryAfterMs,
+            }),
+          );
+        },
+        flood: (reason) => {
+          log.warn('browser closed: kept sending faster than its rate', {
+            user: who.user,
+            remote: who.remote,
+            reason,
+          });
+          hub.drop(joined, CloseCode.Flood, 'sending too fast for too long');
+        },
       });
       log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
       void hub.join(joined);
     },
     onMessage(event, ws) {
-      if (!peer || !handler || ws.readyState !== 1) return;
-      if (typeof event.data !== 'string') {
-        hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
-        return;
-      }
-      const decoded = decodeClientFrame(event.data);
-      if (!decoded.ok) {
-        hub.refuse(peer, decoded.code, decoded.message);
-        return;
-      }
-      handler.handle(decoded.frame);
+      if (!throttle || ws.readyState !== 1) return;
+      throttle.push(event.data, frameSize(event.data));
     },
     onClose(event) {
+      throttle?.close();
       detach?.();
       release?.();
       if (!peer) return;
@@ -117,4 +158,12 @@ export function browserEvents(
       });
     },
   };
+}
+
+/** A frame's size, near enough for the bound on held frames (UTF-16 units for text). */
+function frameSize(data: unknown): number {
+  if (typeof data === 'string') return data.length;
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (data instanceof Blob) return data.size;
+  return 0;
 }

@@ -79,8 +79,8 @@ export class Hub {
   }
 
   /** Rooms with at least one member, and members across all rooms. */
-  get stats(): { rooms: number; connections: number; pendingCommits: number } {
-    return { rooms: this.#rooms.size, connections: this.#connections, pendingCommits: this.#commit.pending };
+  get stats(): { rooms: number; connections: number } {
+    return { rooms: this.#rooms.size, connections: this.#connections };
   }
 
   /** Connections currently in `room`. */
@@ -240,6 +240,18 @@ export class Hub {
     const member = this.#rooms.get(peer.room)?.members.get(peer);
     if (member) this.#deliverError(member, code, message);
     else sendError(peer, code, message);
+  }
+
+  /** Hand an opted-in member a frame about its own connection, within the same bounds as any other. */
+  notify(peer: Peer, frame: Encoded): void {
+    if (!peer.optedIn) return;
+    const member = this.#rooms.get(peer.room)?.members.get(peer);
+    if (member) this.#deliver(member, frame);
+  }
+
+  /** Remove a member and close its connection with `code` (a door's own verdict, such as a flood). */
+  drop(peer: Peer, code: number, reason: string): void {
+    this.#drop(peer, code, reason);
   }
 
   /** Stop taking messages, finish committing and broadcasting what was taken, then close every peer. */

@@ -7,28 +7,31 @@ export const ErrorCode = {
   UnknownType: 'unknown_type',
   BadName: 'bad_name',
   BadUtf8: 'bad_utf8',
-  NotInRoom: 'not_in_room',
   AlreadyJoined: 'already_joined',
   BinaryUnsupported: 'binary_unsupported',
   StoreUnavailable: 'store_unavailable',
   ShuttingDown: 'shutting_down',
-  RateLimited: 'rate_limited',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Codes of `{"type":"notice"}` frames: information for a client that opted in; nothing was refused. */
+export const NoticeCode = {
+  /** The connection sends faster than its rate; its frames are being slowed, none is dropped. */
+  RateLimited: 'rate_limited',
+} as const;
+export type NoticeCode = (typeof NoticeCode)[keyof typeof NoticeCode];
 
 /** WebSocket close codes the server uses. */
 export const CloseCode = {
   /** Server is going down for a restart; clients should reconnect. */
   ServiceRestart: 1012,
-  /** A frame the server will not take (binary data). */
-  UnsupportedData: 1003,
   /** Internal failure on this connection only. */
   InternalError: 1011,
   /** The session behind this socket ended: do not reconnect, sign in again. */
   Unauthorized: 4401,
   /** The client did not read fast enough and its unsent data passed the bound. */
   Slow: 4008,
-  /** The client kept sending faster than its rate limit. */
+  /** The client kept sending faster than its rate for too long. */
   Flood: 4429,
   /** The server is at its connection limit; try again later. */
   TryAgainLater: 1013,

@@ -1,6 +1,6 @@
 // The wire protocol: valibot schemas for every frame, with the TypeScript types inferred from them.
 import * as v from 'valibot';
-import { ErrorCode } from './codes.ts';
+import { ErrorCode, NoticeCode } from './codes.ts';
 
 /** The protocol version a console opts into by sending `"protocol": 2` in its hello. */
 export const PROTOCOL_VERSION = 2;
@@ -158,12 +158,29 @@ export const ErrorOut = v.object({
 });
 export type ErrorOut = v.InferOutput<typeof ErrorOut>;
 
+/** Server → opted-in client: information about its connection; nothing was refused. */
+export const NoticeOut = v.object({
+  type: v.literal('notice'),
+  code: v.picklist(Object.values(NoticeCode)),
+  message: v.string(),
+  /** For `rate_limited`: when the next frame will be taken. */
+  retry_after_ms: v.optional(v.number()),
+});
+export type NoticeOut = v.InferOutput<typeof NoticeOut>;
+
 /** Server → opted-in console: are you there? Answer with a pong (or any frame). */
 export const PingOut = v.object({ type: v.literal('ping') });
 export type PingOut = v.InferOutput<typeof PingOut>;
 
 /** Every frame the server sends. */
-export const ServerFrame = v.variant('type', [MessageOut, PresenceOut, WelcomeOut, ErrorOut, PingOut]);
+export const ServerFrame = v.variant('type', [
+  MessageOut,
+  PresenceOut,
+  WelcomeOut,
+  ErrorOut,
+  NoticeOut,
+  PingOut,
+]);
 export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
 /** The result of decoding one inbound frame: the frame, or a wire error to report. */

@@ -20,20 +20,11 @@ export interface TestServer extends RunningServer {
   readonly url: string;
 }
 
-/**
- * Rate limits high enough for tests that send bursts on purpose; the flood-control tests set
- * their own.
- */
-export const BURST_FRIENDLY: Record<string, string> = {
-  CONSOLE_ROOM_RATE_BURST: '100000',
-  CONSOLE_ROOM_RATE_PER_SECOND: '100000',
-};
-
-/** Start the full server on free ports with its database at `dbPath`. */
+/** Start the full server on free ports with its database at `dbPath`, with the shipped limits unless `env` sets one. */
 export async function startTestServer(
   dbPath: string,
   extraArgs: string[] = [],
-  env: Record<string, string> = BURST_FRIENDLY,
+  env: Record<string, string> = {},
 ): Promise<TestServer> {
   const command = parseCommand(['--port', '0', '--ndjson-port', '0', '--db', dbPath, ...extraArgs], env);
   if (command.kind !== 'run') throw new Error('unexpected command');

@@ -1,7 +1,6 @@
 // Running the built server (dist/main.js) as its own process, the way users run it.
 import { fileURLToPath } from 'node:url';
 import { runProcess, type ServerProcess, spawnServerProcess } from './process.ts';
-import { BURST_FRIENDLY } from './server.ts';
 
 /** The built entry point (npm test builds it first). */
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -14,13 +13,13 @@ export function runCli(args: string[], env: Record<string, string> = {}, cwd?: s
   return runProcess(process.execPath, [MAIN, ...args], cwd === undefined ? { env } : { env, cwd });
 }
 
-/** Start the server and wait until it logs that it is ready. Rate limits are test-friendly unless `env` sets them. */
+/** Start the server and wait until it logs that it is ready; the shipped limits hold unless `env` sets one. */
 export function spawnServer(
   args: string[],
   env: Record<string, string> = {},
   cwd?: string,
 ): Promise<Spawned> {
-  const options = { env: { ...BURST_FRIENDLY, ...env }, readyMs: 15_000 };
+  const options = { env, readyMs: 15_000 };
   return spawnServerProcess(
     process.execPath,
     [MAIN, ...args],
