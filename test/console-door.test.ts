@@ -1,4 +1,6 @@
 // The console door over real TCP: hello binding, framing limits, UTF-8, and what a seed console receives.
+import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import { consoleClient, ofType, quiet } from './helpers/clients.ts';
@@ -72,12 +74,15 @@ describe('console door', () => {
     door.stopAccepting();
   });
 
-  it('uses a 10 second hello deadline by default', async () => {
+  it('closes a console that sends no hello after 10 seconds by default, not before', async () => {
+    const opened = performance.now();
     const c = await consoleClient(server.consolePort);
-    const outcome = await Promise.race([c.closed.then(() => 'closed'), quiet(1000).then(() => 'open')]);
-    expect(outcome).toBe('open');
-    c.close();
-  });
+    c.send({ type: 'message', text: 'before hello' });
+    await c.closed;
+    const after = performance.now() - opened;
+    expect(after).toBeGreaterThanOrEqual(9_900);
+    expect(after).toBeLessThan(12_000);
+  }, 20_000);
 
   it('skips blank and malformed lines without closing the connection', async () => {
     const room = freshRoom();
@@ -232,7 +237,24 @@ describe('console door', () => {
     stay.close();
   });
 
-  it('listens on the loopback interface only', () => {
+  it('listens on the loopback interface only', async () => {
+    // The address the listening socket really has…
     expect(server.consoleAddress.host).toBe('127.0.0.1');
+    // …and the door cannot be reached through any other address of this machine.
+    const others = Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && !i.internal && i.family === 'IPv4')
+      .map((i) => i?.address as string);
+    for (const address of others) {
+      const outcome = await new Promise<string>((resolve) => {
+        const socket = connect({ host: address, port: server.consolePort });
+        socket.once('connect', () => {
+          socket.destroy();
+          resolve('connected');
+        });
+        socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+      });
+      expect(outcome, `via ${address}`).toBe('ECONNREFUSED');
+    }
   });
 });

@@ -12,10 +12,6 @@ export class ConnectionLimit {
     this.#maxPerKey = maxPerKey;
   }
 
-  get total(): number {
-    return this.#total;
-  }
-
   /** Whether one more connection from `key` would be within the limits (checked before an upgrade). */
   why(key: string): 'total' | 'per_key' | undefined {
     if (this.#total >= this.#maxTotal) return 'total';

@@ -103,13 +103,6 @@ export class GroupCommit {
     });
   }
 
-  /** Messages waiting for or in a write. */
-  get pending(): number {
-    let n = this.#queue.length;
-    for (const batch of this.#batches) n += batch.pending.length;
-    return n;
-  }
-
   /** Resolves when every message submitted so far is committed or has failed. */
   flushed(): Promise<void> {
     if (this.#isIdle()) return Promise.resolve();
