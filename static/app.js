@@ -9,11 +9,11 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
 const CLOSE_SIGNED_OUT = 4401;
 const NEAR_BOTTOM_PX = 80;
-// The server refuses names with control, zero-width or bidi-override characters; catching them here
-// avoids a reconnect loop against an upgrade that can never succeed.
-const FORBIDDEN_IN_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+// The server's rule for names (nameProblem in src/protocol/frames.ts; a test keeps the two in step):
+// no controls, format characters, line or paragraph separators, default-ignorable (invisible) code
+// points or unpaired surrogates. Catching them here avoids a reconnect loop against an upgrade that
+// can never succeed.
+const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
 
 const byId = (id) => document.getElementById(id);
 const ui = {

@@ -11,17 +11,16 @@ export const TEXT_CAP = 20_000;
 /** Longest user or room name, in characters. */
 export const NAME_MAX = 128;
 
-// C0/C1 controls, zero-width and bidi-override/isolate characters: they let a name impersonate
-// another or reorder the text around it, so names never carry them.
-const FORBIDDEN_IN_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+// Names never carry controls, format characters (soft hyphen, zero-width and bidi characters, tags),
+// line or paragraph separators, default-ignorable code points (variation selectors, Hangul fillers)
+// or unpaired surrogates: invisible, they let "ali\u00adce" pass for "alice". The page keeps a copy.
+const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
 
 /** Why a name was refused, or undefined when it is acceptable. */
 export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return 'must not be blank';
   if ([...name].length > NAME_MAX) return `must be at most ${NAME_MAX} characters`;
-  if (FORBIDDEN_IN_NAME.test(name)) return 'must not contain control, zero-width or bidi-override characters';
+  if (FORBIDDEN_IN_NAME.test(name)) return 'must not contain control, format or invisible characters';
   return undefined;
 }
 
