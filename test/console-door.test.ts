@@ -86,8 +86,8 @@ describe('console door', () => {
     c.send({ type: 'message', text: 'still here' });
     const echo = await c.waitFor((f) => f.type === 'message' && f.text === 'still here');
     expect(echo.sender).toBe('alice');
-    // A message frame without text is still a message: the original server stored it as "".
-    expect(ofType(c.frames, 'message').map((f) => f.text)).toEqual(['', 'still here']);
+    // A message frame without text is refused as empty (the original server stored it as "").
+    expect(ofType(c.frames, 'message').map((f) => f.text)).toEqual(['still here']);
     c.close();
   });
 

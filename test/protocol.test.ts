@@ -342,9 +342,22 @@ describe('decodeClientFrame: message', () => {
     expect(frame).toEqual({ type: 'message', text: `${'x'.repeat(TEXT_CAP)}…` });
   });
 
-  it('treats missing or null text as empty', () => {
-    expect(decodeOk({ type: 'message' })).toEqual({ type: 'message', text: '' });
-    expect(decodeOk({ type: 'message', text: null })).toEqual({ type: 'message', text: '' });
+  it.each([
+    ['missing', undefined],
+    ['null', null],
+    ['empty', ''],
+    ['only control characters', '\u0000\u0007\u001b\u009b'],
+    ['only whitespace', ' \t\n\r\n\u3000\u00a0'],
+    ['only invisible characters', '\u200b\u00ad\u2060\ufe0f'],
+  ])('refuses %s text as empty_message', (_what, text) => {
+    const refused = decodeRefused(JSON.stringify({ type: 'message', text }));
+    expect(refused.code).toBe(ErrorCode.EmptyMessage);
+  });
+
+  it('takes text with anything visible in it, however short', () => {
+    expect(decodeOk({ type: 'message', text: '0' })).toEqual({ type: 'message', text: '0' });
+    expect(decodeOk({ type: 'message', text: false })).toEqual({ type: 'message', text: 'False' });
+    expect(decodeOk({ type: 'message', text: '\u0007 .\n' })).toEqual({ type: 'message', text: ' .\n' });
   });
 
   it('turns numeric text into its string', () => {

@@ -13,6 +13,7 @@ export const ErrorCode = {
   StoreUnavailable: 'store_unavailable',
   ShuttingDown: 'shutting_down',
   RateLimited: 'rate_limited',
+  EmptyMessage: 'empty_message',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -92,10 +92,20 @@ export const HelloFrame = v.object({
 });
 export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 
-/** Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored. */
+// Something a reader can see: neither whitespace nor a default-ignorable (invisible) code point.
+const VISIBLE = /[^\s\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored.
+ * Text with nothing visible once cleaned is refused (`empty_message`): neither stored nor sent.
+ */
 export const MessageIn = v.object({
   type: v.literal('message'),
-  text: v.pipe(Stringish, v.transform(cleanText)),
+  text: v.pipe(
+    Stringish,
+    v.transform(cleanText),
+    v.check((s) => VISIBLE.test(s), 'message must not be empty'),
+  ),
 });
 export type MessageIn = v.InferOutput<typeof MessageIn>;
 
@@ -176,6 +186,13 @@ function asksForProtocol2(raw: unknown): boolean {
   return typeof protocol === 'number' && protocol >= PROTOCOL_VERSION;
 }
 
+/** The wire code for a schema issue: a refused name, an empty message, or a malformed frame. */
+function issueCode(path: string, type: string): ErrorCode {
+  if (path === 'room' || path === 'user') return ErrorCode.BadName;
+  if (path === 'text' && type === 'check') return ErrorCode.EmptyMessage;
+  return ErrorCode.BadFrame;
+}
+
 /** Parse JSON text into a validated client frame without throwing. */
 export function decodeClientFrame(text: string): Decoded<ClientFrame> {
   let raw: unknown;
@@ -200,7 +217,7 @@ export function decodeClientFrame(text: string): Decoded<ClientFrame> {
   if (!result.success) {
     const issue = result.issues[0];
     const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
-    const code = path === 'room' || path === 'user' ? ErrorCode.BadName : ErrorCode.BadFrame;
+    const code = issueCode(path, issue.type);
     const message = path ? `${path}: ${issue.message}` : issue.message;
     return { ok: false, code, message, optedIn: asksForProtocol2(raw) };
   }
