@@ -9,11 +9,39 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
 const CLOSE_SIGNED_OUT = 4401;
 const NEAR_BOTTOM_PX = 80;
-// The server refuses names with control, zero-width or bidi-override characters; catching them here
-// avoids a reconnect loop against an upgrade that can never succeed.
-const FORBIDDEN_IN_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+// The server's rule for names (nameProblem in src/protocol/frames.ts; a test keeps the two in step):
+// no controls, format characters, line or paragraph separators, default-ignorable (invisible) code
+// points or unpaired surrogates. Catching them here avoids a reconnect loop against an upgrade that
+// can never succeed.
+const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
+
+// Look-alike letters and digits from Cyrillic, Greek and Latin, each written before the Latin letter
+// it passes for (after NFKC, which already folds full-width, mathematical and other compatibility
+// forms). Deliberately small: the pairs people use to pass for someone else in a name. Upper-case
+// pairs only matter for the key that keeps case (see lookalikeKeys).
+const CONFUSABLE = new Map(
+  [
+    // Cyrillic
+    'аa вb еe һh іi јj кk ӏl мm нh оo рp ԛq сc ѕs тt уy ԝw хx ԁd үy',
+    'АA ВB ЕE Іl ЈJ КK МM НH ОO РP СC ЅS ТT ХX УY Ӏl ԀD ԚQ ԜW',
+    // Greek
+    'αa ιi κk νv οo ρp υu χx ϲc ϳj',
+    'ΑA ΒB ΕE ΖZ ΗH Ιl ΚK ΜM ΝN ΟO ΡP ΤT ΥY ΧX ϹC',
+    // Latin look-alikes, and the digits and capital I that pass for letters
+    'ɑa ɡg ıi ɩi ǀl Il 1l 0o',
+  ].flatMap((row) => row.split(' ').map((pair) => [...pair])),
+);
+
+const skeleton = (text) => [...text].map((ch) => CONFUSABLE.get(ch) ?? ch).join('');
+
+/**
+ * Two names look alike when they share a key. One key ignores case; the other keeps it, so that a
+ * capital I passes for an l while an L does not. Keys of the two kinds never meet.
+ */
+function lookalikeKeys(name) {
+  const text = name.normalize('NFKC');
+  return [`folded:${skeleton(text.toLowerCase())}`, `cased:${skeleton(text)}`];
+}
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -281,15 +309,34 @@ function addMessage(message) {
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 
+/** The names in the list that look like another name in it. */
+function lookalikes(names) {
+  const byKey = new Map();
+  for (const name of names) {
+    for (const key of lookalikeKeys(name)) byKey.set(key, (byKey.get(key) ?? new Set()).add(name));
+  }
+  const alike = new Set();
+  for (const group of byKey.values()) if (group.size > 1) for (const name of group) alike.add(name);
+  return alike;
+}
+
 function renderPresence() {
   const rank = (status) => (status === 'available' ? 0 : 1);
   const entries = [...presence].sort(
     ([userA, statusA], [userB, statusB]) => rank(statusA) - rank(statusB) || userA.localeCompare(userB),
   );
+  const alike = lookalikes(presence.keys());
   ui.presence.replaceChildren(
     ...entries.map(([user, status]) => {
       const item = element('li', user === me ? `${status} me` : status, user);
       item.dataset.user = user;
+      if (alike.has(user)) {
+        const mark = element('span', 'lookalike-mark', '⚠');
+        mark.title = 'looks like another name here';
+        mark.setAttribute('aria-label', 'looks like another name here');
+        mark.setAttribute('role', 'img');
+        item.append(mark);
+      }
       return item;
     }),
   );

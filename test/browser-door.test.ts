@@ -129,6 +129,35 @@ describe('browser door: input at the door', () => {
     expect(await upgrade('?user=alice&room=ops')).toBe(101);
   });
 
+  it.each([
+    'ali\u00adce',
+    'ali\u034fce',
+    'ali\u061cce',
+    'ali\u180ece',
+    'ali\u115fce',
+    'ali\u3164ce',
+    'alice\ufe0f',
+    'alice\u{E0041}',
+    'ali\u206ace',
+    'ali\u2028ce',
+  ])('refuses an upgrade whose user or room %j carries an invisible character with 400', async (name) => {
+    expect(await upgrade(`?user=${encodeURIComponent(name)}&room=ops`)).toBe(400);
+    expect(await upgrade(`?user=bob&room=${encodeURIComponent(name)}`)).toBe(400);
+  });
+
+  it('refuses a user or room of only ideographic or no-break spaces as blank', async () => {
+    for (const blank of ['\u3000', '\u00a0', '\u3000\u00a0']) {
+      expect(await upgrade(`?user=${encodeURIComponent(blank)}&room=ops`)).toBe(400);
+      expect(await upgrade(`?user=bob&room=${encodeURIComponent(blank)}`)).toBe(400);
+    }
+    const res = await bareApp().request(`/ws?user=${encodeURIComponent('\u3000')}&room=ops`, {
+      headers: { upgrade: 'websocket' },
+    });
+    expect(await res.json()).toMatchObject({
+      error: { code: 'bad_query', message: 'user must not be blank' },
+    });
+  });
+
   it('explains a refusal in a JSON body, and answers a plain GET with 426', async () => {
     // Browsers cannot read the body of a refused upgrade, but scripts and operators can.
     const res = await bareApp().request('/ws?user=alice', { headers: { upgrade: 'websocket' } });

@@ -91,8 +91,8 @@ describe('console door', () => {
     c.send({ type: 'message', text: 'still here' });
     const echo = await c.waitFor((f) => f.type === 'message' && f.text === 'still here');
     expect(echo.sender).toBe('alice');
-    // A message frame without text is still a message: the original server stored it as "".
-    expect(ofType(c.frames, 'message').map((f) => f.text)).toEqual(['', 'still here']);
+    // A message frame without text is refused as empty (the original server stored it as "").
+    expect(ofType(c.frames, 'message').map((f) => f.text)).toEqual(['still here']);
     c.close();
   });
 
@@ -209,6 +209,40 @@ describe('console door', () => {
     expect(error.code).toBe(ErrorCode.BadName);
     expect(server.hub.roomSize(room)).toBe(0);
     c.close();
+  });
+
+  // Each would show as "alice" in the people list: U+00AD, U+034F, U+061C, U+180E, U+115F, U+3164,
+  // U+FE0F, U+E0041, U+206A, U+2028.
+  it.each([
+    'ali\u00adce',
+    'ali\u034fce',
+    'ali\u061cce',
+    'ali\u180ece',
+    'ali\u115fce',
+    'ali\u3164ce',
+    'alice\ufe0f',
+    'alice\u{E0041}',
+    'ali\u206ace',
+    'ali\u2028ce',
+  ])('refuses a hello whose user or room %j carries an invisible character', async (name) => {
+    const room = freshRoom();
+    const user = await consoleClient(server.consolePort, { type: 'hello', room, user: name, protocol: 2 });
+    expect((await user.waitFor((f) => f.type === 'error')).code).toBe(ErrorCode.BadName);
+    const inRoom = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: name,
+      user: 'bob',
+      protocol: 2,
+    });
+    expect((await inRoom.waitFor((f) => f.type === 'error')).code).toBe(ErrorCode.BadName);
+    // A plain console is not told, and is not let in either: its next, valid hello is the one that counts.
+    const seed = await consoleClient(server.consolePort, { type: 'hello', room, user: name });
+    seed.send({ type: 'hello', room, user: 'plain' });
+    seed.send({ type: 'message', text: 'who am I' });
+    expect((await seed.waitFor((f) => f.type === 'message')).sender).toBe('plain');
+    expect(server.hub.roomSize(room)).toBe(1);
+    expect(server.hub.roomSize(name)).toBe(0);
+    for (const c of [user, inRoom, seed]) c.close();
   });
 
   it('never gives a console backscroll, even in a busy room', async () => {

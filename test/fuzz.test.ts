@@ -111,7 +111,7 @@ describe('frame validation', () => {
     );
   });
 
-  it('keeps every accepted frame within the rules: names clean and bounded, text capped and well-formed', () => {
+  it('keeps every accepted frame within the rules: names clean and bounded, text capped, well-formed and not blank', () => {
     fc.assert(
       fc.property(frameLike, (value) => {
         const result = decodeClientFrame(JSON.stringify(value));
@@ -127,6 +127,7 @@ describe('frame validation', () => {
           expect(f.text.isWellFormed()).toBe(true);
           // biome-ignore lint/suspicious/noControlCharactersInRegex: checking that none are left
           expect(f.text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/u);
+          expect(f.text).toMatch(/[^\s\p{Default_Ignorable_Code_Point}]/u);
         }
         if (f.type === 'presence') expect(['available', 'away']).toContain(f.status);
       }),

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { displayName } from '../src/auth/oidc.ts';
 import { startIdp, type TestIdp } from './helpers/idp.ts';
 import { CookieJar } from './helpers/jar.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
@@ -141,6 +142,25 @@ describe('sign-in with a real OpenID Provider', () => {
     expect(setCookie).toMatch(/Secure/iu);
     expect(setCookie).toMatch(/SameSite=Lax/iu);
     expect(setCookie).not.toMatch(/Domain=/iu);
+  });
+
+  it('skips a provider name with an invisible character and shows the next acceptable one', async () => {
+    idp.claims = { preferred_username: 'ali\u00adce' };
+    try {
+      const { jar } = await signIn('carol');
+      const me = await jar.fetch(`${origin}/me`);
+      expect(JSON.parse(me.body)).toMatchObject({
+        user: { name: 'carol@example.test', subject: 'sub-carol' },
+      });
+    } finally {
+      idp.claims = {};
+    }
+  });
+
+  it('refuses the sign-in when no claim and not even the subject is an acceptable name', async () => {
+    const { jar, chain } = await signIn('ali\u3164ce');
+    expect(chain.at(-1)?.status).toBe(400);
+    expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
   });
 
   it('builds the redirect URI from the public URL, never from the Host header', async () => {
@@ -300,6 +320,31 @@ describe('sign-in with a real OpenID Provider', () => {
     } finally {
       await short.stop();
     }
+  });
+});
+
+describe('display names from the provider', () => {
+  it('takes preferred_username, else email, else name, else the subject, trimmed', () => {
+    const all = { preferred_username: ' alice ', email: 'a@example.test', name: 'Alice A' };
+    expect(displayName(all, 'sub-1')).toBe('alice');
+    expect(displayName({ ...all, preferred_username: undefined }, 'sub-1')).toBe('a@example.test');
+    expect(displayName({ name: 'Alice A' }, 'sub-1')).toBe('Alice A');
+    expect(displayName({}, 'sub-1')).toBe('sub-1');
+  });
+
+  it.each([
+    ['a soft hyphen', 'ali\u00adce'],
+    ['a Hangul filler', 'ali\u3164ce'],
+    ['a tag character', 'alice\u{E0041}'],
+    ['a variation selector', 'alice\ufe0f'],
+    ['a line separator', 'ali\u2028ce'],
+    ['only ideographic spaces', '\u3000\u3000'],
+  ])('passes over a claim with %s', (_what, bad) => {
+    expect(displayName({ preferred_username: bad, email: 'alice@example.test' }, 'sub-1')).toBe(
+      'alice@example.test',
+    );
+    expect(displayName({ preferred_username: bad, email: bad, name: bad }, 'sub-1')).toBe('sub-1');
+    expect(displayName({ preferred_username: bad }, bad)).toBeUndefined();
   });
 });
 

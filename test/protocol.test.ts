@@ -1,4 +1,5 @@
 // Unit tests of the wire protocol in src/protocol/frames.ts: text cap, status, names and client-frame decoding.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import {
@@ -111,6 +112,97 @@ describe('nameProblem', () => {
   ])('refuses a name containing %s', (_what, name) => {
     expect(nameProblem(name)).toBeTypeOf('string');
   });
+
+  // Each of these renders as nothing (or as a plain space) between "ali" and "ce", so the name would
+  // show as "alice" in the people list.
+  it.each([
+    ['U+00AD soft hyphen', 0xad],
+    ['U+034F combining grapheme joiner', 0x34f],
+    ['U+061C Arabic letter mark', 0x61c],
+    ['U+180E Mongolian vowel separator', 0x180e],
+    ['U+115F Hangul choseong filler', 0x115f],
+    ['U+3164 Hangul filler', 0x3164],
+    ['U+FFA0 half-width Hangul filler', 0xffa0],
+    ['U+FE0F variation selector 16', 0xfe0f],
+    ['U+E0100 variation selector 17', 0xe0100],
+    ['U+E0041 tag latin capital letter A', 0xe0041],
+    ['U+206A inhibit symmetric swapping', 0x206a],
+    ['U+2065 (reserved, default ignorable)', 0x2065],
+    ['U+2028 line separator', 0x2028],
+    ['U+2029 paragraph separator', 0x2029],
+    ['U+0600 Arabic number sign (format)', 0x600],
+    ['U+1D173 musical symbol begin beam', 0x1d173],
+    ['U+1BCA0 shorthand format letter overlap', 0x1bca0],
+  ])('refuses a name containing %s', (_what, codePoint) => {
+    expect(nameProblem(`ali${String.fromCodePoint(codePoint)}ce`)).toBeTypeOf('string');
+  });
+
+  it('refuses every Default_Ignorable_Code_Point listed in DerivedCoreProperties.txt (Unicode 14.0 to 17.0)', () => {
+    // Spelled out from the Unicode data rather than taken from the regex engine, so a runtime whose
+    // property tables lack one of them fails here.
+    const ranges = [
+      [0x00ad, 0x00ad],
+      [0x034f, 0x034f],
+      [0x061c, 0x061c],
+      [0x115f, 0x1160],
+      [0x17b4, 0x17b5],
+      [0x180b, 0x180f],
+      [0x200b, 0x200f],
+      [0x202a, 0x202e],
+      [0x2060, 0x206f],
+      [0x3164, 0x3164],
+      [0xfe00, 0xfe0f],
+      [0xfeff, 0xfeff],
+      [0xffa0, 0xffa0],
+      [0xfff0, 0xfff8],
+      [0x1bca0, 0x1bca3],
+      [0x1d173, 0x1d17a],
+      [0xe0000, 0xe0fff],
+    ];
+    const accepted: string[] = [];
+    for (const [from = 0, to = 0] of ranges) {
+      for (let cp = from; cp <= to; cp++) {
+        if (nameProblem(`a${String.fromCodePoint(cp)}b`) === undefined) accepted.push(cp.toString(16));
+      }
+    }
+    expect(accepted).toEqual([]);
+  });
+
+  it('refuses a name with an unpaired surrogate, which could not be stored as it is', () => {
+    expect(nameProblem('ali\ud800ce')).toBeTypeOf('string');
+    expect(nameProblem('alice\udc00')).toBeTypeOf('string');
+  });
+
+  it.each([
+    ['Greek', 'Ελένη'],
+    ['Cyrillic', 'Алиса'],
+    ['Han', '李雷'],
+    ['Hangul syllables', '김민준'],
+    ['Arabic', 'مريم'],
+    ['Devanagari', 'प्रिया'],
+    ['inner spaces and punctuation', "Seán O'Brien-Ng"],
+    ['combining accents', 'Jose\u0301'],
+  ])('accepts a name in %s', (_what, name) => {
+    expect(nameProblem(name)).toBeUndefined();
+  });
+});
+
+describe('the page and the server refuse the same names', () => {
+  // The page keeps its own copy of the rule (it has no build step to import it). Compared over every
+  // code point, so a character added on one side only fails here.
+  it('refuses exactly the characters nameProblem refuses', () => {
+    const page = readFileSync(new URL('../static/app.js', import.meta.url), 'utf8');
+    const found = /^const FORBIDDEN_IN_NAME = \/(.+)\/([a-z]*);$/mu.exec(page);
+    expect(found).not.toBeNull();
+    const pageRule = new RegExp(found?.[1] ?? '', found?.[2]);
+    const differ: string[] = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      const ch = String.fromCodePoint(cp);
+      const server = nameProblem(`a${ch}b`) !== undefined;
+      if (pageRule.test(ch) !== server) differ.push(cp.toString(16));
+    }
+    expect(differ).toEqual([]);
+  });
 });
 
 describe('decodeClientFrame: hello', () => {
@@ -198,6 +290,26 @@ describe('decodeClientFrame: hello', () => {
     expect(refused.code).toBe(ErrorCode.BadName);
   });
 
+  it('refuses a hello naming a user or room with an invisible character as bad_name', () => {
+    for (const name of ['ali\u00adce', 'alice\u{E0041}', 'ali\u3164ce', 'alice\ufe0f']) {
+      expect(decodeRefused(JSON.stringify({ type: 'hello', room: 'ops', user: name })).code).toBe(
+        ErrorCode.BadName,
+      );
+      expect(decodeRefused(JSON.stringify({ type: 'hello', room: name, user: 'bob' })).code).toBe(
+        ErrorCode.BadName,
+      );
+    }
+  });
+
+  it('treats a name of only ideographic or no-break spaces as blank', () => {
+    for (const blank of ['\u3000', '\u00a0', '\u3000\u00a0\u2003']) {
+      expect(decodeRefused(JSON.stringify({ type: 'hello', room: blank, user: 'bob' })).code).toBe(
+        ErrorCode.BadName,
+      );
+      expect(decodeOk({ type: 'hello', room: 'ops', user: blank })).toMatchObject({ user: 'unknown' });
+    }
+  });
+
   it('refuses a user name of 129 characters as bad_name', () => {
     const refused = decodeRefused(JSON.stringify({ type: 'hello', room: 'ops', user: 'u'.repeat(129) }));
     expect(refused.code).toBe(ErrorCode.BadName);
@@ -230,9 +342,22 @@ describe('decodeClientFrame: message', () => {
     expect(frame).toEqual({ type: 'message', text: `${'x'.repeat(TEXT_CAP)}…` });
   });
 
-  it('treats missing or null text as empty', () => {
-    expect(decodeOk({ type: 'message' })).toEqual({ type: 'message', text: '' });
-    expect(decodeOk({ type: 'message', text: null })).toEqual({ type: 'message', text: '' });
+  it.each([
+    ['missing', undefined],
+    ['null', null],
+    ['empty', ''],
+    ['only control characters', '\u0000\u0007\u001b\u009b'],
+    ['only whitespace', ' \t\n\r\n\u3000\u00a0'],
+    ['only invisible characters', '\u200b\u00ad\u2060\ufe0f'],
+  ])('refuses %s text as empty_message', (_what, text) => {
+    const refused = decodeRefused(JSON.stringify({ type: 'message', text }));
+    expect(refused.code).toBe(ErrorCode.EmptyMessage);
+  });
+
+  it('takes text with anything visible in it, however short', () => {
+    expect(decodeOk({ type: 'message', text: '0' })).toEqual({ type: 'message', text: '0' });
+    expect(decodeOk({ type: 'message', text: false })).toEqual({ type: 'message', text: 'False' });
+    expect(decodeOk({ type: 'message', text: '\u0007 .\n' })).toEqual({ type: 'message', text: ' .\n' });
   });
 
   it('turns numeric text into its string', () => {

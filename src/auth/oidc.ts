@@ -30,13 +30,15 @@ export class OidcError extends Error {
   }
 }
 
-/** The display name: preferred_username, else email, else name, else the subject. */
-export function displayName(claims: Record<string, unknown>, subject: string): string {
-  for (const key of ['preferred_username', 'email', 'name']) {
-    const value = claims[key];
+/**
+ * The display name: the first of preferred_username, email, name and the subject that is an
+ * acceptable name (nameProblem), trimmed; undefined when none is.
+ */
+export function displayName(claims: Record<string, unknown>, subject: string): string | undefined {
+  for (const value of [claims.preferred_username, claims.email, claims.name, subject]) {
     if (typeof value === 'string' && nameProblem(value.trim()) === undefined) return value.trim();
   }
-  return subject;
+  return undefined;
 }
 
 /** A discovered provider and this server as its client. */
@@ -153,8 +155,11 @@ export class Oidc {
       });
       const claims = oauth.getValidatedIdTokenClaims(result);
       if (!claims || !result.id_token) throw new Error('no ID token');
+      const name = displayName(claims, claims.sub);
+      if (name === undefined)
+        throw new Error('no usable name: every name claim and the subject were refused');
       return {
-        identity: { issuer: claims.iss, subject: claims.sub, name: displayName(claims, claims.sub) },
+        identity: { issuer: claims.iss, subject: claims.sub, name },
         idToken: result.id_token,
       };
     } catch (error) {

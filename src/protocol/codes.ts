@@ -11,6 +11,7 @@ export const ErrorCode = {
   BinaryUnsupported: 'binary_unsupported',
   StoreUnavailable: 'store_unavailable',
   ShuttingDown: 'shutting_down',
+  EmptyMessage: 'empty_message',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

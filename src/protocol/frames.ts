@@ -11,17 +11,16 @@ export const TEXT_CAP = 20_000;
 /** Longest user or room name, in characters. */
 export const NAME_MAX = 128;
 
-// C0/C1 controls, zero-width and bidi-override/isolate characters: they let a name impersonate
-// another or reorder the text around it, so names never carry them.
-const FORBIDDEN_IN_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+// Names never carry controls, format characters (soft hyphen, zero-width and bidi characters, tags),
+// line or paragraph separators, default-ignorable code points (variation selectors, Hangul fillers)
+// or unpaired surrogates: invisible, they let "ali\u00adce" pass for "alice". The page keeps a copy.
+const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
 
 /** Why a name was refused, or undefined when it is acceptable. */
 export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return 'must not be blank';
   if ([...name].length > NAME_MAX) return `must be at most ${NAME_MAX} characters`;
-  if (FORBIDDEN_IN_NAME.test(name)) return 'must not contain control, zero-width or bidi-override characters';
+  if (FORBIDDEN_IN_NAME.test(name)) return 'must not contain control, format or invisible characters';
   return undefined;
 }
 
@@ -93,10 +92,20 @@ export const HelloFrame = v.object({
 });
 export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 
-/** Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored. */
+// Something a reader can see: neither whitespace nor a default-ignorable (invisible) code point.
+const VISIBLE = /[^\s\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored.
+ * Text with nothing visible once cleaned is refused (`empty_message`): neither stored nor sent.
+ */
 export const MessageIn = v.object({
   type: v.literal('message'),
-  text: v.pipe(Stringish, v.transform(cleanText)),
+  text: v.pipe(
+    Stringish,
+    v.transform(cleanText),
+    v.check((s) => VISIBLE.test(s), 'message must not be empty'),
+  ),
 });
 export type MessageIn = v.InferOutput<typeof MessageIn>;
 
@@ -194,6 +203,13 @@ function asksForProtocol2(raw: unknown): boolean {
   return typeof protocol === 'number' && protocol >= PROTOCOL_VERSION;
 }
 
+/** The wire code for a schema issue: a refused name, an empty message, or a malformed frame. */
+function issueCode(path: string, type: string): ErrorCode {
+  if (path === 'room' || path === 'user') return ErrorCode.BadName;
+  if (path === 'text' && type === 'check') return ErrorCode.EmptyMessage;
+  return ErrorCode.BadFrame;
+}
+
 /** Parse JSON text into a validated client frame without throwing. */
 export function decodeClientFrame(text: string): Decoded<ClientFrame> {
   let raw: unknown;
@@ -218,7 +234,7 @@ export function decodeClientFrame(text: string): Decoded<ClientFrame> {
   if (!result.success) {
     const issue = result.issues[0];
     const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
-    const code = path === 'room' || path === 'user' ? ErrorCode.BadName : ErrorCode.BadFrame;
+    const code = issueCode(path, issue.type);
     const message = path ? `${path}: ${issue.message}` : issue.message;
     return { ok: false, code, message, optedIn: asksForProtocol2(raw) };
   }

@@ -41,7 +41,7 @@ describe.skipIf(!haveChromium)('in Chromium', () => {
     await cleanup?.();
   });
 
-  async function open(user: string): Promise<Page> {
+  async function open(user: string, room = 'e2e'): Promise<Page> {
     const context = await browser.newContext();
     const page = await context.newPage();
     page.on('pageerror', (error) => problems.push(`${user}: ${error.message}`));
@@ -57,7 +57,7 @@ describe.skipIf(!haveChromium)('in Chromium', () => {
       problems.push(`${user}: a dialog opened: ${dialog.message()}`);
       void dialog.dismiss();
     });
-    await page.goto(`${server.url}/?user=${user}&room=e2e`);
+    await page.goto(`${server.url}/?user=${encodeURIComponent(user)}&room=${encodeURIComponent(room)}`);
     await page.waitForSelector('body[data-state="connected"]');
     return page;
   }
@@ -116,6 +116,72 @@ describe.skipIf(!haveChromium)('in Chromium', () => {
     ops.close();
     expect(problems).toEqual([]);
   }, 90_000);
+
+  /** The names in a page's people list, and which of them carry the look-alike mark. */
+  const people = (page: Page) =>
+    page.$$eval('#presence li', (items) =>
+      items.map((li) => ({
+        user: li.getAttribute('data-user') ?? '',
+        mark: li.querySelector('.lookalike-mark')?.getAttribute('title') ?? null,
+      })),
+    );
+
+  it('marks two people whose names look alike, on both sides, and nobody else', async () => {
+    const room = 'lookalike';
+    const latin = await open('alice', room);
+    const cyrillic = await open('\u0430lice', room);
+    const bob = await consoleClient(server.consolePort, { type: 'hello', room, user: 'bob', protocol: 2 });
+    await bob.waitFor((f) => f.type === 'welcome');
+    for (const page of [latin, cyrillic]) {
+      await page.waitForSelector('#presence li[data-user="bob"]');
+      await page.waitForSelector('#presence li[data-user="alice"]');
+      await page.waitForSelector('#presence li[data-user="\u0430lice"]');
+      const shown = (await people(page)).sort((a, b) => (a.user < b.user ? -1 : 1));
+      expect(shown).toEqual([
+        { user: 'alice', mark: 'looks like another name here' },
+        { user: 'bob', mark: null },
+        { user: '\u0430lice', mark: 'looks like another name here' },
+      ]);
+    }
+    bob.close();
+
+    // Case, compatibility forms, Greek and Cyrillic letters, and digits or a capital I standing in
+    // for letters; names that merely differ stay unmarked (a capital L does not pass for an I).
+    const names = [
+      'Ian',
+      'lan',
+      'Ivan',
+      'b0b',
+      'bob',
+      '\uff23\uff21\uff32\uff2c',
+      'carl',
+      '\u039fscar',
+      'oscar',
+      'Lan',
+      'Lisa',
+      'Iisa',
+    ];
+    const consoles = [];
+    for (const user of names) {
+      const c = await consoleClient(server.consolePort, {
+        type: 'hello',
+        room: 'lookalike-2',
+        user,
+        protocol: 2,
+      });
+      await c.waitFor((f) => f.type === 'welcome');
+      consoles.push(c);
+    }
+    const dana = await open('dana', 'lookalike-2');
+    for (const user of names) await dana.waitForSelector(`#presence li[data-user="${user}"]`);
+    const marked = (await people(dana)).filter((p) => p.mark).map((p) => p.user);
+    expect(marked.sort()).toEqual(
+      ['Ian', 'Lan', 'b0b', 'bob', 'carl', 'lan', 'oscar', '\u039fscar', '\uff23\uff21\uff32\uff2c'].sort(),
+    );
+    for (const c of consoles) c.close();
+    for (const page of [latin, cyrillic, dana]) await page.context().close();
+    expect(problems).toEqual([]);
+  }, 60_000);
 
   it('fits a phone-width screen without horizontal scrolling', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 740 } });

@@ -1,5 +1,6 @@
 // What both doors promise, as a suite that runs against any server reachable over real sockets.
 import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/protocol/codes.ts';
 import { browserClient, consoleClient, type Frame, ofType, quiet, type TestClient } from './clients.ts';
 
 /** Where a running server's doors are. */
@@ -58,7 +59,7 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
   let roomNo = 0;
   const freshRoom = (): string => `${roomPrefix}-${++roomNo}`;
 
-  describe.each(doors)('%s', (_name, join) => {
+  describe.each(doors)('%s', (door, join) => {
     it("echoes a sender's own message back with the server's id, ts and sender", async () => {
       const room = freshRoom();
       const alice = await join(target(), 'alice', room);
@@ -151,6 +152,28 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
       expect(back.room).toBe(room);
       alice.close();
       bob.close();
+    });
+
+    it('refuses a message with nothing to show: not stored, not sent, and an opted-in sender is told', async () => {
+      const room = freshRoom();
+      const alice = await join(target(), 'alice', room);
+      const bob = await join(target(), 'bob', room);
+      const blanks = ['\u0000\u0007\u001b\u009b', '', ' \t\r\n ', '\u200b\u00ad', null];
+      for (const text of blanks) alice.send({ type: 'message', text });
+      // Whatever the blanks caused has arrived by the time this has.
+      alice.send({ type: 'message', text: 'barrier' });
+      await bob.waitFor((f) => f.type === 'message' && f.text === 'barrier');
+      await alice.waitFor((f) => f.type === 'message' && f.text === 'barrier');
+      expect(messages(bob).map((f) => f.text)).toEqual(['barrier']);
+      expect(messages(alice).map((f) => f.text)).toEqual(['barrier']);
+      const errors = ofType(alice.frames, 'error').map((f) => f.code);
+      expect(errors).toEqual(
+        door === 'console door, seed protocol' ? [] : blanks.map(() => ErrorCode.EmptyMessage),
+      );
+      const later = await browserClient(target().url, 'carol', room);
+      await later.waitFor((f) => f.type === 'message' && f.text === 'barrier');
+      expect(messages(later).map((f) => f.text)).toEqual(['barrier']);
+      for (const c of [alice, bob, later]) c.close();
     });
 
     it('skips malformed frames and keeps the connection', async () => {

@@ -11,6 +11,8 @@ export interface TestIdp {
   readonly clientSecret: string;
   /** The account the next sign-in completes as (claims: preferred_username = this name). */
   user: string;
+  /** Claims that replace the ones derived from `user` in the ID tokens issued from now on. */
+  claims: Record<string, unknown>;
   stop(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function startIdp(
     clientId: 'runspec-room',
     clientSecret: 'a-client-secret-for-tests-only',
     user: 'alice',
+    claims: {},
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const provider = new Provider(issuer, {
@@ -51,6 +54,7 @@ export async function startIdp(
           preferred_username: name,
           email: `${name}@example.test`,
           name: `Name ${name}`,
+          ...idp.claims,
         }),
       };
     },
