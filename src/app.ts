@@ -16,6 +16,7 @@ import {
 import type { Asset } from './http/assets.ts';
 import { type AuthDeps, addAuthRoutes, readSession, sameOrigin } from './http/auth.ts';
 import type { Hub } from './hub/hub.ts';
+import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { nameProblem } from './protocol/frames.ts';
 
@@ -113,7 +114,8 @@ export function createApp(deps: AppDeps): Hono {
       await withTimeout(deps.checkDatabase(), deps.healthTimeoutMs ?? 2000);
     } catch (error) {
       log.warn('health check failed', { error: String(error) });
-      return c.json({ status: 'unavailable', database: 'down' }, 503);
+      const database = error instanceof WritesFailing ? error.database : 'down';
+      return c.json({ status: 'unavailable', database }, 503);
     }
     if (!hub.accepting) return c.json({ status: 'stopping', database: 'up' }, 503);
     return c.json({ status: 'ok', database: 'up', rooms: stats.rooms, connections: stats.connections });

@@ -40,8 +40,6 @@ async function main(): Promise<void> {
     if (error instanceof StartError) fail(error.message, 1);
     throw error;
   }
-  log.info('ready', { version: VERSION, runtime: `deno/${Deno.version.deno}` });
-
   let stopping = false;
   const stop = (signal: Deno.Signal): void => {
     if (stopping) return;
@@ -60,6 +58,8 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener('SIGINT', () => stop('SIGINT'));
   Deno.addSignalListener('SIGTERM', () => stop('SIGTERM'));
+  // Only now: a signal that comes before its listener kills the process outright, without a graceful stop.
+  log.info('ready', { version: VERSION, runtime: `deno/${Deno.version.deno}` });
 }
 
 main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

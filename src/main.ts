@@ -35,8 +35,6 @@ async function main(): Promise<void> {
     if (error instanceof StartError) fail(error.message, 1);
     throw error;
   }
-  log.info('ready', { version: VERSION });
-
   const stop = (signal: string): void => {
     log.info('shutting down', { signal });
     server.stop().then(
@@ -52,6 +50,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // Only now: a signal that comes before its handler kills the process outright, without a graceful stop.
+  log.info('ready', { version: VERSION });
 }
 
 main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

@@ -1,12 +1,16 @@
-// The database fills up while people chat: nothing unstored is echoed, and writing resumes by itself.
+// A database that cannot be written: start-up refuses it, and one that fills up while people chat
+// is reported by /healthz, echoes nothing unstored, and takes writes again by itself.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WriteFailure } from '../src/hub/transcript.ts';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import { openDatabase } from '../src/store/db.ts';
 import { consoleClient, type Frame } from './helpers/clients.ts';
+import { runProcess } from './helpers/process.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { MAIN, spawnServer } from './helpers/spawn.ts';
 
 /** A small filesystem of our own: tmpfs, which only root can mount. */
 function mountSmallFs(dir: string): boolean {
@@ -25,6 +29,80 @@ if (canMount) execFileSync('umount', [probe]);
 rmSync(probe, { recursive: true, force: true });
 if (!canMount && process.env.CI)
   throw new Error('CI must run the full-disk test: it needs root to mount a tmpfs');
+
+/** Append to `file` until the filesystem is full. */
+function fill(file: string): void {
+  try {
+    for (let i = 0; i < 10_000; i++) writeFileSync(file, Buffer.alloc(64 * 1024), { flag: 'a' });
+  } catch {
+    // ENOSPC: full.
+  }
+}
+
+/** Start the built server on `db` as its own process; one that comes up anyway is killed after 15 s. */
+function startOn(db: string) {
+  return runProcess(process.execPath, [MAIN, '--port', '0', '--ndjson-port', '0', '--db', db], {
+    deadlineMs: 15_000,
+  });
+}
+
+describe.skipIf(!canMount)('start-up on a database it cannot write', () => {
+  const undo: Array<() => Promise<void> | void> = [];
+
+  afterEach(async () => {
+    for (const step of undo.splice(0).reverse()) await step();
+  });
+
+  /** A database the server has made and closed; in a small filesystem of its own if asked. */
+  async function existingDatabase(small = false): Promise<{ dir: string; db: string }> {
+    const tmp = await tempDir();
+    undo.push(tmp.cleanup);
+    let dir = tmp.dir;
+    if (small) {
+      dir = join(tmp.dir, 'small');
+      mkdirSync(dir);
+      mountSmallFs(dir);
+      undo.push(() => void execFileSync('umount', ['-l', dir]));
+    }
+    const db = join(dir, 'room.db');
+    // Made by the server in a process of its own, which leaves no open connection behind.
+    const made = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', db]);
+    expect(await made.stop()).toBe(0);
+    return { dir, db };
+  }
+
+  /** Exit 1 before `ready`, with one line that names the database and why it cannot be written. */
+  function expectRefused(run: Awaited<ReturnType<typeof startOn>>, db: string, reason: RegExp): void {
+    expect(run.stderr).not.toMatch(/ ready /u);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/^runspec-room: error: cannot write to database /u);
+    expect(run.stderr).toContain(`cannot write to database ${db}: `);
+    expect(run.stderr).toMatch(reason);
+  }
+
+  it('refuses a database file that is read-only, even to root', async () => {
+    const { db } = await existingDatabase();
+    // Root writes through permission bits (chmod 0444); not through a read-only mount of the file.
+    execFileSync('mount', ['-o', 'bind,ro', db, db]);
+    undo.push(() => void execFileSync('umount', [db]));
+    expectRefused(await startOn(db), db, /SQLITE_READONLY/u);
+  }, 30_000);
+
+  it('refuses a database on a full disk, with or without room for its shared-memory index', async () => {
+    // Nothing free: SQLite cannot even size the -shm index it opens a WAL database with.
+    const full = await existingDatabase(true);
+    fill(join(full.dir, 'filler'));
+    expectRefused(await startOn(full.db), full.db, /SQLITE_IOERR_SHMSIZE/u);
+
+    // 32 KiB free: the index fits (it is 32 KiB), and the database opens, but no commit does.
+    const almost = await existingDatabase(true);
+    const filler = join(almost.dir, 'filler');
+    fill(filler);
+    truncateSync(filler, statSync(filler).size - 32 * 1024);
+    expectRefused(await startOn(almost.db), almost.db, /SQLITE_FULL/u);
+  }, 60_000);
+});
 
 describe.skipIf(!canMount)('a full disk', () => {
   let mnt: string;
@@ -63,7 +141,7 @@ describe.skipIf(!canMount)('a full disk', () => {
     return outcomes;
   }
 
-  it('refuses messages it cannot store, echoes only stored ones, stays up, and recovers when space returns', async () => {
+  it('refuses messages it cannot store, reports the full disk on /healthz, and recovers by itself when space returns', async () => {
     const c = await consoleClient(server.consolePort, {
       type: 'hello',
       room: 'ops',
@@ -77,20 +155,22 @@ describe.skipIf(!canMount)('a full disk', () => {
 
     // Fill what is left of the filesystem.
     const filler = join(mnt, 'filler');
-    try {
-      for (let i = 0; i < 10_000; i++) writeFileSync(filler, Buffer.alloc(64 * 1024), { flag: 'a' });
-    } catch {
-      // ENOSPC: full.
-    }
+    fill(filler);
     const during = Array.from({ length: 120 }, (_, i) => `during ${i} ${body}`);
     const outcomes = await sendAll(c, during);
     const refused = outcomes.filter((f) => f.type === 'error');
     expect(refused.length).toBeGreaterThan(0);
     for (const f of refused) expect(f.code).toBe(ErrorCode.StoreUnavailable);
-    const health = await fetch(`${server.url}/healthz`);
-    expect([200, 503]).toContain(health.status); // answering at all: the server is up
+    expect(outcomes.at(-1)?.type).toBe('error');
+    const full = await fetch(`${server.url}/healthz`);
+    expect(full.status).toBe(503);
+    expect(await full.json()).toEqual({ status: 'unavailable', database: WriteFailure.Full });
 
     rmSync(filler);
+    // No message since the space came back: the health check's own write finds it.
+    const recovered = await fetch(`${server.url}/healthz`);
+    expect(recovered.status).toBe(200);
+    expect(await recovered.json()).toMatchObject({ status: 'ok', database: 'up' });
     const after = await sendAll(c, ['after 1', 'after 2']);
     expect(after.map((f) => f.type)).toEqual(['message', 'message']);
 
@@ -106,6 +186,7 @@ describe.skipIf(!canMount)('a full disk', () => {
       expect(stored.sort()).toEqual(echoed.sort());
       for (const text of notStored) expect(stored).not.toContain(text);
       expect((await database.client.execute('PRAGMA integrity_check')).rows[0]?.[0]).toBe('ok');
+      expect((await database.client.execute('PRAGMA user_version')).rows[0]?.[0]).toBe(0); // probes change nothing
     } finally {
       database.close();
     }

@@ -19,6 +19,21 @@ export interface StoredMessage extends NewMessage {
   seq: number;
 }
 
+/** Why the store takes no writes, as /healthz names it: SQLite said read-only, full, or something else. */
+export const WriteFailure = { ReadOnly: 'read-only', Full: 'full', Error: 'error' } as const;
+export type WriteFailure = (typeof WriteFailure)[keyof typeof WriteFailure];
+
+/** The store's last commit failed, and so did a write tried since: `database` says why. */
+export class WritesFailing extends Error {
+  override readonly name = 'WritesFailing';
+  readonly database: WriteFailure;
+  constructor(database: WriteFailure, options?: ErrorOptions) {
+    const why = options?.cause instanceof Error ? options.cause.message : database;
+    super(`the database takes no writes: ${why}`, options);
+    this.database = database;
+  }
+}
+
 /** The slice of the store the Hub uses. Implementations live in src/store. */
 export interface Transcript {
   /** Store messages atomically, in order; returns their sequence numbers. Idempotent on `id`. */

@@ -11,6 +11,7 @@ if (!port) throw new Error('append-worker runs as a worker thread');
 const { url } = workerData as { url: string };
 const post = (reply: WriterReply): void => port.postMessage(reply);
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+const code = (error: unknown): string | undefined => (error as { code?: unknown }).code?.toString();
 
 const client = createClient({ url, concurrency: 1 });
 const appender = new SqlAppender(client);
@@ -21,14 +22,17 @@ const stop = (): void => {
   port.off('message', onRequest);
 };
 
-// Requests run one after another, in the order they arrived.
-let chain: Promise<void> = setConnectionPragmas(client).then(
-  () => post({ ready: true }),
-  (error: unknown) => {
-    post({ failed: message(error) });
-    stop();
-  },
-);
+// Requests run one after another, in the order they arrived. The first is a write: a database that
+// opens but cannot take one (a read-only file, a full disk) is refused before anyone is told `ready`.
+let chain: Promise<void> = setConnectionPragmas(client)
+  .then(() => appender.probe())
+  .then(
+    () => post({ ready: true }),
+    (error: unknown) => {
+      post({ failed: message(error), code: code(error) });
+      stop();
+    },
+  );
 
 function onRequest(request: WriterRequest): void {
   chain = chain.then(async () => {
@@ -40,11 +44,12 @@ function onRequest(request: WriterRequest): void {
       if ('durability' in request) post({ n: request.n, durability: await appender.durability() });
       else {
         if ('ping' in request) await appender.ping();
+        if ('probe' in request) await appender.probe();
         const seqs = 'args' in request ? await appender.appendFlat(request.args) : [];
         post({ n: request.n, seqs });
       }
     } catch (error) {
-      post({ n: request.n, error: message(error), code: (error as { code?: unknown }).code?.toString() });
+      post({ n: request.n, error: message(error), code: code(error) });
     }
   });
 }

@@ -12,6 +12,8 @@ export interface Appender {
   append(batch: readonly NewMessage[]): Promise<number[]>;
   /** Resolves when the write path answers: used by /healthz. */
   ping(): Promise<void>;
+  /** A real commit that changes nothing: resolves only if the database takes a write now. */
+  probe(): Promise<void>;
   /** The write connection's durability settings, as SQLite reports them now. */
   durability(): Promise<Durability>;
   /** Stop: resolves when no write is in flight any more. */
@@ -90,6 +92,14 @@ export class SqlAppender implements Appender {
 
   async ping(): Promise<void> {
     await this.#client.execute('SELECT 1');
+  }
+
+  async probe(): Promise<void> {
+    // Writing user_version back as it is commits page 1 through the WAL with its fsync, as an append
+    // does, and leaves nothing behind. A rolled-back write would prove nothing: WAL mode writes a
+    // transaction's pages only when it commits.
+    const version = Number((await this.#client.execute('PRAGMA user_version')).rows[0]?.[0] ?? 0);
+    await this.#client.execute(`PRAGMA user_version = ${Math.trunc(version)}`);
   }
 
   async durability(): Promise<Durability> {

@@ -54,7 +54,8 @@ export async function openDatabase(target: string, authToken?: string): Promise<
     return { db, client, local, url, close: () => client.close() };
   } catch (error) {
     client.close();
-    throw new DatabaseOpenError(`cannot use database ${target}: ${reason(error)}`, { cause: error });
+    const what = local && writeRefused(error) ? 'cannot write to' : 'cannot use';
+    throw new DatabaseOpenError(`${what} database ${target}: ${reason(error)}`, { cause: error });
   }
 }
 
@@ -68,6 +69,31 @@ export async function setConnectionPragmas(client: Client): Promise<void> {
   await client.execute('PRAGMA foreign_keys = ON');
 }
 
+interface SqliteCodes {
+  code?: unknown;
+  extendedCode?: unknown;
+}
+
+/**
+ * Opening failed on a write: the file or its directory is read-only, or the disk is full. A full
+ * disk shows first as SQLITE_IOERR_SHMSIZE, when the WAL's shared-memory index cannot be sized.
+ */
+function writeRefused(error: unknown): boolean {
+  const { code, extendedCode } = error as SqliteCodes;
+  return (
+    String(code).startsWith('SQLITE_READONLY') ||
+    code === 'SQLITE_FULL' ||
+    extendedCode === 'SQLITE_IOERR_SHMSIZE' ||
+    extendedCode === 'SQLITE_IOERR_WRITE'
+  );
+}
+
+/** The first line of the error, naming SQLite's extended code where it says more than the base code. */
 function reason(error: unknown): string {
-  return error instanceof Error ? (error.message.split('\n')[0] ?? error.message) : String(error);
+  if (!(error instanceof Error)) return String(error);
+  const line = error.message.split('\n')[0] ?? error.message;
+  const { code, extendedCode } = error as SqliteCodes;
+  if (typeof code !== 'string' || typeof extendedCode !== 'string' || !line.startsWith(`${code}:`))
+    return line;
+  return `${extendedCode}${line.slice(code.length)}`;
 }

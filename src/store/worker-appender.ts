@@ -7,13 +7,14 @@ import { type Appender, type Durability, flatten } from './append.ts';
 export type WriterRequest =
   | { n: number; args: Array<string | number> }
   | { n: number; ping: true }
+  | { n: number; probe: true }
   | { n: number; durability: true }
   | { close: true };
 
 /** What the writer thread answers. */
 export type WriterReply =
   | { ready: true }
-  | { failed: string }
+  | { failed: string; code: string | undefined }
   | { n: number; seqs: number[] }
   | { n: number; durability: Durability }
   | { n: number; error: string; code: string | undefined };
@@ -39,7 +40,7 @@ export class WriterError extends Error {
 
 type Answer = number[] | Durability;
 
-type Request = { args: Array<string | number> } | { ping: true } | { durability: true };
+type Request = { args: Array<string | number> } | { ping: true } | { probe: true } | { durability: true };
 
 interface Waiting {
   readonly request: Request;
@@ -73,8 +74,9 @@ export class WorkerAppender implements Appender {
   }
 
   /**
-   * Start the writer for a file: URL; rejects if it cannot open the database. `script` is the
-   * thread's module (tests wrap the real one).
+   * Start the writer for a file: URL; rejects if it cannot open the database or commit to it (the
+   * thread proves a write before it takes requests). `script` is the thread's module (tests wrap the
+   * real one).
    */
   static async start(
     url: string,
@@ -93,6 +95,10 @@ export class WorkerAppender implements Appender {
 
   async ping(): Promise<void> {
     await this.#request({ ping: true });
+  }
+
+  async probe(): Promise<void> {
+    await this.#request({ probe: true });
   }
 
   durability(): Promise<Durability> {
@@ -169,7 +175,7 @@ export class WorkerAppender implements Appender {
         if ('ready' in reply) {
           started = true;
           resolve(worker);
-        } else if ('failed' in reply) reject(new WriterError(reply.failed));
+        } else if ('failed' in reply) reject(new WriterError(reply.failed, reply.code));
         else {
           const waiting = this.#waiting.get(reply.n);
           this.#waiting.delete(reply.n);

@@ -74,17 +74,24 @@ export async function spawnServerProcess(
   };
 }
 
-/** Run a command to completion and collect its output. */
+/**
+ * Run a command to completion and collect its output. With `deadlineMs` a command still running by
+ * then is killed (code null), so a server that should have refused to start cannot hang a test.
+ */
 export function runProcess(
   command: string,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; deadlineMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const proc = spawn(command, args, {
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       cwd: options.cwd,
     });
+    const deadline =
+      options.deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => proc.kill('SIGKILL'), options.deadlineMs);
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d: Buffer) => {
@@ -93,7 +100,10 @@ export function runProcess(
     proc.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
+    proc.on('close', (code) => {
+      clearTimeout(deadline);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
