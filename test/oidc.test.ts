@@ -193,14 +193,36 @@ describe('sign-in with a real OpenID Provider', () => {
   });
 
   /** Run /login and the provider's part, stopping before the callback; returns the callback URL. */
-  async function upToCallback(user: string): Promise<{ jar: CookieJar; callback: string }> {
+  async function upToCallback(
+    user: string,
+    returnTo?: string,
+    jar = new CookieJar(pki.ca),
+  ): Promise<{ jar: CookieJar; callback: string }> {
     idp.user = user;
-    const jar = new CookieJar(pki.ca);
-    let next = (await jar.fetch(`${origin}/login`)).location;
+    const query = returnTo === undefined ? '' : `?return_to=${encodeURIComponent(returnTo)}`;
+    let next = (await jar.fetch(`${origin}/login${query}`)).location;
     while (next && !next.startsWith(`${origin}/auth/callback`)) next = (await jar.fetch(next)).location;
     if (!next) throw new Error('the provider did not redirect back');
     return { jar, callback: next };
   }
+
+  it('after a full sign-in, answers a hostile return_to with a path of this origin', async () => {
+    for (const target of [
+      '/.//evil.example/x',
+      '/..//evil.example/x',
+      '/%2e//evil.example/x',
+      '/./\\evil.example/x',
+      '/.\t//evil.example/x',
+      '/a/..//evil.example/x',
+    ]) {
+      const { jar, callback } = await upToCallback('alice', target);
+      const res = await jar.fetch(callback);
+      expect(res.status).toBe(303);
+      const location = String(res.headers.location);
+      expect(location, target).toMatch(/^\/(?![/\\])/u);
+      expect(new URL(location, callback).origin, target).toBe(origin);
+    }
+  });
 
   it('refuses a callback without its login cookie', async () => {
     const { jar, callback } = await upToCallback('alice');

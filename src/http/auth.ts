@@ -41,15 +41,23 @@ function cookieOptions(config: AuthConfig, maxAge: number) {
 const prefixOf = (config: AuthConfig) =>
   config.publicOrigin.startsWith('https:') ? ('host' as const) : undefined;
 
+/** Longest return path kept; the login cookie that carries it must stay well under 4 KiB. */
+const MAX_RETURN_TO = 2000;
+
 /** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
 export function safeReturnTo(value: string | undefined, origin: string): string {
-  if (!value?.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
+  if (!value?.startsWith('/')) return '/';
+  let url: URL;
   try {
-    const url = new URL(value, origin);
-    return url.origin === origin ? `${url.pathname}${url.search}` : '/';
+    url = new URL(value, origin);
   } catch {
     return '/';
   }
+  const path = `${url.pathname}${url.search}`;
+  // Checked after parsing: dot segments, backslashes, tabs and newlines can turn "/.//host" or
+  // "/./\\host" into "//host", which every browser reads as another host.
+  if (url.origin !== origin || !/^\/(?![/\\])/u.test(path) || path.length > MAX_RETURN_TO) return '/';
+  return path;
 }
 
 /** The live session of the request's cookie, if any. A tampered cookie counts as none. */

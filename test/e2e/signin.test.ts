@@ -55,6 +55,31 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     await cleanup?.();
   });
 
+  it('a sign-in with a hostile return_to lands on this server, never on another site', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    idp.user = 'frank';
+    const page = await context.newPage();
+    const elsewhere: string[] = [];
+    page.on('request', (request) => {
+      const to = new URL(request.url()).origin;
+      if (request.isNavigationRequest() && to !== origin && to !== idp.issuer) elsewhere.push(request.url());
+    });
+    for (const target of [
+      '/.//evil.example/x',
+      '/..//evil.example/x',
+      '/%2e//evil.example/x',
+      '/./\\evil.example/x',
+      '/.\t//evil.example/x',
+    ]) {
+      // This machine is offline: a redirect to the other site fails, and shows in `elsewhere`.
+      await page.goto(`${origin}/login?return_to=${encodeURIComponent(target)}`).catch(() => undefined);
+      expect(elsewhere, target).toEqual([]);
+      expect(new URL(page.url()).origin, target).toBe(origin);
+      expect(await page.locator('#join-form').count(), target).toBe(1);
+    }
+    await context.close();
+  }, 60_000);
+
   it('signs in at the provider, shows the name, chats, and signs out; another tab calmly shows signed out', async () => {
     // The test CA is not in Chromium's store; the server itself trusts it through NODE_EXTRA_CA_CERTS.
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
