@@ -1,9 +1,9 @@
 // Sign-in routes (/login, /auth/callback, /logout, /me) and reading the session cookie.
 import type { Context, Hono } from 'hono';
-import { deleteCookie, getSignedCookie, setSignedCookie } from 'hono/cookie';
+import { deleteCookie, getCookie, getSignedCookie, setCookie, setSignedCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
+import { LoginSealer, type SealedTransaction, stateHash, UsedLogins } from '../auth/login-cookie.ts';
 import { Oidc, OidcError } from '../auth/oidc.ts';
-import type { Transactions } from '../auth/transactions.ts';
 import type { AuthConfig } from '../config.ts';
 import type { Log } from '../log.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
@@ -14,14 +14,15 @@ export interface AuthDeps {
   config: AuthConfig;
   oidc: Oidc;
   sessions: SessionStore;
-  transactions: Transactions;
   watch: SessionWatch;
   log: Log;
 }
 
 const SESSION_COOKIE = 'room_session';
-const TX_COOKIE = 'room_login';
+const TX_COOKIE = 'room_login_';
 const TX_MAX_AGE = 600;
+// Login cookies a browser holds at most: one per sign-in started in the last ten minutes, newest kept.
+const MAX_LOGIN_COOKIES = 5;
 
 /** Cookie attributes: __Host- prefix (so Secure, Path=/, no Domain) when the public URL is https. */
 function cookieOptions(config: AuthConfig, maxAge: number) {
@@ -40,6 +41,9 @@ function cookieOptions(config: AuthConfig, maxAge: number) {
 
 const prefixOf = (config: AuthConfig) =>
   config.publicOrigin.startsWith('https:') ? ('host' as const) : undefined;
+
+// Each sign-in has its own cookie, named by its state, so sign-ins in two tabs do not overwrite each other.
+const txCookieName = (hash: string) => `${TX_COOKIE}${hash.slice(0, 16)}`;
 
 /** Longest return path kept; the login cookie that carries it must stay well under 4 KiB. */
 const MAX_RETURN_TO = 2000;
@@ -76,23 +80,57 @@ export function sameOrigin(c: Context, config: AuthConfig): boolean {
 export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
   const { config, log } = deps;
 
+  const sealer = new LoginSealer(config.sessionSecret);
+  const used = new UsedLogins();
+  const fullPrefix = prefixOf(config) ? '__Host-' : '';
+
+  /** Delete this browser's login cookies that are unreadable, expired, or older than the newest `keep`. */
+  const pruneLogins = async (c: Context, keep: number) => {
+    const pending: Array<{ name: string; expires: number }> = [];
+    for (const [name, value] of Object.entries(getCookie(c))) {
+      if (!name.startsWith(`${fullPrefix}${TX_COOKIE}`)) continue;
+      const tx = await sealer.open(value);
+      pending.push({ name: name.slice(fullPrefix.length), expires: tx?.expires ?? 0 });
+    }
+    pending.sort((a, b) => b.expires - a.expires);
+    const now = Date.now();
+    for (const [i, { name, expires }] of pending.entries()) {
+      if (i >= keep || expires <= now) deleteCookie(c, name, cookieOptions(config, 0));
+    }
+  };
+
+  /** The login transaction of this callback, taken once (its cookie is deleted); else why not. */
+  const takeLogin = async (
+    c: Context,
+  ): Promise<SealedTransaction | 'missing' | 'tampered' | 'expired' | 'used'> => {
+    const state = c.req.query('state');
+    if (!state || state.length > 512) return 'missing';
+    const hash = await stateHash(state);
+    const name = txCookieName(hash);
+    const sealed = getCookie(c, name, prefixOf(config));
+    deleteCookie(c, name, cookieOptions(config, 0));
+    if (!sealed) return 'missing';
+    const tx = await sealer.open(sealed);
+    if (!tx || tx.state !== state) return 'tampered';
+    if (tx.expires <= Date.now()) return 'expired';
+    if (!used.claim(hash, tx.expires)) return 'used';
+    return tx;
+  };
+
   app.get('/login', async (c) => {
     const tx = Oidc.newTransaction(safeReturnTo(c.req.query('return_to'), config.publicOrigin));
-    const id = deps.transactions.put(tx);
-    await setSignedCookie(c, TX_COOKIE, id, config.sessionSecret, cookieOptions(config, TX_MAX_AGE));
+    await pruneLogins(c, MAX_LOGIN_COOKIES - 1);
+    const sealed = await sealer.seal({ ...tx, expires: Date.now() + TX_MAX_AGE * 1000 });
+    setCookie(c, txCookieName(await stateHash(tx.state)), sealed, cookieOptions(config, TX_MAX_AGE));
     c.header('cache-control', 'no-store');
     return c.redirect((await deps.oidc.authorizationUrl(tx)).href, 302);
   });
 
   app.get('/auth/callback', async (c) => {
     c.header('cache-control', 'no-store');
-    const txId = await getSignedCookie(c, config.sessionSecret, TX_COOKIE, prefixOf(config));
-    deleteCookie(c, TX_COOKIE, cookieOptions(config, 0));
-    const tx = txId ? deps.transactions.take(txId) : undefined;
-    if (!tx) {
-      log.warn('sign-in refused: no valid login transaction', {
-        reason: txId === false ? 'tampered' : txId ? 'used or expired' : 'missing',
-      });
+    const tx = await takeLogin(c);
+    if (typeof tx === 'string') {
+      log.warn('sign-in refused: no valid login transaction', { reason: tx });
       throw new HTTPException(400, {
         message: 'This sign-in link has expired or was already used. Please sign in again.',
       });
@@ -119,7 +157,7 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       issuer: session.user.issuer,
       subject: session.user.subject,
     });
-    return c.redirect(tx.returnTo, 303);
+    return c.redirect(safeReturnTo(tx.returnTo, config.publicOrigin), 303);
   });
 
   app.post('/logout', async (c) => {

@@ -80,6 +80,46 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     await context.close();
   }, 60_000);
 
+  it('two tabs of one browser signing in at the same time both arrive signed in', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    idp.user = 'gina';
+    let release = () => {};
+    try {
+      // Signed in at the provider already, as on a second sign-in: it then redirects straight back.
+      const [a, b] = [await context.newPage(), await context.newPage()];
+      await a.goto(`${origin}/?room=warm-up`);
+      expect(a.url()).toBe(`${origin}/?room=warm-up`);
+      idp.hold = new Promise((resolve) => {
+        release = resolve;
+      });
+      let arrived = 0;
+      const bothAtProvider = new Promise<void>((resolve) => {
+        context.on('request', (request) => {
+          const url = new URL(request.url());
+          if (url.origin === idp.issuer && url.pathname === '/auth' && ++arrived === 2) resolve();
+        });
+      });
+      const landed = Promise.all(
+        [a, b].map((page, i) =>
+          page.goto(`${origin}/login?return_to=${encodeURIComponent(`/?room=tab-${i}`)}`),
+        ),
+      );
+      // Both tabs have been through /login and wait at the provider: neither callback has run yet.
+      await bothAtProvider;
+      release();
+      for (const response of await landed) expect(response?.status()).toBe(200);
+      for (const [i, page] of [a, b].entries()) {
+        expect(page.url()).toBe(`${origin}/?room=tab-${i}`);
+        await page.waitForSelector('body[data-state="connected"]');
+        expect(await page.textContent('#whoami')).toBe('gina');
+      }
+    } finally {
+      release();
+      idp.hold = undefined;
+      await context.close();
+    }
+  }, 60_000);
+
   it('signs in at the provider, shows the name, chats, and signs out; another tab calmly shows signed out', async () => {
     // The test CA is not in Chromium's store; the server itself trusts it through NODE_EXTRA_CA_CERTS.
     const context = await browser.newContext({ ignoreHTTPSErrors: true });

@@ -11,6 +11,8 @@ export interface TestIdp {
   readonly clientSecret: string;
   /** The account the next sign-in completes as (claims: preferred_username = this name). */
   user: string;
+  /** While set, the provider answers nothing until it resolves (to hold several sign-ins open at once). */
+  hold: Promise<void> | undefined;
   stop(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function startIdp(
     clientId: 'runspec-room',
     clientSecret: 'a-client-secret-for-tests-only',
     user: 'alice',
+    hold: undefined,
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const provider = new Provider(issuer, {
@@ -66,9 +69,11 @@ export async function startIdp(
   );
   const callback = provider.callback();
   handler = (req, res) => {
-    const url = (req as { url?: string }).url ?? '';
-    if (url.startsWith('/interaction/')) void interact(provider, idp, req, res);
-    else callback(req, res);
+    void Promise.resolve(idp.hold).then(() => {
+      const url = (req as { url?: string }).url ?? '';
+      if (url.startsWith('/interaction/')) void interact(provider, idp, req, res);
+      else callback(req, res);
+    });
   };
   return idp;
 }
