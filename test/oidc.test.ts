@@ -321,6 +321,33 @@ describe('sign-in with a real OpenID Provider', () => {
     expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
   });
 
+  it('answers GET /logout with a page whose button posts the sign-out, under the same CSP', async () => {
+    const { jar } = await signIn('carol');
+    const page = await jar.fetch(`${origin}/logout`);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toContain('text/html');
+    expect(page.headers['cache-control']).toBe('no-store');
+    const home = await jar.fetch(`${origin}/`);
+    expect(page.headers['content-security-policy']).toBeTruthy();
+    expect(page.headers['content-security-policy']).toBe(home.headers['content-security-policy']);
+    expect(page.headers['x-frame-options']).toBe('DENY');
+    expect(page.body).toContain('<form class="logout-form" method="post" action="/logout">');
+    expect(page.body).toContain('<button id="logout" type="submit">');
+    expect(page.body).toContain('<link rel="stylesheet" href="/static/style.css">');
+    expect(page.body).toContain('carol');
+    expect(page.body).not.toMatch(/<script|style=|<style|\son[a-z]+=/iu);
+    // The GET itself signs nobody out.
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(200);
+    const res = await jar.fetch(`${origin}/logout`, { method: 'POST', headers: { origin } });
+    expect(res.status).toBe(303);
+    expect(new URL(res.location ?? '').origin).toBe(idp.issuer);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
+    const after = await jar.fetch(`${origin}/logout`);
+    expect(after.status).toBe(200);
+    expect(after.body).not.toContain('<form');
+    expect(after.body).toContain('href="/login"');
+  });
+
   it('closes the socket of an expired session with 4401 within a second', async () => {
     const shortOrigin = `https://127.0.0.1:${shortPort}`;
     const short = await startSignedIn(shortPort, {

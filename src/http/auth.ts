@@ -7,6 +7,7 @@ import { Oidc, OidcError } from '../auth/oidc.ts';
 import type { AuthConfig } from '../config.ts';
 import type { Log } from '../log.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
+import { escapeHtml, htmlPage } from './page.ts';
 import type { SessionWatch } from './session-watch.ts';
 
 /** What the sign-in routes need. */
@@ -158,6 +159,15 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       subject: session.user.subject,
     });
     return c.redirect(safeReturnTo(tx.returnTo, config.publicOrigin), 303);
+  });
+
+  // A link or a typed address can only GET; signing out stays a POST, so the page asks first.
+  app.get('/logout', async (c) => {
+    const session = await readSession(c, deps);
+    const main = session
+      ? `<p>Signed in as <strong>${escapeHtml(session.user.name)}</strong>.</p><form class="logout-form" method="post" action="/logout"><button id="logout" type="submit">Sign out</button></form><p><a href="/">Back to the rooms</a></p>`
+      : '<p>You are not signed in.</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p>';
+    return htmlPage(200, 'Sign out · runspec-room', main);
   });
 
   app.post('/logout', async (c) => {

@@ -120,6 +120,30 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     }
   }, 60_000);
 
+  it('signs out from the /logout page: its button signs out at the provider, with nothing refused by the CSP', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const problems: string[] = [];
+    idp.user = 'hana';
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(e.message));
+    // Only this server's pages: the provider's own pages ask for web fonts this offline machine cannot load.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && m.location().url.startsWith(origin)) problems.push(m.text());
+    });
+    await page.goto(`${origin}/?room=ops`);
+    await page.waitForSelector('body[data-state="connected"]');
+    const res = await page.goto(`${origin}/logout`);
+    expect(res?.status()).toBe(200);
+    // The stylesheet applied: the page is laid out by style.css, not by the browser's defaults.
+    expect(await page.$eval('main', (el) => getComputedStyle(el).maxWidth)).not.toBe('none');
+    await page.click('button#logout');
+    await page.waitForURL((url) => url.href.startsWith(idp.issuer));
+    const me = await context.request.get(`${origin}/me`);
+    expect(me.status()).toBe(401);
+    expect(problems).toEqual([]);
+    await context.close();
+  }, 60_000);
+
   it('signs in at the provider, shows the name, chats, and signs out; another tab calmly shows signed out', async () => {
     // The test CA is not in Chromium's store; the server itself trusts it through NODE_EXTRA_CA_CERTS.
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
