@@ -173,6 +173,19 @@ describe('sign-in with a real OpenID Provider', () => {
     expect(setCookie).not.toMatch(/Domain=/iu);
   });
 
+  it('tells caches not to keep /me (signed in or not) or /healthz', async () => {
+    const { jar } = await signIn('alice');
+    const anonymous = new CookieJar(pki.ca);
+    for (const [res, status] of [
+      [await jar.fetch(`${origin}/me`), 200],
+      [await anonymous.fetch(`${origin}/me`), 401],
+      [await anonymous.fetch(`${origin}/healthz`), 200],
+    ] as const) {
+      expect(res.status).toBe(status);
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
   it('builds the redirect URI from the public URL, never from the Host header', async () => {
     const jar = new CookieJar(pki.ca);
     const res = await jar.fetch(`${origin}/login`, {
