@@ -481,6 +481,29 @@ describe('login transactions', () => {
     expect(loginCookies(jar)).toHaveLength(3);
   });
 
+  it('keeps the Cookie header of a browser holding the most login cookies within 8 KiB, however long return_to is', async () => {
+    // Room names of CJK characters, percent-encoded: the longest is kept, the others return to /.
+    for (const characters of [87, 120, 165, 220]) {
+      const jar = new CookieJar(pki.ca);
+      const path = `/?room=${'%E4%BD%A0'.repeat(characters)}`;
+      const authorize: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        const res = await jar.fetch(`${origin}/login?return_to=${encodeURIComponent(`${path}&n=${i}`)}`);
+        expect(res.status).toBe(302);
+        authorize.push(res.location ?? '');
+      }
+      expect(loginCookies(jar)).toHaveLength(5);
+      // nginx's default buffer holds one header line of 8 KiB; Node refuses 16 KiB of headers with 431.
+      expect(jar.header(new URL(origin)).length, `${path.length}`).toBeLessThan(7 * 1024);
+      expect((await jar.fetch(`${origin}/healthz`)).status).toBe(200);
+      if (characters === 87) {
+        idp.user = 'alice';
+        const res = await jar.fetch(await throughProvider(jar, authorize[6]));
+        expect(res.location).toBe(`${origin}${path}&n=6`);
+      }
+    }
+  });
+
   it("does not let anonymous /login requests from others break a waiting person's sign-in", async () => {
     const { jar, callback } = await upToCallback('alice', '/?room=waiting');
     const statuses = await hammer(`${origin}/login`, 10_001);

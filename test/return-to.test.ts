@@ -75,5 +75,8 @@ describe('the return path after sign-in', () => {
   it('sends a missing or overlong return path to /', () => {
     expect(safeReturnTo(undefined, ORIGIN)).toBe('/');
     expect(safeReturnTo(`/?room=${'a'.repeat(5000)}`, ORIGIN)).toBe('/');
+    const longest = `/?room=${'a'.repeat(793)}`;
+    expect(safeReturnTo(longest, ORIGIN)).toBe(longest);
+    expect(safeReturnTo(`${longest}a`, ORIGIN)).toBe('/');
   });
 });

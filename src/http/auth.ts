@@ -46,8 +46,9 @@ const prefixOf = (config: AuthConfig) =>
 // Each sign-in has its own cookie, named by its state, so sign-ins in two tabs do not overwrite each other.
 const txCookieName = (hash: string) => `${TX_COOKIE}${hash.slice(0, 16)}`;
 
-/** Longest return path kept; the login cookie that carries it must stay well under 4 KiB. */
-const MAX_RETURN_TO = 2000;
+// Longest return path kept: five login cookies that carry it, and the session cookie, must fit in
+// one 8 KiB header line (nginx's default buffer; Node refuses 16 KiB of headers with 431).
+const MAX_RETURN_TO = 800;
 
 /** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
 export function safeReturnTo(value: string | undefined, origin: string): string {
