@@ -109,6 +109,7 @@ export function createApp(deps: AppDeps): Hono {
   );
 
   app.get('/healthz', async (c) => {
+    c.header('cache-control', 'no-store');
     const stats = hub.stats;
     try {
       await withTimeout(deps.checkDatabase(), deps.healthTimeoutMs ?? 2000);
@@ -130,7 +131,7 @@ export function createApp(deps: AppDeps): Hono {
   };
 
   if (auth) addAuthRoutes(app, auth);
-  else app.get('/me', (c) => c.json({ mode: 'dev' }));
+  else app.get('/me', (c) => c.json({ mode: 'dev' }, 200, { 'cache-control': 'no-store' }));
 
   app.get('/', async (c) => {
     if (auth && !(await readSession(c, auth))) {

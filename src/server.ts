@@ -2,7 +2,6 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { Oidc, OidcError } from './auth/oidc.ts';
-import { Transactions } from './auth/transactions.ts';
 import type { Config } from './config.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
 import { throttleLimits } from './doors/throttle.ts';
@@ -128,7 +127,7 @@ export async function startServer(
     });
     const watch = new SessionWatch(sessions, log);
     watch.start();
-    auth = { config: config.auth, oidc, sessions, transactions: new Transactions(), watch, log };
+    auth = { config: config.auth, oidc, sessions, watch, log };
   }
   const { limits } = config;
   const consoleDoor = await startConsoleDoor({

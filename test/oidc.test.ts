@@ -1,4 +1,5 @@
 // Sign-in against a real OpenID Provider (oidc-provider) over https, with the server as a process.
+import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -10,6 +11,7 @@ import { freePort, tempDir } from './helpers/server.ts';
 import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
 
 const SESSION_COOKIE = '__Host-room_session';
+/** The start of every login cookie's name. */
 const TX_COOKIE = '__Host-room_login';
 
 let pki: TestPki;
@@ -19,6 +21,8 @@ let origin: string;
 let dir: string;
 /** A second server, with short sessions, for the expiry test. */
 let shortPort: number;
+/** A third, restarted between /login and the callback. */
+let restartPort: number;
 let cleanup: () => Promise<void>;
 
 function authEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -91,6 +95,31 @@ function framesOf(ws: WebSocket): Array<Record<string, unknown>> {
   return frames;
 }
 
+/** Follow the provider's redirects from `url` until it sends the browser back; returns the callback URL. */
+async function throughProvider(jar: CookieJar, url: string | undefined, base = origin): Promise<string> {
+  let next = url;
+  while (next && !next.startsWith(`${base}/auth/callback`)) next = (await jar.fetch(next)).location;
+  if (!next) throw new Error('the provider did not redirect back');
+  return next;
+}
+
+/** Run /login and the provider's part, stopping before the callback; returns the callback URL. */
+async function upToCallback(
+  user: string,
+  returnTo?: string,
+  jar = new CookieJar(pki.ca),
+  base = origin,
+): Promise<{ jar: CookieJar; callback: string }> {
+  idp.user = user;
+  const query = returnTo === undefined ? '' : `?return_to=${encodeURIComponent(returnTo)}`;
+  const login = await jar.fetch(`${base}/login${query}`);
+  return { jar, callback: await throughProvider(jar, login.location, base) };
+}
+
+/** The names of the login cookies a jar holds for the server. */
+const loginCookies = (jar: CookieJar, base = origin): string[] =>
+  [...(jar.cookies.get(new URL(base).hostname)?.keys() ?? [])].filter((name) => name.startsWith(TX_COOKIE));
+
 const closeOf = (ws: WebSocket) =>
   new Promise<{ code: number; at: number }>((resolve) =>
     ws.once('close', (code) => resolve({ code, at: Date.now() })),
@@ -103,8 +132,9 @@ beforeAll(async () => {
   pki = makePki(dir);
   const port = await freePort();
   shortPort = await freePort();
+  restartPort = await freePort();
   origin = `https://127.0.0.1:${port}`;
-  idp = await startIdp(pki, [origin, `https://127.0.0.1:${shortPort}`]);
+  idp = await startIdp(pki, [origin, `https://127.0.0.1:${shortPort}`, `https://127.0.0.1:${restartPort}`]);
   server = await startSignedIn(port);
 }, 60_000);
 
@@ -163,6 +193,19 @@ describe('sign-in with a real OpenID Provider', () => {
     expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
   });
 
+  it('tells caches not to keep /me (signed in or not) or /healthz', async () => {
+    const { jar } = await signIn('alice');
+    const anonymous = new CookieJar(pki.ca);
+    for (const [res, status] of [
+      [await jar.fetch(`${origin}/me`), 200],
+      [await anonymous.fetch(`${origin}/me`), 401],
+      [await anonymous.fetch(`${origin}/healthz`), 200],
+    ] as const) {
+      expect(res.status).toBe(status);
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
   it('builds the redirect URI from the public URL, never from the Host header', async () => {
     const jar = new CookieJar(pki.ca);
     const res = await jar.fetch(`${origin}/login`, {
@@ -212,19 +255,28 @@ describe('sign-in with a real OpenID Provider', () => {
     expect(await openSocket(jar, '?room=ops')).toBe(401);
   });
 
-  /** Run /login and the provider's part, stopping before the callback; returns the callback URL. */
-  async function upToCallback(user: string): Promise<{ jar: CookieJar; callback: string }> {
-    idp.user = user;
-    const jar = new CookieJar(pki.ca);
-    let next = (await jar.fetch(`${origin}/login`)).location;
-    while (next && !next.startsWith(`${origin}/auth/callback`)) next = (await jar.fetch(next)).location;
-    if (!next) throw new Error('the provider did not redirect back');
-    return { jar, callback: next };
-  }
+  it('after a full sign-in, answers a hostile return_to with a path of this origin', async () => {
+    for (const target of [
+      '/.//evil.example/x',
+      '/..//evil.example/x',
+      '/%2e//evil.example/x',
+      '/./\\evil.example/x',
+      '/.\t//evil.example/x',
+      '/a/..//evil.example/x',
+    ]) {
+      const { jar, callback } = await upToCallback('alice', target);
+      const res = await jar.fetch(callback);
+      expect(res.status).toBe(303);
+      const location = String(res.headers.location);
+      expect(location, target).toMatch(/^\/(?![/\\])/u);
+      expect(new URL(location, callback).origin, target).toBe(origin);
+    }
+  });
 
   it('refuses a callback without its login cookie', async () => {
     const { jar, callback } = await upToCallback('alice');
-    jar.set(new URL(origin), TX_COOKIE, undefined);
+    const [name = ''] = loginCookies(jar);
+    jar.set(new URL(origin), name, undefined);
     const res = await jar.fetch(callback);
     expect(res.status).toBe(400);
     expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
@@ -232,10 +284,12 @@ describe('sign-in with a real OpenID Provider', () => {
 
   it('refuses a replayed login cookie: a login transaction is used once', async () => {
     const { jar, callback } = await upToCallback('alice');
-    const tx = jar.get(new URL(origin), TX_COOKIE);
+    const [name = ''] = loginCookies(jar);
+    const tx = jar.get(new URL(origin), name);
     expect((await jar.fetch(callback)).status).toBe(303);
+    expect(loginCookies(jar)).toEqual([]);
     const replay = new CookieJar(pki.ca);
-    replay.set(new URL(origin), TX_COOKIE, tx);
+    replay.set(new URL(origin), name, tx);
     expect((await replay.fetch(callback)).status).toBe(400);
     expect(replay.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
   });
@@ -246,7 +300,6 @@ describe('sign-in with a real OpenID Provider', () => {
     url.searchParams.set('state', 'forged-state');
     const res = await jar.fetch(url);
     expect(res.status).toBe(400);
-    expect(res.body).toContain('Sign-in failed');
     expect(jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
   });
 
@@ -301,6 +354,33 @@ describe('sign-in with a real OpenID Provider', () => {
     expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
   });
 
+  it('answers GET /logout with a page whose button posts the sign-out, under the same CSP', async () => {
+    const { jar } = await signIn('carol');
+    const page = await jar.fetch(`${origin}/logout`);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toContain('text/html');
+    expect(page.headers['cache-control']).toBe('no-store');
+    const home = await jar.fetch(`${origin}/`);
+    expect(page.headers['content-security-policy']).toBeTruthy();
+    expect(page.headers['content-security-policy']).toBe(home.headers['content-security-policy']);
+    expect(page.headers['x-frame-options']).toBe('DENY');
+    expect(page.body).toContain('<form class="logout-form" method="post" action="/logout">');
+    expect(page.body).toContain('<button id="logout" type="submit">');
+    expect(page.body).toContain('<link rel="stylesheet" href="/static/style.css">');
+    expect(page.body).toContain('carol');
+    expect(page.body).not.toMatch(/<script|style=|<style|\son[a-z]+=/iu);
+    // The GET itself signs nobody out.
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(200);
+    const res = await jar.fetch(`${origin}/logout`, { method: 'POST', headers: { origin } });
+    expect(res.status).toBe(303);
+    expect(new URL(res.location ?? '').origin).toBe(idp.issuer);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(401);
+    const after = await jar.fetch(`${origin}/logout`);
+    expect(after.status).toBe(200);
+    expect(after.body).not.toContain('<form');
+    expect(after.body).toContain('href="/login"');
+  });
+
   it('closes the socket of an expired session with 4401 within a second', async () => {
     const shortOrigin = `https://127.0.0.1:${shortPort}`;
     const short = await startSignedIn(shortPort, {
@@ -346,6 +426,167 @@ describe('display names from the provider', () => {
     expect(displayName({ preferred_username: bad, email: bad, name: bad }, 'sub-1')).toBe('sub-1');
     expect(displayName({ preferred_username: bad }, bad)).toBeUndefined();
   });
+});
+
+/** GET `url` `count` times over a few kept-alive connections, as anonymous clients; resolves with the statuses seen. */
+async function hammer(url: string, count: number, connections = 16): Promise<Set<number>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections, ca: pki.ca });
+  const statuses = new Set<number>();
+  let sent = 0;
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(url, { agent }, (res) => {
+        statuses.add(res.statusCode ?? 0);
+        res.resume().on('end', resolve);
+      });
+      req.on('error', reject).end();
+    });
+  const worker = async () => {
+    while (sent < count) {
+      sent += 1;
+      await one();
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, worker));
+  agent.destroy();
+  return statuses;
+}
+
+describe('login transactions', () => {
+  it('keeps each sign-in in its own HttpOnly, Secure, Lax, __Host- cookie for ten minutes, unreadable', async () => {
+    const jar = new CookieJar(pki.ca);
+    const res = await jar.fetch(`${origin}/login`);
+    const state = new URL(res.location ?? '').searchParams.get('state') ?? '';
+    const setCookie = [res.headers['set-cookie'] ?? []].flat().filter((c) => c.startsWith(TX_COOKIE));
+    expect(setCookie).toHaveLength(1);
+    expect(setCookie[0]).toMatch(/HttpOnly/iu);
+    expect(setCookie[0]).toMatch(/Secure/iu);
+    expect(setCookie[0]).toMatch(/SameSite=Lax/iu);
+    expect(setCookie[0]).toMatch(/Path=\//iu);
+    expect(setCookie[0]).toMatch(/Max-Age=600/iu);
+    expect(setCookie[0]).not.toMatch(/Domain=/iu);
+    const [name = ''] = loginCookies(jar);
+    const value = decodeURIComponent(jar.get(new URL(origin), name) ?? '');
+    expect(state.length).toBeGreaterThan(20);
+    expect(value).not.toContain(state);
+    expect(Buffer.from(value, 'base64url').toString('latin1')).not.toContain(state);
+  });
+
+  it('refuses a login cookie that was changed, or that belongs to another sign-in', async () => {
+    const a = await upToCallback('alice');
+    const [nameA = ''] = loginCookies(a.jar);
+    const valueA = a.jar.get(new URL(origin), nameA) ?? '';
+    const flipped = `${valueA.slice(0, 20)}${valueA[20] === 'A' ? 'B' : 'A'}${valueA.slice(21)}`;
+    a.jar.set(new URL(origin), nameA, flipped);
+    expect((await a.jar.fetch(a.callback)).status).toBe(400);
+
+    const b = await upToCallback('alice');
+    const c = await upToCallback('alice');
+    const [nameB = ''] = loginCookies(b.jar);
+    const [nameC = ''] = loginCookies(c.jar);
+    b.jar.set(new URL(origin), nameB, c.jar.get(new URL(origin), nameC));
+    expect((await b.jar.fetch(b.callback)).status).toBe(400);
+    expect(b.jar.get(new URL(origin), SESSION_COOKIE)).toBeUndefined();
+  });
+
+  it('completes two sign-ins started in parallel in one browser', async () => {
+    const jar = new CookieJar(pki.ca);
+    const first = await upToCallback('alice', '/?room=first', jar);
+    const second = await upToCallback('alice', '/?room=second', jar);
+    const one = await jar.fetch(first.callback);
+    expect(one.status).toBe(303);
+    expect(one.location).toBe(`${origin}/?room=first`);
+    const firstSession = jar.get(new URL(origin), SESSION_COOKIE);
+    expect(firstSession).toBeTruthy();
+    const two = await jar.fetch(second.callback);
+    expect(two.status).toBe(303);
+    expect(two.location).toBe(`${origin}/?room=second`);
+    expect(jar.get(new URL(origin), SESSION_COOKIE)).not.toBe(firstSession);
+    expect(loginCookies(jar)).toEqual([]);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(200);
+  });
+
+  it('keeps at most 5 login cookies in a browser, the newest', async () => {
+    const jar = new CookieJar(pki.ca);
+    const authorize: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      authorize.push(
+        (await jar.fetch(`${origin}/login?return_to=${encodeURIComponent(`/?room=r${i}`)}`)).location ?? '',
+      );
+    }
+    expect(loginCookies(jar)).toHaveLength(5);
+    idp.user = 'alice';
+    const oldest = await jar.fetch(await throughProvider(jar, authorize[0]));
+    expect(oldest.status).toBe(400);
+    for (const i of [7, 3]) {
+      const res = await jar.fetch(await throughProvider(jar, authorize[i]));
+      expect(res.status).toBe(303);
+      expect(res.location).toBe(`${origin}/?room=r${i}`);
+    }
+    expect(loginCookies(jar)).toHaveLength(3);
+  });
+
+  it('keeps the Cookie header of a browser holding the most login cookies within 8 KiB, however long return_to is', async () => {
+    // Room names of CJK characters, percent-encoded: the longest is kept, the others return to /.
+    for (const characters of [87, 120, 165, 220]) {
+      const jar = new CookieJar(pki.ca);
+      const path = `/?room=${'%E4%BD%A0'.repeat(characters)}`;
+      const authorize: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        const res = await jar.fetch(`${origin}/login?return_to=${encodeURIComponent(`${path}&n=${i}`)}`);
+        expect(res.status).toBe(302);
+        authorize.push(res.location ?? '');
+      }
+      expect(loginCookies(jar)).toHaveLength(5);
+      // nginx's default buffer holds one header line of 8 KiB; Node refuses 16 KiB of headers with 431.
+      expect(jar.header(new URL(origin)).length, `${path.length}`).toBeLessThan(7 * 1024);
+      expect((await jar.fetch(`${origin}/healthz`)).status).toBe(200);
+      if (characters === 87) {
+        idp.user = 'alice';
+        const res = await jar.fetch(await throughProvider(jar, authorize[6]));
+        expect(res.location).toBe(`${origin}${path}&n=6`);
+      }
+    }
+  });
+
+  it("does not let anonymous /login requests from others break a waiting person's sign-in", async () => {
+    const { jar, callback } = await upToCallback('alice', '/?room=waiting');
+    const statuses = await hammer(`${origin}/login`, 10_001);
+    expect([...statuses]).toEqual([302]);
+    const res = await jar.fetch(callback);
+    expect(res.status).toBe(303);
+    expect(res.location).toBe(`${origin}/?room=waiting`);
+    expect((await jar.fetch(`${origin}/me`)).status).toBe(200);
+  }, 180_000);
+
+  it('finishes a sign-in across a server restart, and still refuses its replay', async () => {
+    const base = `https://127.0.0.1:${restartPort}`;
+    const env = { CONSOLE_ROOM_PUBLIC_URL: base };
+    let running = await startSignedIn(restartPort, env);
+    try {
+      const { jar, callback } = await upToCallback('alice', '/?room=restart', undefined, base);
+      const [name = ''] = loginCookies(jar, base);
+      const copy = jar.get(new URL(base), name);
+      await running.stop();
+      running = await startSignedIn(restartPort, env);
+      const res = await jar.fetch(callback);
+      expect(res.status).toBe(303);
+      expect(res.location).toBe(`${base}/?room=restart`);
+      expect((await jar.fetch(`${base}/me`)).status).toBe(200);
+
+      // The same callback and cookie again: this server remembers it was used...
+      const replay = new CookieJar(pki.ca);
+      replay.set(new URL(base), name, copy);
+      expect((await replay.fetch(callback)).status).toBe(400);
+      // ...and after another restart the provider's authorization code is already spent.
+      await running.stop();
+      running = await startSignedIn(restartPort, env);
+      expect((await replay.fetch(callback)).status).toBe(400);
+      expect(replay.get(new URL(base), SESSION_COOKIE)).toBeUndefined();
+    } finally {
+      await running.stop();
+    }
+  }, 90_000);
 });
 
 describe('sign-in configuration', () => {

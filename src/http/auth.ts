@@ -1,12 +1,13 @@
 // Sign-in routes (/login, /auth/callback, /logout, /me) and reading the session cookie.
 import type { Context, Hono } from 'hono';
-import { deleteCookie, getSignedCookie, setSignedCookie } from 'hono/cookie';
+import { deleteCookie, getCookie, getSignedCookie, setCookie, setSignedCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
+import { LoginSealer, type SealedTransaction, stateHash, UsedLogins } from '../auth/login-cookie.ts';
 import { Oidc, OidcError } from '../auth/oidc.ts';
-import type { Transactions } from '../auth/transactions.ts';
 import type { AuthConfig } from '../config.ts';
 import type { Log } from '../log.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
+import { escapeHtml, htmlPage } from './page.ts';
 import type { SessionWatch } from './session-watch.ts';
 
 /** What the sign-in routes need. */
@@ -14,14 +15,15 @@ export interface AuthDeps {
   config: AuthConfig;
   oidc: Oidc;
   sessions: SessionStore;
-  transactions: Transactions;
   watch: SessionWatch;
   log: Log;
 }
 
 const SESSION_COOKIE = 'room_session';
-const TX_COOKIE = 'room_login';
+const TX_COOKIE = 'room_login_';
 const TX_MAX_AGE = 600;
+// Login cookies a browser holds at most: one per sign-in started in the last ten minutes, newest kept.
+const MAX_LOGIN_COOKIES = 5;
 
 /** Cookie attributes: __Host- prefix (so Secure, Path=/, no Domain) when the public URL is https. */
 function cookieOptions(config: AuthConfig, maxAge: number) {
@@ -41,15 +43,27 @@ function cookieOptions(config: AuthConfig, maxAge: number) {
 const prefixOf = (config: AuthConfig) =>
   config.publicOrigin.startsWith('https:') ? ('host' as const) : undefined;
 
+// Each sign-in has its own cookie, named by its state, so sign-ins in two tabs do not overwrite each other.
+const txCookieName = (hash: string) => `${TX_COOKIE}${hash.slice(0, 16)}`;
+
+// Longest return path kept: five login cookies that carry it, and the session cookie, must fit in
+// one 8 KiB header line (nginx's default buffer; Node refuses 16 KiB of headers with 431).
+const MAX_RETURN_TO = 800;
+
 /** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
 export function safeReturnTo(value: string | undefined, origin: string): string {
-  if (!value?.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
+  if (!value?.startsWith('/')) return '/';
+  let url: URL;
   try {
-    const url = new URL(value, origin);
-    return url.origin === origin ? `${url.pathname}${url.search}` : '/';
+    url = new URL(value, origin);
   } catch {
     return '/';
   }
+  const path = `${url.pathname}${url.search}`;
+  // Checked after parsing: dot segments, backslashes, tabs and newlines can turn "/.//host" or
+  // "/./\\host" into "//host", which every browser reads as another host.
+  if (url.origin !== origin || !/^\/(?![/\\])/u.test(path) || path.length > MAX_RETURN_TO) return '/';
+  return path;
 }
 
 /** The live session of the request's cookie, if any. A tampered cookie counts as none. */
@@ -68,23 +82,57 @@ export function sameOrigin(c: Context, config: AuthConfig): boolean {
 export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
   const { config, log } = deps;
 
+  const sealer = new LoginSealer(config.sessionSecret);
+  const used = new UsedLogins();
+  const fullPrefix = prefixOf(config) ? '__Host-' : '';
+
+  /** Delete this browser's login cookies that are unreadable, expired, or older than the newest `keep`. */
+  const pruneLogins = async (c: Context, keep: number) => {
+    const pending: Array<{ name: string; expires: number }> = [];
+    for (const [name, value] of Object.entries(getCookie(c))) {
+      if (!name.startsWith(`${fullPrefix}${TX_COOKIE}`)) continue;
+      const tx = await sealer.open(value);
+      pending.push({ name: name.slice(fullPrefix.length), expires: tx?.expires ?? 0 });
+    }
+    pending.sort((a, b) => b.expires - a.expires);
+    const now = Date.now();
+    for (const [i, { name, expires }] of pending.entries()) {
+      if (i >= keep || expires <= now) deleteCookie(c, name, cookieOptions(config, 0));
+    }
+  };
+
+  /** The login transaction of this callback, taken once (its cookie is deleted); else why not. */
+  const takeLogin = async (
+    c: Context,
+  ): Promise<SealedTransaction | 'missing' | 'tampered' | 'expired' | 'used'> => {
+    const state = c.req.query('state');
+    if (!state || state.length > 512) return 'missing';
+    const hash = await stateHash(state);
+    const name = txCookieName(hash);
+    const sealed = getCookie(c, name, prefixOf(config));
+    deleteCookie(c, name, cookieOptions(config, 0));
+    if (!sealed) return 'missing';
+    const tx = await sealer.open(sealed);
+    if (!tx || tx.state !== state) return 'tampered';
+    if (tx.expires <= Date.now()) return 'expired';
+    if (!used.claim(hash, tx.expires)) return 'used';
+    return tx;
+  };
+
   app.get('/login', async (c) => {
     const tx = Oidc.newTransaction(safeReturnTo(c.req.query('return_to'), config.publicOrigin));
-    const id = deps.transactions.put(tx);
-    await setSignedCookie(c, TX_COOKIE, id, config.sessionSecret, cookieOptions(config, TX_MAX_AGE));
+    await pruneLogins(c, MAX_LOGIN_COOKIES - 1);
+    const sealed = await sealer.seal({ ...tx, expires: Date.now() + TX_MAX_AGE * 1000 });
+    setCookie(c, txCookieName(await stateHash(tx.state)), sealed, cookieOptions(config, TX_MAX_AGE));
     c.header('cache-control', 'no-store');
     return c.redirect((await deps.oidc.authorizationUrl(tx)).href, 302);
   });
 
   app.get('/auth/callback', async (c) => {
     c.header('cache-control', 'no-store');
-    const txId = await getSignedCookie(c, config.sessionSecret, TX_COOKIE, prefixOf(config));
-    deleteCookie(c, TX_COOKIE, cookieOptions(config, 0));
-    const tx = txId ? deps.transactions.take(txId) : undefined;
-    if (!tx) {
-      log.warn('sign-in refused: no valid login transaction', {
-        reason: txId === false ? 'tampered' : txId ? 'used or expired' : 'missing',
-      });
+    const tx = await takeLogin(c);
+    if (typeof tx === 'string') {
+      log.warn('sign-in refused: no valid login transaction', { reason: tx });
       throw new HTTPException(400, {
         message: 'This sign-in link has expired or was already used. Please sign in again.',
       });
@@ -111,7 +159,16 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       issuer: session.user.issuer,
       subject: session.user.subject,
     });
-    return c.redirect(tx.returnTo, 303);
+    return c.redirect(safeReturnTo(tx.returnTo, config.publicOrigin), 303);
+  });
+
+  // A link or a typed address can only GET; signing out stays a POST, so the page asks first.
+  app.get('/logout', async (c) => {
+    const session = await readSession(c, deps);
+    const main = session
+      ? `<p>Signed in as <strong>${escapeHtml(session.user.name)}</strong>.</p><form class="logout-form" method="post" action="/logout"><button id="logout" type="submit">Sign out</button></form><p><a href="/">Back to the rooms</a></p>`
+      : '<p>You are not signed in.</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p>';
+    return htmlPage(200, 'Sign out · runspec-room', main);
   });
 
   app.post('/logout', async (c) => {

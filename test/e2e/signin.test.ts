@@ -55,6 +55,95 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     await cleanup?.();
   });
 
+  it('a sign-in with a hostile return_to lands on this server, never on another site', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    idp.user = 'frank';
+    const page = await context.newPage();
+    const elsewhere: string[] = [];
+    page.on('request', (request) => {
+      const to = new URL(request.url()).origin;
+      if (request.isNavigationRequest() && to !== origin && to !== idp.issuer) elsewhere.push(request.url());
+    });
+    for (const target of [
+      '/.//evil.example/x',
+      '/..//evil.example/x',
+      '/%2e//evil.example/x',
+      '/./\\evil.example/x',
+      '/.\t//evil.example/x',
+    ]) {
+      // This machine is offline: a redirect to the other site fails, and shows in `elsewhere`.
+      await page.goto(`${origin}/login?return_to=${encodeURIComponent(target)}`).catch(() => undefined);
+      expect(elsewhere, target).toEqual([]);
+      expect(new URL(page.url()).origin, target).toBe(origin);
+      expect(await page.locator('#join-form').count(), target).toBe(1);
+    }
+    await context.close();
+  }, 60_000);
+
+  it('two tabs of one browser signing in at the same time both arrive signed in', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    idp.user = 'gina';
+    let release = () => {};
+    try {
+      // Signed in at the provider already, as on a second sign-in: it then redirects straight back.
+      const [a, b] = [await context.newPage(), await context.newPage()];
+      await a.goto(`${origin}/?room=warm-up`);
+      expect(a.url()).toBe(`${origin}/?room=warm-up`);
+      idp.hold = new Promise((resolve) => {
+        release = resolve;
+      });
+      let arrived = 0;
+      const bothAtProvider = new Promise<void>((resolve) => {
+        context.on('request', (request) => {
+          const url = new URL(request.url());
+          if (url.origin === idp.issuer && url.pathname === '/auth' && ++arrived === 2) resolve();
+        });
+      });
+      const landed = Promise.all(
+        [a, b].map((page, i) =>
+          page.goto(`${origin}/login?return_to=${encodeURIComponent(`/?room=tab-${i}`)}`),
+        ),
+      );
+      // Both tabs have been through /login and wait at the provider: neither callback has run yet.
+      await bothAtProvider;
+      release();
+      for (const response of await landed) expect(response?.status()).toBe(200);
+      for (const [i, page] of [a, b].entries()) {
+        expect(page.url()).toBe(`${origin}/?room=tab-${i}`);
+        await page.waitForSelector('body[data-state="connected"]');
+        expect(await page.textContent('#whoami')).toBe('gina');
+      }
+    } finally {
+      release();
+      idp.hold = undefined;
+      await context.close();
+    }
+  }, 60_000);
+
+  it('signs out from the /logout page: its button signs out at the provider, with nothing refused by the CSP', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const problems: string[] = [];
+    idp.user = 'hana';
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(e.message));
+    // Only this server's pages: the provider's own pages ask for web fonts this offline machine cannot load.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && m.location().url.startsWith(origin)) problems.push(m.text());
+    });
+    await page.goto(`${origin}/?room=ops`);
+    await page.waitForSelector('body[data-state="connected"]');
+    const res = await page.goto(`${origin}/logout`);
+    expect(res?.status()).toBe(200);
+    // The stylesheet applied: the page is laid out by style.css, not by the browser's defaults.
+    expect(await page.$eval('main', (el) => getComputedStyle(el).maxWidth)).not.toBe('none');
+    await page.click('button#logout');
+    await page.waitForURL((url) => url.href.startsWith(idp.issuer));
+    const me = await context.request.get(`${origin}/me`);
+    expect(me.status()).toBe(401);
+    expect(problems).toEqual([]);
+    await context.close();
+  }, 60_000);
+
   it('signs in at the provider, shows the name, chats, and signs out; another tab calmly shows signed out', async () => {
     // The test CA is not in Chromium's store; the server itself trusts it through NODE_EXTRA_CA_CERTS.
     const context = await browser.newContext({ ignoreHTTPSErrors: true });

@@ -13,6 +13,8 @@ export interface TestIdp {
   user: string;
   /** Claims that replace the ones derived from `user` in the ID tokens issued from now on. */
   claims: Record<string, unknown>;
+  /** While set, the provider answers nothing until it resolves (to hold several sign-ins open at once). */
+  hold: Promise<void> | undefined;
   stop(): Promise<void>;
 }
 
@@ -31,6 +33,7 @@ export async function startIdp(
     clientSecret: 'a-client-secret-for-tests-only',
     user: 'alice',
     claims: {},
+    hold: undefined,
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const provider = new Provider(issuer, {
@@ -70,9 +73,11 @@ export async function startIdp(
   );
   const callback = provider.callback();
   handler = (req, res) => {
-    const url = (req as { url?: string }).url ?? '';
-    if (url.startsWith('/interaction/')) void interact(provider, idp, req, res);
-    else callback(req, res);
+    void Promise.resolve(idp.hold).then(() => {
+      const url = (req as { url?: string }).url ?? '';
+      if (url.startsWith('/interaction/')) void interact(provider, idp, req, res);
+      else callback(req, res);
+    });
   };
   return idp;
 }
