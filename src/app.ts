@@ -1,69 +1,38 @@
-// The Hono app of the browser door: page, static files, health, sign-in and the WebSocket route.
+// The Hono app of the browser door: it mounts the routes (page, static files, health, sign-in, /ws) and
+// the headers every answer carries. Who may open /ws is the browser door's to decide.
 import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
-import * as v from 'valibot';
-import { DEFAULT_LIMITS, type Limits } from './config.ts';
-import { ConnectionLimit } from './doors/limits.ts';
-import { throttleLimits } from './doors/throttle.ts';
-import {
-  type BrowserIdentity,
-  browserEvents,
-  type SocketAccess,
-  standardSocketAccess,
-} from './doors/ws-door.ts';
+import type { BrowserDoor } from './doors/browser-door.ts';
 import type { Asset } from './http/assets.ts';
-import { type AuthDeps, addAuthRoutes, readSession, sameOrigin } from './http/auth.ts';
+import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
+import type { OriginPolicy } from './http/origins.ts';
+import { escapeHtml, htmlPage } from './http/page.ts';
 import type { Hub } from './hub/hub.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
-import { nameProblem } from './protocol/frames.ts';
+import { RefusalCode } from './protocol/codes.ts';
 
-/** Everything the app needs; runtime-specific pieces come from the entry file. */
+/** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
   hub: Hub;
   log: Log;
   assets: Map<string, Asset>;
+  /** Admission to /ws and the events of each admitted socket. */
+  door: BrowserDoor;
+  /** The host names the server answers to (dev mode; signed in, any). */
+  origins: OriginPolicy;
   /** The runtime's WebSocket upgrade, called as `upgradeWebSocket(c, events)`. */
-  upgradeWebSocket: (c: Context, events: WSEvents) => Promise<Response>;
-  /** Resolves when the database answers. */
+  upgradeWebSocket: (c: Context, events: WSEvents) => Promise<Response | undefined>;
+  /** Resolves when the database answers; rejects with WritesFailing while commits fail. */
   checkDatabase: () => Promise<void>;
-  /** The client's address (through trusted proxies), as the runtime reports it. */
-  remoteAddress: (c: Context) => string;
   /** Whether the request came over https, directly or through a trusted proxy: decides HSTS. */
   isSecure?: (c: Context) => boolean;
-  socketAccess?: SocketAccess;
   healthTimeoutMs?: number;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
-  auth?: AuthDeps;
-  /** Connection and rate limits; defaults as documented in README. */
-  limits?: Pick<
-    Limits,
-    'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodTimeoutMs'
-  >;
+  auth?: AuthDeps | undefined;
 }
-
-/** A name from a query string: trimmed, bounded, no control, zero-width or bidi characters. */
-const Name = (what: string) =>
-  v.pipe(
-    v.optional(v.string(), ''),
-    v.transform((s) => s.trim()),
-    v.check(
-      (s) => nameProblem(s) === undefined,
-      (issue) => `${what} ${nameProblem(String(issue.input))}`,
-    ),
-  );
-
-const Since = v.optional(
-  v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'since must be a sequence number'), v.transform(Number)),
-);
-
-// Dev mode: the browser says who it is in the query string. Validated here, at the door.
-const DevQuery = v.object({ user: Name('user'), room: Name('room'), since: Since });
-
-// Signed in: the session says who; the query only chooses the room. A `user` parameter is ignored.
-const SessionQuery = v.object({ room: Name('room'), since: Since });
 
 const BASE_CSP = {
   defaultSrc: ["'none'"],
@@ -77,25 +46,28 @@ const BASE_CSP = {
   frameAncestors: ["'none'"],
 };
 
-const refuse = (c: Context, status: 400 | 401 | 403 | 426 | 503, code: string, message: string) =>
-  c.json({ error: { code, message } }, status);
+/** An HTTP refusal: `{"error":{"code","message"}}` with a named code. */
+const refuse = (
+  c: Context,
+  status: 400 | 401 | 403 | 404 | 426 | 500 | 503,
+  code: RefusalCode,
+  message: string,
+) => c.json({ error: { code, message } }, status);
 
 /** Build the browser door's Hono app. */
 export function createApp(deps: AppDeps): Hono {
-  const { hub, log, assets, auth } = deps;
-  const access = deps.socketAccess ?? standardSocketAccess;
-  const limits = deps.limits ?? DEFAULT_LIMITS;
-  const throttle = throttleLimits(limits);
-  const connections = new ConnectionLimit(limits.maxBrowsers, limits.maxBrowsersPerIp);
+  const { hub, log, assets, auth, door, origins } = deps;
   const app = new Hono();
   // Signing out is a form POST that ends in a redirect to the provider, which form-action must allow.
   const logoutOrigin = auth?.oidc.logoutOrigin;
   const CSP = logoutOrigin ? { ...BASE_CSP, formAction: ["'self'", logoutOrigin] } : BASE_CSP;
 
   app.use(async (c, next) => {
+    // Asked before the handler runs: once a request is upgraded, some runtimes cannot read it.
+    const secure = deps.isSecure?.(c) ?? false;
     await next();
     // HSTS only where the request really came over https; plain-http dev mode must never send it.
-    if (deps.isSecure?.(c)) c.header('strict-transport-security', 'max-age=31536000');
+    if (secure) c.header('strict-transport-security', 'max-age=31536000');
   });
   app.use(
     secureHeaders({
@@ -107,6 +79,13 @@ export function createApp(deps: AppDeps): Hono {
       strictTransportSecurity: false,
     }),
   );
+  // A page on a name of an attacker's that resolves here (DNS rebinding) is refused; health stays open.
+  app.use(async (c, next) => {
+    const host = c.req.header('host') ?? new URL(c.req.url).host;
+    if (c.req.path === '/healthz' || origins.allowsHost(host)) return next();
+    log.info('request refused: host not served here', { host });
+    return refuse(c, 403, RefusalCode.BadHost, 'this server does not answer to that host name');
+  });
 
   app.get('/healthz', async (c) => {
     c.header('cache-control', 'no-store');
@@ -124,7 +103,7 @@ export function createApp(deps: AppDeps): Hono {
 
   const serve = (c: Context, name: string) => {
     const asset = assets.get(name);
-    if (!asset) return c.json({ error: { code: 'not_found', message: 'not found' } }, 404);
+    if (!asset) return refuse(c, 404, RefusalCode.NotFound, 'not found');
     const headers = { 'content-type': asset.type, etag: asset.etag, 'cache-control': 'no-cache' };
     if (c.req.header('if-none-match') === asset.etag) return new Response(null, { status: 304, headers });
     return new Response(asset.body, { headers });
@@ -148,64 +127,37 @@ export function createApp(deps: AppDeps): Hono {
   app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c, c.req.param('file')));
 
   app.get('/ws', async (c) => {
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
-      return refuse(c, 426, 'upgrade_required', 'this endpoint speaks WebSocket');
+    const admission = await door.admit(c);
+    if (!admission.ok) return refuse(c, admission.status, admission.code, admission.message);
+    const events = door.events(admission);
+    try {
+      const response = await deps.upgradeWebSocket(c, events);
+      if (response) return response;
+    } catch (error) {
+      events.onClose?.({ code: 1006 } as CloseEvent, undefined as never);
+      throw error;
     }
-    if (!hub.accepting) return refuse(c, 503, 'shutting_down', 'server is restarting');
-    const remote = deps.remoteAddress(c);
-    const full = connections.why(remote);
-    if (full) {
-      log.warn('browser refused: connection limit', { remote, limit: full });
-      const message =
-        full === 'total' ? 'the server is at its connection limit' : 'too many connections from your address';
-      return refuse(c, 503, 'too_many_connections', message);
-    }
-    let identity: BrowserIdentity;
-    if (auth) {
-      // Checked before the session: a page on another site must not ride on the visitor's cookie.
-      if (!sameOrigin(c, auth.config)) return refuse(c, 403, 'bad_origin', 'cross-origin WebSocket refused');
-      const session = await readSession(c, auth);
-      if (!session) return refuse(c, 401, 'unauthenticated', 'sign in first');
-      const parsed = v.safeParse(SessionQuery, c.req.query());
-      if (!parsed.success) return refuse(c, 400, 'bad_query', parsed.issues[0].message);
-      identity = {
-        user: session.user.name,
-        room: parsed.output.room,
-        since: parsed.output.since,
-        remote,
-        attach: (close) => auth.watch.attach(session.id, close),
-      };
-    } else {
-      const parsed = v.safeParse(DevQuery, c.req.query());
-      if (!parsed.success) return refuse(c, 400, 'bad_query', parsed.issues[0].message);
-      const { user, room, since } = parsed.output;
-      identity = { user, room, since, remote };
-    }
-    const events = browserEvents(hub, log, identity, access, {
-      throttle,
-      acquire: () => connections.acquire(remote),
-    });
-    return deps.upgradeWebSocket(c, events);
+    events.onClose?.({ code: 1006 } as CloseEvent, undefined as never);
+    return refuse(c, 400, RefusalCode.BadUpgrade, 'not a valid WebSocket upgrade');
   });
 
-  app.notFound((c) => c.json({ error: { code: 'not_found', message: 'not found' } }, 404));
+  app.notFound((c) => refuse(c, 404, RefusalCode.NotFound, 'not found'));
   app.onError((error, c) => {
     if (error instanceof HTTPException) return problemPage(error.status, error.message);
     log.error('request failed', { path: c.req.path, error: String(error) });
-    return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+    return refuse(c, 500, RefusalCode.Internal, 'internal error');
   });
   return app;
 }
 
-const escapeHtml = (text: string): string => text.replace(/[&<>"']/gu, (ch) => `&#${ch.charCodeAt(0)};`);
-
 /** A small page for errors people meet in the browser (a failed sign-in), with a way back. */
 function problemPage(status: number, message: string): Response {
-  const body = `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>runspec-room</title><link rel="stylesheet" href="/static/style.css"><main class="problem"><p>${escapeHtml(message)}</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p></main></html>`;
-  return new Response(body, {
+  return htmlPage(
     status,
-    headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
-  });
+    'runspec-room',
+    `<p>${escapeHtml(message)}</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p>`,
+    'problem',
+  );
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -13,7 +13,7 @@ function fail(message: string, code: number): never {
   Deno.exit(code);
 }
 
-const denoWeb = async (): Promise<WebStarter> => (await import('./web.deno.ts')).startWeb;
+const denoWeb = async (): Promise<WebStarter> => (await import('./web/deno.ts')).startWeb;
 
 async function main(): Promise<void> {
   let command: ReturnType<typeof parseCommand>;

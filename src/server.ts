@@ -14,12 +14,12 @@ import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { WorkerAppender } from './store/worker-appender.ts';
 import { SERVER_NAME } from './version.ts';
-import type { WebDoor, WebOptions } from './web-types.ts';
+import type { WebDoor, WebOptions } from './web/start.ts';
 
 /** Starts the browser door on a runtime; loaded only when the web door is wanted. */
 export type WebStarter = (options: WebOptions) => Promise<WebDoor>;
 
-const nodeWeb = async (): Promise<WebStarter> => (await import('./web.ts')).startWeb;
+const nodeWeb = async (): Promise<WebStarter> => (await import('./web/node.ts')).startWeb;
 
 /** The server could not start; the message is one line for the operator. */
 export class StartError extends Error {

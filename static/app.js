@@ -1,19 +1,16 @@
 // runspec-room browser client: join form, WebSocket with resume and backoff, transcript, presence and composer.
 
+import { CloseCode, FORBIDDEN_IN_NAME, NAME_MAX } from './protocol.js';
+
 const JOIN_KEY = 'runspec-room:join';
-const NAME_MAX = 128;
 const TRANSCRIPT_CAP = 2000;
 const NOTICE_MS = 6000;
 const STABLE_MS = 10_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
-const CLOSE_SIGNED_OUT = 4401;
 const NEAR_BOTTOM_PX = 80;
-// The server's rule for names (nameProblem in src/protocol/frames.ts; a test keeps the two in step):
-// no controls, format characters, line or paragraph separators, default-ignorable (invisible) code
-// points or unpaired surrogates. Catching them here avoids a reconnect loop against an upgrade that
-// can never succeed.
-const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
+// The server's rule for names comes with its codes (protocol.js, made from src/protocol): catching a
+// bad name here avoids a reconnect loop against an upgrade that can never succeed.
 
 // Look-alike letters and digits from Cyrillic, Greek and Latin, each written before the Latin letter
 // it passes for (after NFKC, which already folds full-width, mathematical and other compatibility
@@ -195,7 +192,7 @@ function onClose(code) {
   // The server re-sends everyone's presence on the next connection.
   presence.clear();
   renderPresence();
-  if (code === CLOSE_SIGNED_OUT) {
+  if (code === CloseCode.Unauthorized) {
     ui.signedOut.hidden = false;
     setState('signed-out');
     return;

@@ -1,12 +1,14 @@
 // Floods, connection limits, slow readers and dead peers: one bad client never hurts the others.
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEFAULT_LIMITS } from '../src/config.ts';
-import { CloseCode, NoticeCode } from '../src/protocol/codes.ts';
+import { CloseCode, ErrorCode, NoticeCode } from '../src/protocol/codes.ts';
 import { browserClient, consoleClient, ofType, quiet } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir, untilRoomSize } from './helpers/server.ts';
+import { spawnServer } from './helpers/spawn.ts';
 
 const running: TestServer[] = [];
 
@@ -352,5 +354,61 @@ describe('heartbeats', () => {
     await quiet(700);
     expect(seed.frames).toEqual([]);
     expect(s.hub.roomSize('ops')).toBe(1);
+  });
+});
+
+describe('refused frames, with the shipped defaults', () => {
+  /** Resident memory of a process, in MiB. */
+  const rssMiB = (pid: number): number =>
+    Number(/VmRSS:\s+(\d+)/u.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+  it('a console that sends bad lines before hello and never reads costs the server almost nothing', async () => {
+    const tmp = await tempDir();
+    cleanups.push(tmp.cleanup);
+    const spawned = await spawnServer(['--ndjson-only', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`]);
+    try {
+      const pid = spawned.proc.pid as number;
+      const before = rssMiB(pid);
+      const attacker = await consoleClient(spawned.consolePort);
+      attacker.socket.pause();
+      // Opted in by a refused frame, then a million 2-byte bad lines: each used to earn an error frame.
+      attacker.raw(`${JSON.stringify({ type: 'x', protocol: 2 })}\n`);
+      const junk = 'x\n'.repeat(1 << 16);
+      for (let i = 0; i < 16; i++) attacker.raw(junk);
+      // A well-behaved console is served meanwhile; by its echo the server has been at it a while.
+      const calm = await consoleClient(spawned.consolePort, {
+        type: 'hello',
+        room: 'ops',
+        user: 'calm',
+        protocol: 2,
+      });
+      await calm.waitFor((f) => f.type === 'welcome');
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      calm.send({ type: 'message', text: 'still fine' });
+      await calm.waitFor((f) => f.type === 'message' && f.text === 'still fine');
+      // The old server had written an error frame for every line by now: RSS went up by hundreds of MiB.
+      expect(rssMiB(pid) - before).toBeLessThan(40);
+      expect(spawned.output()).toMatch(/console slowed: sending faster than its rate/u);
+    } finally {
+      await spawned.stop();
+    }
+  }, 30_000);
+
+  it('a browser sending bad frames is slowed to the rate: error frames come no faster than the frames are taken', async () => {
+    const s = await server({});
+    const bad = await browserClient(s.url, 'bad', 'ops');
+    await bad.waitFor((f) => f.type === 'welcome');
+    const started = performance.now();
+    for (let i = 0; i < 20_000; i++) bad.ws.send('{');
+    await bad.waitFor((f) => f.type === 'notice');
+    await bad.waitFor(
+      (f) => f.type === 'error' && ofType(bad.frames, 'error').length > DEFAULT_LIMITS.rateBurst,
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const errors = ofType(bad.frames, 'error').length;
+    expect(errors).toBeLessThanOrEqual(
+      DEFAULT_LIMITS.rateBurst + DEFAULT_LIMITS.ratePerSecond * (seconds + 1),
+    );
+    expect(ofType(bad.frames, 'error').every((f) => f.code === ErrorCode.BadJson)).toBe(true);
   });
 });

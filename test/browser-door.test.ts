@@ -1,11 +1,8 @@
 // The browser door over a real WebSocket and HTTP: backscroll, resume, query validation, page and health.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createApp } from '../src/app.ts';
-import { Hub } from '../src/hub/hub.ts';
-import type { Transcript } from '../src/hub/transcript.ts';
-import { silentLog } from '../src/log.ts';
 import { ErrorCode } from '../src/protocol/codes.ts';
+import { bareApp } from './helpers/app.ts';
 import { browserClient, consoleClient, type Frame, ofType, quiet } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 
@@ -23,19 +20,6 @@ async function fill(room: string, count: number, prefix = 'm'): Promise<Frame[]>
   c.close();
   await c.closed;
   return ofType(c.frames, 'message');
-}
-
-/** The app alone, without sockets, for what app.request() can show. */
-function bareApp(checkDatabase: () => Promise<void> = () => Promise.resolve()) {
-  return createApp({
-    hub: new Hub({ transcript: {} as Transcript, lastSeq: 0 }),
-    log: silentLog,
-    assets: new Map(),
-    upgradeWebSocket: (() => () => new Response()) as never,
-    remoteAddress: () => '',
-    checkDatabase,
-    healthTimeoutMs: 100,
-  });
 }
 
 beforeAll(async () => {
@@ -150,7 +134,7 @@ describe('browser door: input at the door', () => {
       expect(await upgrade(`?user=${encodeURIComponent(blank)}&room=ops`)).toBe(400);
       expect(await upgrade(`?user=bob&room=${encodeURIComponent(blank)}`)).toBe(400);
     }
-    const res = await bareApp().request(`/ws?user=${encodeURIComponent('\u3000')}&room=ops`, {
+    const res = await bareApp().app.request(`/ws?user=${encodeURIComponent('\u3000')}&room=ops`, {
       headers: { upgrade: 'websocket' },
     });
     expect(await res.json()).toMatchObject({
@@ -160,7 +144,7 @@ describe('browser door: input at the door', () => {
 
   it('explains a refusal in a JSON body, and answers a plain GET with 426', async () => {
     // Browsers cannot read the body of a refused upgrade, but scripts and operators can.
-    const res = await bareApp().request('/ws?user=alice', { headers: { upgrade: 'websocket' } });
+    const res = await bareApp().app.request('/ws?user=alice', { headers: { upgrade: 'websocket' } });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({
       error: { code: 'bad_query', message: 'room must not be blank' },
@@ -250,9 +234,9 @@ describe('browser door: HTTP', () => {
   });
 
   it('reports 503 when the database does not answer', async () => {
-    const failing = bareApp(() => Promise.reject(new Error('disk gone')));
+    const failing = bareApp({ checkDatabase: () => Promise.reject(new Error('disk gone')) }).app;
     expect((await failing.request('/healthz')).status).toBe(503);
-    const res = await bareApp(() => new Promise(() => {})).request('/healthz');
+    const res = await bareApp({ checkDatabase: () => new Promise(() => {}) }).app.request('/healthz');
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ status: 'unavailable' });
   });

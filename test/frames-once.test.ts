@@ -1,9 +1,12 @@
-// A frame encoded once for every recipient (src/hub/peer.ts): its WebSocket framing, read back by ws.
+// A frame encoded once for every recipient (src/hub/peer.ts) and its wire forms, made once by each door:
+// the WebSocket framing read back by ws, and the NDJSON lines.
 
 import type { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import * as ws from 'ws';
-import { Encoded, textFrame } from '../src/hub/peer.ts';
+import { ndjsonLines } from '../src/doors/ndjson.ts';
+import { textFrame, websocketFrames } from '../src/doors/websocket-frames.ts';
+import { Encoded, EncodedRun } from '../src/hub/peer.ts';
 
 /** ws's frame parser: exported by ws at runtime, though its type declarations leave it out. */
 const { Receiver } = ws as unknown as {
@@ -49,14 +52,27 @@ describe('pre-framed WebSocket text frames', () => {
       text: '🚀'.repeat(20_000),
       seq: 7,
     });
-    const twice = new Uint8Array(frame.wsText.length * 2);
-    twice.set(frame.wsText);
-    twice.set(frame.wsText, frame.wsText.length);
-    expect(readAsClient(twice)).toEqual([frame.json, frame.json]);
+    expect(readAsClient(websocketFrames(new EncodedRun([frame, frame])))).toEqual([frame.json, frame.json]);
   });
 
-  it('is built once however many recipients ask for it', () => {
+  it('is built once however many recipients ask for it, for a frame and for a run', () => {
     const frame = new Encoded({ type: 'presence', room: 'ops', user: 'ann', status: 'away' });
-    expect(frame.wsText).toBe(frame.wsText);
+    expect(websocketFrames(frame)).toBe(websocketFrames(frame));
+    const run = new EncodedRun([frame, frame]);
+    expect(websocketFrames(run)).toBe(websocketFrames(run));
+  });
+});
+
+describe('NDJSON lines', () => {
+  it('are the JSON of each frame followed by a newline, made once per frame or run', () => {
+    const a = new Encoded({ type: 'presence', room: 'ops', user: 'ann', status: 'away' });
+    const b = new Encoded({ type: 'ping' });
+    const run = new EncodedRun([a, b]);
+    expect(new TextDecoder().decode(ndjsonLines(run))).toBe(`${a.json}\n${b.json}\n`);
+    expect(ndjsonLines(run)).toBe(ndjsonLines(run));
+    expect(ndjsonLines(a)).toBe(ndjsonLines(a));
+    // Each door keeps its own form: asking for one does not hand out the other.
+    expect(new TextDecoder().decode(ndjsonLines(a))).toBe(`${a.json}\n`);
+    expect(readAsClient(websocketFrames(a))).toEqual([a.json]);
   });
 });

@@ -2,10 +2,9 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/app.ts';
 import { Hub } from '../src/hub/hub.ts';
 import type { Transcript } from '../src/hub/transcript.ts';
-import { silentLog } from '../src/log.ts';
+import { bareApp } from './helpers/app.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 
 let server: TestServer;
@@ -27,15 +26,7 @@ async function serveApp(
   checkDatabase: () => Promise<void>,
   hub = new Hub({ transcript: {} as Transcript, lastSeq: 0 }),
 ): Promise<{ url: string; stop: () => Promise<void> }> {
-  const app = createApp({
-    hub,
-    log: silentLog,
-    assets: new Map(),
-    upgradeWebSocket: (() => () => new Response()) as never,
-    remoteAddress: () => '',
-    checkDatabase,
-    healthTimeoutMs: 100,
-  });
+  const { app } = bareApp({ hub, checkDatabase });
   const http = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => http.once('listening', resolve));
   const { port } = http.address() as AddressInfo;

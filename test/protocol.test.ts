@@ -1,7 +1,7 @@
 // Unit tests of the wire protocol in src/protocol/frames.ts: text cap, status, names and client-frame decoding.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../src/protocol/codes.ts';
+import { CloseCode, ErrorCode } from '../src/protocol/codes.ts';
 import {
   type ClientFrame,
   capText,
@@ -11,6 +11,7 @@ import {
   normalizeStatus,
   TEXT_CAP,
 } from '../src/protocol/frames.ts';
+import { pageModule } from '../src/protocol/page-module.ts';
 
 /** Decode and require success, returning the frame. */
 function decodeOk(value: unknown): ClientFrame {
@@ -187,19 +188,26 @@ describe('nameProblem', () => {
   });
 });
 
-describe('the page and the server refuse the same names', () => {
-  // The page keeps its own copy of the rule (it has no build step to import it). Compared over every
-  // code point, so a character added on one side only fails here.
-  it('refuses exactly the characters nameProblem refuses', () => {
+describe('the page and the server share one source', () => {
+  it('the page takes its codes and its name rule from protocol.js, made from the protocol module', async () => {
     const page = readFileSync(new URL('../static/app.js', import.meta.url), 'utf8');
-    const found = /^const FORBIDDEN_IN_NAME = \/(.+)\/([a-z]*);$/mu.exec(page);
-    expect(found).not.toBeNull();
-    const pageRule = new RegExp(found?.[1] ?? '', found?.[2]);
+    expect(page).toMatch(
+      /^import \{[^}]*\bCloseCode\b[^}]*\bFORBIDDEN_IN_NAME\b[^}]*\} from '\.\/protocol\.js';$/mu,
+    );
+    // No close code, and no copy of the name rule, restated in the page.
+    expect(page).not.toMatch(/\b(4\d{3}|100[89]|101[0-3])\b/u);
+    expect(page).not.toMatch(/Default_Ignorable/u);
+    const url = `data:text/javascript,${encodeURIComponent(pageModule())}`;
+    const served = (await import(url)) as Record<string, unknown>;
+    expect(served.CloseCode).toEqual(CloseCode);
+    expect(served.ErrorCode).toEqual(ErrorCode);
+    expect(served.NAME_MAX).toBe(NAME_MAX);
+    const rule = served.FORBIDDEN_IN_NAME as RegExp;
+    // Compared over every code point, so the page refuses exactly what the server refuses.
     const differ: string[] = [];
     for (let cp = 0; cp <= 0x10ffff; cp++) {
       const ch = String.fromCodePoint(cp);
-      const server = nameProblem(`a${ch}b`) !== undefined;
-      if (pageRule.test(ch) !== server) differ.push(cp.toString(16));
+      if (rule.test(ch) !== (nameProblem(`a${ch}b`) !== undefined)) differ.push(cp.toString(16));
     }
     expect(differ).toEqual([]);
   });

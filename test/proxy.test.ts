@@ -1,17 +1,23 @@
 // Forwarding headers are believed only from trusted proxies.
 import type { Context } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { clientInfo, trustList } from '../src/http/proxy.ts';
+import { clientInfo, type PeerOf, trustList } from '../src/http/proxy.ts';
 
 function ctx(remoteAddress: string, headers: Record<string, string>, encrypted = false): Context {
   return {
-    env: { incoming: { socket: { remoteAddress, encrypted } } },
+    env: { remoteAddress, encrypted },
     req: { header: (name: string) => headers[name.toLowerCase()] },
   } as unknown as Context;
 }
 
+/** The peer as a runtime would report it; here the test context carries it. */
+const peer: PeerOf = (c) => {
+  const env = c.env as { remoteAddress: string; encrypted: boolean };
+  return { address: env.remoteAddress, encrypted: env.encrypted };
+};
+
 describe('trusted proxies', () => {
-  const loopback = clientInfo(trustList(['loopback']));
+  const loopback = clientInfo(trustList(['loopback']), peer);
 
   it('takes the client address from X-Forwarded-For when the peer is a trusted proxy', () => {
     expect(loopback.remoteAddress(ctx('127.0.0.1', { 'x-forwarded-for': '203.0.113.7' }))).toBe(
@@ -30,7 +36,7 @@ describe('trusted proxies', () => {
   });
 
   it('skips trusted hops and a client-supplied prefix: the first untrusted hop from the right is the client', () => {
-    const chain = clientInfo(trustList(['loopback', '10.0.0.0/8']));
+    const chain = clientInfo(trustList(['loopback', '10.0.0.0/8']), peer);
     const c = ctx('127.0.0.1', { 'x-forwarded-for': '6.6.6.6, 203.0.113.7, 10.1.2.3' });
     expect(chain.remoteAddress(c)).toBe('203.0.113.7');
   });
@@ -42,7 +48,7 @@ describe('trusted proxies', () => {
   });
 
   it('trusts nobody with "none"', () => {
-    const none = clientInfo(trustList([]));
+    const none = clientInfo(trustList([]), peer);
     expect(none.remoteAddress(ctx('127.0.0.1', { 'x-forwarded-for': '203.0.113.7' }))).toBe('127.0.0.1');
   });
 });

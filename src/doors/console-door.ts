@@ -5,10 +5,11 @@ import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
+import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
 import { decodeClientFrame, type HelloFrame, PROTOCOL_VERSION } from '../protocol/frames.ts';
 import { FrameHandler } from './dispatch.ts';
 import { ConnectionLimit } from './limits.ts';
-import { decodeUtf8, LineSplitter } from './ndjson.ts';
+import { decodeUtf8, LineSplitter, ndjsonLines } from './ndjson.ts';
 import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
 
 /** Console door settings. */
@@ -97,7 +98,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
         continue;
       }
       live.heard = false;
-      socket.write(PING.line);
+      socket.write(ndjsonLines(PING));
     }
   }, options.heartbeatMs ?? DEFAULT_LIMITS.heartbeatMs);
   timer.unref();
@@ -122,7 +123,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
 function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: Map<Socket, Live>): void {
   const { hub, log } = options;
   const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-  const splitter = new LineSplitter(options.maxLineBytes ?? 64 * 1024);
+  const splitter = new LineSplitter(options.maxLineBytes ?? MAX_FRAME_BYTES);
   const maxUnsent = options.maxUnsentBytes ?? DEFAULT_LIMITS.maxUnsentBytes;
   const reading = new ReadGate(
     () => socket.pause(),
@@ -145,7 +146,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       socket.destroy();
       return;
     }
-    socket.write(frame.line);
+    socket.write(ndjsonLines(frame));
   };
 
   // Before hello there is no peer yet; an opted-in console is still answered with error frames.
@@ -163,7 +164,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       optedIn: (hello.protocol ?? 1) >= PROTOCOL_VERSION,
       since: undefined,
       send: (frames) => {
-        socket.write(frames.line);
+        socket.write(ndjsonLines(frames));
       },
       bufferedAmount: () => socket.writableLength,
       close: (code) => {

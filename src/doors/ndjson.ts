@@ -1,4 +1,6 @@
-// NDJSON line framing over a byte stream, with a cap on line length counted before the newline arrives.
+// NDJSON line framing over a byte stream, with a cap on line length counted before the newline arrives,
+// and the lines the console door writes.
+import { concatBytes, type Outgoing } from '../hub/peer.ts';
 
 const NEWLINE = 0x0a;
 const CR = 0x0d;
@@ -90,4 +92,16 @@ export function decodeUtf8(bytes: Uint8Array): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+const LINE = Symbol('ndjson line');
+const NEWLINE_BYTES = new Uint8Array([NEWLINE]);
+
+/** Frames as consecutive NDJSON lines: made once per frame (or run), however many consoles get it. */
+export function ndjsonLines(out: Outgoing): Uint8Array {
+  return out.memo(LINE, () => {
+    const lines: Uint8Array[] = [];
+    for (const part of out.parts) lines.push(part.utf8, NEWLINE_BYTES);
+    return concatBytes(lines);
+  });
 }

@@ -5,7 +5,9 @@ import { HTTPException } from 'hono/http-exception';
 import { LoginSealer, type SealedTransaction, stateHash, UsedLogins } from '../auth/login-cookie.ts';
 import { Oidc, OidcError } from '../auth/oidc.ts';
 import type { AuthConfig } from '../config.ts';
+import type { Authenticated } from '../doors/browser-door.ts';
 import type { Log } from '../log.ts';
+import { RefusalCode } from '../protocol/codes.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
 import { escapeHtml, htmlPage } from './page.ts';
 import type { SessionWatch } from './session-watch.ts';
@@ -71,6 +73,15 @@ export async function readSession(c: Context, deps: AuthDeps): Promise<Session |
   const token = await getSignedCookie(c, deps.config.sessionSecret, SESSION_COOKIE, prefixOf(deps.config));
   if (!token) return undefined;
   return deps.sessions.find(token);
+}
+
+/** Who a browser opening /ws is, from its session; its sockets close when the session ends. */
+export function authenticateBrowser(deps: AuthDeps): (c: Context) => Promise<Authenticated | undefined> {
+  return async (c) => {
+    const session = await readSession(c, deps);
+    if (!session) return undefined;
+    return { user: session.user.name, attach: (close) => deps.watch.attach(session.id, close) };
+  };
 }
 
 /** Whether a request's Origin is the public URL's origin (CSRF and cross-site WebSocket defence). */
@@ -187,7 +198,10 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
     c.header('cache-control', 'no-store');
     const session = await readSession(c, deps);
     if (!session)
-      return c.json({ error: { code: 'unauthenticated', message: 'not signed in' }, login: '/login' }, 401);
+      return c.json(
+        { error: { code: RefusalCode.Unauthenticated, message: 'not signed in' }, login: '/login' },
+        401,
+      );
     const { name, issuer, subject } = session.user;
     return c.json({ mode: 'oidc', user: { name, issuer, subject }, expiresAt: session.expiresAt });
   });

@@ -25,21 +25,11 @@ function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } 
   return { address, type: isIPv4(address) ? 'ipv4' : 'ipv6' };
 }
 
-interface NodeEnv {
-  incoming?: { socket?: { remoteAddress?: string; encrypted?: boolean } };
-}
-
 /** The directly connected peer of a request, as a runtime reports it. */
 export type PeerOf = (c: Context) => { address: string; encrypted: boolean };
 
-/** Node (@hono/node-server): the peer is the request's socket. */
-const nodePeer: PeerOf = (c) => {
-  const socket = (c.env as NodeEnv | undefined)?.incoming?.socket;
-  return { address: socket?.remoteAddress ?? '', encrypted: socket?.encrypted === true };
-};
-
 /** The client address and https-ness of requests, honouring forwarding headers from trusted proxies. */
-export function clientInfo(trusted: BlockList, peer: PeerOf = nodePeer) {
+export function clientInfo(trusted: BlockList, peer: PeerOf) {
   const isTrusted = (raw: string): boolean => {
     if (!raw) return false;
     const { address, type } = normalise(raw);

@@ -1,7 +1,7 @@
 // The Hub: rooms, members, presence, stamping and broadcast. It knows peers, never sockets.
 
 import { type Log, silentLog } from '../log.ts';
-import { CloseCode, type ErrorCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import { PROTOCOL_VERSION, type ServerFrame, type Status } from '../protocol/frames.ts';
 import { newId } from './ids.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
@@ -145,7 +145,8 @@ export class Hub {
     const catchUp: Encoded[] = [];
     if (peer.optedIn) {
       catchUp.push(new Encoded(welcomeFrame(this.#serverName, peer, horizon, complete)));
-      if (historyFailed) catchUp.push(errorFrame('store_unavailable', 'recent messages could not be loaded'));
+      if (historyFailed)
+        catchUp.push(errorFrame(ErrorCode.StoreUnavailable, 'recent messages could not be loaded'));
     }
     for (const [user, p] of room.users) {
       if (user !== peer.user) catchUp.push(new Encoded(presenceFrame(peer.room, user, p.status)));
@@ -200,7 +201,11 @@ export class Hub {
     const member = this.#rooms.get(peer.room)?.members.get(peer);
     if (!member) return;
     if (this.#closing) {
-      this.#deliverError(member, 'shutting_down', 'the server is shutting down; the message was not stored');
+      this.#deliverError(
+        member,
+        ErrorCode.ShuttingDown,
+        'the server is shutting down; the message was not stored',
+      );
       return;
     }
     const now = Date.now();
@@ -219,7 +224,7 @@ export class Hub {
       if (stillHere)
         this.#deliverError(
           stillHere,
-          'store_unavailable',
+          ErrorCode.StoreUnavailable,
           'the message could not be stored and was not delivered',
         );
     }

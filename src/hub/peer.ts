@@ -4,31 +4,51 @@ import type { ServerFrame } from '../protocol/frames.ts';
 const encoder = new TextEncoder();
 
 /**
- * What a peer is handed: one encoded frame, or a run of them for the same room. Every form is
- * built at most once, however many members receive it, and each form is one write.
+ * What a peer is handed: one encoded frame, or a run of them for the same room. However many members
+ * receive it, each wire form a door makes of it is made once: doors keep their forms in `memo`.
  */
 export interface Outgoing {
-  /** The frames, in order (for transports that send frames one by one). */
+  /** The frames, in order. */
   readonly parts: readonly Encoded[];
-  /** The frames as consecutive WebSocket text frames. */
-  readonly wsText: Uint8Array;
-  /** The frames as consecutive NDJSON lines. */
-  readonly line: Uint8Array;
+  /**
+   * The value `make` computes for this frame or run, computed on the first call for each `key` and
+   * returned as it is on every later one. A door keys it by its own symbol (its wire form).
+   */
+  memo<T>(key: symbol, make: (out: Outgoing) => T): T;
+}
+
+/** Keeps one value per key for an Outgoing; most frames go out through one door, so one slot is inline. */
+class Memo {
+  #key: symbol | undefined;
+  #value: unknown;
+  #more: Map<symbol, unknown> | undefined;
+
+  get<T>(key: symbol, make: () => T): T {
+    if (this.#key === key) return this.#value as T;
+    if (this.#more?.has(key)) return this.#more.get(key) as T;
+    const value = make();
+    if (this.#key === undefined) {
+      this.#key = key;
+      this.#value = value;
+    } else {
+      this.#more ??= new Map();
+      this.#more.set(key, value);
+    }
+    return value;
+  }
 }
 
 /**
- * A server frame serialised once and shared by every recipient of a broadcast. Doors take the form
- * they need: the JSON string, its UTF-8 bytes (WebSocket text frame) or the bytes plus a newline
- * (NDJSON line). Each form is computed at most once per frame, however many members receive it.
+ * A server frame serialised once and shared by every recipient of a broadcast: its JSON text, its
+ * UTF-8 bytes, and whatever wire forms the doors memoise on it.
  */
 export class Encoded implements Outgoing {
   /** The frame as JSON text. */
   readonly json: string;
   /** The message's sequence number, for message frames. */
   readonly seq: number | undefined;
+  readonly #memo = new Memo();
   #utf8: Uint8Array | undefined;
-  #line: Uint8Array | undefined;
-  #wsText: Uint8Array | undefined;
 
   constructor(frame: ServerFrame) {
     this.json = JSON.stringify(frame);
@@ -45,49 +65,28 @@ export class Encoded implements Outgoing {
     return this.#utf8;
   }
 
-  /** UTF-8 bytes of the JSON text followed by a newline: one NDJSON line. */
-  get line(): Uint8Array {
-    if (!this.#line) {
-      const utf8 = this.utf8;
-      this.#line = new Uint8Array(utf8.length + 1);
-      this.#line.set(utf8);
-      this.#line[utf8.length] = 0x0a;
-    }
-    return this.#line;
-  }
-
-  /**
-   * The whole WebSocket text frame a server sends (RFC 6455: final, opcode 1, unmasked, no
-   * extension), framed once per broadcast so each recipient costs one write of the same bytes.
-   */
-  get wsText(): Uint8Array {
-    this.#wsText ??= textFrame(this.utf8);
-    return this.#wsText;
+  memo<T>(key: symbol, make: (out: Outgoing) => T): T {
+    return this.#memo.get(key, () => make(this));
   }
 }
 
 /** Several frames for one room, handed to each member in one piece: one write per member per batch. */
 export class EncodedRun implements Outgoing {
   readonly parts: readonly Encoded[];
-  #wsText: Uint8Array | undefined;
-  #line: Uint8Array | undefined;
+  readonly #memo = new Memo();
 
   constructor(parts: readonly Encoded[]) {
     this.parts = parts;
   }
 
-  get wsText(): Uint8Array {
-    this.#wsText ??= concat(this.parts.map((p) => p.wsText));
-    return this.#wsText;
-  }
-
-  get line(): Uint8Array {
-    this.#line ??= concat(this.parts.map((p) => p.line));
-    return this.#line;
+  memo<T>(key: symbol, make: (out: Outgoing) => T): T {
+    return this.#memo.get(key, () => make(this));
   }
 }
 
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
+/** The chunks one after another in one array. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
   let size = 0;
   for (const c of chunks) size += c.length;
   const out = new Uint8Array(size);
@@ -97,25 +96,6 @@ function concat(chunks: readonly Uint8Array[]): Uint8Array {
     at += c.length;
   }
   return out;
-}
-
-/** One unmasked, final WebSocket text frame around `payload`. */
-export function textFrame(payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const frame = new Uint8Array(head + n);
-  frame[0] = 0x81; // FIN + text
-  if (n < 126) frame[1] = n;
-  else if (n < 65536) {
-    frame[1] = 126;
-    frame[2] = n >>> 8;
-    frame[3] = n & 0xff;
-  } else {
-    frame[1] = 127;
-    new DataView(frame.buffer).setBigUint64(2, BigInt(n));
-  }
-  frame.set(payload, head);
-  return frame;
 }
 
 /** A connected member of a room, as a door presents it to the Hub. */

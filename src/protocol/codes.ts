@@ -22,10 +22,37 @@ export const NoticeCode = {
 } as const;
 export type NoticeCode = (typeof NoticeCode)[keyof typeof NoticeCode];
 
+/** Codes of HTTP refusals (`{"error":{"code":…,"message":…}}`) on the browser door's routes and `/ws`. */
+export const RefusalCode = {
+  /** `/ws` asked for without a WebSocket upgrade (426). */
+  UpgradeRequired: 'upgrade_required',
+  /** An upgrade that is not a valid WebSocket upgrade on `/ws` (400). */
+  BadUpgrade: 'bad_upgrade',
+  /** The server is stopping (503). */
+  ShuttingDown: 'shutting_down',
+  /** A connection limit was reached (503). */
+  TooManyConnections: 'too_many_connections',
+  /** A page on another origin tried to open the door (403). */
+  BadOrigin: 'bad_origin',
+  /** A request for a host name the server does not answer to (403, dev mode). */
+  BadHost: 'bad_host',
+  /** No valid sign-in session (401). */
+  Unauthenticated: 'unauthenticated',
+  /** A query parameter failed validation (400). */
+  BadQuery: 'bad_query',
+  NotFound: 'not_found',
+  Internal: 'internal',
+} as const;
+export type RefusalCode = (typeof RefusalCode)[keyof typeof RefusalCode];
+
 /** WebSocket close codes the server uses. */
 export const CloseCode = {
+  /** The server is stopping for good (Deno's shutdown closes sockets it still holds with this). */
+  GoingAway: 1001,
   /** Server is going down for a restart; clients should reconnect. */
   ServiceRestart: 1012,
+  /** A frame larger than the protocol allows. */
+  FrameTooLarge: 1009,
   /** Internal failure on this connection only. */
   InternalError: 1011,
   /** The session behind this socket ended: do not reconnect, sign in again. */

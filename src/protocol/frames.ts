@@ -13,8 +13,9 @@ export const NAME_MAX = 128;
 
 // Names never carry controls, format characters (soft hyphen, zero-width and bidi characters, tags),
 // line or paragraph separators, default-ignorable code points (variation selectors, Hangul fillers)
-// or unpaired surrogates: invisible, they let "ali\u00adce" pass for "alice". The page keeps a copy.
-const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
+// or unpaired surrogates: invisible, they let "ali\u00adce" pass for "alice".
+/** Characters no name may contain; the page gets the same rule from /static/protocol.js. */
+export const FORBIDDEN_IN_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/u;
 
 /** Why a name was refused, or undefined when it is acceptable. */
 export function nameProblem(name: string): string | undefined {

@@ -1,0 +1,274 @@
+// The browser door: whether, and as whom, a request may open /ws (admission, in one place), and each
+// admitted WebSocket adapted to a Hub peer through Hono's runtime-neutral WSContext.
+import type { Context } from 'hono';
+import type { WSContext, WSEvents } from 'hono/ws';
+import * as v from 'valibot';
+import type { Limits } from '../config.ts';
+import type { OriginPolicy } from '../http/origins.ts';
+import type { Hub } from '../hub/hub.ts';
+import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
+import type { Log } from '../log.ts';
+import { CloseCode, ErrorCode, NoticeCode, RefusalCode } from '../protocol/codes.ts';
+import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
+import { FrameHandler } from './dispatch.ts';
+import { ConnectionLimit } from './limits.ts';
+import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
+
+/** Who a browser connection is and where it goes, decided before the upgrade. */
+export interface BrowserIdentity {
+  user: string;
+  room: string;
+  since: number | undefined;
+  remote: string;
+  /**
+   * Called once the socket is open with a way to close it; returns the function to call when it
+   * closes. Sign-in uses it to close a socket within a second of its session ending.
+   */
+  attach?: (close: (code: number, reason: string) => void) => () => void;
+}
+
+/** A signed-in browser, as the sign-in module finds it from a request's cookie. */
+export interface Authenticated {
+  user: string;
+  attach: NonNullable<BrowserIdentity['attach']>;
+}
+
+/** The outcome of admission: an identity holding a connection slot, or a refusal to answer with. */
+export type Admission =
+  | { ok: true; identity: BrowserIdentity; release: () => void }
+  | { ok: false; status: 400 | 401 | 403 | 426 | 503; code: RefusalCode; message: string };
+
+/**
+ * How one runtime's WebSocket does what WSContext does not expose. The default works on any
+ * web-standard WebSocket; the Node adapter passes one that writes frames framed once per broadcast
+ * and pauses reading.
+ */
+export interface SocketAccess {
+  send(ws: WSContext, frames: Outgoing): void;
+  bufferedAmount(ws: WSContext): number;
+  pause(ws: WSContext): void;
+  resume(ws: WSContext): void;
+}
+
+/** Works on any runtime whose raw socket is a web-standard WebSocket: one send per frame, no pausing. */
+export const standardSocketAccess: SocketAccess = {
+  send: (ws, frames) => {
+    for (const frame of frames.parts) ws.send(frame.json);
+  },
+  bufferedAmount: (ws) => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,
+  pause: () => {},
+  resume: () => {},
+};
+
+/** What the browser door needs; the runtime adapter supplies `access`. */
+export interface BrowserDoorOptions {
+  hub: Hub;
+  log: Log;
+  /** Which pages may open the door. */
+  origins: OriginPolicy;
+  /** The client's address, through trusted proxies. */
+  remoteAddress: (c: Context) => string;
+  /** Sign-in: who the request's session belongs to. Without it, dev mode: the query names the user. */
+  authenticate?: (c: Context) => Promise<Authenticated | undefined>;
+  limits: Pick<Limits, 'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodTimeoutMs'>;
+  access?: SocketAccess;
+}
+
+/** A name from a query string: trimmed, bounded, no invisible characters. */
+const Name = (what: string) =>
+  v.pipe(
+    v.optional(v.string(), ''),
+    v.transform((s) => s.trim()),
+    v.check(
+      (s) => nameProblem(s) === undefined,
+      (issue) => `${what} ${nameProblem(String(issue.input))}`,
+    ),
+  );
+
+const Since = v.optional(
+  v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'since must be a sequence number'), v.transform(Number)),
+);
+
+// Dev mode: the browser says who it is in the query string.
+const DevQuery = v.object({ user: Name('user'), room: Name('room'), since: Since });
+
+// Signed in: the session says who; the query only chooses the room. A `user` parameter is ignored.
+const SessionQuery = v.object({ room: Name('room'), since: Since });
+
+const refusal = (
+  status: 400 | 401 | 403 | 426 | 503,
+  code: RefusalCode,
+  message: string,
+): Admission & { ok: false } => ({ ok: false, status, code, message });
+
+/** The browser door of one server. */
+export class BrowserDoor {
+  readonly #options: BrowserDoorOptions;
+  readonly #connections: ConnectionLimit;
+  readonly #throttle: ThrottleLimits;
+  readonly #access: SocketAccess;
+
+  constructor(options: BrowserDoorOptions) {
+    this.#options = options;
+    this.#connections = new ConnectionLimit(options.limits.maxBrowsers, options.limits.maxBrowsersPerIp);
+    this.#throttle = throttleLimits(options.limits);
+    this.#access = options.access ?? standardSocketAccess;
+  }
+
+  /**
+   * Whether, and as whom, a request may open a browser connection. Checks run cheapest and most
+   * telling first; an admitted request holds a connection slot from here on, handshake included,
+   * until `events(…).onClose` releases it.
+   */
+  async admit(c: Context): Promise<Admission> {
+    const { hub, log, origins, authenticate } = this.#options;
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      return refusal(426, RefusalCode.UpgradeRequired, 'this endpoint speaks WebSocket');
+    }
+    if (!hub.accepting) return refusal(503, RefusalCode.ShuttingDown, 'server is restarting');
+    // Before any identity: a page on another site must not ride on the visitor's cookie or name.
+    const origin = c.req.header('origin');
+    if (!origins.allowsOrigin(origin, c.req.header('host') ?? new URL(c.req.url).host)) {
+      log.info('browser refused: origin not allowed', { origin });
+      return refusal(403, RefusalCode.BadOrigin, 'cross-origin WebSocket refused');
+    }
+    const remote = this.#options.remoteAddress(c);
+    let identity: BrowserIdentity;
+    if (authenticate) {
+      const who = await authenticate(c);
+      if (!who) return refusal(401, RefusalCode.Unauthenticated, 'sign in first');
+      const parsed = v.safeParse(SessionQuery, c.req.query());
+      if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
+      const { room, since } = parsed.output;
+      identity = { user: who.user, room, since, remote, attach: who.attach };
+    } else {
+      const parsed = v.safeParse(DevQuery, c.req.query());
+      if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
+      const { user, room, since } = parsed.output;
+      identity = { user, room, since, remote };
+    }
+    const full = this.#connections.why(remote);
+    const release = full ? undefined : this.#connections.acquire(remote);
+    if (!release) {
+      log.warn('browser refused: connection limit', { remote, limit: full });
+      const message =
+        full === 'total' ? 'the server is at its connection limit' : 'too many connections from your address';
+      return refusal(503, RefusalCode.TooManyConnections, message);
+    }
+    return { ok: true, identity, release };
+  }
+
+  /**
+   * The WebSocket events for an admitted browser. `onClose` may come without `onOpen` (a handshake
+   * that never completed); either way it runs once and gives back the connection slot.
+   */
+  events(admitted: Admission & { ok: true }): WSEvents {
+    const { hub, log } = this.#options;
+    const who = admitted.identity;
+    const access = this.#access;
+    let peer: Peer | undefined;
+    let handler: FrameHandler | undefined;
+    let throttle: Throttle<unknown> | undefined;
+    let detach: (() => void) | undefined;
+    let closed = false;
+
+    /** One frame, at most at the connection's rate. */
+    const take = (data: unknown): void => {
+      if (!peer || !handler) return;
+      if (typeof data !== 'string') {
+        hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
+        return;
+      }
+      const decoded = decodeClientFrame(data);
+      if (!decoded.ok) {
+        hub.refuse(peer, decoded.code, decoded.message);
+        return;
+      }
+      handler.handle(decoded.frame);
+    };
+
+    return {
+      onOpen: (_event, ws) => {
+        if (closed) return;
+        detach = who.attach?.((code, reason) => ws.close(code, reason));
+        const joined: Peer = {
+          user: who.user,
+          room: who.room,
+          wantsBackscroll: true,
+          optedIn: true,
+          since: who.since,
+          send: (frames) => access.send(ws, frames),
+          bufferedAmount: () => access.bufferedAmount(ws),
+          close: (code, reason) => {
+            ws.close(code, reason);
+            // The client's answering close frame is behind whatever it sent while reading was
+            // paused; reading again lets the closing handshake finish instead of timing out.
+            access.resume(ws);
+          },
+        };
+        peer = joined;
+        const reading = new ReadGate(
+          () => access.pause(ws),
+          () => access.resume(ws),
+        );
+        handler = new FrameHandler(hub, joined, reading);
+        throttle = new Throttle<unknown>(this.#throttle, {
+          take,
+          pause: () => reading.hold('rate'),
+          resume: () => reading.release('rate'),
+          slowed: (retryAfterMs) => {
+            log.info('browser slowed: sending faster than its rate', { user: who.user, remote: who.remote });
+            hub.notify(
+              joined,
+              new Encoded({
+                type: 'notice',
+                code: NoticeCode.RateLimited,
+                message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
+                retry_after_ms: retryAfterMs,
+              }),
+            );
+          },
+          flood: (reason) => {
+            log.warn('browser closed: kept sending faster than its rate', {
+              user: who.user,
+              remote: who.remote,
+              reason,
+            });
+            hub.drop(joined, CloseCode.Flood, 'sending too fast for too long');
+          },
+        });
+        log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
+        void hub.join(joined);
+      },
+      onMessage: (event, ws) => {
+        if (!throttle || ws.readyState !== 1) return;
+        throttle.push(event.data, frameSize(event.data));
+      },
+      onClose: (event) => {
+        if (closed) return;
+        closed = true;
+        throttle?.close();
+        detach?.();
+        admitted.release();
+        if (!peer) return;
+        hub.leave(peer);
+        log.info('browser left', { room: peer.room, user: peer.user, code: event.code });
+        peer = undefined;
+      },
+      onError: (event) => {
+        log.debug('browser socket error', {
+          remote: who.remote,
+          error: String((event as ErrorEvent).error ?? event.type),
+        });
+      },
+    };
+  }
+}
+
+/** A frame's size, near enough for the bound on held frames (UTF-16 units for text). */
+function frameSize(data: unknown): number {
+  if (typeof data === 'string') return data.length;
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (data instanceof Blob) return data.size;
+  return 0;
+}

@@ -1,0 +1,109 @@
+// The browser door's web server, wired once for every runtime: the door, its origin rules and the app.
+// A runtime adapter (web/node.ts, web/deno.ts) supplies the upgrade, socket access and the listener.
+import { fileURLToPath } from 'node:url';
+import type { Context, Hono } from 'hono';
+import type { WSEvents } from 'hono/ws';
+import { createApp } from '../app.ts';
+import type { Limits } from '../config.ts';
+import { BrowserDoor, type SocketAccess } from '../doors/browser-door.ts';
+import { loadAssets } from '../http/assets.ts';
+import { type AuthDeps, authenticateBrowser } from '../http/auth.ts';
+import { devOriginPolicy, publicOriginPolicy } from '../http/origins.ts';
+import { clientInfo, type PeerOf, trustList } from '../http/proxy.ts';
+import type { Hub } from '../hub/hub.ts';
+import type { Log } from '../log.ts';
+
+const STATIC_DIR = fileURLToPath(new URL('../../static/', import.meta.url));
+
+/** Browser door settings. */
+export interface WebOptions {
+  hub: Hub;
+  log: Log;
+  host: string;
+  port: number;
+  checkDatabase: () => Promise<void>;
+  /** PEM certificate and key: serve https and wss. */
+  tls?: { cert: Uint8Array; key: Uint8Array } | undefined;
+  /** Proxy addresses whose forwarding headers are believed. */
+  trustProxy: readonly string[];
+  /** Dev mode: origins allowed besides the server's own (a proxy's public origin). */
+  allowedOrigins?: readonly string[];
+  auth?: AuthDeps | undefined;
+  limits: Limits;
+  /** An upgrade that has not become an open WebSocket by then is cut (Node; 10 s unless given). */
+  handshakeTimeoutMs?: number;
+}
+
+/** A listening browser door. */
+export interface WebDoor {
+  readonly url: string;
+  /** Stop accepting connections and requests. */
+  stopAccepting(): void;
+  /** Close whatever is still open (keep-alive HTTP, unfinished WebSockets). */
+  destroyAll(): void;
+}
+
+/** What a runtime listens with. */
+export interface Listening {
+  readonly port: number;
+  stopAccepting(): void;
+  destroyAll(): void;
+}
+
+/** What one runtime contributes to the browser door. */
+export interface WebRuntime {
+  /**
+   * The runtime's WebSocket upgrade. Its `onClose` must come exactly once for every upgrade it was
+   * asked for, completed or not, so the door gives back the connection slot admission took.
+   */
+  upgradeWebSocket(c: Context, events: WSEvents): Promise<Response | undefined>;
+  /** Reaching into the runtime's WebSocket for what WSContext does not offer. */
+  access: SocketAccess;
+  /** The directly connected peer of a request. */
+  peer: PeerOf;
+  /** Serve the app; rejects with the listen error (code EADDRINUSE and so on). */
+  listen(app: Hono, options: WebOptions): Promise<Listening>;
+}
+
+/** Start the browser door on a runtime. */
+export async function startWebOn(runtime: WebRuntime, options: WebOptions): Promise<WebDoor> {
+  const { hub, log, auth } = options;
+  const assets = await loadAssets(STATIC_DIR);
+  const client = clientInfo(trustList(options.trustProxy), runtime.peer);
+  let listening: Listening | undefined;
+  const origins = auth
+    ? publicOriginPolicy(auth.config.publicOrigin)
+    : devOriginPolicy({
+        host: options.host,
+        port: () => listening?.port ?? options.port,
+        tls: options.tls !== undefined,
+        extra: options.allowedOrigins ?? [],
+      });
+  const door = new BrowserDoor({
+    hub,
+    log,
+    origins,
+    remoteAddress: client.remoteAddress,
+    authenticate: auth ? authenticateBrowser(auth) : undefined,
+    limits: options.limits,
+    access: runtime.access,
+  });
+  const app = createApp({
+    hub,
+    log,
+    assets,
+    door,
+    origins,
+    upgradeWebSocket: runtime.upgradeWebSocket,
+    checkDatabase: options.checkDatabase,
+    isSecure: client.isSecure,
+    auth,
+  });
+  listening = await runtime.listen(app, options);
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `${options.tls ? 'https' : 'http'}://${host}:${listening.port}`,
+    stopAccepting: () => listening?.stopAccepting(),
+    destroyAll: () => listening?.destroyAll(),
+  };
+}

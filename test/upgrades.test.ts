@@ -1,0 +1,218 @@
+// Upgrade requests from a hostile client: every one is answered and let go, so none can hold a
+// descriptor; a handshake that stalls is cut; and in dev mode only the server's own pages get in.
+import { readdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { DEFAULT_LIMITS } from '../src/config.ts';
+import { Hub } from '../src/hub/hub.ts';
+import type { Transcript } from '../src/hub/transcript.ts';
+import { silentLog } from '../src/log.ts';
+import { RefusalCode } from '../src/protocol/codes.ts';
+import { nodeRuntime } from '../src/web/node.ts';
+import { bareApp } from './helpers/app.ts';
+import { browserClient, ofType } from './helpers/clients.ts';
+import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { spawnServer } from './helpers/spawn.ts';
+
+let server: TestServer;
+let cleanup: () => Promise<void>;
+let port: number;
+
+beforeAll(async () => {
+  const tmp = await tempDir();
+  cleanup = tmp.cleanup;
+  server = await startTestServer(`${tmp.dir}/room.db`);
+  port = Number(new URL(server.url).port);
+});
+
+afterAll(async () => {
+  await server.stop();
+  await cleanup();
+});
+
+/** Send raw request bytes; resolves with what came back and whether the server closed the connection. */
+function raw(request: string, target = port): Promise<{ response: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const socket = connect({ port: target, host: '127.0.0.1' });
+    let response = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      response += chunk;
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => resolve({ response, closedByServer: true }));
+    socket.write(request);
+  });
+}
+
+describe('upgrade requests that are not WebSocket upgrades of /ws', () => {
+  it.each([
+    [
+      'h2c on /healthz',
+      'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    ],
+    [
+      'websocket and h2c on /ws',
+      'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    ],
+    [
+      'websocket on another path',
+      'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    ],
+    [
+      'websocket without a key',
+      'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    ],
+  ])('answers %s and closes the connection', async (_what, request) => {
+    const { response, closedByServer } = await raw(request);
+    expect(response).toMatch(/^HTTP\/1\.1 4(00|04|26) /u);
+    expect(response).toContain(RefusalCode.BadUpgrade);
+    expect(closedByServer).toBe(true);
+  });
+
+  it('keeps no descriptor for 300 of them, even from clients that never close, and keeps serving', async () => {
+    const tmp = await tempDir();
+    const spawned = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`]);
+    const pid = spawned.proc.pid as number;
+    const descriptors = (): number => readdirSync(`/proc/${pid}/fd`).length;
+    const target = Number(new URL(spawned.url ?? '').port);
+    try {
+      const before = descriptors();
+      const h2c =
+        'GET /static/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n';
+      // Each client writes its request and never reads or closes: only the server can let go.
+      const clients = Array.from({ length: 300 }, () => {
+        const socket = connect({ port: target, host: '127.0.0.1' });
+        socket.on('error', () => {});
+        socket.write(h2c);
+        return socket;
+      });
+      const deadline = Date.now() + 10_000;
+      let count = descriptors();
+      while (count > before + 10 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        count = descriptors();
+      }
+      expect(count).toBeLessThanOrEqual(before + 10);
+      expect((await fetch(`${spawned.url}/healthz`)).status).toBe(200);
+      const b = await browserClient(spawned.url ?? '', 'after', 'upgrades');
+      await b.waitFor((f) => f.type === 'welcome');
+      b.close();
+      for (const socket of clients) socket.destroy();
+    } finally {
+      await spawned.stop();
+      await tmp.cleanup();
+    }
+  });
+});
+
+describe('a WebSocket handshake that stalls', () => {
+  it('is cut after the handshake timeout, and its connection slot comes back', async () => {
+    let release!: () => void;
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const hub = new Hub({ transcript: {} as Transcript, lastSeq: 0 });
+    const listening = await nodeRuntime.listen(
+      {
+        fetch: async () => {
+          await stalled;
+          return new Response('late', { status: 500 });
+        },
+      } as never,
+      {
+        hub,
+        log: silentLog,
+        host: '127.0.0.1',
+        port: 0,
+        checkDatabase: async () => {},
+        trustProxy: [],
+        limits: DEFAULT_LIMITS,
+        handshakeTimeoutMs: 300,
+      },
+    );
+    try {
+      const started = performance.now();
+      const { response, closedByServer } = await raw(
+        'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        listening.port,
+      );
+      expect(closedByServer).toBe(true);
+      expect(response).toBe('');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    } finally {
+      release();
+      listening.stopAccepting();
+      listening.destroyAll();
+    }
+  });
+
+  it('holds a connection slot from admission until the socket closes, opened or not', async () => {
+    const { app, hub } = bareApp({ upgrade: async () => undefined });
+    const headers = { upgrade: 'websocket' };
+    // The upgrade is refused after admission: the slot it took must come back every time.
+    for (let i = 0; i < DEFAULT_LIMITS.maxBrowsersPerIp + 5; i++) {
+      const res = await app.request('/ws?user=a&room=slots', { headers });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.code).toBe(RefusalCode.BadUpgrade);
+    }
+    expect(hub.stats.connections).toBe(0);
+  });
+});
+
+describe('dev mode: only the server’s own pages may open /ws', () => {
+  const upgrade = (headers: Record<string, string>) =>
+    bareApp().app.request('/ws?user=alice&room=secret&since=0', {
+      headers: { upgrade: 'websocket', ...headers },
+    });
+
+  it('refuses a page from another origin (403 bad_origin)', async () => {
+    for (const origin of ['http://evil.example', 'http://127.0.0.1:9999', 'https://127.0.0.1:8080', 'null']) {
+      const res = await upgrade({ origin, host: '127.0.0.1:8080' });
+      expect(res.status, origin).toBe(403);
+      expect((await res.json()).error.code).toBe(RefusalCode.BadOrigin);
+    }
+  });
+
+  it('refuses a name that only resolves here (DNS rebinding) on every route but /healthz (403 bad_host)', async () => {
+    const { app } = bareApp();
+    for (const path of ['/ws?user=a&room=b', '/', '/me', '/static/app.js']) {
+      const res = await app.request(path, {
+        headers: { host: 'evil.example:8080', origin: 'http://evil.example:8080', upgrade: 'websocket' },
+      });
+      expect(res.status, path).toBe(403);
+      expect((await res.json()).error.code).toBe(RefusalCode.BadHost);
+    }
+    expect((await app.request('/healthz', { headers: { host: 'evil.example:8080' } })).status).toBe(200);
+  });
+
+  it('takes its own pages on each loopback name, and clients that are not browsers', async () => {
+    for (const [origin, host] of [
+      ['http://127.0.0.1:8080', '127.0.0.1:8080'],
+      ['http://localhost:8080', 'localhost:8080'],
+      ['http://[::1]:8080', '[::1]:8080'],
+    ] as const) {
+      expect((await upgrade({ origin, host })).status, origin).toBe(101);
+    }
+    expect((await upgrade({ host: '127.0.0.1:8080' })).status).toBe(101);
+  });
+
+  it('over real sockets, a page of another origin gets nothing from the room', async () => {
+    const watcher = await browserClient(server.url, 'alice', 'secret');
+    await watcher.waitFor((f) => f.type === 'welcome');
+    watcher.send({ type: 'message', text: 'private' });
+    await watcher.waitFor((f) => f.type === 'message');
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws?user=mallory&room=secret&since=0`, {
+        origin: 'http://evil.example',
+      });
+      ws.on('open', () => resolve(101));
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('error', () => {});
+    });
+    expect(status).toBe(403);
+    expect(ofType(watcher.frames, 'presence').filter((f) => f.user === 'mallory')).toEqual([]);
+    watcher.close();
+  });
+});
