@@ -1,6 +1,8 @@
 // Flags and environment become one validated configuration; mistakes are one clear ConfigError.
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { type Config, ConfigError, DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
+import { README, withSettingsTables } from '../scripts/config-docs.ts';
+import { type Config, ConfigError, DEFAULT_LIMITS, parseCommand, SETTING_ROWS } from '../src/config.ts';
 
 const run = (argv: string[], env: Record<string, string> = {}): Config => {
   const command = parseCommand(argv, env);
@@ -181,5 +183,23 @@ describe('configuration', () => {
     });
     expect(run([]).limits).toEqual(DEFAULT_LIMITS);
     expect(Object.isFrozen(DEFAULT_LIMITS)).toBe(true);
+  });
+
+  it("the README's Configuration and Limits tables are the settings table (npm run docs:config writes them)", async () => {
+    const readme = await readFile(README, 'utf8');
+    expect(withSettingsTables(readme)).toBe(readme);
+    const rows = readme
+      .split('\n')
+      .filter((line) => line.startsWith('|'))
+      .map((line) => line.split(/(?<!\\)\|/u).map((cell) => cell.trim()));
+    for (const setting of SETTING_ROWS) {
+      // The default is the cell after the environment variable (after the empty one for a flag alone).
+      const [name, skip] = setting.env ? [`\`${setting.env}\``, 1] : [`\`${setting.flag}\``, 2];
+      const row = rows.find((c) => c.includes(name));
+      expect(row, name).toBeDefined();
+      expect(row?.[(row?.indexOf(name) ?? 0) + skip], name).toBe(
+        setting.default === undefined ? '' : `\`${setting.default}\``,
+      );
+    }
   });
 });
