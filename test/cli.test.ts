@@ -3,11 +3,12 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import pkg from '../package.json' with { type: 'json' };
+import { SETTING_ROWS, settingName } from '../src/config.ts';
 import { VERSION } from '../src/version.ts';
 import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
 import { runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
-import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
+import { MAIN, runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
 
 const running: Spawned[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -71,6 +72,18 @@ describe('command line', () => {
     }
   });
 
+  it('--help shows every setting of the table with its environment variable and default', async () => {
+    const { stdout } = await runCli(['--help']);
+    const lines = stdout.split('\n').map((line) => line.trim());
+    for (const setting of SETTING_ROWS) {
+      const name = settingName(setting);
+      const line = lines.find((l) => l.startsWith(`${name} `));
+      expect(line, name).toBeDefined();
+      if (setting.flag && setting.env) expect(line).toContain(`env ${setting.env}`);
+      if (setting.default !== undefined) expect(line).toContain(`default ${setting.default}`);
+    }
+  });
+
   it('--version prints the package version', async () => {
     const { code, stdout } = await runCli(['--version']);
     expect(code).toBe(0);
@@ -106,6 +119,24 @@ describe('command line', () => {
     }
     const { stderr } = await runCli([], { CONSOLE_ROOM_PORT: 'eighty' });
     expect(stderr).toContain('CONSOLE_ROOM_PORT');
+  });
+
+  it('ends with one line naming the variable and exit code 2 on a bad duration or switch, even without sign-in', async () => {
+    const db = await dbPath();
+    const cases: Array<Record<string, string>> = [
+      { CONSOLE_ROOM_HEARTBEAT: 'soon' },
+      { CONSOLE_ROOM_HEARTBEAT: '0s' },
+      { CONSOLE_ROOM_SESSION_IDLE: 'forever' },
+      { CONSOLE_ROOM_OIDC_ALLOW_HTTP: 'maybe' },
+    ];
+    for (const env of cases) {
+      // A deadline: a server that took the value would run until killed.
+      const args = [MAIN, '--ndjson-only', '--ndjson-port', '0', '--db', db];
+      const { code, stderr } = await runProcess(process.execPath, args, { env, deadlineMs: 20_000 });
+      expect(code).toBe(2);
+      oneLine(stderr);
+      expect(stderr).toMatch(new RegExp(`^runspec-room: error: ${Object.keys(env)[0]} "`, 'u'));
+    }
   });
 
   it('ends with one clear line when a port is in use', async () => {

@@ -1,0 +1,310 @@
+// Every setting, once: its flag, environment variable, default, parser and meaning. Drives parsing, --help and the README.
+import type * as v from 'valibot';
+import { LOG_LEVELS } from '../log.ts';
+import {
+  Count,
+  duration,
+  Host,
+  LogLevel,
+  Port,
+  ProxyList,
+  PublicOrigin,
+  Scopes,
+  SessionSecret,
+  Switch,
+  Text,
+  Url,
+} from './values.ts';
+
+/** One setting. The value comes from the flag, else the environment variable, else the default. */
+export interface Setting<T = unknown> {
+  /** The command-line flag, if there is one. */
+  readonly flag?: `--${string}`;
+  /** What the flag's value is called in --help; a flag without one is a switch. */
+  readonly arg?: string;
+  /** The environment variable, if there is one. */
+  readonly env?: `CONSOLE_ROOM_${string}`;
+  /** The value when none is given, as a user would write it; without one the setting is unset. */
+  readonly default?: string;
+  /** Turns the text into the value, or says what is wrong with it. */
+  readonly schema: v.GenericSchema<string, T>;
+  /** One line for --help. */
+  readonly help: string;
+  /** The README's wording (Markdown), where it says more than `help`. */
+  readonly doc?: string;
+  /** The README table that lists it. */
+  readonly table: 'configuration' | 'limits';
+  /** Never repeated in an error message. */
+  readonly secret?: boolean;
+}
+
+/** The loopback address: the browser door's default, and the console door's only address (it trusts whoever can connect). */
+export const LOOPBACK = '127.0.0.1';
+
+/** The settings, in the order --help and the README list them; a limit's key is its field in Config.limits. */
+export const SETTINGS = {
+  host: {
+    flag: '--host',
+    arg: 'HOST',
+    env: 'CONSOLE_ROOM_HOST',
+    default: LOOPBACK,
+    schema: Host,
+    help: 'address the browser door (HTTP/WebSocket) binds',
+    table: 'configuration',
+  },
+  port: {
+    flag: '--port',
+    arg: 'PORT',
+    env: 'CONSOLE_ROOM_PORT',
+    default: '8080',
+    schema: Port,
+    help: 'browser door port (0 picks a free one)',
+    doc: 'browser door port (`0` picks a free one)',
+    table: 'configuration',
+  },
+  ndjsonPort: {
+    flag: '--ndjson-port',
+    arg: 'PORT',
+    env: 'CONSOLE_ROOM_NDJSON_PORT',
+    default: '8765',
+    schema: Port,
+    help: `console door port, always on ${LOOPBACK} (0 picks a free one)`,
+    doc: `console door port; always bound to \`${LOOPBACK}\``,
+    table: 'configuration',
+  },
+  db: {
+    flag: '--db',
+    arg: 'PATH|URL',
+    env: 'CONSOLE_ROOM_DB',
+    default: './console_room.db',
+    schema: Text,
+    help: 'transcript: a file path, or a libsql:// or http(s):// URL',
+    doc: 'transcript: a file path, or a `libsql://` / `http(s)://` URL of a libSQL server',
+    table: 'configuration',
+  },
+  dbAuthToken: {
+    env: 'CONSOLE_ROOM_DB_AUTH_TOKEN',
+    schema: Text,
+    help: 'auth token for a remote libSQL server',
+    table: 'configuration',
+    secret: true,
+  },
+  ndjsonOnly: {
+    flag: '--ndjson-only',
+    default: 'off',
+    schema: Switch,
+    help: 'serve the console door alone; the web stack is not loaded',
+    table: 'configuration',
+  },
+  logLevel: {
+    flag: '--log-level',
+    arg: 'LEVEL',
+    env: 'CONSOLE_ROOM_LOG_LEVEL',
+    default: 'info',
+    schema: LogLevel,
+    help: `log level: ${LOG_LEVELS.join(', ')}`,
+    doc: `${LOG_LEVELS.slice(0, -1)
+      .map((level) => `\`${level}\``)
+      .join(', ')} or \`${LOG_LEVELS.at(-1)}\``,
+    table: 'configuration',
+  },
+  tlsCert: {
+    flag: '--tls-cert',
+    arg: 'FILE',
+    env: 'CONSOLE_ROOM_TLS_CERT',
+    schema: Text,
+    help: 'PEM certificate (with chain): serve https and wss directly',
+    table: 'configuration',
+  },
+  tlsKey: {
+    flag: '--tls-key',
+    arg: 'FILE',
+    env: 'CONSOLE_ROOM_TLS_KEY',
+    schema: Text,
+    help: 'PEM private key for --tls-cert',
+    doc: 'PEM private key for `--tls-cert`',
+    table: 'configuration',
+  },
+  trustProxy: {
+    flag: '--trust-proxy',
+    arg: 'LIST',
+    env: 'CONSOLE_ROOM_TRUST_PROXY',
+    default: 'loopback',
+    schema: ProxyList,
+    help: 'proxy addresses/CIDRs whose X-Forwarded-For/-Proto are believed, or "none"',
+    doc: 'comma-separated addresses or CIDRs whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed; `none` trusts nobody',
+    table: 'configuration',
+  },
+  issuer: {
+    env: 'CONSOLE_ROOM_OIDC_ISSUER',
+    schema: Url,
+    help: 'OpenID Provider issuer URL; setting the sign-in variables turns sign-in on',
+    table: 'configuration',
+  },
+  metadataUrl: {
+    env: 'CONSOLE_ROOM_OIDC_METADATA_URL',
+    schema: Url,
+    help: "the provider's discovery document, if not at the issuer's well-known path",
+    doc: "the provider's discovery document, if it is not at the issuer's well-known path (instead of, or with, the issuer)",
+    table: 'configuration',
+  },
+  clientId: {
+    env: 'CONSOLE_ROOM_OIDC_CLIENT_ID',
+    schema: Text,
+    help: 'client id registered at the provider',
+    table: 'configuration',
+  },
+  clientSecret: {
+    env: 'CONSOLE_ROOM_OIDC_CLIENT_SECRET',
+    schema: Text,
+    help: 'client secret registered at the provider',
+    table: 'configuration',
+    secret: true,
+  },
+  scopes: {
+    env: 'CONSOLE_ROOM_OIDC_SCOPES',
+    default: 'openid profile email',
+    schema: Scopes,
+    help: 'scopes to request (must include openid)',
+    doc: 'scopes to request (must include `openid`)',
+    table: 'configuration',
+  },
+  sessionSecret: {
+    env: 'CONSOLE_ROOM_SESSION_SECRET',
+    schema: SessionSecret,
+    help: 'at least 32 characters; signs cookies (openssl rand -hex 32)',
+    doc: 'at least 32 characters; signs the session cookie and encrypts the login cookie (`openssl rand -hex 32`)',
+    table: 'configuration',
+    secret: true,
+  },
+  publicOrigin: {
+    env: 'CONSOLE_ROOM_PUBLIC_URL',
+    schema: PublicOrigin,
+    help: 'origin people use, e.g. https://room.example.com; redirect URI is this + /auth/callback',
+    doc: 'the origin people use, e.g. `https://room.example.com`; the redirect URI is this plus `/auth/callback`',
+    table: 'configuration',
+  },
+  // Hono's setCookie throws past 400 days (RFC 6265bis caps cookie lifetimes there), which would
+  // fail every sign-in; sessions are counted in whole seconds.
+  sessionIdleSeconds: {
+    env: 'CONSOLE_ROOM_SESSION_IDLE',
+    default: '12h',
+    schema: duration('1s', '400d', 's'),
+    help: 'a session ends after this long unused',
+    doc: 'a session ends after this long unused (an open page counts as use)',
+    table: 'configuration',
+  },
+  sessionMaxSeconds: {
+    env: 'CONSOLE_ROOM_SESSION_MAX',
+    default: '7d',
+    schema: duration('1s', '400d', 's'),
+    help: 'a session ends this long after sign-in, used or not',
+    doc: 'a session ends this long after sign-in, whatever the use',
+    table: 'configuration',
+  },
+  allowHttp: {
+    env: 'CONSOLE_ROOM_OIDC_ALLOW_HTTP',
+    default: 'off',
+    schema: Switch,
+    help: '1 allows a plain-http issuer on a loopback address (local development only)',
+    doc: '`1` allows a plain-http issuer on a loopback address, for local development only',
+    table: 'configuration',
+  },
+  rateBurst: {
+    env: 'CONSOLE_ROOM_RATE_BURST',
+    default: '200',
+    schema: Count,
+    help: 'frames a connection may send at once before the rate applies',
+    doc: 'frames (messages, presence changes, anything else, refused frames included) a connection may send at once',
+    table: 'limits',
+  },
+  ratePerSecond: {
+    env: 'CONSOLE_ROOM_RATE_PER_SECOND',
+    default: '50',
+    schema: Count,
+    help: 'frames per second after the burst; a faster sender is slowed, never dropped',
+    doc: "the rate after the burst. A faster sender is **slowed, never dropped**: the server stops reading that connection until its tokens refill, so the excess waits in the client's and the kernel's buffers and then arrives, in order. An opted-in client gets one `notice` frame (`rate_limited`, `retry_after_ms`) when slowing starts",
+    table: 'limits',
+  },
+  // Under a second a slowed sender that pauses briefly is still the same flood (throttle.ts), so
+  // the rate would drop senders it should only slow. Past 24 days Node's timers overflow.
+  floodTimeoutMs: {
+    env: 'CONSOLE_ROOM_FLOOD_TIMEOUT',
+    default: '30s',
+    schema: duration('1s', '24d'),
+    help: 'a connection slowed by the rate without a break for this long is closed',
+    doc: 'a connection slowed without a break (a second with nothing waiting) for this long is closed: WebSocket close 4429, a console with a log line. What it was echoed stays stored',
+    table: 'limits',
+  },
+  maxBrowsers: {
+    env: 'CONSOLE_ROOM_MAX_BROWSERS',
+    default: '20000',
+    schema: Count,
+    help: 'open browser connections in total',
+    doc: 'open browser connections; more are refused with HTTP 503',
+    table: 'limits',
+  },
+  maxBrowsersPerIp: {
+    env: 'CONSOLE_ROOM_MAX_BROWSERS_PER_IP',
+    default: '100',
+    schema: Count,
+    help: 'open browser connections per client address',
+    doc: 'open browser connections per client address (through trusted proxies); more get 503',
+    table: 'limits',
+  },
+  maxConsoles: {
+    env: 'CONSOLE_ROOM_MAX_CONSOLES',
+    default: '20000',
+    schema: Count,
+    help: 'open console connections in total',
+    doc: 'open console connections; more are closed at once, with a log line',
+    table: 'limits',
+  },
+  maxUnsentBytes: {
+    env: 'CONSOLE_ROOM_MAX_UNSENT',
+    default: '1048576',
+    schema: Count,
+    help: 'bytes of unsent data after which a slow member is disconnected',
+    doc: 'bytes of unsent data a member may hold; a member past it when a new batch arrives is disconnected (WebSocket close 4008)',
+    table: 'limits',
+  },
+  // A heartbeat or hello deadline near zero would spin the server; past 24 days Node's timers
+  // overflow and fire at once.
+  heartbeatMs: {
+    env: 'CONSOLE_ROOM_HEARTBEAT',
+    default: '25s',
+    schema: duration('100ms', '24d'),
+    help: 'ping interval; a peer silent for two intervals is disconnected',
+    doc: "browsers are pinged (WebSocket ping), opted-in consoles get a `ping` frame; a peer that has not answered by the next ping is disconnected, so a dead peer leaves within two intervals. Seed consoles get TCP keepalive only (the kernel's timing decides)",
+    table: 'limits',
+  },
+  helloTimeoutMs: {
+    env: 'CONSOLE_ROOM_HELLO_TIMEOUT',
+    default: '10s',
+    schema: duration('100ms', '24d'),
+    help: 'a console that sends no valid hello by then is closed',
+    table: 'limits',
+  },
+} as const satisfies Record<string, Setting>;
+
+/** The settings as rows, in table order. */
+export const SETTING_ROWS: readonly Setting[] = Object.values(SETTINGS);
+
+/** Flags that are not settings: they print something and exit. */
+export const ACTIONS = [
+  {
+    flag: '--help',
+    short: '-h',
+    help: 'print this help and exit',
+    doc: 'list flags and environment variables',
+  },
+  { flag: '--version', short: '-V', help: 'print the version and exit', doc: 'print the version' },
+] as const;
+
+/** Environment variables earlier versions read, and what took their place. */
+export const RETIRED: ReadonlyArray<readonly [string, string]> = [
+  [
+    'CONSOLE_ROOM_FLOOD_DISCONNECT',
+    `a sender over its rate is now slowed, never dropped; ${SETTINGS.floodTimeoutMs.env} says when one that never slows down is closed`,
+  ],
+];
