@@ -46,6 +46,8 @@ export type Config = Readonly<
     tls: { certFile: string; keyFile: string } | undefined;
     /** Addresses/CIDRs (or "loopback") whose forwarding headers are believed. */
     trustProxy: readonly string[];
+    /** Dev mode: origins whose pages may use the browser door besides its own. */
+    allowedOrigins: readonly string[];
     /** Sign-in settings; undefined means dev mode. */
     auth: AuthConfig | undefined;
     limits: Limits;
@@ -140,6 +142,7 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     logLevel: values.logLevel,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     trustProxy: values.trustProxy,
+    allowedOrigins: values.allowedOrigins ?? [],
     auth: signIn(values),
     limits: limitsFrom((key) => values[key]),
     warnings: RETIRED.filter(([name]) => env[name]).map(([name, why]) => `${name} is no longer read: ${why}`),

@@ -166,6 +166,7 @@ export async function startServer(
       checkDatabase: () => transcript.ping(),
       tls,
       trustProxy: config.trustProxy,
+      allowedOrigins: config.allowedOrigins,
       auth,
       limits,
     }).catch(async (error: unknown) => {

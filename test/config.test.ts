@@ -89,6 +89,21 @@ describe('configuration', () => {
     expect(warnings[0]).toContain('CONSOLE_ROOM_FLOOD_TIMEOUT');
   });
 
+  it('reads the origins allowed in dev mode, and refuses anything that is not an origin', () => {
+    expect(run([]).allowedOrigins).toEqual([]);
+    expect(
+      run([], { CONSOLE_ROOM_ALLOWED_ORIGINS: 'https://room.example.com, http://10.0.0.5:8080/' })
+        .allowedOrigins,
+    ).toEqual(['https://room.example.com', 'http://10.0.0.5:8080']);
+    for (const bad of [
+      'room.example.com',
+      'https://room.example.com/chat',
+      'ftp://x.example',
+      'https://a@b.example',
+    ])
+      expect(() => run([], { CONSOLE_ROOM_ALLOWED_ORIGINS: bad })).toThrow('CONSOLE_ROOM_ALLOWED_ORIGINS');
+  });
+
   it('refuses unknown flags and bad ports with the flag named', () => {
     expect(() => run(['--prot', '1'])).toThrow('--prot');
     expect(() => run(['--ndjson-port', '99999'])).toThrow('--ndjson-port');

@@ -4,7 +4,8 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { DEFAULT_LIMITS } from '../src/config.ts';
+import { DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
+import { devOriginPolicy } from '../src/http/origins.ts';
 import { Hub } from '../src/hub/hub.ts';
 import type { Transcript } from '../src/hub/transcript.ts';
 import { silentLog } from '../src/log.ts';
@@ -161,6 +162,13 @@ describe('a WebSocket handshake that stalls', () => {
   });
 });
 
+/** CONSOLE_ROOM_ALLOWED_ORIGINS as the configuration reads it. */
+function parseOrigins(list: string): readonly string[] {
+  const command = parseCommand([], { CONSOLE_ROOM_ALLOWED_ORIGINS: list });
+  if (command.kind !== 'run') throw new Error('expected a run command');
+  return command.config.allowedOrigins;
+}
+
 describe('dev mode: only the server’s own pages may open /ws', () => {
   const upgrade = (headers: Record<string, string>) =>
     bareApp().app.request('/ws?user=alice&room=secret&since=0', {
@@ -196,6 +204,22 @@ describe('dev mode: only the server’s own pages may open /ws', () => {
       expect((await upgrade({ origin, host })).status, origin).toBe(101);
     }
     expect((await upgrade({ host: '127.0.0.1:8080' })).status).toBe(101);
+  });
+
+  it('takes more origins, and their host names, when CONSOLE_ROOM_ALLOWED_ORIGINS names them (a proxy in front)', async () => {
+    const { app } = bareApp({
+      origins: devOriginPolicy({
+        host: '127.0.0.1',
+        port: () => 8080,
+        tls: false,
+        extra: parseOrigins('https://room.example.com'),
+      }),
+    });
+    const proxied = { host: 'room.example.com', origin: 'https://room.example.com', upgrade: 'websocket' };
+    expect((await app.request('/ws?user=a&room=b', { headers: proxied })).status).toBe(101);
+    expect((await app.request('/me', { headers: { host: 'room.example.com' } })).status).toBe(200);
+    const other = { ...proxied, origin: 'https://other.example.com' };
+    expect((await app.request('/ws?user=a&room=b', { headers: other })).status).toBe(403);
   });
 
   it('over real sockets, a page of another origin gets nothing from the room', async () => {

@@ -1,11 +1,13 @@
 // Every setting, once: its flag, environment variable, default, parser and meaning. Drives parsing, --help and the README.
 import type * as v from 'valibot';
 import { LOG_LEVELS } from '../log.ts';
+import { HEARTBEAT_MS, HELLO_TIMEOUT_MS } from '../protocol/constants.ts';
 import {
   Count,
   duration,
   Host,
   LogLevel,
+  OriginList,
   Port,
   ProxyList,
   PublicOrigin,
@@ -133,6 +135,14 @@ export const SETTINGS = {
     schema: ProxyList,
     help: 'proxy addresses/CIDRs whose X-Forwarded-For/-Proto are believed, or "none"',
     doc: 'comma-separated addresses or CIDRs whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed; `none` trusts nobody',
+    table: 'configuration',
+  },
+  allowedOrigins: {
+    env: 'CONSOLE_ROOM_ALLOWED_ORIGINS',
+    default: '',
+    schema: OriginList,
+    help: 'dev mode: origins whose pages may use the browser door besides its own (a proxy in front)',
+    doc: "dev mode only: comma-separated origins, such as a proxy's `https://room.example.com`, whose pages may open `/ws` besides the server's own; their host names are answered too. Signed in, only `CONSOLE_ROOM_PUBLIC_URL` counts",
     table: 'configuration',
   },
   issuer: {
@@ -272,7 +282,7 @@ export const SETTINGS = {
   // overflow and fire at once.
   heartbeatMs: {
     env: 'CONSOLE_ROOM_HEARTBEAT',
-    default: '25s',
+    default: `${HEARTBEAT_MS / 1000}s`,
     schema: duration('100ms', '24d'),
     help: 'ping interval; a peer silent for two intervals is disconnected',
     doc: "browsers are pinged (WebSocket ping), opted-in consoles get a `ping` frame; a peer that has not answered by the next ping is disconnected, so a dead peer leaves within two intervals. Seed consoles get TCP keepalive only (the kernel's timing decides)",
@@ -280,7 +290,7 @@ export const SETTINGS = {
   },
   helloTimeoutMs: {
     env: 'CONSOLE_ROOM_HELLO_TIMEOUT',
-    default: '10s',
+    default: `${HELLO_TIMEOUT_MS / 1000}s`,
     schema: duration('100ms', '24d'),
     help: 'a console that sends no valid hello by then is closed',
     table: 'limits',

@@ -104,6 +104,38 @@ export const PublicOrigin = v.pipe(
   v.transform((url) => url.origin),
 );
 
+/** Web origins (http or https, no path), separated by commas; the value is each one's origin. */
+export const OriginList = v.pipe(
+  v.string(),
+  v.transform((text) =>
+    text
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean),
+  ),
+  v.check(
+    (items) => items.every(isOrigin),
+    (issue) =>
+      `${JSON.stringify((issue.input as string[]).find((item) => !isOrigin(item)))} is not an origin such as https://room.example.com`,
+  ),
+  v.transform((items) => items.map((item) => new URL(item).origin)),
+);
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      (url.pathname === '/' || url.pathname === '') &&
+      !url.search &&
+      !url.hash &&
+      !url.username
+    );
+  } catch {
+    return false;
+  }
+}
+
 /** OIDC scopes, separated by spaces or commas; openid must be one of them. */
 export const Scopes = v.pipe(
   v.string(),
