@@ -139,7 +139,6 @@ export const SETTINGS = {
   },
   allowedOrigins: {
     env: 'CONSOLE_ROOM_ALLOWED_ORIGINS',
-    default: '',
     schema: OriginList,
     help: 'dev mode: origins whose pages may use the browser door besides its own (a proxy in front)',
     doc: "dev mode only: comma-separated origins, such as a proxy's `https://room.example.com`, whose pages may open `/ws` besides the server's own; their host names are answered too. Signed in, only `CONSOLE_ROOM_PUBLIC_URL` counts",
