@@ -3,17 +3,11 @@ import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { type ServerProcess, spawnServerProcess } from '../support/server-process.ts';
 import { browserClient, consoleClient, ofType, upgradeStatus } from './helpers/clients.ts';
 import { describeDoors } from './helpers/door-suite.ts';
 import { makePki } from './helpers/pki.ts';
-import {
-  findDeno,
-  ROOT,
-  requireUnderCi,
-  runProcess,
-  type ServerProcess,
-  spawnServerProcess,
-} from './helpers/process.ts';
+import { findDeno, ROOT, requireUnderCi, runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 
 const deno = findDeno();
