@@ -1,6 +1,5 @@
 // A quick throughput check: one console sends as fast as echoes allow into a room of browsers.
 // Usage: npm run bench:quick -- [--browsers 10] [--seconds 5] [--window 64]
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { spawnServerProcess } from '../support/server-process.ts';
 import { cpuSeconds, rssMiB } from './proc.ts';
 import { OURS_ENV } from './servers.ts';
 
@@ -23,23 +23,14 @@ const seconds = Number(values.seconds);
 const window = Number(values.window);
 
 const dir = mkdtempSync(join(tmpdir(), 'runspec-bench-'));
-const server = spawn(
+const server = await spawnServerProcess(
   process.execPath,
   ['dist/main.js', '--port', '0', '--ndjson-port', '0', '--db', join(dir, 'b.db')],
-  {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...OURS_ENV, CONSOLE_ROOM_LOG_LEVEL: 'info' },
-  },
+  { env: { ...OURS_ENV, CONSOLE_ROOM_LOG_LEVEL: 'info' }, ownGroup: false, maxOutput: 100_000 },
 );
-let log = '';
-await new Promise<void>((resolve) => {
-  server.stderr.on('data', (d: Buffer) => {
-    log += d.toString();
-    if (log.includes(' ready ')) resolve();
-  });
-});
-const url = /url=(\S+)/u.exec(log)?.[1] ?? '';
-const consolePort = Number(/address=[\d.]+:(\d+)/u.exec(log)?.[1]);
+const pid = server.proc.pid as number;
+const url = server.url ?? '';
+const { consolePort } = server;
 
 let delivered = 0;
 const sockets: WebSocket[] = [];
@@ -89,11 +80,11 @@ while (inflight < window) sendOne();
 await new Promise((resolve) => setTimeout(resolve, 1000));
 measuring = true;
 delivered = 0;
-const cpu0 = cpuSeconds(server.pid as number);
+const cpu0 = cpuSeconds(pid);
 const t0 = performance.now();
 await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 const elapsed = (performance.now() - t0) / 1000;
-const cpu = cpuSeconds(server.pid as number) - cpu0;
+const cpu = cpuSeconds(pid) - cpu0;
 measuring = false;
 latencies.sort((a, b) => a - b);
 const pct = (p: number): string =>
@@ -109,7 +100,7 @@ console.log(
       browserDeliveriesPerSecond: Math.round(delivered / elapsed),
       echoLatencyMs: { p50: pct(0.5), p99: pct(0.99), max: pct(1) },
       serverCpuPercent: Math.round((cpu / elapsed) * 100),
-      serverRssMiB: Math.round(rssMiB(server.pid as number)),
+      serverRssMiB: Math.round(rssMiB(pid)),
     },
     null,
     2,
@@ -117,6 +108,5 @@ console.log(
 );
 sock.destroy();
 for (const ws of sockets) ws.terminate();
-server.kill('SIGTERM');
-await new Promise((resolve) => server.once('close', resolve));
+await server.stop('SIGTERM');
 rmSync(dir, { recursive: true, force: true });

@@ -1,10 +1,9 @@
 // Start each server under test as its own process, find its ports, read its reports, stop it.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { spawnServerProcess } from '../support/server-process.ts';
 import type { AgentReport } from './agent.ts';
 import type { Target } from './loadgen/clients.ts';
 
@@ -105,46 +104,34 @@ export async function startServer(kind: ServerKind, options: StartOptions = {}):
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
   const argv = command(kind, join(dir, 'bench.db'), options);
   const script = `ulimit -n ${FILE_LIMIT} 2>/dev/null; exec ${argv.map(quote).join(' ')}`;
-  const child: ChildProcess = spawn('bash', ['-c', script], {
+  let drops = 0;
+  let firstDropAt: number | undefined;
+  const reportWaiters: ((r: AgentReport) => void)[] = [];
+  const server = await spawnServerProcess('bash', ['-c', script], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
     env: {
-      ...process.env,
       ...(kind === 'ours' ? OURS_ENV : {}),
       CONSOLE_ROOM_LOG_LEVEL: 'info',
       BENCH_AGENT_GC: options.gc ? '1' : '0',
     },
+    readyMs: 60_000,
+    // In the bench's own process group: a Ctrl-C of the run stops its servers too.
+    ownGroup: false,
+    maxOutput: 100_000,
+    onLine: (line, stream) => {
+      if (stream === 'stdout') {
+        if (line.startsWith('BENCH ')) reportWaiters.shift()?.(JSON.parse(line.slice(6)) as AgentReport);
+      } else if (line.includes('dropping member')) {
+        drops += 1;
+        firstDropAt ??= Date.now();
+      }
+    },
+  }).catch((error: Error) => {
+    const [what, ...log] = error.message.split('\n');
+    throw new Error(`${kind}: ${what}\n${log.join('\n').slice(-2000)}`);
   });
-  let log = '';
-  let drops = 0;
-  let firstDropAt: number | undefined;
-  const reportWaiters: ((r: AgentReport) => void)[] = [];
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-
-  if (child.stdout)
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.startsWith('BENCH ')) reportWaiters.shift()?.(JSON.parse(line.slice(6)) as AgentReport);
-    });
-  const ready = new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) =>
-      reject(new Error(`${kind} exited (${code}) before ready:\n${log.slice(-2000)}`)),
-    );
-    child.stderr?.on('data', (chunk: Buffer) => {
-      if (log.length < 100_000) log += chunk.toString('utf8');
-    });
-    if (child.stderr)
-      createInterface({ input: child.stderr }).on('line', (line) => {
-        if (line.includes('dropping member')) {
-          drops += 1;
-          firstDropAt ??= Date.now();
-        }
-        if (line.includes(' ready')) resolve();
-      });
-  });
-  await ready;
-  const url = /browser door listening url=(\S+)/u.exec(log)?.[1];
-  const consolePort = Number(/console door listening address=[\d.]+:(\d+)/u.exec(log)?.[1]);
-  if (!url || !consolePort) throw new Error(`${kind}: could not find its ports in:\n${log}`);
+  const { url, consolePort, proc: child } = server;
+  if (!url || !consolePort) throw new Error(`${kind}: could not find its ports in:\n${server.output()}`);
   const pid = child.pid as number;
 
   return {
@@ -167,9 +154,8 @@ export async function startServer(kind: ServerKind, options: StartOptions = {}):
         child.kill('SIGUSR2');
       }),
     stop: async () => {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
+      const timer = setTimeout(() => void server.stop('SIGKILL'), 15_000);
+      await server.stop('SIGTERM');
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
     },

@@ -64,11 +64,18 @@ async function loadTls(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer;
   return { cert, key };
 }
 
+/** How the server's own parts are started, where a caller needs another way (tests). */
+export interface StartOptions {
+  /** The transcript writer thread's entry module; Node 20 cannot start the TypeScript one by itself. */
+  writerScript?: URL | undefined;
+}
+
 /** Start everything the configuration asks for. Throws StartError on a clear operator mistake. */
 export async function startServer(
   config: Config,
   log: Log,
   loadWeb: () => Promise<WebStarter> = nodeWeb,
+  options: StartOptions = {},
 ): Promise<RunningServer> {
   for (const warning of config.warnings) log.warn(warning);
   const tls = config.tls && !config.ndjsonOnly ? await loadTls(config.tls) : undefined;
@@ -83,9 +90,11 @@ export async function startServer(
   });
   // A local file is written from its own thread, so commits and their fsync never stall the sockets.
   const writer = database.local
-    ? await WorkerAppender.start(database.url, (error) =>
-        log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
-      ).catch((error: unknown) => {
+    ? await WorkerAppender.start(database.url, {
+        script: options.writerScript,
+        onLost: (error) =>
+          log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
+      }).catch((error: unknown) => {
         database.close();
         throw new StartError(`cannot write to database ${config.db}: ${(error as Error).message}`);
       })

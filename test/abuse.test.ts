@@ -6,7 +6,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEFAULT_LIMITS } from '../src/config.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../src/protocol/codes.ts';
-import { browserClient, consoleClient, ofType, quiet } from './helpers/clients.ts';
+import {
+  barrier,
+  browserClient,
+  type ConsoleClient,
+  consoleClient,
+  ofType,
+  upgradeStatus,
+} from './helpers/clients.ts';
+import { Count } from './helpers/events.ts';
 import { startTestServer, type TestServer, tempDir, untilRoomSize } from './helpers/server.ts';
 import { spawnServer } from './helpers/spawn.ts';
 
@@ -191,32 +199,22 @@ describe('flood control, with the shipped defaults', () => {
 });
 
 describe('connection limits', () => {
-  const status = (url: string) =>
-    new Promise<number>((resolve) => {
-      const ws = new WebSocket(url);
-      ws.on('open', () => {
-        resolve(101);
-      });
-      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on('error', () => {});
-    });
-
   it('refuses browsers over the per-address limit with 503, and takes them again once one leaves', async () => {
     const s = await server({ CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '2' });
     const a = await browserClient(s.url, 'a', 'ops');
     await browserClient(s.url, 'b', 'ops');
     const url = `${s.url.replace('http', 'ws')}/ws?user=c&room=ops`;
-    expect(await status(url)).toBe(503);
+    expect(await upgradeStatus(url)).toBe(503);
     a.close();
     await a.closed;
     await untilRoomSize(s, 'ops', 1);
-    expect(await status(url)).toBe(101);
+    expect(await upgradeStatus(url)).toBe(101);
   });
 
   it('refuses browsers over the total limit with 503', async () => {
     const s = await server({ CONSOLE_ROOM_MAX_BROWSERS: '1' });
     await browserClient(s.url, 'a', 'ops');
-    expect(await status(`${s.url.replace('http', 'ws')}/ws?user=b&room=ops`)).toBe(503);
+    expect(await upgradeStatus(`${s.url.replace('http', 'ws')}/ws?user=b&room=ops`)).toBe(503);
   });
 
   it('closes consoles over the console limit at once, and the ones inside keep working', async () => {
@@ -299,6 +297,24 @@ describe('slow consumers', () => {
 describe('heartbeats', () => {
   const fast = { CONSOLE_ROOM_HEARTBEAT: '200ms' };
 
+  /** An opted-in console that answers every ping. */
+  async function answeringConsole(s: TestServer, room: string, user: string): Promise<ConsoleClient> {
+    const c = await consoleClient(s.consolePort, { type: 'hello', room, user, protocol: 2 });
+    c.socket.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('"ping"')) c.send({ type: 'pong' });
+    });
+    return c;
+  }
+
+  /** Resolves once `c` has been sent `n` more pings; each comes a heartbeat interval after the last. */
+  async function morePings(c: ConsoleClient, n: number): Promise<void> {
+    let from = c.frames.length;
+    for (let i = 0; i < n; i++) {
+      const ping = await c.waitFor((f) => f.type === 'ping', 3000, from);
+      from = c.frames.indexOf(ping) + 1;
+    }
+  }
+
   it('terminates a browser that stops answering pings; the room sees it leave within two intervals', async () => {
     const s = await server(fast);
     // A seed console watches: it is not pinged, so it stays whatever it does.
@@ -317,22 +333,17 @@ describe('heartbeats', () => {
   it('keeps a browser that answers pings', async () => {
     const s = await server(fast);
     const b = await browserClient(s.url, 'alive', 'ops');
+    const pinged = new Count();
+    b.ws.on('ping', () => pinged.add());
     await b.waitFor((f) => f.type === 'welcome');
-    await quiet(1000);
+    // A ping goes only to a browser that answered the one before: the third means it passed two checks.
+    await pinged.reached(3, 3000);
     expect(s.hub.roomSize('ops')).toBe(1);
   });
 
   it('pings an opted-in console and closes it when it stops answering; answering keeps it', async () => {
     const s = await server(fast);
-    const answering = await consoleClient(s.consolePort, {
-      type: 'hello',
-      room: 'ops',
-      user: 'answering',
-      protocol: 2,
-    });
-    answering.socket.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('"ping"')) answering.send({ type: 'pong' });
-    });
+    const answering = await answeringConsole(s, 'ops', 'answering');
     const silent = await consoleClient(s.consolePort, {
       type: 'hello',
       room: 'ops',
@@ -344,15 +355,18 @@ describe('heartbeats', () => {
     await silent.closed;
     expect(Date.now() - started).toBeLessThan(2 * 200 + 250);
     await answering.waitFor((f) => f.type === 'presence' && f.user === 'silent' && f.status === 'away');
-    await quiet(800);
+    await morePings(answering, 3);
     expect(s.hub.roomSize('ops')).toBe(1);
   });
 
   it('never sends a seed console a ping frame', async () => {
     const s = await server(fast);
     const seed = await consoleClient(s.consolePort, { type: 'hello', room: 'ops', user: 'seed' });
-    await quiet(700);
-    expect(seed.frames).toEqual([]);
+    await untilRoomSize(s, 'ops', 1);
+    // The door pings every opted-in console on one clock: one in another room counts its ticks.
+    const clock = await answeringConsole(s, 'elsewhere', 'clock');
+    await morePings(clock, 3);
+    expect(await barrier(seed)).toEqual([]);
     expect(s.hub.roomSize('ops')).toBe(1);
   });
 });

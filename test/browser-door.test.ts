@@ -1,9 +1,15 @@
 // The browser door over a real WebSocket and HTTP: backscroll, resume, query validation, page and health.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import { bareApp } from './helpers/app.ts';
-import { browserClient, consoleClient, type Frame, ofType, quiet } from './helpers/clients.ts';
+import {
+  barrier,
+  browserClient,
+  consoleClient,
+  type Frame,
+  ofType,
+  upgradeStatus,
+} from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 
 let server: TestServer;
@@ -40,8 +46,7 @@ describe('browser door: history', () => {
     await fill(room, 60);
     const b = await browserClient(server.url, 'carol', room);
     await b.waitFor((f) => f.type === 'message' && f.text === 'm59');
-    await quiet();
-    const texts = ofType(b.frames, 'message').map((f) => f.text);
+    const texts = ofType(await barrier(b), 'message').map((f) => f.text);
     expect(texts).toEqual(Array.from({ length: 50 }, (_, i) => `m${i + 10}`));
     expect(b.frames[0]?.type).toBe('welcome');
     b.close();
@@ -57,8 +62,7 @@ describe('browser door: history', () => {
     await fill(room, 7, 'missed');
     const again = await browserClient(server.url, 'dave', room, last.seq as number);
     await again.waitFor((f) => f.type === 'message' && f.text === 'missed6');
-    await quiet();
-    expect(ofType(again.frames, 'message').map((f) => f.text)).toEqual(
+    expect(ofType(await barrier(again), 'message').map((f) => f.text)).toEqual(
       Array.from({ length: 7 }, (_, i) => `missed${i}`),
     );
     expect(again.frames[0]).toMatchObject({ type: 'welcome', complete: true });
@@ -70,8 +74,7 @@ describe('browser door: history', () => {
     const sent = await fill(room, 2);
     const b = await browserClient(server.url, 'erin', room, sent.at(-1)?.seq as number);
     await b.waitFor((f) => f.type === 'welcome');
-    await quiet();
-    expect(ofType(b.frames, 'message')).toEqual([]);
+    expect(ofType(await barrier(b), 'message')).toEqual([]);
     b.close();
   });
 
@@ -90,17 +93,8 @@ describe('browser door: history', () => {
 });
 
 describe('browser door: input at the door', () => {
-  const upgrade = async (query: string): Promise<number> => {
-    const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws${query}`);
-    return new Promise((resolve) => {
-      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on('open', () => {
-        ws.close();
-        resolve(101);
-      });
-      ws.on('error', () => {});
-    });
-  };
+  const upgrade = (query: string): Promise<number> =>
+    upgradeStatus(`${server.url.replace('http', 'ws')}/ws${query}`);
 
   it('refuses an upgrade without a valid user and room with 400 before upgrading', async () => {
     expect(await upgrade('?room=ops')).toBe(400);

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/protocol/codes.ts';
-import { consoleClient, ofType, quiet } from './helpers/clients.ts';
+import { barrier, consoleClient, ofType } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir, untilRoomSize } from './helpers/server.ts';
 
 let server: TestServer;
@@ -253,8 +253,7 @@ describe('console door', () => {
     const late = await consoleClient(server.consolePort, { type: 'hello', room, user: 'late', protocol: 2 });
     await late.waitFor((f) => f.type === 'welcome');
     await late.waitFor((f) => f.type === 'presence' && f.user === 'talker');
-    await quiet();
-    expect(ofType(late.frames, 'message')).toEqual([]);
+    expect(ofType(await barrier(late), 'message')).toEqual([]);
     talker.close();
     late.close();
   });

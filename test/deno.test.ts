@@ -3,17 +3,11 @@ import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
+import { type ServerProcess, spawnServerProcess } from '../support/server-process.ts';
+import { browserClient, consoleClient, ofType, upgradeStatus } from './helpers/clients.ts';
 import { describeDoors } from './helpers/door-suite.ts';
 import { makePki } from './helpers/pki.ts';
-import {
-  findDeno,
-  ROOT,
-  requireUnderCi,
-  runProcess,
-  type ServerProcess,
-  spawnServerProcess,
-} from './helpers/process.ts';
+import { findDeno, ROOT, requireUnderCi, runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 
 const deno = findDeno();
@@ -81,15 +75,7 @@ describe.skipIf(!deno)('on Deno', () => {
 
     it('refuses an upgrade without a valid user and room with 400, and a plain GET with 426', async () => {
       const upgrade = (query: string) =>
-        new Promise<number>((resolve) => {
-          const ws = new WebSocket(`${(server.url as string).replace('http', 'ws')}/ws${query}`);
-          ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-          ws.on('open', () => {
-            ws.close();
-            resolve(101);
-          });
-          ws.on('error', () => {});
-        });
+        upgradeStatus(`${(server.url as string).replace('http', 'ws')}/ws${query}`);
       expect(await upgrade('?room=ops')).toBe(400);
       expect(await upgrade(`?user=${encodeURIComponent('evil\u202etxt')}&room=ops`)).toBe(400);
       expect(await upgrade('?user=alice&room=ops')).toBe(101);

@@ -1,37 +1,23 @@
-// Unit tests of the Hub (src/hub/hub.ts) with fake peers and an in-memory fake transcript: presence, stamping, group commit, backscroll, resume, drops and shutdown.
+// Unit tests of the Hub (src/hub/hub.ts) with fake peers and an in-memory fake transcript: presence, stamping, batching, backscroll, resume, drops and shutdown.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type HubOptions } from '../src/hub/hub.ts';
 import type { Encoded, Outgoing, Peer } from '../src/hub/peer.ts';
-import { GroupCommit, type NewMessage, type StoredMessage, type Transcript } from '../src/hub/transcript.ts';
+import type { NewMessage, StoredMessage, Transcript } from '../src/hub/transcript.ts';
 import { CloseCode, ErrorCode } from '../src/protocol/codes.ts';
 import type { ErrorOut, MessageOut, PresenceOut, ServerFrame, WelcomeOut } from '../src/protocol/frames.ts';
+import { Count, deferred, Turns } from './helpers/events.ts';
 
 const MiB = 1024 * 1024;
-
-interface Deferred<T = void> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (error: Error) => void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Let queued microtasks and a few macrotasks run, for "nothing happened" assertions. */
-const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 /** An in-memory transcript: increasing seq numbers, appends that can be held or made to fail. */
 class FakeTranscript implements Transcript {
   readonly stored: StoredMessage[] = [];
   /** Size of every append call, in call order. */
   readonly batches: number[] = [];
+  /** Append calls made (counted as each starts). */
+  readonly appends = new Count();
+  /** History reads made (counted as each starts). */
+  readonly reads = new Count();
   /** While set, appends wait for it before storing anything. */
   hold: Promise<void> | undefined;
   /** While set, appends store at once but wait for it before reporting success. */
@@ -43,6 +29,7 @@ class FakeTranscript implements Transcript {
 
   async append(messages: readonly NewMessage[]): Promise<number[]> {
     this.batches.push(messages.length);
+    this.appends.add();
     const hold = this.hold;
     if (hold) await hold;
     if (this.failAppends) throw new Error('disk I/O error');
@@ -59,11 +46,13 @@ class FakeTranscript implements Transcript {
   }
 
   async recent(room: string, limit: number): Promise<StoredMessage[]> {
+    this.reads.add();
     if (this.holdReads) await this.holdReads;
     return this.stored.filter((m) => m.room === room).slice(-limit);
   }
 
   async after(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
+    this.reads.add();
     if (this.holdReads) await this.holdReads;
     return this.stored.filter((m) => m.room === room && m.seq > seq).slice(0, limit);
   }
@@ -352,13 +341,13 @@ describe('backscroll', () => {
     const commit = deferred();
     transcript.hold = commit.promise;
     const sending = [hub.message(alice, 'one'), hub.message(alice, 'two')];
-    await settle();
+    await transcript.appends.reached(1);
 
     const reads = deferred();
     transcript.holdReads = reads.promise;
     const browser = new FakePeer('bob', { wantsBackscroll: true });
     const joining = hub.join(browser);
-    await settle();
+    await transcript.reads.reached(1);
 
     commit.resolve();
     await Promise.all(sending); // committed and broadcast while the browser's history is still loading
@@ -383,7 +372,7 @@ describe('backscroll', () => {
     const ack = deferred();
     transcript.holdAck = ack.promise;
     const sending = hub.message(alice, 'one');
-    await settle();
+    await transcript.appends.reached(1);
     expect(transcript.stored.map((m) => m.text)).toEqual(['one']);
 
     const browser = new FakePeer('bob', { wantsBackscroll: true });
@@ -610,7 +599,7 @@ describe('messages', () => {
     const commit = deferred();
     transcript.hold = commit.promise;
     const sending = hub.message(alice, 'careful');
-    await settle();
+    await transcript.appends.reached(1);
     expect(transcript.batches).toEqual([1]);
     expect(alice.messages).toEqual([]);
     expect(bob.messages).toEqual([]);
@@ -679,17 +668,20 @@ describe('messages', () => {
   });
 
   it('messages sent while a commit is in flight go together in the next batch', async () => {
-    const hub = makeHub();
+    const turns = new Turns();
+    const hub = makeHub({ yieldToIo: turns.yieldToIo });
     const alice = new FakePeer('alice');
     await hub.join(alice);
 
     const commit = deferred();
     transcript.hold = commit.promise;
     const first = hub.message(alice, 'first');
-    await settle();
+    await turns.give();
     const rest = Array.from({ length: 10 }, (_, i) => hub.message(alice, `r${i}`));
-    await settle();
+    await turns.giveAll();
+    expect(transcript.batches).toEqual([1]); // the rest wait while the store holds the first
     commit.resolve();
+    await turns.give();
     await Promise.all([first, ...rest]);
 
     expect(transcript.batches).toEqual([1, 10]);
@@ -932,13 +924,13 @@ describe('shutdown', () => {
     const commit = deferred();
     transcript.hold = commit.promise;
     const sending = [hub.message(alice, 'last words'), hub.message(bob, 'me too')];
-    await settle();
 
     let done = false;
     const shuttingDown = hub.shutdown().then(() => {
       done = true;
     });
-    await settle();
+    // The batch reaches the store after a turn of I/O, and is held there: shutdown still waits.
+    await transcript.appends.reached(1);
     expect(done).toBe(false);
     expect(alice.closes).toEqual([]);
     expect(hub.accepting).toBe(false);
@@ -985,132 +977,5 @@ describe('shutdown', () => {
     expect(alice.errors.map((e) => e.code)).toEqual([ErrorCode.ShuttingDown]);
     expect(alice.messages).toEqual([]);
     expect(transcript.batches).toEqual([]);
-  });
-});
-
-describe('group commit with a store that takes two appends at once', () => {
-  /** A store whose appends are answered by the test, in any order it likes. */
-  class ManualStore implements Transcript {
-    readonly appendsInFlight: number;
-    readonly calls: { messages: readonly NewMessage[]; answer: Deferred<number[]> }[] = [];
-    constructor(inFlight: number) {
-      this.appendsInFlight = inFlight;
-    }
-    append(messages: readonly NewMessage[]): Promise<number[]> {
-      const answer = deferred<number[]>();
-      this.calls.push({ messages, answer });
-      return answer.promise;
-    }
-    recent = async (): Promise<StoredMessage[]> => [];
-    after = async (): Promise<StoredMessage[]> => [];
-    lastSeq = async (): Promise<number> => 0;
-  }
-  const m = (text: string): NewMessage => ({ id: text, room: 'ops', sender: 'ann', text, ts: 1 });
-
-  it('the next batch is handed to the store while the previous one is still committing', async () => {
-    const store = new ManualStore(2);
-    const commit = new GroupCommit(store, () => {});
-    void commit.submit(m('a'));
-    await settle();
-    void commit.submit(m('b'));
-    await settle();
-    expect(store.calls.map((c) => c.messages.map((x) => x.text))).toEqual([['a'], ['b']]);
-
-    const serial = new ManualStore(1);
-    const one = new GroupCommit(serial, () => {});
-    void one.submit(m('a'));
-    await settle();
-    void one.submit(m('b'));
-    await settle();
-    expect(serial.calls).toHaveLength(1); // waits for the first answer
-  });
-
-  it('batches answered out of order are still reported, and acknowledged, in the order they were made', async () => {
-    const store = new ManualStore(2);
-    const reported: string[] = [];
-    const commit = new GroupCommit(store, (batch) =>
-      reported.push(...batch.map((x) => `${x.text}:${x.seq}`)),
-    );
-    const acks: string[] = [];
-    const a = commit.submit(m('a')).then((s) => acks.push(s.text));
-    await settle();
-    const b = commit.submit(m('b')).then((s) => acks.push(s.text));
-    await settle();
-    store.calls[1]?.answer.resolve([2]);
-    await settle();
-    expect(reported).toEqual([]); // 'b' waits for 'a'
-    store.calls[0]?.answer.resolve([1]);
-    await Promise.all([a, b]);
-    expect(reported).toEqual(['a:1', 'b:2']);
-    expect(acks).toEqual(['a', 'b']);
-  });
-
-  it('a failed batch fails only its own messages; the batch after it is reported and flushed() waits for both', async () => {
-    const store = new ManualStore(2);
-    const reported: string[] = [];
-    const commit = new GroupCommit(store, (batch) => reported.push(...batch.map((x) => x.text)));
-    const a = commit.submit(m('a')).then(
-      () => 'stored',
-      (e: Error) => e.message,
-    );
-    await settle();
-    const b = commit.submit(m('b'));
-    await settle();
-    let flushed = false;
-    void commit.flushed().then(() => {
-      flushed = true;
-    });
-    store.calls[0]?.answer.reject(new Error('disk full'));
-    await settle();
-    expect(flushed).toBe(false);
-    store.calls[1]?.answer.resolve([7]);
-    expect(await a).toBe('disk full');
-    expect((await b).seq).toBe(7);
-    await settle();
-    expect(reported).toEqual(['b']);
-    expect(flushed).toBe(true);
-  });
-
-  it('a report that throws is logged; its messages and the batches after it are still acknowledged', async () => {
-    const store = new ManualStore(2);
-    const errors: unknown[] = [];
-    const reported: string[] = [];
-    const commit = new GroupCommit(
-      store,
-      (batch) => {
-        if (batch.some((x) => x.text === 'a')) throw new Error('broadcast bug');
-        reported.push(...batch.map((x) => x.text));
-      },
-      { onReportError: (e) => errors.push(e) },
-    );
-    const a = commit.submit(m('a'));
-    await settle();
-    const b = commit.submit(m('b'));
-    await settle();
-    store.calls[1]?.answer.resolve([2]);
-    store.calls[0]?.answer.resolve([1]);
-    expect((await a).seq).toBe(1);
-    expect((await b).seq).toBe(2);
-    expect(reported).toEqual(['b']);
-    expect(errors).toHaveLength(1);
-    await commit.flushed();
-  });
-
-  it('a store that throws instead of rejecting fails that batch only', async () => {
-    let calls = 0;
-    const store = new ManualStore(1);
-    const append = store.append.bind(store);
-    store.append = (messages) => {
-      calls += 1;
-      if (calls === 1) throw new Error('thrown, not rejected');
-      return append(messages);
-    };
-    const commit = new GroupCommit(store, () => {});
-    await expect(commit.submit(m('a'))).rejects.toThrow('thrown, not rejected');
-    const b = commit.submit(m('b'));
-    await settle();
-    store.calls[0]?.answer.resolve([5]);
-    expect((await b).seq).toBe(5);
-    await commit.flushed();
   });
 });

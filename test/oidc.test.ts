@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { displayName } from '../src/auth/oidc.ts';
+import { frameLogOf, openWebSocket } from './helpers/clients.ts';
 import { startIdp, type TestIdp } from './helpers/idp.ts';
 import { CookieJar } from './helpers/jar.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
@@ -77,22 +78,11 @@ function openSocket(
   base = origin,
 ): Promise<WebSocket | number> {
   const url = new URL(`/ws${query}`, base.replace('https', 'wss'));
-  const ws = new WebSocket(url, {
+  return openWebSocket(url, {
     headers: { cookie: jar.header(new URL(base)) },
     origin: wsOrigin,
     ca: pki.ca,
   });
-  return new Promise((resolve) => {
-    ws.on('open', () => resolve(ws));
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('error', () => resolve(0));
-  });
-}
-
-function framesOf(ws: WebSocket): Array<Record<string, unknown>> {
-  const frames: Array<Record<string, unknown>> = [];
-  ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
-  return frames;
 }
 
 /** Follow the provider's redirects from `url` until it sends the browser back; returns the callback URL. */
@@ -322,13 +312,11 @@ describe('sign-in with a real OpenID Provider', () => {
   it('takes identity from the session alone: ?user= is ignored', async () => {
     const { jar } = await signIn('bob');
     const ws = (await openSocket(jar, '?room=spoof&user=mallory')) as WebSocket;
-    const frames = framesOf(ws);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(frames[0]).toMatchObject({ type: 'welcome', user: 'bob', room: 'spoof' });
+    const log = frameLogOf(ws);
+    await log.waitFor(() => true);
+    expect(log.frames[0]).toMatchObject({ type: 'welcome', user: 'bob', room: 'spoof' });
     ws.send(JSON.stringify({ type: 'message', text: 'hi', user: 'mallory', sender: 'mallory' }));
-    for (let i = 0; i < 40 && !frames.some((f) => f.type === 'message'); i++)
-      await new Promise((r) => setTimeout(r, 50));
-    expect(frames.find((f) => f.type === 'message')).toMatchObject({ sender: 'bob', text: 'hi' });
+    expect(await log.waitFor((f) => f.type === 'message')).toMatchObject({ sender: 'bob', text: 'hi' });
     ws.close();
   });
 

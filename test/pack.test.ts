@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ServerProcess, spawnServerProcess } from '../support/server-process.ts';
 import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
-import { ROOT, runProcess, type ServerProcess, spawnServerProcess } from './helpers/process.ts';
+import { ROOT, runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';

@@ -103,9 +103,16 @@ describe.skipIf(!haveSsh)('over SSH', () => {
     ssh.stdin?.write(`${JSON.stringify({ type: 'message', room: 'ops', text: 'rolling out' })}\n`);
     const seen = await watcher.waitFor((f) => f.type === 'message');
     expect(seen).toMatchObject({ sender: 'alice@web01', text: 'rolling out' });
+    const acked = new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!out.includes('ack from the browser')) return;
+        ssh.stdout?.off('data', check);
+        resolve();
+      };
+      ssh.stdout?.on('data', check);
+    });
     watcher.send({ type: 'message', text: 'ack from the browser' });
-    for (let i = 0; i < 100 && !out.includes('ack from the browser'); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await acked;
     const lines = out
       .trim()
       .split('\n')

@@ -7,6 +7,7 @@ import type { NewMessage } from '../src/hub/transcript.ts';
 import { type Database, DatabaseOpenError, openDatabase } from '../src/store/db.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
+import { CRASHING_WRITER_THREAD, WRITER_THREAD } from './helpers/writer-thread.ts';
 
 let dir: string;
 let dbPath: string;
@@ -19,7 +20,7 @@ async function open(path = dbPath): Promise<{ database: Database; transcript: Li
   const database = await openDatabase(path);
   opened.push(database);
   if (writeOn === 'connection') return { database, transcript: new LibsqlTranscript(database) };
-  const writer = await WorkerAppender.start(database.url);
+  const writer = await WorkerAppender.start(database.url, { script: WRITER_THREAD });
   writers.push(writer);
   return { database, transcript: new LibsqlTranscript(database, writer) };
 }
@@ -248,11 +249,10 @@ describe('the writer thread', () => {
     const database = await openDatabase(dbPath);
     opened.push(database);
     const lost: string[] = [];
-    const writer = await WorkerAppender.start(
-      database.url,
-      (error) => lost.push(error.message),
-      new URL('./helpers/crashing-writer.ts', import.meta.url),
-    );
+    const writer = await WorkerAppender.start(database.url, {
+      onLost: (error) => lost.push(error.message),
+      script: CRASHING_WRITER_THREAD,
+    });
     writers.push(writer);
     return { transcript: new LibsqlTranscript(database, writer), lost };
   }

@@ -3,7 +3,6 @@
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
 import { devOriginPolicy } from '../src/http/origins.ts';
 import { Hub } from '../src/hub/hub.ts';
@@ -12,7 +11,7 @@ import { silentLog } from '../src/log.ts';
 import { RefusalCode } from '../src/protocol/codes.ts';
 import { nodeRuntime } from '../src/web/node.ts';
 import { bareApp } from './helpers/app.ts';
-import { browserClient, ofType } from './helpers/clients.ts';
+import { browserClient, ofType, upgradeStatus } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 import { spawnServer } from './helpers/spawn.ts';
 
@@ -227,14 +226,10 @@ describe('dev mode: only the server’s own pages may open /ws', () => {
     await watcher.waitFor((f) => f.type === 'welcome');
     watcher.send({ type: 'message', text: 'private' });
     await watcher.waitFor((f) => f.type === 'message');
-    const status = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws?user=mallory&room=secret&since=0`, {
-        origin: 'http://evil.example',
-      });
-      ws.on('open', () => resolve(101));
-      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on('error', () => {});
-    });
+    const status = await upgradeStatus(
+      `${server.url.replace('http', 'ws')}/ws?user=mallory&room=secret&since=0`,
+      { origin: 'http://evil.example' },
+    );
     expect(status).toBe(403);
     expect(ofType(watcher.frames, 'presence').filter((f) => f.user === 'mallory')).toEqual([]);
     watcher.close();

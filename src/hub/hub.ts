@@ -25,6 +25,8 @@ export interface HubOptions {
   maxPendingFrames?: number;
   /** Most messages committed in one transaction. */
   maxBatch?: number;
+  /** What the group commit waits for before each batch (one turn of I/O); tests give their own. */
+  yieldToIo?: () => Promise<void>;
 }
 
 interface Member {
@@ -73,6 +75,7 @@ export class Hub {
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
       maxBatch: options.maxBatch,
       maxBatchBytes: Math.max(16 * 1024, Math.floor(this.#maxBuffered / 4)),
+      yieldToIo: options.yieldToIo,
       onReportError: (error) =>
         this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
     });

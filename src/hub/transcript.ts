@@ -68,6 +68,8 @@ export interface GroupCommitOptions {
   maxBatchBytes?: number | undefined;
   /** `onCommit` threw: the batch is stored and its messages are still acknowledged. */
   onReportError?: (error: unknown) => void;
+  /** Waited for before each batch is taken: one turn of I/O unless given (tests resolve their own). */
+  yieldToIo?: (() => Promise<void>) | undefined;
 }
 
 interface Batch {
@@ -90,6 +92,7 @@ export class GroupCommit {
   readonly #inFlight: number;
   readonly #onCommit: (batch: StoredMessage[]) => void;
   readonly #onReportError: (error: unknown) => void;
+  readonly #yieldToIo: () => Promise<void>;
   readonly #queue: Pending[] = [];
   /** Batches handed to the store, oldest first, until they are reported. */
   readonly #batches: Batch[] = [];
@@ -107,6 +110,7 @@ export class GroupCommit {
     this.#maxBatch = options.maxBatch ?? 256;
     this.#maxBatchBytes = options.maxBatchBytes ?? 256 * 1024;
     this.#onReportError = options.onReportError ?? (() => {});
+    this.#yieldToIo = options.yieldToIo ?? yieldToIo;
     this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
   }
 
@@ -148,7 +152,7 @@ export class GroupCommit {
     // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
     // and flushed (members drain what the last batch gave them). A fast store resolves without
     // ever reaching the event loop, and would otherwise starve every socket while a burst lasts.
-    void yieldToIo().then(() => {
+    void this.#yieldToIo().then(() => {
       this.#starting = false;
       const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
       this.#batches.push(batch);

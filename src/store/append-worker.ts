@@ -4,14 +4,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createClient } from '@libsql/client';
 import { SqlAppender } from './append.ts';
 import { setConnectionPragmas } from './db.ts';
-import type { WriterReply, WriterRequest } from './worker-appender.ts';
+import { type WriterData, type WriterReply, type WriterRequest, writerFailure } from './writer-protocol.ts';
 
 const port = parentPort;
 if (!port) throw new Error('append-worker runs as a worker thread');
-const { url } = workerData as { url: string };
+const { url } = workerData as WriterData;
 const post = (reply: WriterReply): void => port.postMessage(reply);
-const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
-const code = (error: unknown): string | undefined => (error as { code?: unknown }).code?.toString();
 
 const client = createClient({ url, concurrency: 1 });
 const appender = new SqlAppender(client);
@@ -29,7 +27,7 @@ let chain: Promise<void> = setConnectionPragmas(client)
   .then(
     () => post({ ready: true }),
     (error: unknown) => {
-      post({ failed: message(error), code: code(error) });
+      post({ failed: writerFailure(error) });
       stop();
     },
   );
@@ -49,7 +47,7 @@ function onRequest(request: WriterRequest): void {
         post({ n: request.n, seqs });
       }
     } catch (error) {
-      post({ n: request.n, error: message(error), code: code(error) });
+      post({ n: request.n, error: writerFailure(error) });
     }
   });
 }

@@ -2,48 +2,34 @@
 import { Worker } from 'node:worker_threads';
 import type { NewMessage } from '../hub/transcript.ts';
 import { type Appender, type Durability, flatten } from './append.ts';
+import {
+  type WriterData,
+  WriterError,
+  type WriterReply,
+  type WriterRequest,
+  type WriterTask,
+} from './writer-protocol.ts';
 
-/** What the event loop asks of the writer thread. */
-export type WriterRequest =
-  | { n: number; args: Array<string | number> }
-  | { n: number; ping: true }
-  | { n: number; probe: true }
-  | { n: number; durability: true }
-  | { close: true };
-
-/** What the writer thread answers. */
-export type WriterReply =
-  | { ready: true }
-  | { failed: string; code: string | undefined }
-  | { n: number; seqs: number[] }
-  | { n: number; durability: Durability }
-  | { n: number; error: string; code: string | undefined };
-
-const source = import.meta.url.endsWith('.ts') ? './append-worker.ts' : './append-worker.js';
-const WORKER = new URL(source, import.meta.url);
-// A TypeScript module on Node (tests, development) is loaded after registering tsx, a development
-// dependency, in the thread; Deno runs TypeScript itself. The published package runs the .js.
-const NEEDS_LOADER = !('Deno' in globalThis);
-const tsBoot = (script: URL): string =>
-  `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
+// Deno runs the TypeScript source as it is; Node runs the built .js. Node running the TypeScript
+// sources (the tests) gives its own entry, as `script`.
+const WORKER = new URL(
+  import.meta.url.endsWith('.ts') ? './append-worker.ts' : './append-worker.js',
+  import.meta.url,
+);
 const CLOSE_TIMEOUT_MS = 5000;
 
-/** A write the store refused, with SQLite's code (for example SQLITE_FULL) when it gave one. */
-export class WriterError extends Error {
-  override readonly name = 'WriterError';
-  readonly code: string | undefined;
-  constructor(message: string, code?: string) {
-    super(message);
-    this.code = code;
-  }
+/** How the writer thread is started. */
+export interface WriterOptions {
+  /** A running thread died (the next request starts a new one). */
+  onLost?: ((error: Error) => void) | undefined;
+  /** The thread's entry module: append-worker next to this file unless given (tests wrap it). */
+  script?: URL | undefined;
 }
 
 type Answer = number[] | Durability;
 
-type Request = { args: Array<string | number> } | { ping: true } | { probe: true } | { durability: true };
-
 interface Waiting {
-  readonly request: Request;
+  readonly request: WriterTask;
   /** Sent again once already, after a thread died holding it. */
   retried: boolean;
   resolve(answer: Answer): void;
@@ -75,15 +61,10 @@ export class WorkerAppender implements Appender {
 
   /**
    * Start the writer for a file: URL; rejects if it cannot open the database or commit to it (the
-   * thread proves a write before it takes requests). `script` is the thread's module (tests wrap the
-   * real one).
+   * thread proves a write before it takes requests).
    */
-  static async start(
-    url: string,
-    onLost: (error: Error) => void = () => {},
-    script: URL = WORKER,
-  ): Promise<WorkerAppender> {
-    const appender = new WorkerAppender(url, onLost, script);
+  static async start(url: string, options: WriterOptions = {}): Promise<WorkerAppender> {
+    const appender = new WorkerAppender(url, options.onLost ?? (() => {}), options.script ?? WORKER);
     await appender.#spawn();
     return appender;
   }
@@ -117,7 +98,7 @@ export class WorkerAppender implements Appender {
     clearTimeout(timer);
   }
 
-  async #request(request: Request): Promise<Answer> {
+  async #request(request: WriterTask): Promise<Answer> {
     if (this.#closed) throw new WriterError('the transcript writer is closed');
     const worker = await (this.#worker ?? this.#spawn());
     return new Promise((resolve, reject) => {
@@ -152,11 +133,10 @@ export class WorkerAppender implements Appender {
   #spawn(): Promise<Worker> {
     // The thread does not take the process's own flags: a preload given with --import (a monitoring
     // agent, say) is for the main thread, and the writer needs none of them.
-    const options = { workerData: { url: this.#url }, execArgv: [] };
-    const worker =
-      NEEDS_LOADER && this.#script.pathname.endsWith('.ts')
-        ? new Worker(tsBoot(this.#script), { ...options, eval: true })
-        : new Worker(this.#script, options);
+    const worker = new Worker(this.#script, {
+      workerData: { url: this.#url } satisfies WriterData,
+      execArgv: [],
+    });
     let gone = false;
     let started = false;
     const ready = new Promise<Worker>((resolve, reject) => {
@@ -175,13 +155,13 @@ export class WorkerAppender implements Appender {
         if ('ready' in reply) {
           started = true;
           resolve(worker);
-        } else if ('failed' in reply) reject(new WriterError(reply.failed, reply.code));
+        } else if ('failed' in reply) reject(WriterError.from(reply.failed));
         else {
           const waiting = this.#waiting.get(reply.n);
           this.#waiting.delete(reply.n);
           if ('seqs' in reply) waiting?.resolve(reply.seqs);
           else if ('durability' in reply) waiting?.resolve(reply.durability);
-          else waiting?.reject(new WriterError(reply.error, reply.code));
+          else waiting?.reject(WriterError.from(reply.error));
         }
       });
       worker.once('error', (error) => lost(error));

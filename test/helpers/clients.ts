@@ -91,6 +91,15 @@ export async function consoleClient(port: number, hello?: object): Promise<Conso
   return client;
 }
 
+/** The frames a WebSocket receives, in a log tests can wait on. */
+export function frameLogOf(ws: WebSocket): Pick<TestClient, 'frames' | 'waitFor'> {
+  const log = new FrameLog();
+  ws.on('message', (data, isBinary) => {
+    if (!isBinary) log.push(JSON.parse(String(data)) as Frame);
+  });
+  return { frames: log.frames, waitFor: (match, ms, from) => log.waitFor(match, ms, from) };
+}
+
 /** A browser on the WebSocket door (dev mode identity from the query string). */
 export interface BrowserClient extends TestClient {
   readonly ws: WebSocket;
@@ -108,10 +117,7 @@ export async function browserClient(
   url.searchParams.set('room', room);
   if (since !== undefined) url.searchParams.set('since', String(since));
   const ws = new WebSocket(url);
-  const log = new FrameLog();
-  ws.on('message', (data, isBinary) => {
-    if (!isBinary) log.push(JSON.parse(String(data)) as Frame);
-  });
+  const log = frameLogOf(ws);
   const closed = new Promise<{ code?: number }>((resolve) => ws.once('close', (code) => resolve({ code })));
   await new Promise<void>((resolve, reject) => {
     ws.once('open', resolve);
@@ -121,7 +127,7 @@ export async function browserClient(
     ws,
     frames: log.frames,
     send: (frame) => ws.send(JSON.stringify(frame)),
-    waitFor: (match, ms, from) => log.waitFor(match, ms, from),
+    waitFor: log.waitFor,
     closed,
     close: () => ws.close(),
   };
@@ -130,5 +136,43 @@ export async function browserClient(
 /** Frames of one type. */
 export const ofType = (frames: Frame[], type: string): Frame[] => frames.filter((f) => f.type === type);
 
-/** Wait until nothing more arrives for `ms` (to assert that something did NOT happen). */
-export const quiet = (ms = 150): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+let barriers = 0;
+
+/**
+ * Send a message and wait for its echo; resolves with the frames that arrived before it. Whatever
+ * the server had to send this client before it took the message is among them, so a frame that is
+ * not there never came (the way to show that something did NOT happen, without waiting a while).
+ */
+export async function barrier(client: TestClient): Promise<Frame[]> {
+  const text = `barrier ${++barriers}`;
+  client.send({ type: 'message', text });
+  const echo = await client.waitFor((f) => f.type === 'message' && f.text === text);
+  return client.frames.slice(0, client.frames.indexOf(echo));
+}
+
+/**
+ * Open a WebSocket; resolves with it once it is open, or with the HTTP status the upgrade was
+ * refused with (0 if no answer came).
+ */
+export function openWebSocket(
+  url: string | URL,
+  options?: WebSocket.ClientOptions,
+): Promise<WebSocket | number> {
+  const ws = new WebSocket(url, options);
+  return new Promise((resolve) => {
+    ws.on('open', () => resolve(ws));
+    ws.on('unexpected-response', (req, res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    ws.on('error', () => resolve(0));
+  });
+}
+
+/** The HTTP status an upgrade gets: 101 when the socket opens (it is closed again), else the refusal's. */
+export async function upgradeStatus(url: string | URL, options?: WebSocket.ClientOptions): Promise<number> {
+  const ws = await openWebSocket(url, options);
+  if (typeof ws === 'number') return ws;
+  ws.close();
+  return 101;
+}

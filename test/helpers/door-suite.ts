@@ -1,7 +1,7 @@
 // What both doors promise, as a suite that runs against any server reachable over real sockets.
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/protocol/codes.ts';
-import { browserClient, consoleClient, type Frame, ofType, quiet, type TestClient } from './clients.ts';
+import { barrier, browserClient, consoleClient, type Frame, ofType, type TestClient } from './clients.ts';
 
 /** Where a running server's doors are. */
 export interface DoorTarget {
@@ -95,8 +95,7 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
       alice.send({ type: 'message', room: other, text: 'stays home' });
       const echo = await alice.waitFor((f) => f.type === 'message');
       expect(echo.room).toBe(room);
-      await quiet();
-      expect(messages(eve)).toEqual([]);
+      expect(ofType(await barrier(eve), 'message')).toEqual([]);
       alice.close();
       eve.close();
     });
@@ -127,9 +126,8 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
       await alice.waitFor((f) => f.type === 'presence' && f.user === 'bob' && f.status === 'available');
       bob.close();
       await alice.waitFor((f) => f.type === 'presence' && f.user === 'bob' && f.status === 'away');
-      await quiet();
       expect(
-        ofType(alice.frames, 'presence').filter((f) => f.user === 'bob' && f.status === 'away'),
+        ofType(await barrier(alice), 'presence').filter((f) => f.user === 'bob' && f.status === 'away'),
       ).toHaveLength(1);
       alice.close();
     });

@@ -1,78 +1,11 @@
-// Running the server as its own process under any command (Deno, an installed package) and finding Deno.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+// Running a command to completion and finding Deno, for tests (a server as a process: support/server-process.ts).
+import { execFileSync, spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** A server process and what it printed. */
-export interface ServerProcess {
-  readonly proc: ChildProcess;
-  readonly output: () => string;
-  readonly consolePort: number;
-  readonly url: string | undefined;
-  /**
-   * Signal the process group, as a terminal's Ctrl-C or a service manager does, so the server gets
-   * the signal however many launchers (npx, deno task) stand between; resolves with the exit code of
-   * the process started (null if a launcher died of the signal).
-   */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-  readonly exited: Promise<number | null>;
-}
-
-/** Options for a server process. */
-export interface ProcessOptions {
-  env?: Record<string, string>;
-  cwd?: string;
-  /** How long start-up may take (Deno compiles and type-strips on first start). */
-  readyMs?: number;
-}
-
-/** Start `command args…` and wait until the server logs that it is ready. */
-export async function spawnServerProcess(
-  command: string,
-  args: string[],
-  options: ProcessOptions = {},
-): Promise<ServerProcess> {
-  const proc = spawn(command, args, {
-    env: { ...process.env, NO_COLOR: '1', ...options.env },
-    cwd: options.cwd,
-    detached: true,
-  });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer): void => {
-      output += d.toString();
-      if (/ ready /u.test(output)) resolve();
-    };
-    proc.stderr?.on('data', onData);
-    proc.stdout?.on('data', onData);
-    void exited.then((code) =>
-      reject(new Error(`server exited with ${code} before it was ready:\n${output}`)),
-    );
-    setTimeout(() => reject(new Error(`server not ready in time:\n${output}`)), options.readyMs ?? 30_000);
-  });
-  const consolePort = Number(/console door listening address=[\d.]+:(\d+)/u.exec(output)?.[1]);
-  const url = /browser door listening url=(\S+)/u.exec(output)?.[1];
-  return {
-    proc,
-    output: () => output,
-    consolePort,
-    url,
-    exited,
-    stop: (signal = 'SIGTERM') => {
-      try {
-        if (proc.pid) process.kill(-proc.pid, signal);
-      } catch {
-        // Already gone.
-      }
-      return exited;
-    },
-  };
-}
 
 /**
  * Run a command to completion and collect its output. With `deadlineMs` a command still running by

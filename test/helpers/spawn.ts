@@ -1,6 +1,7 @@
 // Running the built server (dist/main.js) as its own process, the way users run it.
 import { fileURLToPath } from 'node:url';
-import { runProcess, type ServerProcess, spawnServerProcess } from './process.ts';
+import { type ServerProcess, spawnServerProcess } from '../../support/server-process.ts';
+import { runProcess } from './process.ts';
 
 /** The built entry point (npm test builds it first). */
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));

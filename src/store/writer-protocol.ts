@@ -1,0 +1,59 @@
+// The messages between the event loop and the transcript writer thread, shared by both sides.
+import type { Durability } from './append.ts';
+
+/** What the thread is started with (its workerData). */
+export interface WriterData {
+  /** The database file, as a file: URL. */
+  readonly url: string;
+}
+
+/** One piece of work for the thread: a batch (as made by `flatten`), a ping, a probe, or a durability read. */
+export type WriterTask =
+  | { args: Array<string | number> }
+  | { ping: true }
+  | { probe: true }
+  | { durability: true };
+
+/** What the event loop asks of the writer thread: tasks, numbered and answered in order, or to close. */
+export type WriterRequest = (WriterTask & { n: number }) | { close: true };
+
+/** A failure as it crosses the thread boundary: the error's message and SQLite's code when it gave one. */
+export interface WriterFailure {
+  readonly message: string;
+  readonly code: string | undefined;
+}
+
+/**
+ * What the writer thread answers: `ready` or `failed` once, after it proved a write at start; then
+ * one reply per task under the task's `n`.
+ */
+export type WriterReply =
+  | { ready: true }
+  | { failed: WriterFailure }
+  | { n: number; seqs: number[] }
+  | { n: number; durability: Durability }
+  | { n: number; error: WriterFailure };
+
+/** What a thrown error becomes on its way to the event loop. */
+export function writerFailure(error: unknown): WriterFailure {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return {
+    message: error instanceof Error ? error.message : String(error),
+    code: code === undefined || code === null ? undefined : String(code),
+  };
+}
+
+/** A write the store refused, with SQLite's code (for example SQLITE_FULL) when it gave one. */
+export class WriterError extends Error {
+  override readonly name = 'WriterError';
+  readonly code: string | undefined;
+  constructor(message: string, code?: string) {
+    super(message);
+    this.code = code;
+  }
+
+  /** The error a failure reply stands for. */
+  static from(failure: WriterFailure): WriterError {
+    return new WriterError(failure.message, failure.code);
+  }
+}
