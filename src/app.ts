@@ -4,15 +4,18 @@ import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
+import * as v from 'valibot';
 import type { BrowserDoor } from './doors/browser-door.ts';
 import type { Asset } from './http/assets.ts';
 import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
 import type { Hub } from './hub/hub.ts';
+import { historyFrame } from './hub/outgoing.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { RefusalCode } from './protocol/codes.ts';
+import { HISTORY_MAX, nameProblem } from './protocol/frames.ts';
 
 /** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
@@ -45,6 +48,33 @@ const BASE_CSP = {
   formAction: ["'self'"],
   frameAncestors: ["'none'"],
 };
+
+const QuerySeq = v.optional(
+  v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'must be a sequence number'), v.transform(Number)),
+);
+
+/** `GET /api/rooms/:room/messages`: the room, and before or after a seq, and how many. */
+const HistoryQuery = v.pipe(
+  v.object({
+    room: v.pipe(
+      v.string(),
+      v.check((s) => s.trim().length > 0 && nameProblem(s.trim()) === undefined, 'room is not a valid name'),
+      v.transform((s) => s.trim()),
+    ),
+    before: QuerySeq,
+    after: QuerySeq,
+    limit: v.optional(
+      v.pipe(
+        v.string(),
+        v.regex(/^\d{1,3}$/u, 'limit must be a number'),
+        v.transform(Number),
+        v.minValue(1, 'limit must be at least 1'),
+        v.maxValue(HISTORY_MAX, `limit must be at most ${HISTORY_MAX}`),
+      ),
+    ),
+  }),
+  v.check((q) => q.before === undefined || q.after === undefined, 'ask for before or after, not both'),
+);
 
 /** An HTTP refusal: `{"error":{"code","message"}}` with a named code. */
 const refuse = (
@@ -125,6 +155,18 @@ export function createApp(deps: AppDeps): Hono {
     () => new Response(null, { status: 204, headers: { 'cache-control': 'max-age=86400' } }),
   );
   app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c, c.req.param('file')));
+
+  // A room's history for the page (and scripts): the same pages as the protocol's history request.
+  app.get('/api/rooms/:room/messages', async (c) => {
+    c.header('cache-control', 'no-store');
+    if (auth && !(await readSession(c, auth)))
+      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const parsed = v.safeParse(HistoryQuery, { ...c.req.query(), room: c.req.param('room') });
+    if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { room, before, after, limit } = parsed.output;
+    const page = await hub.page(room, { before, after, limit });
+    return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
+  });
 
   app.get('/ws', async (c) => {
     const admission = await door.admit(c);

@@ -104,7 +104,8 @@ export async function startServer(
     await transcript.close();
     database.close();
   };
-  const lastSeq = await transcript.lastSeq().catch(async (error: unknown) => {
+  // The transcript must answer a read before the doors open.
+  await transcript.rooms(1).catch(async (error: unknown) => {
     await closeStore();
     throw error;
   });
@@ -121,10 +122,10 @@ export async function startServer(
   }
   const hub = new Hub({
     transcript,
-    lastSeq,
     log,
     serverName: SERVER_NAME,
     maxBufferedBytes: config.limits.maxUnsentBytes,
+    maxRooms: config.limits.maxRooms,
   });
 
   let web: WebDoor | undefined;

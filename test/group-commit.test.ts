@@ -1,23 +1,28 @@
 // Unit tests of the group commit (src/hub/transcript.ts) with a store the test answers and turns of I/O it hands out.
 import { describe, expect, it } from 'vitest';
-import { GroupCommit, type NewMessage, type StoredMessage, type Transcript } from '../src/hub/transcript.ts';
+import {
+  type Appended,
+  type Appends,
+  type Committed,
+  GroupCommit,
+  type NewMessage,
+  type StoredMessage,
+} from '../src/hub/transcript.ts';
 import { type Deferred, deferred, Turns } from './helpers/events.ts';
 
 /** A store whose appends are answered by the test, in any order it likes. */
-class ManualStore implements Transcript {
+class ManualStore implements Appends {
   readonly appendsInFlight: number;
+  /** Each append handed over; the test answers it with the seqs it stores the messages at. */
   readonly calls: { messages: readonly NewMessage[]; answer: Deferred<number[]> }[] = [];
   constructor(inFlight: number) {
     this.appendsInFlight = inFlight;
   }
-  append(messages: readonly NewMessage[]): Promise<number[]> {
+  append(messages: readonly NewMessage[]): Promise<Appended[]> {
     const answer = deferred<number[]>();
     this.calls.push({ messages, answer });
-    return answer.promise;
+    return answer.promise.then((seqs) => seqs.map((seq) => ({ seq })));
   }
-  recent = async (): Promise<StoredMessage[]> => [];
-  after = async (): Promise<StoredMessage[]> => [];
-  lastSeq = async (): Promise<number> => 0;
 
   /** The texts of each batch handed over, in call order. */
   get batches(): string[][] {
@@ -25,7 +30,20 @@ class ManualStore implements Transcript {
   }
 }
 
-const m = (text: string): NewMessage => ({ id: text, room: 'ops', sender: 'ann', text, ts: 1 });
+const m = (text: string): NewMessage => ({
+  id: text,
+  room: 'ops',
+  sender: 'ann',
+  text,
+  ts: 1,
+  via: 'console',
+});
+
+/** The message a submit was committed as. */
+const stored = async (committed: Promise<Committed>): Promise<StoredMessage> => {
+  const c = await committed;
+  return 'stored' in c ? c.stored : c.duplicate;
+};
 
 describe('group commit', () => {
   it('messages submitted while a batch waits for its turn of I/O go into that batch', async () => {
@@ -43,23 +61,20 @@ describe('group commit', () => {
     const turns = new Turns();
     let seq = 0;
     const batches: string[][] = [];
-    const store: Transcript = {
+    const store: Appends = {
       append: async (messages) => {
         batches.push(messages.map((x) => x.text));
-        return messages.map(() => ++seq);
+        return messages.map(() => ({ seq: ++seq }));
       },
-      recent: async () => [],
-      after: async () => [],
-      lastSeq: async () => seq,
     };
     const commit = new GroupCommit(store, () => {}, { yieldToIo: turns.yieldToIo });
     const a = commit.submit(m('a'));
     await turns.give();
     const b = commit.submit(m('b'));
-    expect((await a).seq).toBe(1);
+    expect((await stored(a)).seq).toBe(1);
     expect(batches).toEqual([['a']]);
     await turns.give();
-    expect((await b).seq).toBe(2);
+    expect((await stored(b)).seq).toBe(2);
     expect(batches).toEqual([['a'], ['b']]);
   });
 });
@@ -98,9 +113,9 @@ describe('group commit with a store that takes two appends at once', () => {
       { yieldToIo: turns.yieldToIo },
     );
     const acks: string[] = [];
-    const a = commit.submit(m('a')).then((s) => acks.push(s.text));
+    const a = commit.submit(m('a')).then((s) => acks.push('stored' in s ? s.stored.text : ''));
     await turns.give();
-    const b = commit.submit(m('b')).then((s) => acks.push(s.text));
+    const b = commit.submit(m('b')).then((s) => acks.push('stored' in s ? s.stored.text : ''));
     await turns.give();
     const second = store.calls[1]?.answer;
     second?.resolve([2]);
@@ -134,7 +149,7 @@ describe('group commit with a store that takes two appends at once', () => {
     expect(await a).toBe('disk full');
     expect(flushed).toBe(false);
     store.calls[1]?.answer.resolve([7]);
-    expect((await b).seq).toBe(7);
+    expect((await stored(b)).seq).toBe(7);
     await commit.flushed();
     expect(reported).toEqual(['b']);
     expect(flushed).toBe(true);
@@ -159,8 +174,8 @@ describe('group commit with a store that takes two appends at once', () => {
     await turns.give();
     store.calls[1]?.answer.resolve([2]);
     store.calls[0]?.answer.resolve([1]);
-    expect((await a).seq).toBe(1);
-    expect((await b).seq).toBe(2);
+    expect((await stored(a)).seq).toBe(1);
+    expect((await stored(b)).seq).toBe(2);
     expect(reported).toEqual(['b']);
     expect(errors).toHaveLength(1);
     await commit.flushed();
@@ -183,7 +198,7 @@ describe('group commit with a store that takes two appends at once', () => {
     const b = commit.submit(m('b'));
     await turns.give();
     store.calls[0]?.answer.resolve([5]);
-    expect((await b).seq).toBe(5);
+    expect((await stored(b)).seq).toBe(5);
     await commit.flushed();
   });
 });

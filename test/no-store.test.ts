@@ -24,7 +24,7 @@ afterAll(async () => {
 /** The app alone with a given database check and Hub, served on a real socket; returns its URL and a stop. */
 async function serveApp(
   checkDatabase: () => Promise<void>,
-  hub = new Hub({ transcript: {} as Transcript, lastSeq: 0 }),
+  hub = new Hub({ transcript: {} as Transcript }),
 ): Promise<{ url: string; stop: () => Promise<void> }> {
   const { app } = bareApp({ hub, checkDatabase });
   const http = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
@@ -44,7 +44,7 @@ describe('answers that must not be cached', () => {
   });
 
   it('/healthz says no-store when the database is down, slow, or the server is stopping', async () => {
-    const hub = new Hub({ transcript: {} as Transcript, lastSeq: 0 });
+    const hub = new Hub({ transcript: {} as Transcript });
     await hub.shutdown();
     for (const [check, h] of [
       [() => Promise.reject(new Error('disk gone')), undefined],

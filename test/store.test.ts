@@ -1,9 +1,13 @@
 // Tests of the libSQL store (src/store/db.ts, src/store/transcript.ts) on a real temporary database file.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createClient } from '@libsql/client';
+import { drizzle } from 'drizzle-orm/libsql';
+import { migrate } from 'drizzle-orm/libsql/migrator';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NewMessage } from '../src/hub/transcript.ts';
+import { type Appended, conversationKey, type NewMessage } from '../src/hub/transcript.ts';
 import { type Database, DatabaseOpenError, openDatabase } from '../src/store/db.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
@@ -26,7 +30,7 @@ async function open(path = dbPath): Promise<{ database: Database; transcript: Li
 }
 
 let counter = 0;
-function msg(room: string, text: string, sender = 'alice'): NewMessage {
+function msg(room: string, text: string, sender = 'alice', extra: Partial<NewMessage> = {}): NewMessage {
   counter += 1;
   return {
     id: counter.toString(16).padStart(32, '0'),
@@ -34,8 +38,14 @@ function msg(room: string, text: string, sender = 'alice'): NewMessage {
     sender,
     text,
     ts: 1_700_000_000 + counter / 1000,
+    via: 'console',
+    ...extra,
   };
 }
+
+/** The seq each appended message was stored at (a resend: the original's). */
+const seqsOf = (appended: Appended[]): number[] =>
+  appended.map((a) => ('seq' in a ? a.seq : a.duplicate.seq));
 
 /** The first column of the first row of a statement, read through the client the appends use. */
 async function scalar(database: Database, statement: string): Promise<unknown> {
@@ -67,21 +77,25 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
 
   it('messages survive closing and reopening the database', async () => {
     const first = await open();
-    const sent = [msg('ops', 'one'), msg('ops', 'two 🚀'), msg('dev', 'three')];
-    const seqs = await first.transcript.append(sent);
+    const sent = [msg('ops', 'one'), msg('ops', 'two 🚀'), msg('dev', 'three', 'bob', { via: 'browser' })];
+    const seqs = seqsOf(await first.transcript.append(sent));
+    expect(seqs).toEqual([1, 2, 1]);
     await first.transcript.close();
     first.database.close();
 
     const second = await open();
     expect(await second.transcript.recent('ops', 10)).toEqual([
-      { ...sent[0], seq: seqs[0] },
-      { ...sent[1], seq: seqs[1] },
+      { ...sent[0], seq: 1 },
+      { ...sent[1], seq: 2 },
     ]);
-    expect(await second.transcript.recent('dev', 10)).toEqual([{ ...sent[2], seq: seqs[2] }]);
-    expect(await second.transcript.lastSeq()).toBe(seqs[2]);
+    expect(await second.transcript.recent('dev', 10)).toEqual([{ ...sent[2], seq: 1 }]);
+    expect(await second.transcript.lastSeq('ops')).toBe(2);
+    expect(await second.transcript.lastSeq('dev')).toBe(1);
+    // Numbering goes on where it stopped, after a reopen too.
+    expect(seqsOf(await second.transcript.append([msg('ops', 'four')]))).toEqual([3]);
   });
 
-  it('keeps text, sender, room and a float ts exactly as given', async () => {
+  it('keeps text, sender, room, a float ts, cid and via exactly as given', async () => {
     const { transcript } = await open();
     const m: NewMessage = {
       id: 'ab'.repeat(16),
@@ -89,68 +103,82 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
       sender: 'alice@web01',
       text: `line one\nline "two" \\ ${'é'.repeat(100)} 😀`,
       ts: 1_712_345_678.123456,
+      via: 'browser',
+      cid: 'client-1',
     };
-    const [seq] = await transcript.append([m]);
-    expect(await transcript.recent('José 🚀', 1)).toEqual([{ ...m, seq }]);
+    const [appended] = await transcript.append([m]);
+    expect(appended).toEqual({ seq: 1 });
+    expect(await transcript.recent('José 🚀', 1)).toEqual([{ ...m, seq: 1 }]);
   });
 
-  it('appending the same id twice stores it once and returns the same seq', async () => {
+  it('numbers each room 1, 2, 3… without gaps, whatever the batches and the other rooms', async () => {
     const { transcript } = await open();
-    const m = msg('ops', 'once');
-    const [first] = await transcript.append([m]);
-    const [again, other] = await transcript.append([{ ...m, text: 'changed' }, msg('ops', 'next')]);
-
-    expect(again).toBe(first);
-    expect(other).toBeGreaterThan(first ?? 0);
-    const stored = await transcript.recent('ops', 10);
-    expect(stored.map((s) => s.text)).toEqual(['once', 'next']);
-  });
-
-  it('the same id twice in one batch is stored once with one seq', async () => {
-    const { transcript } = await open();
-    const m = msg('ops', 'dup');
-    const [a, b] = await transcript.append([m, m]);
-    expect(a).toBe(b);
-    expect(a).toBeGreaterThan(0);
-    expect(await transcript.recent('ops', 10)).toHaveLength(1);
-  });
-
-  it('seq increases in append order across batches', async () => {
-    const { transcript } = await open();
-    const all: number[] = [];
-    for (let batch = 0; batch < 5; batch++) {
-      const size = batch + 1;
-      const seqs = await transcript.append(
-        Array.from({ length: size }, (_, i) => msg(batch % 2 ? 'ops' : 'dev', `b${batch}m${i}`)),
+    const rooms = ['ops', 'dev', 'José'];
+    const expected = new Map(rooms.map((r) => [r, 0]));
+    for (let batch = 0; batch < 12; batch++) {
+      const messages = Array.from({ length: (batch % 5) + 1 }, (_, i) =>
+        msg(rooms[(batch + i) % 3] as string, `b${batch}m${i}`),
       );
-      expect(seqs).toHaveLength(size);
-      all.push(...seqs);
+      const seqs = seqsOf(await transcript.append(messages));
+      messages.forEach((m, i) => {
+        const next = (expected.get(m.room) ?? 0) + 1;
+        expected.set(m.room, next);
+        expect(seqs[i]).toBe(next);
+      });
     }
-    for (let i = 1; i < all.length; i++) expect(all[i]).toBeGreaterThan(all[i - 1] ?? 0);
-    expect(await transcript.lastSeq()).toBe(all.at(-1));
+    for (const room of rooms) {
+      const all = await transcript.recent(room, 1000);
+      expect(all.map((m) => m.seq)).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+      expect(await transcript.lastSeq(room)).toBe(expected.get(room));
+    }
   });
 
-  it('the seqs returned for a batch are the ones stored, also for a fresh batch after a repeated id', async () => {
+  it('a message whose sender already stored one with the same cid in the room comes back as that one, not stored again', async () => {
     const { transcript } = await open();
-    const big = Array.from({ length: 256 }, (_, i) => msg(`room-${i % 7}`, `m${i}`));
-    const bigSeqs = await transcript.append(big);
-    const repeated = msg('ops', 'again');
-    await transcript.append([repeated]);
-    await transcript.append([repeated, msg('ops', 'after a conflict')]);
-    const fresh = [msg('ops', 'fresh 1'), msg('dev', 'fresh 2')];
-    const freshSeqs = await transcript.append(fresh);
+    const first = msg('ops', 'deploy started', 'alice', { cid: 'c-1' });
+    const [stored] = await transcript.append([first, msg('ops', 'other')]);
+    expect(stored).toEqual({ seq: 1 });
+    // A resend (new id, same cid), in a later batch and twice in one batch.
+    const again = await transcript.append([
+      msg('ops', 'deploy started', 'alice', { cid: 'c-1' }),
+      msg('ops', 'new', 'alice', { cid: 'c-2' }),
+      msg('ops', 'new', 'alice', { cid: 'c-2' }),
+    ]);
+    expect(again[0]).toEqual({ duplicate: { ...first, seq: 1 } });
+    expect(again[1]).toEqual({ seq: 3 });
+    expect(again[2]).toMatchObject({ duplicate: { cid: 'c-2', seq: 3 } });
+    // The same cid from another sender, or in another room, is another message.
+    expect(
+      seqsOf(
+        await transcript.append([
+          msg('ops', 'x', 'bob', { cid: 'c-1' }),
+          msg('dev', 'y', 'alice', { cid: 'c-1' }),
+        ]),
+      ),
+    ).toEqual([4, 1]);
+    expect((await transcript.recent('ops', 10)).map((m) => m.text)).toEqual([
+      'deploy started',
+      'other',
+      'new',
+      'x',
+    ]);
+  });
 
-    const stored = new Map<string, number>();
-    for (const room of ['ops', 'dev', ...Array.from({ length: 7 }, (_, i) => `room-${i}`)])
-      for (const m of await transcript.recent(room, 1000)) stored.set(m.id, m.seq);
-    expect(big.map((m) => stored.get(m.id))).toEqual(bigSeqs);
-    expect(fresh.map((m) => stored.get(m.id))).toEqual(freshSeqs);
+  it('looks a cid up by index, not by reading the transcript', async () => {
+    const { database } = await open();
+    const plan = await database.client.execute({
+      sql: "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN (VALUES ('ops', 'alice', 'c'))",
+      args: [],
+    });
+    const detail = plan.rows.map((r) => String(r[3])).join(' | ');
+    expect(detail).toContain('messages_room_sender_cid');
+    expect(detail).not.toMatch(/SCAN messages(?! USING)/u);
   });
 
   it('an empty batch stores nothing', async () => {
     const { transcript } = await open();
     expect(await transcript.append([])).toEqual([]);
-    expect(await transcript.lastSeq()).toBe(0);
+    expect(await transcript.lastSeq('ops')).toBe(0);
   });
 
   it('recent returns the newest N oldest first, per room', async () => {
@@ -165,26 +193,60 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     expect(await transcript.recent('nowhere', 10)).toEqual([]);
   });
 
-  it('after returns exactly the messages after a seq in that room, bounded', async () => {
+  it('after and before return exactly the messages on that side of a seq in that room, bounded', async () => {
     const { transcript } = await open();
-    const seqs: number[] = [];
-    for (let i = 1; i <= 6; i++)
-      seqs.push(...(await transcript.append([msg('ops', `ops ${i}`), msg('dev', `dev ${i}`)])));
-    const opsSeqs = seqs.filter((_, i) => i % 2 === 0);
-    const since = opsSeqs[1] ?? 0; // after "ops 2"
-
-    const all = await transcript.after('ops', since, 100);
-    expect(all.map((m) => m.text)).toEqual(['ops 3', 'ops 4', 'ops 5', 'ops 6']);
-    expect(all.map((m) => m.seq)).toEqual(opsSeqs.slice(2));
-
-    expect((await transcript.after('ops', since, 2)).map((m) => m.text)).toEqual(['ops 3', 'ops 4']);
-    expect(await transcript.after('ops', opsSeqs.at(-1) ?? 0, 10)).toEqual([]);
-    expect((await transcript.after('ops', 0, 100)).map((m) => m.text)).toHaveLength(6);
+    for (let i = 1; i <= 6; i++) await transcript.append([msg('ops', `ops ${i}`), msg('dev', `dev ${i}`)]);
+    expect((await transcript.after('ops', 2, 100)).map((m) => m.text)).toEqual([
+      'ops 3',
+      'ops 4',
+      'ops 5',
+      'ops 6',
+    ]);
+    expect((await transcript.after('ops', 2, 2)).map((m) => m.text)).toEqual(['ops 3', 'ops 4']);
+    expect(await transcript.after('ops', 6, 10)).toEqual([]);
+    expect((await transcript.before('ops', 5, 2)).map((m) => m.text)).toEqual(['ops 3', 'ops 4']);
+    expect((await transcript.before('ops', 2, 10)).map((m) => m.text)).toEqual(['ops 1']);
+    expect(await transcript.before('ops', 1, 10)).toEqual([]);
   });
 
-  it('lastSeq is 0 on an empty database', async () => {
+  it('lists rooms by their newest message, without whisper conversations', async () => {
     const { transcript } = await open();
-    expect(await transcript.lastSeq()).toBe(0);
+    await transcript.append([msg('old', 'a')]);
+    await transcript.append([msg(conversationKey('alice', 'bob'), 'psst', 'alice', { recipient: 'bob' })]);
+    await transcript.append([msg('new', 'b'), msg('new', 'c')]);
+    const rooms = await transcript.rooms(10);
+    expect(rooms.map((r) => [r.key, r.seq])).toEqual([
+      ['new', 2],
+      ['old', 1],
+    ]);
+    expect((await transcript.rooms(1)).map((r) => r.key)).toEqual(['new']);
+  });
+
+  it('read markers only move forward, and count unread whispers', async () => {
+    const { transcript } = await open();
+    const pair = conversationKey('alice', 'bob');
+    await transcript.append([
+      msg(pair, 'one', 'bob', { recipient: 'alice' }),
+      msg(pair, 'two', 'bob', { recipient: 'alice' }),
+      msg(pair, 'mine', 'alice', { recipient: 'bob' }),
+      msg(pair, 'three', 'bob', { recipient: 'alice' }),
+    ]);
+    expect(await transcript.unreadWhispers('alice')).toBe(3);
+    expect(await transcript.unreadWhispers('bob')).toBe(1);
+    await transcript.saveMarkers([{ user: 'alice', conversation: pair, seq: 2 }]);
+    await transcript.saveMarkers([{ user: 'alice', conversation: pair, seq: 1 }]);
+    expect(await transcript.markers('alice')).toEqual(new Map([[pair, 2]]));
+    expect(await transcript.unreadWhispers('alice')).toBe(1);
+    expect(await transcript.markers('alice', ['ops'])).toEqual(new Map());
+  });
+
+  it('remembers names it has seen', async () => {
+    const { transcript } = await open();
+    expect(await transcript.knows('carol')).toBe(false);
+    await transcript.remember(['carol', 'dave']);
+    await transcript.remember(['carol']);
+    expect(await transcript.knows('carol')).toBe(true);
+    expect(await transcript.knows('dave')).toBe(true);
   });
 
   it('appends commit in WAL mode with synchronous=FULL, before and after many appends and reads', async () => {
@@ -236,8 +298,7 @@ describe('the writer thread', () => {
     const { database, transcript } = await open();
     const pending = transcript.append([msg('ops', 'last words')]);
     await transcript.close();
-    const [seq] = await pending;
-    expect(seq).toBeGreaterThan(0);
+    expect(await pending).toEqual([{ seq: 1 }]);
     database.close();
     writeOn = 'connection';
     const reopened = await open();
@@ -264,22 +325,22 @@ describe('the writer thread', () => {
     await expect(transcript.append([msg('ops', 'crash')])).rejects.toThrow(/writer stopped \(exit code 3\)/);
     expect(lost).toHaveLength(2); // the first thread, and the one the retry started
 
-    const [seq] = await transcript.append([msg('ops', 'after')]);
-    expect(seq).toBeGreaterThan(0);
+    // The failed batch took no seq: the room's numbering has no gap.
+    expect(await transcript.append([msg('ops', 'after')])).toEqual([{ seq: 2 }]);
     expect((await transcript.recent('ops', 10)).map((m) => m.text)).toEqual(['before', 'after']);
   });
 
   it('a batch committed by a thread that died before answering gets its real seq from the new thread, stored once', async () => {
     const { transcript, lost } = await withCrashingWriter();
-    const [before] = await transcript.append([msg('ops', 'before')]);
-    const [seq] = await transcript.append([msg('ops', 'crash after commit')]);
+    expect(await transcript.append([msg('ops', 'before')])).toEqual([{ seq: 1 }]);
+    expect(await transcript.append([msg('ops', 'crash after commit')])).toEqual([{ seq: 2 }]);
     expect(lost).toEqual(['the transcript writer stopped (exit code 4)']);
-    expect(seq).toBe((before ?? 0) + 1);
     const stored = await transcript.recent('ops', 10);
     expect(stored.map((m) => [m.text, m.seq])).toEqual([
-      ['before', before],
-      ['crash after commit', seq],
+      ['before', 1],
+      ['crash after commit', 2],
     ]);
+    expect(await transcript.append([msg('ops', 'next')])).toEqual([{ seq: 3 }]);
   });
 
   it('a closed writer refuses new writes with a clear error', async () => {
@@ -321,6 +382,56 @@ describe('openDatabase', () => {
 
     const reopened = await open();
     expect(await scalar(reopened.database, 'PRAGMA integrity_check')).toBe('ok');
-    expect(await reopened.transcript.lastSeq()).toBe(40);
+    expect(await reopened.transcript.lastSeq('ops')).toBe(20);
+    expect(await reopened.transcript.lastSeq('dev')).toBe(20);
+  });
+});
+
+describe('a database from version 0.4.0', () => {
+  /** A database with only the 0.4.0 migrations applied, and messages in it as 0.4.0 stored them. */
+  async function oldDatabase(path: string): Promise<void> {
+    const folder = join(dir, 'migrations-0.4.0');
+    await cp(new URL('../drizzle/', import.meta.url), folder, { recursive: true });
+    const journalPath = join(folder, 'meta', '_journal.json');
+    const journal = JSON.parse(await readFile(journalPath, 'utf8')) as { entries: Array<{ tag: string }> };
+    journal.entries = journal.entries.filter((e) => e.tag === '0000_transcript' || e.tag === '0001_sessions');
+    await writeFile(journalPath, JSON.stringify(journal));
+    const client = createClient({ url: pathToFileURL(path).href });
+    try {
+      await migrate(drizzle(client), { migrationsFolder: folder });
+      // 0.4.0 numbered all rooms together: ops got 1, 3, 4 and dev 2, 5.
+      for (const [seq, room, text] of [
+        [1, 'ops', 'o1'],
+        [2, 'dev', 'd1'],
+        [3, 'ops', 'o2'],
+        [4, 'ops', 'o3'],
+        [5, 'dev', 'd2'],
+      ] as const) {
+        await client.execute({
+          sql: 'INSERT INTO messages (seq, id, room, sender, text, ts) VALUES (?, ?, ?, ?, ?, ?)',
+          args: [seq, `${seq}`.padStart(32, '0'), room, 'alice', text, 1_700_000_000 + seq],
+        });
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  it('is renumbered room by room in the same order when it is opened, and goes on from there', async () => {
+    await oldDatabase(dbPath);
+    writeOn = 'thread';
+    const { transcript } = await open();
+    expect((await transcript.recent('ops', 10)).map((m) => [m.text, m.seq])).toEqual([
+      ['o1', 1],
+      ['o2', 2],
+      ['o3', 3],
+    ]);
+    expect((await transcript.recent('dev', 10)).map((m) => [m.text, m.seq])).toEqual([
+      ['d1', 1],
+      ['d2', 2],
+    ]);
+    expect(await transcript.lastSeq('ops')).toBe(3);
+    expect(await transcript.append([msg('ops', 'o4'), msg('dev', 'd3')])).toEqual([{ seq: 4 }, { seq: 3 }]);
+    expect((await transcript.rooms(10)).map((r) => r.key).sort()).toEqual(['dev', 'ops']);
   });
 });

@@ -113,7 +113,7 @@ describe('a WebSocket handshake that stalls', () => {
     const stalled = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const hub = new Hub({ transcript: {} as Transcript, lastSeq: 0 });
+    const hub = new Hub({ transcript: {} as Transcript });
     const listening = await nodeRuntime.listen(
       {
         fetch: async () => {

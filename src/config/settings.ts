@@ -269,6 +269,14 @@ export const SETTINGS = {
     doc: 'open console connections; more are closed at once, with a log line',
     table: 'limits',
   },
+  maxRooms: {
+    env: 'CONSOLE_ROOM_MAX_ROOMS',
+    default: '100',
+    schema: Count,
+    help: 'rooms one connection may be in at once',
+    doc: 'rooms one connection may be in at once (protocol 2); a join past it is refused with `too_many_rooms`',
+    table: 'limits',
+  },
   maxUnsentBytes: {
     env: 'CONSOLE_ROOM_MAX_UNSENT',
     default: '1048576',

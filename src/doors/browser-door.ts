@@ -10,7 +10,7 @@ import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, ErrorCode, NoticeCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
-import { FrameHandler } from './dispatch.ts';
+import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
 import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
 
@@ -167,7 +167,7 @@ export class BrowserDoor {
     const who = admitted.identity;
     const access = this.#access;
     let peer: Peer | undefined;
-    let handler: FrameHandler | undefined;
+    let handler: ConnectionHandler | undefined;
     let throttle: Throttle<unknown> | undefined;
     let detach: (() => void) | undefined;
     let closed = false;
@@ -179,9 +179,9 @@ export class BrowserDoor {
         hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
         return;
       }
-      const decoded = decodeClientFrame(data);
+      const decoded = decodeClientFrame(data, true);
       if (!decoded.ok) {
-        hub.refuse(peer, decoded.code, decoded.message);
+        hub.refuse(peer, decoded.code, decoded.message, decoded.ref);
         return;
       }
       handler.handle(decoded.frame);
@@ -193,10 +193,9 @@ export class BrowserDoor {
         detach = who.attach?.((code, reason) => ws.close(code, reason));
         const joined: Peer = {
           user: who.user,
-          room: who.room,
+          via: 'browser',
           wantsBackscroll: true,
           optedIn: true,
-          since: who.since,
           send: (frames) => access.send(ws, frames),
           bufferedAmount: () => access.bufferedAmount(ws),
           close: (code, reason) => {
@@ -211,7 +210,7 @@ export class BrowserDoor {
           () => access.pause(ws),
           () => access.resume(ws),
         );
-        handler = new FrameHandler(hub, joined, reading);
+        handler = new ConnectionHandler(hub, joined, reading, who.room);
         throttle = new Throttle<unknown>(this.#throttle, {
           take,
           pause: () => reading.hold('rate'),
@@ -238,7 +237,7 @@ export class BrowserDoor {
           },
         });
         log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
-        void hub.join(joined);
+        handler.start(who.since, undefined);
       },
       onMessage: (event, ws) => {
         if (!throttle || ws.readyState !== 1) return;
@@ -251,8 +250,8 @@ export class BrowserDoor {
         detach?.();
         admitted.release();
         if (!peer) return;
-        hub.leave(peer);
-        log.info('browser left', { room: peer.room, user: peer.user, code: event.code });
+        handler?.stop();
+        log.info('browser left', { user: peer.user, code: event.code });
         peer = undefined;
       },
       onError: (event) => {

@@ -6,8 +6,8 @@ import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
-import { decodeClientFrame, type HelloFrame, PROTOCOL_VERSION } from '../protocol/frames.ts';
-import { FrameHandler } from './dispatch.ts';
+import { decodeClientFrame, type HelloFrame, helloExtras, PROTOCOL_VERSION } from '../protocol/frames.ts';
+import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter, ndjsonLines } from './ndjson.ts';
 import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
@@ -130,7 +130,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     () => socket.resume(),
   );
   let peer: Peer | undefined;
-  let handler: FrameHandler | undefined;
+  let handler: ConnectionHandler | undefined;
   let optedIn = false;
 
   const helloTimer = setTimeout(() => {
@@ -150,19 +150,27 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   };
 
   // Before hello there is no peer yet; an opted-in console is still answered with error frames.
-  const refuse = (code: ErrorCode, message: string): void => {
-    if (peer) hub.refuse(peer, code, message);
-    else if (optedIn) write(new Encoded({ type: 'error', code, message }));
+  const refuse = (code: ErrorCode, message: string, ref?: string): void => {
+    if (peer) hub.refuse(peer, code, message, ref);
+    else if (optedIn)
+      write(new Encoded({ type: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
   };
 
-  const bind = (hello: HelloFrame): void => {
+  const bind = (hello: HelloFrame, text: string): void => {
+    const opted = (hello.protocol ?? 1) >= PROTOCOL_VERSION;
+    // A protocol-2 hello may resume its room and carry a ref; a seed hello's other fields are ignored.
+    const extras = opted ? helloExtras(text) : { ok: true as const, frame: {} };
+    if (!extras.ok) {
+      optedIn = true;
+      refuse(extras.code, extras.message, extras.ref);
+      return;
+    }
     clearTimeout(helloTimer);
     const joined: Peer = {
       user: hello.user,
-      room: hello.room,
+      via: 'console',
       wantsBackscroll: false,
-      optedIn: (hello.protocol ?? 1) >= PROTOCOL_VERSION,
-      since: undefined,
+      optedIn: opted,
       send: (frames) => {
         socket.write(ndjsonLines(frames));
       },
@@ -174,10 +182,10 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       },
     };
     peer = joined;
-    handler = new FrameHandler(hub, joined, reading);
+    handler = new ConnectionHandler(hub, joined, reading, hello.room);
     if (joined.optedIn) heartbeats.set(socket, { heard: true });
     log.info('console joined', { room: hello.room, user: hello.user, remote, protocol: hello.protocol ?? 1 });
-    void hub.join(joined);
+    handler.start(extras.frame.since, extras.frame.ref);
   };
 
   /** One line, at most at the connection's rate. */
@@ -190,15 +198,15 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       return;
     }
     if (text.trim() === '') return;
-    const decoded = decodeClientFrame(text);
+    const decoded = decodeClientFrame(text, peer?.optedIn ?? false);
     if (!decoded.ok) {
       log.debug('console frame skipped', { remote, code: decoded.code, reason: decoded.message });
       if (!peer) optedIn ||= decoded.optedIn;
-      refuse(decoded.code, decoded.message);
+      refuse(decoded.code, decoded.message, decoded.ref);
       return;
     }
     if (handler) handler.handle(decoded.frame);
-    else if (decoded.frame.type === 'hello') bind(decoded.frame);
+    else if (decoded.frame.type === 'hello') bind(decoded.frame, text);
     // Frames before hello have no effect.
   };
 
@@ -245,8 +253,8 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     clearTimeout(helloTimer);
     throttle.close();
     if (peer) {
-      hub.leave(peer);
-      log.info('console left', { room: peer.room, user: peer.user, remote });
+      handler?.stop();
+      log.info('console left', { user: peer.user, remote });
     }
   });
 }

@@ -98,22 +98,20 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** A connected member of a room, as a door presents it to the Hub. */
+/** A connection, as a door presents it to the Hub. */
 export interface Peer {
   /** The name stamped on everything this peer sends. */
   readonly user: string;
-  /** The room this peer is bound to. */
-  readonly room: string;
-  /** Browsers want recent history on join; consoles never get it. */
+  /** Which door it came through: a person's browser, or a console. */
+  readonly via: 'browser' | 'console';
+  /** Browsers want recent history on join; consoles never get it unasked. */
   readonly wantsBackscroll: boolean;
-  /** Opted-in peers also receive welcome and error frames; plain seed consoles receive neither. */
+  /** Opted-in peers (protocol 2) also get welcome, replies, errors and whispers; seed consoles neither. */
   readonly optedIn: boolean;
-  /** Resume point: replay the room's messages after this sequence number instead of the backscroll. */
-  readonly since: number | undefined;
   /** Queue frames for delivery, as one write. May throw if the transport is already broken. */
   send(frames: Outgoing): void;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedAmount(): number;
-  /** Close the connection; the door reports the close back with Hub.leave(). */
+  /** Close the connection; the door reports the close back with Hub.disconnect(). */
   close(code: number, reason: string): void;
 }

@@ -5,19 +5,59 @@ const yieldToIo: () => Promise<void> =
     ? () => new Promise((resolve) => setImmediate(resolve))
     : () => new Promise((resolve) => setTimeout(resolve, 0));
 
+/** Where a message came from: a person's browser, or a console. */
+export type Via = 'browser' | 'console';
+
 /** A message stamped by the Hub, not yet stored. */
 export interface NewMessage {
   id: string;
+  /** The conversation: a room's name, or a whisper pair's key (see conversationKey). */
   room: string;
   sender: string;
   text: string;
   ts: number;
+  via: Via;
+  /** The sender's client id, so a resend is recognised. */
+  cid?: string;
+  /** A whisper's recipient. */
+  recipient?: string;
 }
 
-/** A message as stored: with its place in the transcript. */
-export interface StoredMessage extends NewMessage {
+/** A message as stored: with its place in its conversation. */
+export interface StoredMessage extends Omit<NewMessage, 'via'> {
+  seq: number;
+  /** Unknown for messages stored before it was recorded. */
+  via: Via | undefined;
+}
+
+/** What became of one appended message: stored with its seq, or a resend of one stored before. */
+export type Appended = { seq: number } | { duplicate: StoredMessage };
+
+/** How far a user has read a conversation. */
+export interface ReadMarker {
+  user: string;
+  conversation: string;
   seq: number;
 }
+
+/** A conversation's newest message, as a room list shows it. */
+export interface ConversationHead {
+  key: string;
+  seq: number;
+  ts: number;
+}
+
+/**
+ * The key of the whisper conversation between two people: the same whoever writes, and never a room
+ * name (a name cannot hold the control character U+0001 that starts and joins it). Not NUL: SQLite
+ * text ends at a NUL.
+ */
+export function conversationKey(a: string, b: string): string {
+  return a < b ? `\u0001${a}\u0001${b}` : `\u0001${b}\u0001${a}`;
+}
+
+/** Whether a conversation key is a whisper pair's rather than a room's. */
+export const isPair = (key: string): boolean => key.startsWith('\u0001');
 
 /** Why the store takes no writes, as /healthz names it: SQLite said read-only, full, or something else. */
 export const WriteFailure = { ReadOnly: 'read-only', Full: 'full', Error: 'error' } as const;
@@ -36,14 +76,31 @@ export class WritesFailing extends Error {
 
 /** The slice of the store the Hub uses. Implementations live in src/store. */
 export interface Transcript {
-  /** Store messages atomically, in order; returns their sequence numbers. Idempotent on `id`. */
-  append(messages: readonly NewMessage[]): Promise<number[]>;
-  /** The room's last `limit` messages, oldest first. */
+  /**
+   * Store messages atomically, in order, each with the next seq of its conversation; a message whose
+   * sender already stored one there with the same cid comes back as that one instead. Idempotent on `id`.
+   */
+  append(messages: readonly NewMessage[]): Promise<Appended[]>;
+  /** The conversation's last `limit` messages, oldest first. */
   recent(room: string, limit: number): Promise<StoredMessage[]>;
-  /** The room's messages after `seq`, oldest first, at most `limit`. */
+  /** The conversation's messages after `seq`, oldest first, at most `limit`. */
   after(room: string, seq: number, limit: number): Promise<StoredMessage[]>;
-  /** The newest sequence number in the whole transcript (0 when empty). */
-  lastSeq(): Promise<number>;
+  /** The conversation's last `limit` messages before `seq`, oldest first. */
+  before(room: string, seq: number, limit: number): Promise<StoredMessage[]>;
+  /** The conversation's newest seq (0 when it has none). */
+  lastSeq(room: string): Promise<number>;
+  /** Rooms (not whisper pairs) with stored messages, most recently active first, at most `limit`. */
+  rooms(limit: number): Promise<ConversationHead[]>;
+  /** A user's read markers: of the given conversations, or of all of them. */
+  markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>>;
+  /** Move read markers forward (never back). */
+  saveMarkers(markers: readonly ReadMarker[]): Promise<void>;
+  /** Whispers to `user` newer than its read markers. */
+  unreadWhispers(user: string): Promise<number>;
+  /** Whether a name has ever been seen in a room. */
+  knows(name: string): Promise<boolean>;
+  /** Record names as seen. */
+  remember(names: readonly string[]): Promise<void>;
   /**
    * How many appends may be outstanding at once (default 1). More than one only for a store that
    * commits appends strictly in the order they were made, such as a single writer thread.
@@ -51,9 +108,15 @@ export interface Transcript {
   readonly appendsInFlight?: number;
 }
 
+/** What the group commit needs of the store. */
+export type Appends = Pick<Transcript, 'append' | 'appendsInFlight'>;
+
+/** What a submitted message became: newly stored (and broadcast), or a resend of a stored one. */
+export type Committed = { stored: StoredMessage } | { duplicate: StoredMessage };
+
 interface Pending {
   message: NewMessage;
-  resolve: (stored: StoredMessage) => void;
+  resolve: (committed: Committed) => void;
   reject: (error: unknown) => void;
 }
 
@@ -75,7 +138,7 @@ export interface GroupCommitOptions {
 interface Batch {
   readonly pending: Pending[];
   /** Set once the store has answered. */
-  outcome: { seqs: number[] } | { error: unknown } | undefined;
+  outcome: { appended: Appended[] } | { error: unknown } | undefined;
 }
 
 /**
@@ -86,7 +149,7 @@ interface Batch {
  * commit order is submission order and `onCommit` sees sequence numbers in increasing order.
  */
 export class GroupCommit {
-  readonly #transcript: Transcript;
+  readonly #transcript: Appends;
   readonly #maxBatch: number;
   readonly #maxBatchBytes: number;
   readonly #inFlight: number;
@@ -101,7 +164,7 @@ export class GroupCommit {
   #idle: Array<() => void> = [];
 
   constructor(
-    transcript: Transcript,
+    transcript: Appends,
     onCommit: (batch: StoredMessage[]) => void,
     options: GroupCommitOptions = {},
   ) {
@@ -115,7 +178,7 @@ export class GroupCommit {
   }
 
   /** Queue a message; resolves once it is committed and `onCommit` has run for its batch. */
-  submit(message: NewMessage): Promise<StoredMessage> {
+  submit(message: NewMessage): Promise<Committed> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ message, resolve, reject });
       this.#start();
@@ -156,14 +219,14 @@ export class GroupCommit {
       this.#starting = false;
       const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
       this.#batches.push(batch);
-      let seqs: Promise<number[]>;
+      let appended: Promise<Appended[]>;
       try {
-        seqs = this.#transcript.append(batch.pending.map((p) => p.message));
+        appended = this.#transcript.append(batch.pending.map((p) => p.message));
       } catch (error) {
-        seqs = Promise.reject(error);
+        appended = Promise.reject(error);
       }
-      seqs.then(
-        (answer) => this.#answered(batch, { seqs: answer }),
+      appended.then(
+        (answer) => this.#answered(batch, { appended: answer }),
         (error: unknown) => this.#answered(batch, { error }),
       );
       this.#start();
@@ -180,13 +243,18 @@ export class GroupCommit {
         for (const p of head.pending) p.reject(result.error);
         continue;
       }
-      const stored = head.pending.map((p, i) => ({ ...p.message, seq: result.seqs[i] ?? 0 }));
+      const committed = head.pending.map((p, i): Committed => {
+        const appended = result.appended[i];
+        if (appended && 'duplicate' in appended) return { duplicate: appended.duplicate };
+        return { stored: { ...p.message, seq: appended?.seq ?? 0 } };
+      });
+      const stored = committed.flatMap((c) => ('stored' in c ? [c.stored] : []));
       try {
-        this.#onCommit(stored);
+        if (stored.length > 0) this.#onCommit(stored);
       } catch (error) {
         this.#onReportError(error);
       }
-      for (let i = 0; i < head.pending.length; i++) head.pending[i]?.resolve(stored[i] as StoredMessage);
+      for (let i = 0; i < head.pending.length; i++) head.pending[i]?.resolve(committed[i] as Committed);
     }
     this.#start();
     if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();

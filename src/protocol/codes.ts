@@ -12,6 +12,12 @@ export const ErrorCode = {
   StoreUnavailable: 'store_unavailable',
   ShuttingDown: 'shutting_down',
   EmptyMessage: 'empty_message',
+  /** The frame names a room this connection has not joined. */
+  NotJoined: 'not_joined',
+  /** The connection is in as many rooms as it may be. */
+  TooManyRooms: 'too_many_rooms',
+  /** A whisper to a name the server has never seen. */
+  UnknownUser: 'unknown_user',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

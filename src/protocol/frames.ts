@@ -69,18 +69,63 @@ const Stringish = v.pipe(
 export const Status = v.picklist(['available', 'away']);
 export type Status = v.InferOutput<typeof Status>;
 
+/** A room or user name from a frame: trimmed, then held to the names rule. */
+const Name = (what: string) =>
+  v.pipe(
+    Stringish,
+    v.transform((s) => s.trim()),
+    v.check((s) => s.length > 0, `${what} must not be blank`),
+    v.check(
+      (s) => nameProblem(s) === undefined,
+      (issue) => `${what} ${nameProblem(String(issue.input))}`,
+    ),
+  );
+
+/** Longest `ref` and `cid`, in characters. */
+export const REF_MAX = 64;
+
+/** A request's label, echoed on exactly one reply. */
+const Ref = v.pipe(
+  v.string('ref must be a string'),
+  v.minLength(1, 'ref must not be empty'),
+  v.maxLength(REF_MAX, `ref must be at most ${REF_MAX} characters`),
+);
+
+/** A client's id for a message, so a resend is recognised and not stored twice. */
+const Cid = v.pipe(
+  v.string('cid must be a string'),
+  v.minLength(1, 'cid must not be empty'),
+  v.maxLength(REF_MAX, `cid must be at most ${REF_MAX} characters`),
+);
+
+/** A sequence number as a client sends it. */
+const Seq = v.pipe(
+  v.number('must be a sequence number'),
+  v.integer('must be a whole number'),
+  v.minValue(0, 'must not be negative'),
+  v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
+);
+
+/** Most messages one history request answers. */
+export const HISTORY_MAX = 200;
+
+/** Messages a history request answers when it names no limit. */
+export const HISTORY_DEFAULT = 50;
+
+// Something a reader can see: neither whitespace nor a default-ignorable (invisible) code point.
+const VISIBLE = /[^\s\p{Default_Ignorable_Code_Point}]/u;
+
+/** Message text as stored: cleaned, capped, and refused (`empty_message`) when nothing visible is left. */
+const Text = v.pipe(
+  Stringish,
+  v.transform(cleanText),
+  v.check((s) => VISIBLE.test(s), 'message must not be empty'),
+);
+
 /** Console → server: the first frame, binding identity and room. Blank user becomes "unknown". */
 export const HelloFrame = v.object({
   type: v.literal('hello'),
-  room: v.pipe(
-    Stringish,
-    v.transform((s) => s.trim()),
-    v.check((s) => s.length > 0, 'room must not be blank'),
-    v.check(
-      (s) => nameProblem(s) === undefined,
-      (issue) => `room ${nameProblem(String(issue.input))}`,
-    ),
-  ),
+  room: Name('room'),
   user: v.pipe(
     Stringish,
     v.transform((s) => s.trim() || 'unknown'),
@@ -93,39 +138,154 @@ export const HelloFrame = v.object({
 });
 export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 
-// Something a reader can see: neither whitespace nor a default-ignorable (invisible) code point.
-const VISIBLE = /[^\s\p{Default_Ignorable_Code_Point}]/u;
+/** What a protocol-2 hello may add: a resume point for its room, and a label for the welcome. */
+export const HelloExtras = v.object({
+  since: v.optional(Seq),
+  ref: v.optional(Ref),
+});
+export type HelloExtras = v.InferOutput<typeof HelloExtras>;
 
 /**
- * Client → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored.
- * Text with nothing visible once cleaned is refused (`empty_message`): neither stored nor sent.
+ * Seed console → server: a message. Any `room`, `user`, `sender`, `id` or `ts` it carries is ignored:
+ * the message goes to the room the hello bound. Text with nothing visible is refused.
  */
-export const MessageIn = v.object({
-  type: v.literal('message'),
-  text: v.pipe(
-    Stringish,
-    v.transform(cleanText),
-    v.check((s) => VISIBLE.test(s), 'message must not be empty'),
-  ),
-});
-export type MessageIn = v.InferOutput<typeof MessageIn>;
+export const SeedMessageIn = v.object({ type: v.literal('message'), text: Text });
 
 /** Client → server: a presence change; any status other than "available" means "away". */
-export const PresenceIn = v.object({
+const SeedPresenceIn = v.object({
   type: v.literal('presence'),
   status: v.pipe(v.optional(v.unknown(), 'away'), v.transform(normalizeStatus)),
 });
+
+/** The frames a seed console may send, exactly as the original server took them. */
+export const SeedFrame = v.variant('type', [
+  HelloFrame,
+  SeedMessageIn,
+  SeedPresenceIn,
+  v.object({ type: v.literal('pong') }),
+]);
+export type SeedFrame = v.InferOutput<typeof SeedFrame>;
+
+/** A message; `room` may be left out by a connection in exactly one room. */
+export const MessageIn = v.object({
+  type: v.literal('message'),
+  text: Text,
+  room: v.optional(Name('room')),
+  cid: v.optional(Cid),
+  ref: v.optional(Ref),
+});
+export type MessageIn = v.InferOutput<typeof MessageIn>;
+
+/** A presence change, for one room, or for every room of the connection when none is named. */
+export const PresenceIn = v.object({
+  ...SeedPresenceIn.entries,
+  room: v.optional(Name('room')),
+  ref: v.optional(Ref),
+});
 export type PresenceIn = v.InferOutput<typeof PresenceIn>;
 
-/** Client → server (protocol 2): the answer to a ping. Any frame shows a client is alive. */
-export const PongIn = v.object({ type: v.literal('pong') });
+/** The answer to a ping. Any frame shows a client is alive. */
+export const PongIn = v.object({ type: v.literal('pong'), ref: v.optional(Ref) });
 export type PongIn = v.InferOutput<typeof PongIn>;
 
-/** Every frame a client may send once it is in a room. */
-export const ClientFrame = v.variant('type', [HelloFrame, MessageIn, PresenceIn, PongIn]);
+/** Join a room, resuming after `since` if given. */
+export const JoinIn = v.object({
+  type: v.literal('join'),
+  room: Name('room'),
+  since: v.optional(Seq),
+  ref: v.optional(Ref),
+});
+export type JoinIn = v.InferOutput<typeof JoinIn>;
+
+/** Leave a room. */
+export const LeaveIn = v.object({ type: v.literal('leave'), room: Name('room'), ref: v.optional(Ref) });
+export type LeaveIn = v.InferOutput<typeof LeaveIn>;
+
+/** Who is in a room (joined or not). */
+export const WhoIn = v.object({ type: v.literal('who'), room: Name('room'), ref: v.optional(Ref) });
+export type WhoIn = v.InferOutput<typeof WhoIn>;
+
+/** The rooms with members or stored messages. */
+export const RoomsIn = v.object({ type: v.literal('rooms'), ref: v.optional(Ref) });
+export type RoomsIn = v.InferOutput<typeof RoomsIn>;
+
+/**
+ * A page of a room's transcript (or of a whisper conversation, `with`), before or after a seq. Room
+ * and `with`, or before and after, together are refused when the frame is decoded.
+ */
+export const HistoryIn = v.object({
+  type: v.literal('history'),
+  room: v.optional(Name('room')),
+  with: v.optional(Name('with')),
+  before: v.optional(Seq),
+  after: v.optional(Seq),
+  limit: v.optional(
+    v.pipe(
+      v.number('limit must be a number'),
+      v.integer('limit must be a whole number'),
+      v.minValue(1, 'limit must be at least 1'),
+      v.maxValue(HISTORY_MAX, `limit must be at most ${HISTORY_MAX}`),
+    ),
+  ),
+  ref: v.optional(Ref),
+});
+export type HistoryIn = v.InferOutput<typeof HistoryIn>;
+
+/** A message to one user, seen by both of them and nobody else. */
+export const WhisperIn = v.object({
+  type: v.literal('whisper'),
+  to: Name('to'),
+  text: Text,
+  cid: v.optional(Cid),
+  ref: v.optional(Ref),
+});
+export type WhisperIn = v.InferOutput<typeof WhisperIn>;
+
+/** Typing states. */
+export const TypingState = v.picklist(['active', 'idle']);
+export type TypingState = v.InferOutput<typeof TypingState>;
+
+/** Someone is typing in a room, or stopped. */
+export const TypingIn = v.object({
+  type: v.literal('typing'),
+  room: v.optional(Name('room')),
+  state: TypingState,
+  ref: v.optional(Ref),
+});
+export type TypingIn = v.InferOutput<typeof TypingIn>;
+
+/** How far the user has read a room (or a whisper conversation, `with`; not both). */
+export const ReadIn = v.object({
+  type: v.literal('read'),
+  room: v.optional(Name('room')),
+  with: v.optional(Name('with')),
+  seq: Seq,
+  ref: v.optional(Ref),
+});
+export type ReadIn = v.InferOutput<typeof ReadIn>;
+
+/** Every frame an opted-in client (a protocol-2 console, any browser) may send. */
+export const ClientFrame = v.variant('type', [
+  HelloFrame,
+  MessageIn,
+  PresenceIn,
+  PongIn,
+  JoinIn,
+  LeaveIn,
+  WhoIn,
+  RoomsIn,
+  HistoryIn,
+  WhisperIn,
+  TypingIn,
+  ReadIn,
+]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
-/** Server → client: a stamped message. `seq` orders the room's transcript (an addition to the seed). */
+/** Where a message came from: a person's browser, or a console. */
+export const Via = v.picklist(['browser', 'console']);
+export type Via = v.InferOutput<typeof Via>;
+
+/** Server → client: a stamped message. `seq` is its place in the room's transcript (an addition to the seed). */
 export const MessageOut = v.object({
   type: v.literal('message'),
   room: v.string(),
@@ -134,6 +294,12 @@ export const MessageOut = v.object({
   id: v.string(),
   ts: v.number(),
   seq: v.number(),
+  /** Opted-in clients: where it came from. */
+  via: v.optional(Via),
+  /** Opted-in clients: the sender's client id, when it gave one. */
+  cid: v.optional(v.string()),
+  /** The sender's echo: the label of the frame that sent it. */
+  ref: v.optional(v.string()),
 });
 export type MessageOut = v.InferOutput<typeof MessageOut>;
 
@@ -143,6 +309,7 @@ export const PresenceOut = v.object({
   room: v.string(),
   user: v.string(),
   status: Status,
+  ref: v.optional(v.string()),
 });
 export type PresenceOut = v.InferOutput<typeof PresenceOut>;
 
@@ -157,14 +324,131 @@ export const WelcomeOut = v.object({
   seq: v.number(),
   /** On a resume: false when more messages were missed than one resume replays. */
   complete: v.optional(v.boolean()),
+  /** How far this user has read the room, and how many of its messages are newer. */
+  read: v.number(),
+  unread: v.number(),
+  /** Whispers to this user newer than its read markers. */
+  whispers: v.number(),
+  ref: v.optional(v.string()),
 });
 export type WelcomeOut = v.InferOutput<typeof WelcomeOut>;
+
+/** Server → opted-in client: a join is complete; live messages of the room follow. */
+export const JoinedOut = v.object({
+  type: v.literal('joined'),
+  room: v.string(),
+  /** The newest sequence number the catch-up covered. */
+  seq: v.number(),
+  /** False when more messages were missed than one resume replays. */
+  complete: v.boolean(),
+  read: v.number(),
+  unread: v.number(),
+  ref: v.optional(v.string()),
+});
+export type JoinedOut = v.InferOutput<typeof JoinedOut>;
+
+/** Server → opted-in client: the connection has left a room. */
+export const LeftOut = v.object({ type: v.literal('left'), room: v.string(), ref: v.optional(v.string()) });
+export type LeftOut = v.InferOutput<typeof LeftOut>;
+
+/** One user present in a room. */
+export const WhoEntry = v.object({
+  user: v.string(),
+  status: Status,
+  /** "human" when any of the user's connections there is a browser, else "console". */
+  kind: v.picklist(['human', 'console']),
+  connections: v.number(),
+});
+export type WhoEntry = v.InferOutput<typeof WhoEntry>;
+
+/** Server → opted-in client: who is in a room. */
+export const WhoOut = v.object({
+  type: v.literal('who'),
+  room: v.string(),
+  users: v.array(WhoEntry),
+  ref: v.optional(v.string()),
+});
+export type WhoOut = v.InferOutput<typeof WhoOut>;
+
+/** One room in a room list. */
+export const RoomEntry = v.object({
+  room: v.string(),
+  /** Users present now. */
+  members: v.number(),
+  /** Its newest sequence number (0: nothing stored). */
+  seq: v.number(),
+  /** When its newest message was stamped, if it has one. */
+  ts: v.optional(v.number()),
+});
+export type RoomEntry = v.InferOutput<typeof RoomEntry>;
+
+/** Server → opted-in client: the rooms with members or stored messages, most recently active first. */
+export const RoomsOut = v.object({
+  type: v.literal('rooms'),
+  rooms: v.array(RoomEntry),
+  /** More rooms than one answer lists. */
+  more: v.boolean(),
+  ref: v.optional(v.string()),
+});
+export type RoomsOut = v.InferOutput<typeof RoomsOut>;
+
+/** Server → opted-in client: a whisper, to both its sender's and its recipient's connections. */
+export const WhisperOut = v.object({
+  type: v.literal('whisper'),
+  from: v.string(),
+  to: v.string(),
+  text: v.string(),
+  id: v.string(),
+  ts: v.number(),
+  /** Its place in the pair's own conversation. */
+  seq: v.number(),
+  via: v.optional(Via),
+  cid: v.optional(v.string()),
+  ref: v.optional(v.string()),
+});
+export type WhisperOut = v.InferOutput<typeof WhisperOut>;
+
+/** Server → opted-in client: a page of history, oldest first; `more` when the transcript goes on. */
+export const HistoryOut = v.object({
+  type: v.literal('history'),
+  room: v.optional(v.string()),
+  with: v.optional(v.string()),
+  messages: v.array(v.union([MessageOut, WhisperOut])),
+  more: v.boolean(),
+  ref: v.optional(v.string()),
+});
+export type HistoryOut = v.InferOutput<typeof HistoryOut>;
+
+/** Server → opted-in client: someone in the room is typing, or stopped. */
+export const TypingOut = v.object({
+  type: v.literal('typing'),
+  room: v.string(),
+  user: v.string(),
+  state: TypingState,
+  ref: v.optional(v.string()),
+});
+export type TypingOut = v.InferOutput<typeof TypingOut>;
+
+/** Server → the user's opted-in connections: how far the user has read a room or a whisper conversation. */
+export const ReadOut = v.object({
+  type: v.literal('read'),
+  room: v.optional(v.string()),
+  with: v.optional(v.string()),
+  seq: v.number(),
+  ref: v.optional(v.string()),
+});
+export type ReadOut = v.InferOutput<typeof ReadOut>;
+
+/** Server → opted-in client: a request that has no other answer (presence, typing, pong) was done. */
+export const AckOut = v.object({ type: v.literal('ack'), ref: v.string() });
+export type AckOut = v.InferOutput<typeof AckOut>;
 
 /** Server → opted-in client: a request was refused. */
 export const ErrorOut = v.object({
   type: v.literal('error'),
   code: v.picklist(Object.values(ErrorCode)),
   message: v.string(),
+  ref: v.optional(v.string()),
 });
 export type ErrorOut = v.InferOutput<typeof ErrorOut>;
 
@@ -187,16 +471,25 @@ export const ServerFrame = v.variant('type', [
   MessageOut,
   PresenceOut,
   WelcomeOut,
+  JoinedOut,
+  LeftOut,
+  WhoOut,
+  RoomsOut,
+  WhisperOut,
+  HistoryOut,
+  TypingOut,
+  ReadOut,
+  AckOut,
   ErrorOut,
   NoticeOut,
   PingOut,
 ]);
 export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
-/** The result of decoding one inbound frame: the frame, or a wire error to report. */
+/** The result of decoding one inbound frame: the frame, or a wire error to report (with its ref, if any). */
 export type Decoded<T> =
   | { ok: true; frame: T }
-  | { ok: false; code: ErrorCode; message: string; optedIn: boolean };
+  | { ok: false; code: ErrorCode; message: string; optedIn: boolean; ref?: string };
 
 /** Whether a raw frame asks for protocol 2 (so a refused hello can still be answered with an error frame). */
 function asksForProtocol2(raw: unknown): boolean {
@@ -204,15 +497,41 @@ function asksForProtocol2(raw: unknown): boolean {
   return typeof protocol === 'number' && protocol >= PROTOCOL_VERSION;
 }
 
+/** A frame's label, when it is one the reply can carry. */
+function refOf(raw: unknown): string | undefined {
+  const ref = (raw as { ref?: unknown } | null)?.ref;
+  return typeof ref === 'string' && ref.length > 0 && ref.length <= REF_MAX ? ref : undefined;
+}
+
 /** The wire code for a schema issue: a refused name, an empty message, or a malformed frame. */
 function issueCode(path: string, type: string): ErrorCode {
-  if (path === 'room' || path === 'user') return ErrorCode.BadName;
+  if (path === 'room' || path === 'user' || path === 'to' || path === 'with') return ErrorCode.BadName;
   if (path === 'text' && type === 'check') return ErrorCode.EmptyMessage;
   return ErrorCode.BadFrame;
 }
 
-/** Parse JSON text into a validated client frame without throwing. */
-export function decodeClientFrame(text: string): Decoded<ClientFrame> {
+const SEED_TYPES = new Set<string>(SeedFrame.options.map((o) => o.entries.type.literal));
+const TYPES = new Set<string>(ClientFrame.options.map((o) => o.entries.type.literal));
+
+/** What the schemas cannot say of one field alone: fields that exclude each other. */
+function conflict(frame: ClientFrame): string | undefined {
+  if (
+    (frame.type === 'history' || frame.type === 'read') &&
+    frame.room !== undefined &&
+    frame.with !== undefined
+  )
+    return 'name a room or a user (with), not both';
+  if (frame.type === 'history' && frame.before !== undefined && frame.after !== undefined)
+    return 'ask for before or after, not both';
+  return undefined;
+}
+
+/**
+ * Parse JSON text into a validated client frame without throwing. A seed console (`optedIn` false)
+ * is held to the original protocol: four frame types, and fields it did not know are ignored, not
+ * checked. An opted-in client may send every frame, and what it sends is checked in full.
+ */
+export function decodeClientFrame(text: string, optedIn = true): Decoded<ClientFrame> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -223,21 +542,42 @@ export function decodeClientFrame(text: string): Decoded<ClientFrame> {
     return { ok: false, code: ErrorCode.BadFrame, message: 'frame must be a JSON object', optedIn: false };
   }
   const type = (raw as { type?: unknown }).type;
-  if (type !== 'hello' && type !== 'message' && type !== 'presence' && type !== 'pong') {
-    return {
-      ok: false,
-      code: ErrorCode.UnknownType,
-      message: `unknown frame type ${JSON.stringify(type) ?? 'undefined'}`,
-      optedIn: asksForProtocol2(raw),
-    };
+  const ref = optedIn ? refOf(raw) : undefined;
+  const refused = (code: ErrorCode, message: string): Decoded<ClientFrame> => ({
+    ok: false,
+    code,
+    message,
+    optedIn: optedIn || asksForProtocol2(raw),
+    ...(ref === undefined ? {} : { ref }),
+  });
+  if (typeof type !== 'string' || !(optedIn ? TYPES : SEED_TYPES).has(type)) {
+    return refused(ErrorCode.UnknownType, `unknown frame type ${JSON.stringify(type) ?? 'undefined'}`);
   }
-  const result = v.safeParse(ClientFrame, raw);
+  const result = optedIn || type === 'hello' ? v.safeParse(ClientFrame, raw) : v.safeParse(SeedFrame, raw);
   if (!result.success) {
     const issue = result.issues[0];
     const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
-    const code = issueCode(path, issue.type);
     const message = path ? `${path}: ${issue.message}` : issue.message;
-    return { ok: false, code, message, optedIn: asksForProtocol2(raw) };
+    return refused(issueCode(path, issue.type), message);
   }
-  return { ok: true, frame: result.output };
+  const frame = result.output as ClientFrame;
+  const problem = conflict(frame);
+  return problem ? refused(ErrorCode.BadFrame, problem) : { ok: true, frame };
+}
+
+/** A protocol-2 hello's additions, or why they are refused. */
+export function helloExtras(text: string): Decoded<HelloExtras> {
+  const raw = JSON.parse(text) as unknown;
+  const result = v.safeParse(HelloExtras, raw);
+  if (result.success) return { ok: true, frame: result.output };
+  const issue = result.issues[0];
+  const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+  const ref = refOf(raw);
+  return {
+    ok: false,
+    code: ErrorCode.BadFrame,
+    message: path ? `${path}: ${issue.message}` : issue.message,
+    optedIn: true,
+    ...(ref === undefined ? {} : { ref }),
+  };
 }

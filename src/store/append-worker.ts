@@ -40,11 +40,14 @@ function onRequest(request: WriterRequest): void {
     }
     try {
       if ('durability' in request) post({ n: request.n, durability: await appender.durability() });
+      else if ('args' in request)
+        post({ n: request.n, appended: await appender.appendFlat(request.args, request.retried) });
       else {
         if ('ping' in request) await appender.ping();
         if ('probe' in request) await appender.probe();
-        const seqs = 'args' in request ? await appender.appendFlat(request.args) : [];
-        post({ n: request.n, seqs });
+        if ('markers' in request) await appender.saveMarkers(request.markers);
+        if ('people' in request) await appender.remember(request.people, request.now);
+        post({ n: request.n, done: true });
       }
     } catch (error) {
       post({ n: request.n, error: writerFailure(error) });

@@ -1,23 +1,65 @@
 // The database schema (Drizzle). drizzle-kit generates the migrations in drizzle/ from this file.
-import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { sql } from 'drizzle-orm';
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
-/** The transcript: every message ever accepted, ordered by `seq`. */
+/**
+ * The transcript: every message ever accepted. A conversation is a room (its name) or the whisper
+ * conversation of two people (a key no room name can take, see conversationKey); `seq` numbers each
+ * conversation's messages 1, 2, 3… without gaps, so a client can see that it missed one.
+ */
 export const messages = sqliteTable(
   'messages',
   {
-    /** Position in the transcript; AUTOINCREMENT so a number is never reused. */
-    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    /** The order of commit across all conversations; AUTOINCREMENT so a number is never reused. */
+    n: integer('n').primaryKey({ autoIncrement: true }),
     /** Server-assigned message id; appending the same id twice stores it once. */
     id: text('id').notNull().unique(),
+    /** The conversation: a room name, or a whisper pair's key. */
     room: text('room').notNull(),
+    /** Place in the conversation. */
+    seq: integer('seq').notNull(),
     sender: text('sender').notNull(),
     text: text('text').notNull(),
     /** Server time the message was stamped, in float seconds since the epoch. */
     ts: real('ts').notNull(),
+    /** The sender's client id: a second message with it from the same sender is not stored again. */
+    cid: text('cid'),
+    /** "browser" or "console"; unknown for messages stored before it was recorded. */
+    via: text('via'),
+    /** A whisper's recipient. */
+    recipient: text('recipient'),
   },
-  // Serves both backscroll (newest N of a room) and resume (a room's messages after a seq).
-  (t) => [index('messages_room_seq').on(t.room, t.seq)],
+  (t) => [
+    // Serves backscroll, resume and history pages, and keeps seq unique within a conversation.
+    uniqueIndex('messages_room_seq').on(t.room, t.seq),
+    uniqueIndex('messages_room_sender_cid').on(t.room, t.sender, t.cid).where(sql`${t.cid} IS NOT NULL`),
+    index('messages_recipient').on(t.recipient, t.room).where(sql`${t.recipient} IS NOT NULL`),
+  ],
 );
+
+/** Each conversation's newest message: where the next seq starts, and what a room list shows. */
+export const conversations = sqliteTable('conversations', {
+  key: text('key').primaryKey(),
+  seq: integer('seq').notNull(),
+  ts: real('ts').notNull(),
+});
+
+/** How far each user has read each conversation (rooms and whispers); it only moves forward. */
+export const readMarkers = sqliteTable(
+  'read_markers',
+  {
+    user: text('user').notNull(),
+    conversation: text('conversation').notNull(),
+    seq: integer('seq').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.user, t.conversation] })],
+);
+
+/** Every name that has been in a room, so a whisper can tell a person from a typo. */
+export const people = sqliteTable('people', {
+  name: text('name').primaryKey(),
+  firstSeen: integer('first_seen').notNull(),
+});
 
 /** People who have signed in, keyed by their provider's issuer and subject (never by email). */
 export const users = sqliteTable(

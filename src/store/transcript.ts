@@ -1,24 +1,19 @@
-// The transcript on libSQL: group-committed appends (see append.ts), backscroll and resume reads.
-import { and, asc, desc, eq, gt, max, sql } from 'drizzle-orm';
+// The transcript on libSQL: group-committed writes (see append.ts); backscroll, resume, history,
+// room list, read marker and name reads.
+import type { InValue } from '@libsql/client';
+import { sql } from 'drizzle-orm';
 import {
+  type Appended,
+  type ConversationHead,
   type NewMessage,
+  type ReadMarker,
   type StoredMessage,
   type Transcript,
   WriteFailure,
   WritesFailing,
 } from '../hub/transcript.ts';
-import { type Appender, type Durability, SqlAppender } from './append.ts';
+import { type Appender, type Durability, MESSAGE_COLUMNS, rowToMessage, SqlAppender } from './append.ts';
 import type { Database } from './db.ts';
-import { messages } from './schema.ts';
-
-const columns = {
-  seq: messages.seq,
-  id: messages.id,
-  room: messages.room,
-  sender: messages.sender,
-  text: messages.text,
-  ts: messages.ts,
-};
 
 /** What a failed write means for /healthz, from the SQLite code the error carries (base or extended). */
 function writeFailure(error: unknown): WriteFailure {
@@ -42,11 +37,11 @@ export class LibsqlTranscript implements Transcript {
     this.#appender = appender;
   }
 
-  append(batch: readonly NewMessage[]): Promise<number[]> {
+  append(batch: readonly NewMessage[]): Promise<Appended[]> {
     return this.#appender.append(batch).then(
-      (seqs) => {
+      (appended) => {
         this.#failing = undefined;
-        return seqs;
+        return appended;
       },
       (error: unknown) => {
         this.#failed(error);
@@ -59,28 +54,82 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.inFlight;
   }
 
-  async recent(room: string, limit: number): Promise<StoredMessage[]> {
-    const rows = await this.#database.db
-      .select(columns)
-      .from(messages)
-      .where(eq(messages.room, room))
-      .orderBy(desc(messages.seq))
-      .limit(limit);
-    return rows.reverse();
+  async #messages(
+    where: string,
+    args: InValue[],
+    order: 'ASC' | 'DESC',
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    const { rows } = await this.#database.client.execute({
+      sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT ?`,
+      args: [...args, limit],
+    });
+    const found = rows.map((r) => rowToMessage(r));
+    return order === 'DESC' ? found.reverse() : found;
   }
 
-  async after(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
-    return this.#database.db
-      .select(columns)
-      .from(messages)
-      .where(and(eq(messages.room, room), gt(messages.seq, seq)))
-      .orderBy(asc(messages.seq))
-      .limit(limit);
+  recent(room: string, limit: number): Promise<StoredMessage[]> {
+    return this.#messages('room = ?', [room], 'DESC', limit);
   }
 
-  async lastSeq(): Promise<number> {
-    const [row] = await this.#database.db.select({ last: max(messages.seq) }).from(messages);
-    return row?.last ?? 0;
+  after(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
+    return this.#messages('room = ? AND seq > ?', [room, seq], 'ASC', limit);
+  }
+
+  before(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
+    return this.#messages('room = ? AND seq < ?', [room, seq], 'DESC', limit);
+  }
+
+  async lastSeq(room: string): Promise<number> {
+    const { rows } = await this.#database.client.execute({
+      sql: 'SELECT seq FROM conversations WHERE key = ?',
+      args: [room],
+    });
+    return Number(rows[0]?.[0] ?? 0);
+  }
+
+  async rooms(limit: number): Promise<ConversationHead[]> {
+    // Whisper pairs' keys start with U+0001, which no room name can.
+    const { rows } = await this.#database.client.execute({
+      sql: 'SELECT key, seq, ts FROM conversations WHERE unicode(key) > 1 ORDER BY ts DESC LIMIT ?',
+      args: [limit],
+    });
+    return rows.map((r) => ({ key: String(r[0]), seq: Number(r[1]), ts: Number(r[2]) }));
+  }
+
+  async markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>> {
+    const only = conversations ? ` AND conversation IN (${conversations.map(() => '?').join(', ')})` : '';
+    if (conversations?.length === 0) return new Map();
+    const { rows } = await this.#database.client.execute({
+      sql: `SELECT conversation, seq FROM read_markers WHERE user = ?${only}`,
+      args: [user, ...(conversations ?? [])],
+    });
+    return new Map(rows.map((r) => [String(r[0]), Number(r[1])]));
+  }
+
+  saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
+    return this.#appender.saveMarkers(markers);
+  }
+
+  async unreadWhispers(user: string): Promise<number> {
+    const { rows } = await this.#database.client.execute({
+      sql: `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
+            WHERE m.recipient = ? AND m.seq > coalesce(r.seq, 0)`,
+      args: [user],
+    });
+    return Number(rows[0]?.[0] ?? 0);
+  }
+
+  async knows(name: string): Promise<boolean> {
+    const { rows } = await this.#database.client.execute({
+      sql: 'SELECT 1 FROM people WHERE name = ?',
+      args: [name],
+    });
+    return rows.length > 0;
+  }
+
+  remember(names: readonly string[]): Promise<void> {
+    return this.#appender.remember(names, Math.floor(Date.now() / 1000));
   }
 
   /**

@@ -1,6 +1,6 @@
 // Appends through a writer thread (src/store/append-worker.ts): the Node entry's choice for a file.
 import { Worker } from 'node:worker_threads';
-import type { NewMessage } from '../hub/transcript.ts';
+import type { Appended, NewMessage, ReadMarker } from '../hub/transcript.ts';
 import { type Appender, type Durability, flatten } from './append.ts';
 import {
   type WriterData,
@@ -26,7 +26,7 @@ export interface WriterOptions {
   script?: URL | undefined;
 }
 
-type Answer = number[] | Durability;
+type Answer = Appended[] | Durability | true;
 
 interface Waiting {
   readonly request: WriterTask;
@@ -69,9 +69,17 @@ export class WorkerAppender implements Appender {
     return appender;
   }
 
-  append(batch: readonly NewMessage[]): Promise<number[]> {
+  append(batch: readonly NewMessage[]): Promise<Appended[]> {
     if (batch.length === 0) return Promise.resolve([]);
-    return this.#request({ args: flatten(batch) }) as Promise<number[]>;
+    return this.#request({ args: flatten(batch), retried: false }) as Promise<Appended[]>;
+  }
+
+  async saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
+    if (markers.length > 0) await this.#request({ markers: [...markers] });
+  }
+
+  async remember(names: readonly string[], now: number): Promise<void> {
+    if (names.length > 0) await this.#request({ people: [...names], now });
   }
 
   async ping(): Promise<void> {
@@ -126,6 +134,8 @@ export class WorkerAppender implements Appender {
     }
     for (const w of again) {
       w.retried = true;
+      // The dead thread may have committed it: the new one looks its messages up by id first.
+      if ('args' in w.request) w.request.retried = true;
       this.#post(worker, w);
     }
   }
@@ -159,7 +169,8 @@ export class WorkerAppender implements Appender {
         else {
           const waiting = this.#waiting.get(reply.n);
           this.#waiting.delete(reply.n);
-          if ('seqs' in reply) waiting?.resolve(reply.seqs);
+          if ('appended' in reply) waiting?.resolve(reply.appended);
+          else if ('done' in reply) waiting?.resolve(true);
           else if ('durability' in reply) waiting?.resolve(reply.durability);
           else waiting?.reject(WriterError.from(reply.error));
         }

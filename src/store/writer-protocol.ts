@@ -1,4 +1,5 @@
 // The messages between the event loop and the transcript writer thread, shared by both sides.
+import type { Appended, ReadMarker } from '../hub/transcript.ts';
 import type { Durability } from './append.ts';
 
 /** What the thread is started with (its workerData). */
@@ -7,9 +8,14 @@ export interface WriterData {
   readonly url: string;
 }
 
-/** One piece of work for the thread: a batch (as made by `flatten`), a ping, a probe, or a durability read. */
+/**
+ * One piece of work for the thread: a batch of messages (as made by `flatten`; `retried` when a dead
+ * thread held it before), read markers, names seen, a ping, a probe, or a durability read.
+ */
 export type WriterTask =
-  | { args: Array<string | number> }
+  | { args: Array<string | number | null>; retried: boolean }
+  | { markers: ReadMarker[] }
+  | { people: string[]; now: number }
   | { ping: true }
   | { probe: true }
   | { durability: true };
@@ -30,7 +36,8 @@ export interface WriterFailure {
 export type WriterReply =
   | { ready: true }
   | { failed: WriterFailure }
-  | { n: number; seqs: number[] }
+  | { n: number; appended: Appended[] }
+  | { n: number; done: true }
   | { n: number; durability: Durability }
   | { n: number; error: WriterFailure };
 

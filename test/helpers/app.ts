@@ -20,7 +20,7 @@ export interface BareAppOptions {
 
 /** A dev-mode app on a Hub without a store, for app.request(): nothing listens, no socket opens. */
 export function bareApp(options: BareAppOptions = {}): { app: Hono; hub: Hub } {
-  const hub = options.hub ?? new Hub({ transcript: {} as Transcript, lastSeq: 0 });
+  const hub = options.hub ?? new Hub({ transcript: {} as Transcript });
   const origins =
     options.origins ?? devOriginPolicy({ host: '127.0.0.1', port: () => 8080, tls: false, extra: [] });
   const door = new BrowserDoor({

@@ -1,0 +1,82 @@
+// Read markers: how far each user has read each conversation. Kept here for the users connected, moved
+// only forward, and written to the store in batches rather than one commit per `read` frame.
+import type { Log } from '../log.ts';
+import type { ReadMarker, Transcript } from './transcript.ts';
+
+/** Read markers of connected users, written behind. */
+export class ReadMarkers {
+  readonly #transcript: Transcript;
+  readonly #log: Log;
+  readonly #flushMs: number;
+  /** user → conversation → seq, for the conversations asked about or read since start. */
+  readonly #known = new Map<string, Map<string, number>>();
+  readonly #dirty = new Map<string, ReadMarker>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+
+  constructor(transcript: Transcript, log: Log, flushMs = 1000) {
+    this.#transcript = transcript;
+    this.#log = log;
+    this.#flushMs = flushMs;
+  }
+
+  /** How far `user` has read `conversation` (0: nothing read). */
+  async get(user: string, conversation: string): Promise<number> {
+    const cached = this.#known.get(user)?.get(conversation);
+    if (cached !== undefined) return cached;
+    const stored = (await this.#transcript.markers(user, [conversation])).get(conversation) ?? 0;
+    // Something read meanwhile is newer than what the store had.
+    const now = this.#known.get(user)?.get(conversation);
+    if (now !== undefined) return now;
+    this.#remember(user, conversation, stored);
+    return stored;
+  }
+
+  /**
+   * Move `user`'s marker of `conversation` to `seq` if that is further; returns where it is now. The
+   * store hears of it within a flush interval.
+   */
+  async advance(user: string, conversation: string, seq: number): Promise<number> {
+    const current = await this.get(user, conversation);
+    if (seq <= current) return current;
+    this.#remember(user, conversation, seq);
+    this.#dirty.set(`${user}\u0000${conversation}`, { user, conversation, seq });
+    this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
+    return seq;
+  }
+
+  /** Forget a user who has left (what is not yet written stays queued). */
+  forget(user: string): void {
+    this.#known.delete(user);
+  }
+
+  /** Write what has moved since the last flush. */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#dirty.size === 0) return this.#flushing;
+    const batch = [...this.#dirty.values()];
+    this.#dirty.clear();
+    this.#flushing = this.#flushing
+      .then(() => this.#transcript.saveMarkers(batch))
+      .catch((error: unknown) => {
+        this.#log.warn('read markers not saved; trying again', { error: String(error) });
+        for (const m of batch) {
+          const key = `${m.user}\u0000${m.conversation}`;
+          const newer = this.#dirty.get(key);
+          if (!newer || newer.seq < m.seq) this.#dirty.set(key, m);
+        }
+        this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
+      });
+    return this.#flushing;
+  }
+
+  #remember(user: string, conversation: string, seq: number): void {
+    let mine = this.#known.get(user);
+    if (!mine) {
+      mine = new Map();
+      this.#known.set(user, mine);
+    }
+    mine.set(conversation, seq);
+  }
+}
