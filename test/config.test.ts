@@ -192,6 +192,7 @@ describe('configuration', () => {
       maxBrowsers: 20_000,
       maxBrowsersPerIp: 100,
       maxConsoles: 20_000,
+      maxRooms: 100,
       maxUnsentBytes: 1024 * 1024,
       heartbeatMs: 25_000,
       helloTimeoutMs: 10_000,

@@ -13,16 +13,16 @@ import {
 } from '../src/protocol/frames.ts';
 import { pageModule } from '../src/protocol/page-module.ts';
 
-/** Decode and require success, returning the frame. */
+/** Decode as the seed protocol does (a console that did not opt in), and require success. */
 function decodeOk(value: unknown): ClientFrame {
-  const result = decodeClientFrame(JSON.stringify(value));
+  const result = decodeClientFrame(JSON.stringify(value), false);
   if (!result.ok) throw new Error(`expected ok, got ${result.code}: ${result.message}`);
   return result.frame;
 }
 
-/** Decode raw JSON text and require a refusal, returning it. */
+/** Decode raw JSON text as the seed protocol does, and require a refusal, returning it. */
 function decodeRefused(text: string): { code: string; message: string; optedIn: boolean } {
-  const result = decodeClientFrame(text);
+  const result = decodeClientFrame(text, false);
   if (result.ok) throw new Error(`expected a refusal, got ${JSON.stringify(result.frame)}`);
   return result;
 }
@@ -460,5 +460,63 @@ describe('decodeClientFrame: __proto__', () => {
 
   it('does not let "__proto__" stand in for a missing type', () => {
     expect(decodeRefused('{"__proto__":{"type":"message"},"text":"hi"}').code).toBe(ErrorCode.UnknownType);
+  });
+});
+
+describe('decodeClientFrame: protocol 2', () => {
+  const decode = (value: unknown) => decodeClientFrame(JSON.stringify(value), true);
+
+  it('reads every frame type of the contract, with its fields', () => {
+    const frames = [
+      { type: 'message', text: 'hi', room: 'ops', cid: 'c1', ref: 'r1' },
+      { type: 'join', room: 'ops', since: 42, ref: 'r' },
+      { type: 'leave', room: 'ops' },
+      { type: 'who', room: 'ops' },
+      { type: 'rooms' },
+      { type: 'history', room: 'ops', before: 123, limit: 50 },
+      { type: 'history', with: 'bob', after: 3 },
+      { type: 'whisper', to: 'bob', text: 'psst', cid: 'w' },
+      { type: 'typing', room: 'ops', state: 'active' },
+      { type: 'read', room: 'ops', seq: 120 },
+      { type: 'read', with: 'bob', seq: 1 },
+      { type: 'presence', status: 'away', room: 'ops' },
+      { type: 'pong', ref: 'p' },
+    ];
+    for (const frame of frames) expect(decode(frame)).toEqual({ ok: true, frame });
+  });
+
+  it('refuses what the seed protocol would ignore: a bad room, a long ref or cid, a bad seq or limit', () => {
+    const refused = (value: unknown) => {
+      const result = decode(value);
+      if (result.ok) throw new Error(`expected a refusal of ${JSON.stringify(value)}`);
+      return result;
+    };
+    expect(refused({ type: 'message', text: 'x', room: 'a\u200bb' }).code).toBe(ErrorCode.BadName);
+    expect(refused({ type: 'message', text: 'x', ref: 'r'.repeat(65) }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'message', text: 'x', cid: 'c'.repeat(65) }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'join', room: 'ops', since: -1 }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'join', room: 'ops', since: 1.5 }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'history', room: 'ops', limit: 201 }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'history', room: 'ops', with: 'bob' }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'history', room: 'ops', before: 2, after: 1 }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'typing', room: 'ops', state: 'busy' }).code).toBe(ErrorCode.BadFrame);
+    expect(refused({ type: 'whisper', to: '', text: 'x' }).code).toBe(ErrorCode.BadName);
+  });
+
+  it('carries the ref of a refused frame, so the refusal answers it', () => {
+    const result = decode({ type: 'join', room: '', ref: 'r-7' });
+    expect(result).toMatchObject({ ok: false, code: ErrorCode.BadName, ref: 'r-7' });
+    expect(decodeClientFrame('{"type":"teleport","ref":"r-8"}', true)).toMatchObject({
+      ok: false,
+      code: ErrorCode.UnknownType,
+      ref: 'r-8',
+    });
+  });
+
+  it('keeps the new frame types from seed consoles: to them they are unknown', () => {
+    expect(decodeClientFrame('{"type":"join","room":"ops"}', false)).toMatchObject({
+      ok: false,
+      code: ErrorCode.UnknownType,
+    });
   });
 });

@@ -118,3 +118,31 @@ describe('restart under load', () => {
     }
   }, 60_000);
 });
+
+describe('idempotent sends across a restart', () => {
+  it('a message resent with its cid after the server restarted is the original, not a second one', async () => {
+    const tmp = await tempDir();
+    const db = join(tmp.dir, 'room.db');
+    const args = ['--ndjson-only', '--ndjson-port', String(await freePort()), '--db', db];
+    let server = await spawnServer(args);
+    running.push(server);
+    const hello = { type: 'hello', room: 'ops', user: 'agent', protocol: 2 };
+    const before = await consoleClient(server.consolePort, hello);
+    await before.waitFor((f) => f.type === 'joined');
+    before.send({ type: 'message', text: 'deploy done', cid: 'deploy-17', ref: 'a' });
+    const original = await before.waitFor((f) => f.ref === 'a');
+    expect(await server.stop('SIGTERM')).toBe(0);
+
+    server = await spawnServer(args);
+    running.push(server);
+    const after = await consoleClient(server.consolePort, { ...hello, since: original.seq });
+    await after.waitFor((f) => f.type === 'joined');
+    after.send({ type: 'message', text: 'deploy done', cid: 'deploy-17', ref: 'b' });
+    const again = await after.waitFor((f) => f.ref === 'b');
+    expect(again).toMatchObject({ id: original.id, seq: original.seq, ts: original.ts, cid: 'deploy-17' });
+    after.send({ type: 'message', text: 'next', ref: 'c' });
+    expect(await after.waitFor((f) => f.ref === 'c')).toMatchObject({ seq: (original.seq as number) + 1 });
+    after.close();
+    await tmp.cleanup();
+  }, 30_000);
+});

@@ -271,7 +271,7 @@ export class Hub {
       const [loaded, marker, unreadWhispers] = await Promise.all([
         since !== undefined || peer.wantsBackscroll ? this.#history(name, since) : undefined,
         peer.optedIn ? this.#markers.get(peer.user, name) : 0,
-        options.welcome && peer.optedIn ? this.#transcript.unreadWhispers(peer.user) : 0,
+        options.welcome && peer.optedIn ? this.#unreadWhispers(peer.user) : 0,
       ]);
       if (loaded) ({ history, complete } = loaded);
       read = marker;
@@ -347,6 +347,12 @@ export class Hub {
     return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
   }
 
+  /** Whispers to `user` it has not read: markers moved but not yet written are written first. */
+  async #unreadWhispers(user: string): Promise<number> {
+    await this.#markers.flush();
+    return this.#transcript.unreadWhispers(user);
+  }
+
   /** Take a connection out of a room; it is told `left` (opted-in) and the others see it go. */
   leave(peer: Peer, room: string, ref?: string): void {
     const member = this.#peers.get(peer)?.rooms.get(room);
@@ -384,7 +390,14 @@ export class Hub {
    * waits for the answer, so the answer is exact.
    */
   #open(name: string): Room {
-    const room: Room = { name, members: new Map(), users: new Map(), reported: 0, inflight: 0, ready: undefined };
+    const room: Room = {
+      name,
+      members: new Map(),
+      users: new Map(),
+      reported: 0,
+      inflight: 0,
+      ready: undefined,
+    };
     room.ready = this.#transcript.lastSeq(name).then(
       (latest) => {
         room.reported = Math.max(room.reported, latest);

@@ -1,6 +1,8 @@
 // Test clients for both doors over real sockets, with a frame log that tests can wait on.
 import { connect, type Socket } from 'node:net';
+import * as v from 'valibot';
 import WebSocket from 'ws';
+import { ServerFrame } from '../../src/protocol/frames.ts';
 
 /** Any server frame, as a test sees it. */
 export type Frame = Record<string, unknown> & { type: string };
@@ -21,6 +23,14 @@ class FrameLog {
   readonly #waiters = new Set<() => void>();
 
   push(frame: Frame): void {
+    // Every frame a server sends must fit its schema: a stray field or a wrong type fails the test run.
+    const checked = v.safeParse(ServerFrame, frame);
+    if (!checked.success) {
+      const issue = checked.issues[0];
+      throw new Error(
+        `server sent a frame outside the protocol (${issue.path?.map((p) => String(p.key)).join('.') ?? ''}: ${issue.message}): ${JSON.stringify(frame).slice(0, 500)}`,
+      );
+    }
     this.frames.push(frame);
     for (const wake of [...this.#waiters]) wake();
   }
@@ -143,11 +153,20 @@ let barriers = 0;
  * the server had to send this client before it took the message is among them, so a frame that is
  * not there never came (the way to show that something did NOT happen, without waiting a while).
  */
-export async function barrier(client: TestClient): Promise<Frame[]> {
+export async function barrier(client: TestClient, room?: string): Promise<Frame[]> {
   const text = `barrier ${++barriers}`;
-  client.send({ type: 'message', text });
+  client.send({ type: 'message', text, ...(room === undefined ? {} : { room }) });
   const echo = await client.waitFor((f) => f.type === 'message' && f.text === text);
   return client.frames.slice(0, client.frames.indexOf(echo));
+}
+
+let refs = 0;
+
+/** Send a frame with a fresh ref; resolves with the reply that carries it (protocol 2). */
+export async function request(client: TestClient, frame: object, ms?: number): Promise<Frame> {
+  const ref = `ref-${++refs}`;
+  client.send({ ...frame, ref });
+  return client.waitFor((f) => f.ref === ref, ms);
 }
 
 /**

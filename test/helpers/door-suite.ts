@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/protocol/codes.ts';
 import { barrier, browserClient, consoleClient, type Frame, ofType, type TestClient } from './clients.ts';
+import { describeProtocol2 } from './protocol2-suite.ts';
 
 /** Where a running server's doors are. */
 export interface DoorTarget {
@@ -54,8 +55,12 @@ const doors: Array<[string, Join]> = [
 
 const messages = (c: TestClient): Frame[] => ofType(c.frames, 'message');
 
-/** Register the door suite; `target` is read when the tests run, after the caller's beforeAll. */
+/**
+ * Register the door suite, and the protocol-2 suite; `target` is read when the tests run, after the
+ * caller's beforeAll.
+ */
 export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): void {
+  describeProtocol2(target, `${roomPrefix}-p2`);
   let roomNo = 0;
   const freshRoom = (): string => `${roomPrefix}-${++roomNo}`;
 
@@ -87,14 +92,21 @@ export function describeDoors(target: () => DoorTarget, roomPrefix = 'doors'): v
       bob.close();
     });
 
-    it('sends a message to the bound room, whatever room the frame names', async () => {
+    it('never delivers a message to a room the sender is not in, whatever room the frame names', async () => {
       const room = freshRoom();
       const other = freshRoom();
       const alice = await join(target(), 'alice', room);
       const eve = await join(target(), 'eve', other);
       alice.send({ type: 'message', room: other, text: 'stays home' });
-      const echo = await alice.waitFor((f) => f.type === 'message');
-      expect(echo.room).toBe(room);
+      if (door === 'console door, seed protocol') {
+        // The seed protocol ignores a message's room: it goes to the room the hello bound.
+        const echo = await alice.waitFor((f) => f.type === 'message');
+        expect(echo.room).toBe(room);
+      } else {
+        // Protocol 2 names rooms: one not joined is refused.
+        const refused = await alice.waitFor((f) => f.type === 'error');
+        expect(refused.code).toBe(ErrorCode.NotJoined);
+      }
       expect(ofType(await barrier(eve), 'message')).toEqual([]);
       alice.close();
       eve.close();
