@@ -1,13 +1,24 @@
 // Tables for the terminal and the target checks, from the results of one run.
 import { SERVER_LABELS, type ServerKind } from './servers.ts';
 import type { Latency } from './stats.ts';
-import type { FloorResult, IdleStep, Integrity, JoinResult, SlowResult, SteppedResult } from './workloads.ts';
+import type {
+  FloorResult,
+  IdleStep,
+  Integrity,
+  JoinResult,
+  LowLoadResult,
+  SlowResult,
+  SteppedResult,
+} from './workloads.ts';
 
 /** Everything one run measured, by workload then server. */
 export interface Results {
   floor: Partial<Record<ServerKind, FloorResult>>;
   /** fdatasync of a 4 KiB append at the floor's rate, measured without any server. */
   disk?: Latency & { dir: string };
+  lowload: Partial<Record<ServerKind, LowLoadResult>>;
+  /** fdatasync of a 4 KiB append at 200/s, measured without any server, for the lowload target. */
+  lowloadDisk?: Latency & { dir: string };
   room100: Partial<Record<ServerKind, SteppedResult>>;
   room1000: Partial<Record<ServerKind, SteppedResult>>;
   rooms: Partial<Record<ServerKind, SteppedResult>>;
@@ -15,6 +26,8 @@ export interface Results {
   idle: Partial<Record<ServerKind, { console: IdleStep[]; browser: IdleStep[] }>>;
   join: Partial<Record<ServerKind, JoinResult>>;
 }
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export interface TargetCheck {
   target: string;
@@ -57,6 +70,47 @@ export function render(results: Results): string {
       const d = results.disk;
       out.push(
         `disk alone (fdatasync of a 4 KiB append at the same rate, in ${d.dir}): p50 ${d.p50}  p99 ${d.p99}  p99.9 ${d.p999}  max ${d.max}  n ${d.count}`,
+      );
+    }
+  }
+  if (Object.keys(results.lowload).length) {
+    out.push(
+      '\nlowload: 500 rooms of 4, one sender each, 2,000 msg/s in all (latency ms; cpu = share of one core)',
+    );
+    out.push(
+      table(
+        [
+          'server',
+          'p50',
+          'p99',
+          'p99.9',
+          'max',
+          'arrived %',
+          'server cpu',
+          'main',
+          'µs cpu/msg',
+          'gen cpu',
+          'lost/dup/reord',
+        ],
+        kinds(results.lowload).map(([k, r]) => [
+          SERVER_LABELS[k],
+          r.step.latency.p50,
+          r.step.latency.p99,
+          r.step.latency.p999,
+          r.step.latency.max,
+          r.step.arrivedPct,
+          r.step.serverCpu,
+          r.step.serverMainCpu,
+          r.cpuPerMessageUs,
+          r.step.genWorkerCpu.join('+'),
+          integ(r.integrity),
+        ]),
+      ),
+    );
+    if (results.lowloadDisk) {
+      const d = results.lowloadDisk;
+      out.push(
+        `disk alone (fdatasync of a 4 KiB append at 200/s, in ${d.dir}): p50 ${d.p50}  p99 ${d.p99}  max ${d.max}`,
       );
     }
   }
@@ -252,8 +306,41 @@ export function checkTargets(results: Results): TargetCheck[] {
       detail: `${fo.latency.p99} ms vs ${fp.latency.p99} ms${results.disk ? `; the disk's own fdatasync p99 is ${results.disk.p99} ms` : ''}`,
     });
   }
+  const lo = results.lowload.ours;
+  const lp = results.lowload.plain;
+  if (lo && lp) {
+    const disk = results.lowloadDisk?.p99 ?? 0;
+    const bound = lp.step.latency.p99 + disk + 1;
+    checks.push({
+      target: "lowload: p99 <= (a) p99 + the disk's fsync p99 + 1 ms",
+      met: lo.step.latency.p99 <= bound,
+      detail: `${lo.step.latency.p99} ms vs ${lp.step.latency.p99} + ${disk} + 1 = ${round2(bound)} ms`,
+    });
+    checks.push({
+      target: 'lowload: server CPU <= 2x (a)',
+      met: lo.step.serverCpu <= 2 * lp.step.serverCpu,
+      detail: `${lo.step.serverCpu} vs ${lp.step.serverCpu} of a core (${lo.cpuPerMessageUs} vs ${lp.cpuPerMessageUs} µs/msg)`,
+    });
+  }
   const io = results.idle.ours;
   const ip = results.idle.plain;
+  if (io && ip) {
+    for (const door of ['console', 'browser'] as const) {
+      const last = io[door].at(-1);
+      const lastPlain = ip[door].at(-1);
+      if (!last || !lastPlain) continue;
+      checks.push({
+        target: `idle ${door}: opens/s >= 0.9x (a)`,
+        met: last.connectsPerSecond >= 0.9 * lastPlain.connectsPerSecond,
+        detail: `${last.connectsPerSecond} vs ${lastPlain.connectsPerSecond} connects/s (handshake p99 ${last.handshake.p99} vs ${lastPlain.handshake.p99} ms)`,
+      });
+      checks.push({
+        target: `idle ${door}: memory/conn <= 1.2x (a)`,
+        met: last.rssPerConnKiB <= 1.2 * lastPlain.rssPerConnKiB,
+        detail: `${last.rssPerConnKiB} vs ${lastPlain.rssPerConnKiB} KiB RSS/conn`,
+      });
+    }
+  }
   if (io) {
     for (const door of ['console', 'browser'] as const) {
       const last = io[door].at(-1);

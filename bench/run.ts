@@ -17,7 +17,7 @@ import {
 } from './servers.ts';
 import * as w from './workloads.ts';
 
-const WORKLOADS = ['floor', 'room100', 'room1000', 'rooms', 'slow', 'idle', 'join'] as const;
+const WORKLOADS = ['floor', 'lowload', 'room100', 'room1000', 'rooms', 'slow', 'idle', 'join'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 const { values: flags } = parseArgs({
@@ -29,6 +29,9 @@ const { values: flags } = parseArgs({
     'warmup-ms': { type: 'string' },
     'measure-ms': { type: 'string' },
     'floor-rate': { type: 'string', default: '20' },
+    'lowload-rate': { type: 'string', default: '2000' },
+    'lowload-rooms': { type: 'string', default: '500' },
+    'lowload-seconds': { type: 'string' },
     'floor-seconds': { type: 'string' },
     'room100-steps': { type: 'string' },
     'room1000-steps': { type: 'string' },
@@ -54,6 +57,7 @@ if (flags.help) {
   --warmup-ms, --measure-ms        per step
   --room100-steps, --room1000-steps, --rooms-steps   offered deliveries/s, comma-separated
   --floor-rate, --floor-seconds    floor workload
+  --lowload-rate MSG/S, --lowload-rooms N, --lowload-seconds S   lowload (500 rooms of 4 at 2,000 msg/s)
   --slow-rate MSG/S, --slow-seconds  slow workload (default rate: half of room100's knee)
   --slow-servers LIST     servers the slow workload runs on (ours,plain: a laggard takes ~a minute to fill)
   --idle-steps LIST       idle connections per door, cumulative
@@ -78,6 +82,9 @@ const options = {
   timing,
   floorRate: Number(flags['floor-rate']),
   floorSeconds: num(flags['floor-seconds'], 20, 3),
+  lowloadRate: Number(flags['lowload-rate']),
+  lowloadRooms: Number(flags['lowload-rooms']),
+  lowloadSeconds: num(flags['lowload-seconds'], 15, 3),
   room100Steps: list(
     flags['room100-steps'],
     quick ? [10000, 30000] : [5000, 10000, 20000, 30000, 40000, 50000, 60000],
@@ -102,7 +109,16 @@ for (const x of servers) if (!SERVER_KINDS.includes(x)) throw new Error(`unknown
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
-const results: Results = { floor: {}, room100: {}, room1000: {}, rooms: {}, slow: {}, idle: {}, join: {} };
+const results: Results = {
+  floor: {},
+  lowload: {},
+  room100: {},
+  room1000: {},
+  rooms: {},
+  slow: {},
+  idle: {},
+  join: {},
+};
 const started = new Date();
 log(
   `bench: ${cpus().length} cores, node ${process.version}, open files ${openFileLimit('self')} (servers: raised to 20000 if allowed)`,
@@ -143,6 +159,24 @@ async function runOne(workload: Workload, kind: ServerKind): Promise<void> {
       );
       log(`  p99 ${results.floor[kind]?.latency.p99} ms`);
       return;
+    case 'lowload': {
+      if (!results.lowloadDisk) {
+        // The disk alone at about the rate a durable server commits at this load.
+        results.lowloadDisk = await diskSync(200, Math.min(options.lowloadSeconds, 10));
+        log(`  disk alone: fdatasync p99 ${results.lowloadDisk.p99} ms at 200/s`);
+      }
+      results.lowload[kind] = await withServer(kind, false, (s) =>
+        w.lowload(gen, s, options.lowloadRooms, options.lowloadRate, {
+          warmupMs: quick ? 500 : 2000,
+          measureMs: options.lowloadSeconds * 1000,
+        }),
+      );
+      const r = results.lowload[kind];
+      log(
+        `  p50 ${r?.step.latency.p50} p99 ${r?.step.latency.p99} ms, server cpu ${r?.step.serverCpu} (main ${r?.step.serverMainCpu}), ${r?.cpuPerMessageUs} µs/msg`,
+      );
+      return;
+    }
     case 'room100':
       results.room100[kind] = await withServer(kind, false, (s) =>
         w.stepped(gen, s, w.layout('r100', 1, 100, 10), options.room100Steps, timing, log),

@@ -241,6 +241,31 @@ export async function floor(
   return { latency: step.latency, serverCpu: step.serverCpu, integrity: await finish(gen) };
 }
 
+export interface LowLoadResult {
+  step: StepResult;
+  /** Server CPU per message, in microseconds of one core. */
+  cpuPerMessageUs: number;
+  integrity: Integrity;
+}
+
+/** Many small rooms at a steady, modest rate: what durability costs when the server is not busy. */
+export async function lowload(
+  gen: LoadGen,
+  server: ServerHandle,
+  rooms: number,
+  messagesPerSecond: number,
+  timing: Timing,
+): Promise<LowLoadResult> {
+  const l = layout('low', rooms, 4, 1);
+  await gen.connect(server.target, l.members, l.senders, 32);
+  const step = await measureStep(gen, server, l, messagesPerSecond, timing);
+  return {
+    step,
+    cpuPerMessageUs: round((step.serverCpu * 1e6) / Math.max(1, step.messagesPerSecond), 1),
+    integrity: await finish(gen),
+  };
+}
+
 export interface SlowResult {
   messagesPerSecond: number;
   without: StepResult;

@@ -1,5 +1,5 @@
-// The transcript's write path, run on the connection it is given (a writer thread's, or the main one for
-// a remote database): group-commit batches of messages, read markers and the names seen.
+// The transcript's write path: deciding each batch (planAppend), and the appender for a remote database
+// (SqlAppender); a local file is written by NativeAppender on the writer thread.
 import type { Client, InStatement } from '@libsql/client';
 import type { Appended, NewMessage, ReadMarker, StoredMessage } from '../hub/transcript.ts';
 
@@ -37,7 +37,8 @@ export interface Durability {
 
 /** Fields of one message in a flat batch: id, room, sender, text, ts, cid, via, recipient. */
 const FIELDS = 8;
-type Flat = Array<string | number | null>;
+/** Values as they cross to the writer thread and into statements. */
+export type Flat = Array<string | number | null>;
 
 /** A batch flattened for the statement (and for a postMessage to the writer thread). */
 export function flatten(batch: readonly NewMessage[]): Flat {
@@ -47,7 +48,8 @@ export function flatten(batch: readonly NewMessage[]): Flat {
   return args;
 }
 
-function unflatten(args: Flat, i: number): NewMessage {
+/** The `i`th message of a flattened batch. */
+export function unflatten(args: Flat, i: number): NewMessage {
   const at = i * FIELDS;
   const message: NewMessage = {
     id: String(args[at]),
@@ -81,17 +83,117 @@ export function rowToMessage(row: ArrayLike<unknown>): StoredMessage {
   return message;
 }
 
-const INSERT_HEAD = 'INSERT INTO messages (id, room, seq, sender, text, ts, cid, via, recipient) VALUES ';
-const placeholders = (rows: number, columns: number): string =>
+/** Appending N messages: one INSERT (the conversations table follows by a trigger). */
+export const INSERT_HEAD =
+  'INSERT INTO messages (id, room, seq, sender, text, ts, cid, via, recipient) VALUES ';
+/** `(?, ?, …)` for `rows` rows of `columns` values. */
+export const placeholders = (rows: number, columns: number): string =>
   Array(rows)
     .fill(`(${Array(columns).fill('?').join(', ')})`)
     .join(', ');
+/** Moving a read marker forward, never back. */
+export const SAVE_MARKER =
+  'INSERT INTO read_markers (user, conversation, seq) VALUES (?, ?, ?) ON CONFLICT (user, conversation) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > read_markers.seq';
+
+/** What the store already holds that a batch depends on. */
+export interface Found {
+  /** Seqs of ids already stored (a retried batch). */
+  byId: Map<string, number>;
+  /** Messages stored before under the same room, sender and cid. */
+  byCid: Map<string, StoredMessage>;
+}
+
+/** What to write for a batch, and what each message becomes. */
+export interface AppendPlan {
+  outcomes: Appended[];
+  /** The INSERT's values (9 per new message), and how many messages they are. */
+  rows: Flat;
+  count: number;
+  /** Each conversation's newest seq once this batch is stored. */
+  next: Map<string, number>;
+}
+
+/** The batch's lookups: ids (only for a retried batch) and (room, sender, cid) triples. */
+export function lookups(
+  batch: readonly NewMessage[],
+  retried: boolean,
+): { ids: string[]; cids: NewMessage[] } {
+  return { ids: retried ? batch.map((m) => m.id) : [], cids: batch.filter((m) => m.cid !== undefined) };
+}
+
+/** The SELECT for stored messages with these (room, sender, cid) triples. */
+export function cidQuery(cids: readonly NewMessage[]): { sql: string; args: string[] } {
+  return {
+    sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN (VALUES ${placeholders(cids.length, 3)})`,
+    args: cids.flatMap((m) => [m.room, m.sender, m.cid ?? '']),
+  };
+}
+
+/** The SELECT for the seqs of ids already stored. */
+export function idQuery(ids: readonly string[]): { sql: string; args: string[] } {
+  return {
+    sql: `SELECT id, seq FROM messages WHERE id IN (${ids.map(() => '?').join(', ')})`,
+    args: [...ids],
+  };
+}
 
 /**
- * Appends on one libSQL connection, which must be the only one writing messages: each conversation's
- * next seq is kept here and handed out without asking the database, so a batch is one INSERT (the
- * conversations table follows by a trigger). This is the hot path, so SQL text is built once per
- * batch size rather than by the query builder on every batch.
+ * Decide a batch: a message already stored (by id) keeps its seq; one whose sender stored one with
+ * the same cid in the conversation (before, or earlier in this batch) comes back as that one; every
+ * other one takes its conversation's next seq, from `last`.
+ */
+export function planAppend(
+  batch: readonly NewMessage[],
+  found: Found,
+  last: ReadonlyMap<string, number>,
+): AppendPlan {
+  const outcomes: Array<Appended | undefined> = new Array(batch.length);
+  const firstByCid = new Map<string, number>();
+  const sameAs = new Map<number, number>();
+  const next = new Map<string, number>();
+  const rows: Flat = [];
+  let count = 0;
+  batch.forEach((m, i) => {
+    const stored = found.byId.get(m.id);
+    if (stored !== undefined) {
+      outcomes[i] = { seq: stored };
+      return;
+    }
+    if (m.cid !== undefined) {
+      const key = cidKey(m);
+      const original = found.byCid.get(key);
+      if (original) {
+        outcomes[i] = { duplicate: original };
+        return;
+      }
+      const first = firstByCid.get(key);
+      if (first !== undefined) {
+        sameAs.set(i, first);
+        return;
+      }
+      firstByCid.set(key, i);
+    }
+    const seq = (next.get(m.room) ?? last.get(m.room) ?? 0) + 1;
+    next.set(m.room, seq);
+    outcomes[i] = { seq };
+    rows.push(m.id, m.room, seq, m.sender, m.text, m.ts, m.cid ?? null, m.via, m.recipient ?? null);
+    count += 1;
+  });
+  for (const [i, first] of sameAs) {
+    const stored = outcomes[first] as { seq: number };
+    outcomes[i] = { duplicate: { ...(batch[first] as NewMessage), seq: stored.seq } };
+  }
+  return { outcomes: outcomes as Appended[], rows, count, next };
+}
+
+/** The key of a (room, sender, cid) triple. */
+export const cidKey = (m: { room: string; sender: string; cid?: string | undefined }): string =>
+  `${m.room}\u0000${m.sender}\u0000${m.cid ?? ''}`;
+
+/**
+ * Appends on one libSQL client connection (the path for a remote database), which must be the only
+ * one writing messages: each conversation's next seq is kept here and handed out without asking the
+ * database, so a batch is one INSERT. SQL text is built once per batch size.
  */
 export class SqlAppender implements Appender {
   /** A remote server may run concurrent requests in any order, so one at a time. */
@@ -105,103 +207,32 @@ export class SqlAppender implements Appender {
     this.#client = client;
   }
 
-  append(batch: readonly NewMessage[]): Promise<Appended[]> {
-    return this.appendFlat(flatten(batch), false);
-  }
-
-  /**
-   * `args` as made by `flatten`. `retried`: the batch was sent before to a writer that died, so some
-   * of it may be stored already and is looked up by id first.
-   */
-  async appendFlat(args: Flat, retried: boolean): Promise<Appended[]> {
-    const count = args.length / FIELDS;
-    const outcomes: Array<Appended | undefined> = new Array(count);
-    if (count === 0) return [];
-    const batch = Array.from({ length: count }, (_, i) => unflatten(args, i));
-    if (retried) await this.#alreadyStored(batch, outcomes);
-    await this.#resent(batch, outcomes);
-
-    // In-batch resends (the same cid twice) are the first one's duplicates, once it has its seq.
-    const firstByCid = new Map<string, number>();
-    const sameAs = new Map<number, number>();
-    const fresh: number[] = [];
-    for (let i = 0; i < count; i++) {
-      if (outcomes[i]) continue;
-      const m = batch[i] as NewMessage;
-      if (m.cid !== undefined) {
-        const key = cidKey(m);
-        const first = firstByCid.get(key);
-        if (first !== undefined) {
-          sameAs.set(i, first);
-          continue;
-        }
-        firstByCid.set(key, i);
-      }
-      fresh.push(i);
+  async append(batch: readonly NewMessage[]): Promise<Appended[]> {
+    if (batch.length === 0) return [];
+    const { cids } = lookups(batch, false);
+    const found: Found = { byId: new Map(), byCid: new Map() };
+    if (cids.length > 0) {
+      const rows = (await this.#client.execute(cidQuery(cids))).rows.map((r) => rowToMessage(r));
+      for (const m of rows) found.byCid.set(cidKey(m), m);
     }
-    if (fresh.length > 0) {
-      await this.#loadLast(fresh.map((i) => (batch[i] as NewMessage).room));
-      const next = new Map<string, number>();
-      const rows: Flat = [];
-      for (const i of fresh) {
-        const m = batch[i] as NewMessage;
-        const seq = (next.get(m.room) ?? this.#last.get(m.room) ?? 0) + 1;
-        next.set(m.room, seq);
-        outcomes[i] = { seq };
-        rows.push(m.id, m.room, seq, m.sender, m.text, m.ts, m.cid ?? null, m.via, m.recipient ?? null);
+    await this.#loadLast(batch.map((m) => m.room));
+    const plan = planAppend(batch, found, this.#last);
+    if (plan.count > 0) {
+      let sql = this.#insertSql.get(plan.count);
+      if (sql === undefined) {
+        sql = `${INSERT_HEAD}${placeholders(plan.count, 9)}`;
+        this.#insertSql.set(plan.count, sql);
       }
       try {
-        await this.#client.execute({ sql: this.#insertStatement(fresh.length), args: rows });
+        await this.#client.execute({ sql, args: plan.rows });
       } catch (error) {
         // Whatever this connection thought it knew may be wrong now: ask the database next time.
-        for (const room of next.keys()) this.#last.delete(room);
+        for (const room of plan.next.keys()) this.#last.delete(room);
         throw error;
       }
-      for (const [room, seq] of next) this.#last.set(room, seq);
+      for (const [room, seq] of plan.next) this.#last.set(room, seq);
     }
-    for (const [i, first] of sameAs) {
-      const stored = outcomes[first] as { seq: number };
-      outcomes[i] = { duplicate: { ...(batch[first] as NewMessage), seq: stored.seq } };
-    }
-    return outcomes as Appended[];
-  }
-
-  #insertStatement(rows: number): string {
-    let text = this.#insertSql.get(rows);
-    if (text === undefined) {
-      text = `${INSERT_HEAD}${placeholders(rows, 9)}`;
-      this.#insertSql.set(rows, text);
-    }
-    return text;
-  }
-
-  /** Messages of a retried batch that the dead writer had stored: their seqs as stored. */
-  async #alreadyStored(batch: NewMessage[], outcomes: Array<Appended | undefined>): Promise<void> {
-    const ids = batch.map((m) => m.id);
-    const found = await this.#client.execute({
-      sql: `SELECT id, seq FROM messages WHERE id IN (${ids.map(() => '?').join(', ')})`,
-      args: ids,
-    });
-    const seqById = new Map(found.rows.map((r) => [String(r[0]), Number(r[1])]));
-    batch.forEach((m, i) => {
-      const seq = seqById.get(m.id);
-      if (seq !== undefined) outcomes[i] = { seq };
-    });
-  }
-
-  /** Messages whose sender already stored one with the same cid in the same conversation. */
-  async #resent(batch: NewMessage[], outcomes: Array<Appended | undefined>): Promise<void> {
-    const asked = batch.flatMap((m, i) => (m.cid !== undefined && !outcomes[i] ? [m] : []));
-    if (asked.length === 0) return;
-    const found = await this.#client.execute({
-      sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN (VALUES ${placeholders(asked.length, 3)})`,
-      args: asked.flatMap((m) => [m.room, m.sender, m.cid ?? '']),
-    });
-    const stored = new Map(found.rows.map((r) => rowToMessage(r)).map((m) => [cidKey(m), m]));
-    batch.forEach((m, i) => {
-      const original = m.cid === undefined ? undefined : stored.get(cidKey(m));
-      if (original && !outcomes[i]) outcomes[i] = { duplicate: original };
-    });
+    return plan.outcomes;
   }
 
   /** Learn the newest seq of conversations not yet known here. */
@@ -219,7 +250,7 @@ export class SqlAppender implements Appender {
   async saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
     if (markers.length === 0) return;
     const statements: InStatement[] = markers.map((m) => ({
-      sql: 'INSERT INTO read_markers (user, conversation, seq) VALUES (?, ?, ?) ON CONFLICT (user, conversation) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > read_markers.seq',
+      sql: SAVE_MARKER,
       args: [m.user, m.conversation, m.seq],
     }));
     await this.#client.batch(statements, 'write');
@@ -258,6 +289,3 @@ export class SqlAppender implements Appender {
 
   async close(): Promise<void> {}
 }
-
-const cidKey = (m: { room: string; sender: string; cid?: string | undefined }): string =>
-  `${m.room}\u0000${m.sender}\u0000${m.cid ?? ''}`;

@@ -43,11 +43,11 @@ export type WriterReply =
 
 /** What a thrown error becomes on its way to the event loop. */
 export function writerFailure(error: unknown): WriterFailure {
-  const code = (error as { code?: unknown } | null | undefined)?.code;
-  return {
-    message: error instanceof Error ? error.message : String(error),
-    code: code === undefined || code === null ? undefined : String(code),
-  };
+  const raw = (error as { code?: unknown } | null | undefined)?.code;
+  const code = raw === undefined || raw === null ? undefined : String(raw);
+  const text = error instanceof Error ? error.message : String(error);
+  // SQLite's code leads the message, as the operator sees it at start-up and in the log.
+  return { message: code && !text.startsWith(code) ? `${code}: ${text}` : text, code };
 }
 
 /** A write the store refused, with SQLite's code (for example SQLITE_FULL) when it gave one. */
