@@ -384,7 +384,14 @@ export class Hub {
    * waits for the answer, so the answer is exact.
    */
   #open(name: string): Room {
-    const room: Room = { name, members: new Map(), users: new Map(), reported: 0, inflight: 0, ready: undefined };
+    const room: Room = {
+      name,
+      members: new Map(),
+      users: new Map(),
+      reported: 0,
+      inflight: 0,
+      ready: undefined,
+    };
     room.ready = this.#transcript.lastSeq(name).then(
       (latest) => {
         room.reported = Math.max(room.reported, latest);
