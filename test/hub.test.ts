@@ -2472,6 +2472,27 @@ describe('shutdown', () => {
     expect(hub.stats.connections).toBe(0);
   });
 
+  it('a seed console that says hello during shutdown is closed with 1012, even after the others were closed', async () => {
+    const hub = makeHub();
+    const alice = seed('alice');
+    await enter(hub, alice);
+    alice.clear();
+    const shuttingDown = hub.shutdown();
+    const early = seed('bob');
+    await enter(hub, early);
+    await shuttingDown;
+    const late = seed('carol');
+    await enter(hub, late);
+
+    for (const peer of [early, late]) {
+      expect(peer.closes).toEqual([{ code: 1012, reason: expect.any(String) }]);
+      expect(peer.frames).toEqual([]);
+      expect(hub.roomsOf(peer)).toEqual([]);
+    }
+    expect(hub.roomSize('ops')).toBe(1);
+    expect(alice.presences).toEqual([]);
+  });
+
   it('during shutdown a new opted-in peer is closed with 1012 and an opted-in sender is told its message was not stored', async () => {
     const hub = makeHub();
     const alice = console2('alice');
@@ -2483,8 +2504,9 @@ describe('shutdown', () => {
     await hub.message(alice, 'ops', 'too late', { ref: 'm' });
     await shuttingDown;
 
-    expect(late.closes[0]).toEqual({ code: 1012, reason: expect.any(String) });
+    expect(late.closes).toEqual([{ code: 1012, reason: expect.any(String) }]);
     expect(late.frames).toEqual([]);
+    expect(hub.roomsOf(late)).toEqual([]);
     expect(alice.errors.map((e) => [e.code, e.ref])).toEqual([[ErrorCode.ShuttingDown, 'm']]);
     expect(alice.messages).toEqual([]);
     expect(transcript.batches).toEqual([]);

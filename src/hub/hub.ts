@@ -220,7 +220,10 @@ export class Hub {
     const connection = this.#peers.get(peer);
     if (!connection) return;
     if (this.#closing) {
-      if (options.welcome) peer.close(CloseCode.ServiceRestart, 'server is shutting down');
+      // A connection just arriving, or a seed console (which cannot be told), is let go at once;
+      // shutdown may have closed the others already.
+      if (options.welcome || !peer.optedIn)
+        this.#drop(peer, CloseCode.ServiceRestart, 'server is shutting down');
       else this.#error(peer, ErrorCode.ShuttingDown, 'the server is shutting down', options.ref);
       return;
     }
