@@ -43,6 +43,8 @@ class FakeTranscript implements Transcript {
   holdAck: Promise<void> | undefined;
   /** While set, recent(), after() and before() wait for it before reading. */
   holdReads: Promise<void> | undefined;
+  /** While set, markers() waits for it before reading. */
+  holdMarkers: Promise<void> | undefined;
   failAppends = false;
   /** Message reads and the room list fail. */
   failReads = false;
@@ -122,6 +124,7 @@ class FakeTranscript implements Transcript {
   }
 
   async markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>> {
+    if (this.holdMarkers) await this.holdMarkers;
     if (this.failMarkers) throw new Error('database is locked');
     const found = new Map<string, number>();
     for (const [key, seq] of this.#markers) {
@@ -1618,6 +1621,68 @@ describe('idempotent sends', () => {
       [1, 'second'],
     ]);
     expect(new Set(ann.messages.map((m) => m.id)).size).toBe(1);
+  });
+
+  it('a message sent while its own join is loading gets its echo with its ref, once', async () => {
+    const hub = makeHub();
+    const bob = seed('bob');
+    await enter(hub, bob);
+    const reads = deferred();
+    transcript.holdReads = reads.promise;
+    const web = browser('ann');
+    const joining = enter(hub, web);
+    await transcript.reads.reached(1);
+
+    // Committed and broadcast while the backscroll loads: the read then sees it too.
+    await hub.message(web, 'ops', 'early', { cid: 'c1', ref: 'r1' });
+    reads.resolve();
+    await joining;
+
+    expect(web.messages.map((m) => [m.text, m.seq, m.ref])).toEqual([['early', 1, 'r1']]);
+    expect(bob.messages.map((m) => m.text)).toEqual(['early']);
+  });
+
+  it('a resend while its join is loading gets the original echo with its ref, once, whether or not the catch-up shows it', async () => {
+    const hub = makeHub();
+    const first = console2('ann');
+    await enter(hub, first);
+    await hub.message(first, 'ops', 'sent before the line dropped', { cid: 'c1', ref: 'r1' });
+    await hub.message(first, 'ops', 'another', { cid: 'c2', ref: 'r2' });
+    hub.disconnect(first);
+
+    // A resume shows the original: the echo answering the resend takes its place.
+    const reads = deferred();
+    transcript.holdReads = reads.promise;
+    const resumed = console2('ann');
+    const resuming = enter(hub, resumed, 'ops', { since: 0 });
+    await transcript.reads.reached(1);
+    await hub.message(resumed, 'ops', 'sent before the line dropped', { cid: 'c1', ref: 'r3' });
+    await hub.message(resumed, 'ops', 'sent before the line dropped', { cid: 'c1', ref: 'r3 again' });
+    reads.resolve();
+    await resuming;
+    expect(resumed.frames.map((f) => (f.type === 'message' ? [f.seq, f.ref] : f.type))).toEqual([
+      'welcome',
+      [1, 'r3'],
+      [2, undefined],
+      'joined',
+      [1, 'r3 again'],
+    ]);
+    hub.disconnect(resumed);
+
+    // A console without a resume is shown nothing: the echo follows joined.
+    const markers = deferred();
+    transcript.holdMarkers = markers.promise;
+    const fresh = console2('ann');
+    const joining = enter(hub, fresh);
+    await hub.message(fresh, 'ops', 'another', { cid: 'c2', ref: 'r4' });
+    markers.resolve();
+    await joining;
+    expect(fresh.frames.map((f) => (f.type === 'message' ? [f.seq, f.ref] : f.type))).toEqual([
+      'welcome',
+      'joined',
+      [2, 'r4'],
+    ]);
+    expect(transcript.stored).toHaveLength(2);
   });
 
   it('the same cid from another user, or in another room, is a new message', async () => {

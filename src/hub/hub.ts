@@ -116,6 +116,8 @@ export class Hub {
   readonly #peers = new Map<Peer, Connection>();
   readonly #byUser = new Map<string, Set<Peer>>();
   readonly #echoes = new Map<string, Echo>();
+  /** Echoes as encoded for their senders: a join's catch-up must not drop one as a duplicate. */
+  readonly #echoFrames = new WeakSet<Encoded>();
   /** Names remembered this run; the rest of those ever seen are in the store. */
   readonly #seen = new Set<string>();
   readonly #transcript: Transcript;
@@ -293,10 +295,23 @@ export class Hub {
     const catchUp: Encoded[] = [];
     let lastSeq = addedAt;
     const shown: Encoded[] = [];
+    const shownAt = new Map<number, number>();
     for (const m of history) {
       if (m.seq > horizon) break;
+      shownAt.set(m.seq, shown.length);
       shown.push(new MessageFrames(m).for(peer.optedIn));
       if (m.seq > lastSeq) lastSeq = m.seq;
+    }
+    // The echo of a message this connection sent while joining answers its ref: it takes the place
+    // of the catch-up's copy of that message, or follows joined when the catch-up has none.
+    const live: Encoded[] = [];
+    for (const frame of held) {
+      if (frame.seq === undefined || frame.seq > lastSeq) live.push(frame);
+      else if (this.#echoFrames.has(frame)) {
+        const at = shownAt.get(frame.seq);
+        if (at === undefined || this.#echoFrames.has(shown[at] as Encoded)) live.push(frame);
+        else shown[at] = frame;
+      }
     }
     if (peer.optedIn) {
       if (options.welcome) {
@@ -323,9 +338,7 @@ export class Hub {
     catchUp.push(...shown);
     if (peer.optedIn)
       catchUp.push(new Encoded(this.#joinedFrame(name, lastSeq, complete, read, options.ref)));
-    for (const frame of held) {
-      if (frame.seq === undefined || frame.seq > lastSeq) catchUp.push(frame);
-    }
+    catchUp.push(...live);
     // The catch-up is bounded (backscroll or one resume) and arrives at once by design, so it is
     // not judged for slowness; later batches are.
     for (const frame of catchUp) {
@@ -547,7 +560,7 @@ export class Hub {
       const frame =
         original.recipient !== undefined ? whisperFrame(original, ref) : richMessage(original, ref);
       const member = room ? this.#peers.get(peer)?.rooms.get(room.name) : undefined;
-      if (member) this.#deliver(member, new Encoded(frame));
+      if (member) this.#deliver(member, this.#echo(frame));
       else this.#reply(peer, frame);
     }
   }
@@ -816,7 +829,7 @@ export class Hub {
       const echo = this.#echoes.get(f.message.id);
       if (echo?.peer !== peer) return f.rich;
       mine = true;
-      return new Encoded(richMessage(f.message, echo.ref));
+      return this.#echo(richMessage(f.message, echo.ref));
     });
     if (!mine) return undefined;
     return parts.length === 1 ? (parts[0] as Encoded) : new EncodedRun(parts);
@@ -834,6 +847,13 @@ export class Hub {
       if (!peer.optedIn) continue;
       this.#send(peer, echo?.peer === peer ? new Encoded(whisperFrame(message, echo.ref)) : frame, true);
     }
+  }
+
+  /** A message frame as its sender sees it, with the ref it answers. */
+  #echo(frame: ServerFrame): Encoded {
+    const encoded = new Encoded(frame);
+    this.#echoFrames.add(encoded);
+    return encoded;
   }
 
   #broadcast(room: Room, frame: ServerFrame, except?: Peer, optedInOnly = false): void {
