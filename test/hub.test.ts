@@ -1426,6 +1426,34 @@ describe('join', () => {
     expect(hub.roomSize('dev')).toBe(2);
   });
 
+  it('a second join while read markers cannot be loaded is refused with store_unavailable; the connection stays in the room', async () => {
+    transcript.seed('ops', 2);
+    const hub = makeHub();
+    const ann = console2('ann');
+    transcript.failMarkers = true;
+    await enter(hub, ann);
+    expect(ann.errors.map((e) => e.code)).toEqual([ErrorCode.StoreUnavailable]);
+    ann.clear();
+
+    await hub.join(ann, 'ops', { ref: 'again' });
+
+    expect(ann.frames).toEqual([
+      { type: 'error', code: ErrorCode.StoreUnavailable, message: expect.any(String), ref: 'again' },
+    ]);
+    expect(hub.roomsOf(ann)).toEqual(['ops']);
+    transcript.failMarkers = false;
+    await hub.join(ann, 'ops', { ref: 'once more' });
+    expect(ann.frames.at(-1)).toEqual({
+      type: 'joined',
+      room: 'ops',
+      seq: 2,
+      complete: true,
+      read: 0,
+      unread: 2,
+      ref: 'once more',
+    });
+  });
+
   it('a connection may be in 100 rooms; one more is refused with too_many_rooms and its ref', async () => {
     const hub = makeHub();
     const ann = console2('ann');

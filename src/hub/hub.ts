@@ -232,7 +232,14 @@ export class Hub {
     const already = connection.rooms.get(name);
     if (already) {
       // Joined before: say so again, without a second catch-up.
-      const read = await this.#markers.get(peer.user, name);
+      let read: number;
+      try {
+        read = await this.#markers.get(peer.user, name);
+      } catch (error) {
+        this.#log.warn('read marker unavailable', { room: name, error: String(error) });
+        this.#error(peer, ErrorCode.StoreUnavailable, 'the read marker could not be loaded', options.ref);
+        return;
+      }
       this.#reply(peer, this.#joinedFrame(name, already.room.reported, true, read, options.ref));
       return;
     }
