@@ -2258,30 +2258,33 @@ describe('typing', () => {
     const bob = console2('bob');
     await enter(hub, ann);
     await enter(hub, bob);
-    const relayedAt: number[] = [];
-    bob.onSend = (frame) => {
-      if (frame.type === 'typing') relayedAt.push(Date.now());
-    };
+    bob.clear();
 
-    // A typist's keystrokes, each a millisecond or so apart, until the third relay arrives.
-    const third = bob.next((f) => f.type === 'typing' && relayedAt.length === 3);
-    let keystrokes = 0;
+    // A typist's keystrokes, a millisecond or so apart, until the third relay arrives. Each relay
+    // happened within its keystroke's call: after the clock read before it, before the one after.
+    const relays: { before: number; after: number }[] = [];
+    const third = bob.next(() => bob.of('typing').length === 3);
     let done = false;
     const stop = (): void => {
       done = true;
     };
     third.then(stop, stop);
+    let keystrokes = 0;
     while (!done) {
+      const before = Date.now();
+      const relayed = bob.of('typing').length;
       hub.typing(ann, 'ops', 'active');
       keystrokes += 1;
+      if (bob.of('typing').length > relayed) relays.push({ before, after: Date.now() });
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     await third;
 
-    expect(relayedAt).toHaveLength(3);
+    expect(relays).toHaveLength(3);
     expect(keystrokes).toBeGreaterThan(3);
-    for (let i = 1; i < relayedAt.length; i++) {
-      expect((relayedAt[i] as number) - (relayedAt[i - 1] as number)).toBeGreaterThanOrEqual(everyMs - 1);
+    for (let i = 1; i < relays.length; i++) {
+      const previous = relays[i - 1] as { before: number };
+      expect((relays[i] as { after: number }).after - previous.before).toBeGreaterThanOrEqual(everyMs);
     }
     expect(bob.of('typing').every((t) => t.state === 'active')).toBe(true);
   });
