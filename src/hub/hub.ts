@@ -116,6 +116,8 @@ export class Hub {
   readonly #peers = new Map<Peer, Connection>();
   readonly #byUser = new Map<string, Set<Peer>>();
   readonly #echoes = new Map<string, Echo>();
+  /** Echoes as encoded for their senders: a join's catch-up must not drop one as a duplicate. */
+  readonly #echoFrames = new WeakSet<Encoded>();
   /** Names remembered this run; the rest of those ever seen are in the store. */
   readonly #seen = new Set<string>();
   readonly #transcript: Transcript;
@@ -220,14 +222,24 @@ export class Hub {
     const connection = this.#peers.get(peer);
     if (!connection) return;
     if (this.#closing) {
-      if (options.welcome) peer.close(CloseCode.ServiceRestart, 'server is shutting down');
+      // A connection just arriving, or a seed console (which cannot be told), is let go at once;
+      // shutdown may have closed the others already.
+      if (options.welcome || !peer.optedIn)
+        this.#drop(peer, CloseCode.ServiceRestart, 'server is shutting down');
       else this.#error(peer, ErrorCode.ShuttingDown, 'the server is shutting down', options.ref);
       return;
     }
     const already = connection.rooms.get(name);
     if (already) {
       // Joined before: say so again, without a second catch-up.
-      const read = await this.#markers.get(peer.user, name);
+      let read: number;
+      try {
+        read = await this.#markers.get(peer.user, name);
+      } catch (error) {
+        this.#log.warn('read marker unavailable', { room: name, error: String(error) });
+        this.#error(peer, ErrorCode.StoreUnavailable, 'the read marker could not be loaded', options.ref);
+        return;
+      }
       this.#reply(peer, this.#joinedFrame(name, already.room.reported, true, read, options.ref));
       return;
     }
@@ -290,10 +302,23 @@ export class Hub {
     const catchUp: Encoded[] = [];
     let lastSeq = addedAt;
     const shown: Encoded[] = [];
+    const shownAt = new Map<number, number>();
     for (const m of history) {
       if (m.seq > horizon) break;
+      shownAt.set(m.seq, shown.length);
       shown.push(new MessageFrames(m).for(peer.optedIn));
       if (m.seq > lastSeq) lastSeq = m.seq;
+    }
+    // The echo of a message this connection sent while joining answers its ref: it takes the place
+    // of the catch-up's copy of that message, or follows joined when the catch-up has none.
+    const live: Encoded[] = [];
+    for (const frame of held) {
+      if (frame.seq === undefined || frame.seq > lastSeq) live.push(frame);
+      else if (this.#echoFrames.has(frame)) {
+        const at = shownAt.get(frame.seq);
+        if (at === undefined || this.#echoFrames.has(shown[at] as Encoded)) live.push(frame);
+        else shown[at] = frame;
+      }
     }
     if (peer.optedIn) {
       if (options.welcome) {
@@ -320,9 +345,7 @@ export class Hub {
     catchUp.push(...shown);
     if (peer.optedIn)
       catchUp.push(new Encoded(this.#joinedFrame(name, lastSeq, complete, read, options.ref)));
-    for (const frame of held) {
-      if (frame.seq === undefined || frame.seq > lastSeq) catchUp.push(frame);
-    }
+    catchUp.push(...live);
     // The catch-up is bounded (backscroll or one resume) and arrives at once by design, so it is
     // not judged for slowness; later batches are.
     for (const frame of catchUp) {
@@ -550,7 +573,7 @@ export class Hub {
       const frame =
         original.recipient !== undefined ? whisperFrame(original, ref) : richMessage(original, ref);
       const member = room ? this.#peers.get(peer)?.rooms.get(room.name) : undefined;
-      if (member) this.#deliver(member, new Encoded(frame));
+      if (member) this.#deliver(member, this.#echo(frame));
       else this.#reply(peer, frame);
     }
   }
@@ -819,7 +842,7 @@ export class Hub {
       const echo = this.#echoes.get(f.message.id);
       if (echo?.peer !== peer) return f.rich;
       mine = true;
-      return new Encoded(richMessage(f.message, echo.ref));
+      return this.#echo(richMessage(f.message, echo.ref));
     });
     if (!mine) return undefined;
     return parts.length === 1 ? (parts[0] as Encoded) : new EncodedRun(parts);
@@ -837,6 +860,13 @@ export class Hub {
       if (!peer.optedIn) continue;
       this.#send(peer, echo?.peer === peer ? new Encoded(whisperFrame(message, echo.ref)) : frame, true);
     }
+  }
+
+  /** A message frame as its sender sees it, with the ref it answers. */
+  #echo(frame: ServerFrame): Encoded {
+    const encoded = new Encoded(frame);
+    this.#echoFrames.add(encoded);
+    return encoded;
   }
 
   #broadcast(room: Room, frame: ServerFrame, except?: Peer, optedInOnly = false): void {
