@@ -1351,6 +1351,26 @@ describe('several rooms per connection', () => {
 });
 
 describe('join', () => {
+  it('a second join sent while the first is loading is answered after the first one', async () => {
+    transcript.seed('dev', 3);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    ann.clear();
+    const reads = deferred();
+    transcript.holdReads = reads.promise;
+    const first = hub.join(ann, 'dev', { since: 0, ref: 'first' });
+    await transcript.reads.reached(1);
+    const second = hub.join(ann, 'dev', { ref: 'second' });
+    reads.resolve();
+    await Promise.all([first, second]);
+    const answers = ann.frames.filter((f) => f.type === 'joined').map((f) => f.ref);
+    expect(answers).toEqual(['first', 'second']);
+    // Every message of the catch-up came before either answer.
+    const firstAnswer = ann.frames.findIndex((f) => f.type === 'joined');
+    expect(ann.frames.slice(0, firstAnswer).filter((f) => f.type === 'message')).toHaveLength(3);
+  });
+
   it('join answers presence catch-up, then the messages after since in order, then joined with seq, complete, read, unread and ref', async () => {
     transcript.seed('dev', 5);
     transcript.setMarker('ann', 'dev', 3);
@@ -2229,6 +2249,19 @@ describe('typing', () => {
     expect(dan.frames.map((f) => f.type)).toEqual(['message']);
   });
 
+  it("a typist's own other connections are not told it is typing", async () => {
+    const hub = makeHub();
+    const ann = console2('ann');
+    const annBrowser = browser('ann');
+    const bob = browser('bob');
+    for (const p of [ann, annBrowser, bob]) await enter(hub, p);
+    for (const p of [ann, annBrowser, bob]) p.clear();
+    hub.typing(ann, 'ops', 'active');
+    expect(bob.of('typing')).toHaveLength(1);
+    await hub.message(bob, 'ops', 'barrier');
+    expect(annBrowser.frames.map((f) => f.type)).toEqual(['message']);
+  });
+
   it('an active typing state is relayed at most once per 2 s per connection; idle is relayed at once', async () => {
     const hub = makeHub();
     const ann = console2('ann');
@@ -2337,6 +2370,18 @@ describe('read markers', () => {
 
     await hub.shutdown(); // writes what has moved
     expect(transcript.marker('ann', 'ops')).toBe(8);
+  });
+
+  it("a read marker never passes the room's newest message, so the next ones still count as unread", async () => {
+    transcript.seed('ops', 4);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    ann.clear();
+    await hub.read(ann, { room: 'ops' }, 1000, 'r');
+    expect(ann.frames).toEqual([{ type: 'read', room: 'ops', seq: 4, ref: 'r' }]);
+    await hub.join(ann, 'ops', { ref: 'again' });
+    expect(ann.frames.at(-1)).toMatchObject({ type: 'joined', seq: 4, read: 4, unread: 0 });
   });
 
   it('read markers reach the store within markerFlushMs, several moves in one write', async () => {

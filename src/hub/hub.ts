@@ -240,7 +240,12 @@ export class Hub {
         this.#error(peer, ErrorCode.StoreUnavailable, 'the read marker could not be loaded', options.ref);
         return;
       }
-      this.#reply(peer, this.#joinedFrame(name, already.room.reported, true, read, options.ref));
+      // Through the member, so while its first join is still loading this answer follows that one's.
+      if (peer.optedIn)
+        this.#deliver(
+          already,
+          new Encoded(this.#joinedFrame(name, already.room.reported, true, read, options.ref)),
+        );
       return;
     }
     if (connection.rooms.size >= this.#maxRooms) {
@@ -608,8 +613,9 @@ export class Hub {
       return;
     }
     const now = Date.now();
+    // To the others: the typist's own other connections do not need to hear it is typing.
     const relay = (to: TypingState): void =>
-      this.#broadcast(member.room, { type: 'typing', room, user: peer.user, state: to }, peer, true);
+      this.#broadcast(member.room, { type: 'typing', room, user: peer.user, state: to }, peer, true, true);
     if (state === 'active') {
       const last = connection.typedAt.get(room) ?? Number.NEGATIVE_INFINITY;
       if (now - last >= this.#typingEveryMs) {
@@ -643,13 +649,16 @@ export class Hub {
     ref?: string,
   ): Promise<void> {
     const key = 'room' in target ? target.room : conversationKey(peer.user, target.with);
-    if ('room' in target && !this.#peers.get(peer)?.rooms.has(target.room)) {
+    const member = 'room' in target ? this.#peers.get(peer)?.rooms.get(target.room) : undefined;
+    if ('room' in target && !member) {
       this.#error(peer, ErrorCode.NotJoined, `not in room ${JSON.stringify(target.room)}`, ref);
       return;
     }
+    // Nobody has read past the room's newest message: a marker there would hide the next ones.
+    const upTo = member ? Math.min(seq, member.room.reported) : seq;
     let now: number;
     try {
-      now = await this.#markers.advance(peer.user, key, seq);
+      now = await this.#markers.advance(peer.user, key, upTo);
     } catch (error) {
       this.#log.warn('read marker unavailable', { error: String(error) });
       this.#error(peer, ErrorCode.StoreUnavailable, 'the read marker could not be loaded', ref);
@@ -869,10 +878,11 @@ export class Hub {
     return encoded;
   }
 
-  #broadcast(room: Room, frame: ServerFrame, except?: Peer, optedInOnly = false): void {
+  #broadcast(room: Room, frame: ServerFrame, except?: Peer, optedInOnly = false, exceptUser = false): void {
     const encoded = new Encoded(frame);
     for (const member of [...room.members.values()]) {
       if (member.peer === except || (optedInOnly && !member.peer.optedIn)) continue;
+      if (exceptUser && except && member.peer.user === except.user) continue;
       if (room.members.get(member.peer) === member) this.#deliver(member, encoded);
     }
   }
