@@ -2,7 +2,7 @@
 // so a commit and its fsync never stall the event loop that serves the sockets. Writes that are
 // waiting when the thread gets to them commit together, in one transaction.
 import { fileURLToPath } from 'node:url';
-import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { unflatten } from './append.ts';
 import { NativeAppender, type Write } from './native-append.ts';
 import {
@@ -82,8 +82,8 @@ function serve(requests: WriterRequest[]): void {
     if ('close' in request) {
       flush();
       appender.close();
+      // With no listener left the thread ends by itself.
       port?.off('message', onMessage);
-      port?.close();
       return;
     }
     const write = asWrite(request);
@@ -107,11 +107,18 @@ function serve(requests: WriterRequest[]): void {
   flush();
 }
 
-function onMessage(first: WriterRequest): void {
-  const requests = [first];
-  for (let more = receiveMessageOnPort(port as never); more; more = receiveMessageOnPort(port as never))
-    requests.push(more.message as WriterRequest);
-  serve(requests);
+let waiting: WriterRequest[] = [];
+
+// Messages already queued on the port are dispatched one after another before the next turn of the
+// loop, so everything that arrived while the last commit ran is served together.
+function onMessage(request: WriterRequest): void {
+  waiting.push(request);
+  if (waiting.length > 1) return;
+  setImmediate(() => {
+    const requests = waiting;
+    waiting = [];
+    serve(requests);
+  });
 }
 
 if (opened) port.on('message', onMessage);
