@@ -5,7 +5,7 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
-import type { BrowserDoor } from './doors/browser-door.ts';
+import { type BrowserDoor, upgradeRequestOf } from './doors/browser-door.ts';
 import type { Asset } from './http/assets.ts';
 import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
 import type { OriginPolicy } from './http/origins.ts';
@@ -32,6 +32,8 @@ export interface AppDeps {
   checkDatabase: () => Promise<void>;
   /** Whether the request came over https, directly or through a trusted proxy: decides HSTS. */
   isSecure?: (c: Context) => boolean;
+  /** The client's address, through trusted proxies. */
+  remoteAddress: (c: Context) => string;
   healthTimeoutMs?: number;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps | undefined;
@@ -169,7 +171,7 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.get('/ws', async (c) => {
-    const admission = await door.admit(c);
+    const admission = await door.admit(upgradeRequestOf(c, deps.remoteAddress(c)));
     if (!admission.ok) return refuse(c, admission.status, admission.code, admission.message);
     const events = door.events(admission);
     try {

@@ -80,10 +80,27 @@ describe('group commit', () => {
 });
 
 describe('group commit with a store that takes two appends at once', () => {
+  it('a second batch goes while one is in flight only once enough waits: a few wait and share the next commit', async () => {
+    const turns = new Turns();
+    const store = new ManualStore(2);
+    const commit = new GroupCommit(store, () => {}, { yieldToIo: turns.yieldToIo, pipelineAt: 4 });
+    void commit.submit(m('a'));
+    await turns.give();
+    for (const text of ['b', 'c', 'd']) void commit.submit(m(text));
+    await turns.giveAll();
+    expect(store.batches).toEqual([['a']]); // three wait for the commit in flight
+    void commit.submit(m('e'));
+    await turns.give();
+    expect(store.batches).toEqual([['a'], ['b', 'c', 'd', 'e']]); // four are worth a commit of their own
+    store.calls[0]?.answer.resolve([1]);
+    store.calls[1]?.answer.resolve([2, 3, 4, 5]);
+    await commit.flushed();
+  });
+
   it('the next batch is handed to the store while the previous one is still committing', async () => {
     const turns = new Turns();
     const store = new ManualStore(2);
-    const commit = new GroupCommit(store, () => {}, { yieldToIo: turns.yieldToIo });
+    const commit = new GroupCommit(store, () => {}, { yieldToIo: turns.yieldToIo, pipelineAt: 1 });
     void commit.submit(m('a'));
     await turns.give();
     void commit.submit(m('b'));
@@ -110,7 +127,7 @@ describe('group commit with a store that takes two appends at once', () => {
     const commit = new GroupCommit(
       store,
       (batch) => reported.push(...batch.map((x) => `${x.text}:${x.seq}`)),
-      { yieldToIo: turns.yieldToIo },
+      { yieldToIo: turns.yieldToIo, pipelineAt: 1 },
     );
     const acks: string[] = [];
     const a = commit.submit(m('a')).then((s) => acks.push('stored' in s ? s.stored.text : ''));
@@ -133,6 +150,7 @@ describe('group commit with a store that takes two appends at once', () => {
     const reported: string[] = [];
     const commit = new GroupCommit(store, (batch) => reported.push(...batch.map((x) => x.text)), {
       yieldToIo: turns.yieldToIo,
+      pipelineAt: 1,
     });
     const a = commit.submit(m('a')).then(
       () => 'stored',
@@ -166,7 +184,7 @@ describe('group commit with a store that takes two appends at once', () => {
         if (batch.some((x) => x.text === 'a')) throw new Error('broadcast bug');
         reported.push(...batch.map((x) => x.text));
       },
-      { onReportError: (e) => errors.push(e), yieldToIo: turns.yieldToIo },
+      { onReportError: (e) => errors.push(e), yieldToIo: turns.yieldToIo, pipelineAt: 1 },
     );
     const a = commit.submit(m('a'));
     await turns.give();

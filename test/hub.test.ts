@@ -2171,6 +2171,9 @@ describe('whispers', () => {
     const bob = seed('bob');
     before.connect(bob); // in no room, never said anything
     before.disconnect(bob);
+    // Names are written behind, many to a commit; a stop writes what is left.
+    expect(transcript.names.has('bob')).toBe(false);
+    await before.shutdown();
     expect(transcript.names.has('bob')).toBe(true);
 
     const hub = makeHub();

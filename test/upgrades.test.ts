@@ -5,11 +5,13 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
 import { devOriginPolicy } from '../src/http/origins.ts';
+import { clientInfo, trustList } from '../src/http/proxy.ts';
 import { Hub } from '../src/hub/hub.ts';
 import type { Transcript } from '../src/hub/transcript.ts';
 import { silentLog } from '../src/log.ts';
 import { RefusalCode } from '../src/protocol/codes.ts';
 import { nodeRuntime } from '../src/web/node.ts';
+import type { Wiring } from '../src/web/start.ts';
 import { bareApp } from './helpers/app.ts';
 import { browserClient, ofType, upgradeStatus } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
@@ -114,13 +116,16 @@ describe('a WebSocket handshake that stalls', () => {
       release = resolve;
     });
     const hub = new Hub({ transcript: {} as Transcript });
+    // A door whose admission never answers (a session lookup on a stuck database, say).
+    const wiring = {
+      door: {
+        admit: async () =>
+          stalled.then(() => ({ ok: false, status: 503, code: 'shutting_down', message: '' })),
+      },
+      client: clientInfo(trustList([]), () => ({ address: '', encrypted: false })),
+    } as unknown as Wiring;
     const listening = await nodeRuntime.listen(
-      {
-        fetch: async () => {
-          await stalled;
-          return new Response('late', { status: 500 });
-        },
-      } as never,
+      { fetch: async () => new Response('not here', { status: 404 }) } as never,
       {
         hub,
         log: silentLog,
@@ -131,6 +136,7 @@ describe('a WebSocket handshake that stalls', () => {
         limits: DEFAULT_LIMITS,
         handshakeTimeoutMs: 300,
       },
+      wiring,
     );
     try {
       const started = performance.now();

@@ -27,6 +27,18 @@ export interface BrowserIdentity {
   attach?: (close: (code: number, reason: string) => void) => () => void;
 }
 
+/**
+ * An upgrade request as admission reads it, whichever runtime and whichever stage it comes from (a
+ * Hono context, or Node's request before any framework has seen it).
+ */
+export interface UpgradeRequest {
+  header(name: string): string | undefined;
+  /** The query string's parameters (the first of each name). */
+  query(): Record<string, string>;
+  /** The client's address, through trusted proxies. */
+  readonly remote: string;
+}
+
 /** A signed-in browser, as the sign-in module finds it from a request's cookie. */
 export interface Authenticated {
   user: string;
@@ -60,16 +72,24 @@ export const standardSocketAccess: SocketAccess = {
   resume: () => {},
 };
 
+/** The upgrade request of a Hono context. */
+export function upgradeRequestOf(c: Context, remote: string): UpgradeRequest {
+  return {
+    // A request without a Host header (app.request() in tests) is for the URL's host.
+    header: (name) => c.req.header(name) ?? (name === 'host' ? new URL(c.req.url).host : undefined),
+    query: () => c.req.query(),
+    remote,
+  };
+}
+
 /** What the browser door needs; the runtime adapter supplies `access`. */
 export interface BrowserDoorOptions {
   hub: Hub;
   log: Log;
   /** Which pages may open the door. */
   origins: OriginPolicy;
-  /** The client's address, through trusted proxies. */
-  remoteAddress: (c: Context) => string;
   /** Sign-in: who the request's session belongs to. Without it, dev mode: the query names the user. */
-  authenticate?: (c: Context) => Promise<Authenticated | undefined>;
+  authenticate?: ((request: UpgradeRequest) => Promise<Authenticated | undefined>) | undefined;
   limits: Pick<Limits, 'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodTimeoutMs'>;
   access?: SocketAccess;
 }
@@ -120,29 +140,29 @@ export class BrowserDoor {
    * telling first; an admitted request holds a connection slot from here on, handshake included,
    * until `events(…).onClose` releases it.
    */
-  async admit(c: Context): Promise<Admission> {
+  async admit(request: UpgradeRequest): Promise<Admission> {
     const { hub, log, origins, authenticate } = this.#options;
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+    if (request.header('upgrade')?.toLowerCase() !== 'websocket') {
       return refusal(426, RefusalCode.UpgradeRequired, 'this endpoint speaks WebSocket');
     }
     if (!hub.accepting) return refusal(503, RefusalCode.ShuttingDown, 'server is restarting');
     // Before any identity: a page on another site must not ride on the visitor's cookie or name.
-    const origin = c.req.header('origin');
-    if (!origins.allowsOrigin(origin, c.req.header('host') ?? new URL(c.req.url).host)) {
+    const origin = request.header('origin');
+    if (!origins.allowsOrigin(origin, request.header('host'))) {
       log.info('browser refused: origin not allowed', { origin });
       return refusal(403, RefusalCode.BadOrigin, 'cross-origin WebSocket refused');
     }
-    const remote = this.#options.remoteAddress(c);
+    const remote = request.remote;
     let identity: BrowserIdentity;
     if (authenticate) {
-      const who = await authenticate(c);
+      const who = await authenticate(request);
       if (!who) return refusal(401, RefusalCode.Unauthenticated, 'sign in first');
-      const parsed = v.safeParse(SessionQuery, c.req.query());
+      const parsed = v.safeParse(SessionQuery, request.query());
       if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
       const { room, since } = parsed.output;
       identity = { user: who.user, room, since, remote, attach: who.attach };
     } else {
-      const parsed = v.safeParse(DevQuery, c.req.query());
+      const parsed = v.safeParse(DevQuery, request.query());
       if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
       const { user, room, since } = parsed.output;
       identity = { user, room, since, remote };

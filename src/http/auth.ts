@@ -2,10 +2,11 @@
 import type { Context, Hono } from 'hono';
 import { deleteCookie, getCookie, getSignedCookie, setCookie, setSignedCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
+import { parseSigned } from 'hono/utils/cookie';
 import { LoginSealer, type SealedTransaction, stateHash, UsedLogins } from '../auth/login-cookie.ts';
 import { Oidc, OidcError } from '../auth/oidc.ts';
 import type { AuthConfig } from '../config.ts';
-import type { Authenticated } from '../doors/browser-door.ts';
+import type { Authenticated, UpgradeRequest } from '../doors/browser-door.ts';
 import type { Log } from '../log.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
@@ -76,9 +77,17 @@ export async function readSession(c: Context, deps: AuthDeps): Promise<Session |
 }
 
 /** Who a browser opening /ws is, from its session; its sockets close when the session ends. */
-export function authenticateBrowser(deps: AuthDeps): (c: Context) => Promise<Authenticated | undefined> {
-  return async (c) => {
-    const session = await readSession(c, deps);
+export function authenticateBrowser(
+  deps: AuthDeps,
+): (request: UpgradeRequest) => Promise<Authenticated | undefined> {
+  const name = `${prefixOf(deps.config) ? '__Host-' : ''}${SESSION_COOKIE}`;
+  return async (request) => {
+    const cookies = request.header('cookie');
+    if (!cookies) return undefined;
+    // The session cookie as getSignedCookie reads it: a tampered one counts as none.
+    const token = (await parseSigned(cookies, deps.config.sessionSecret, name))[name];
+    if (!token) return undefined;
+    const session = await deps.sessions.find(token);
     if (!session) return undefined;
     return { user: session.user.name, attach: (close) => deps.watch.attach(session.id, close) };
   };

@@ -28,6 +28,16 @@ function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } 
 /** The directly connected peer of a request, as a runtime reports it. */
 export type PeerOf = (c: Context) => { address: string; encrypted: boolean };
 
+/** A request as far as its origin is concerned: the peer it came from and its forwarding headers. */
+export interface Hop {
+  /** The directly connected peer's address. */
+  address: string;
+  /** The connection to the peer is TLS. */
+  encrypted: boolean;
+  /** A header of the request. */
+  header(name: string): string | undefined;
+}
+
 /** The client address and https-ness of requests, honouring forwarding headers from trusted proxies. */
 export function clientInfo(trusted: BlockList, peer: PeerOf) {
   const isTrusted = (raw: string): boolean => {
@@ -35,26 +45,30 @@ export function clientInfo(trusted: BlockList, peer: PeerOf) {
     const { address, type } = normalise(raw);
     return trusted.check(address, type);
   };
-  return {
-    remoteAddress(c: Context): string {
-      const { address } = peer(c);
-      if (!isTrusted(address)) return address;
+  const hop = (c: Context): Hop => ({ ...peer(c), header: (name) => c.req.header(name) });
+  const of = {
+    /** The client's address, from a request at any stage (before a framework has seen it, too). */
+    address(request: Hop): string {
+      if (!isTrusted(request.address)) return request.address;
       // Walk the chain from the nearest hop back; the first address we do not trust is the client.
-      const hops = (c.req.header('x-forwarded-for') ?? '')
+      const hops = (request.header('x-forwarded-for') ?? '')
         .split(',')
         .map((s) => s.trim())
         .filter(Boolean);
       for (let i = hops.length - 1; i >= 0; i--) {
-        const hop = hops[i] as string;
-        if (!isTrusted(hop)) return hop;
+        const h = hops[i] as string;
+        if (!isTrusted(h)) return h;
       }
-      return hops[0] ?? address;
+      return hops[0] ?? request.address;
     },
-    isSecure(c: Context): boolean {
-      const { address, encrypted } = peer(c);
-      if (encrypted) return true;
-      if (!isTrusted(address)) return false;
-      return c.req.header('x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() === 'https';
+    /** Whether the client's request came over https, directly or through a trusted proxy. */
+    secure(request: Hop): boolean {
+      if (request.encrypted) return true;
+      if (!isTrusted(request.address)) return false;
+      return request.header('x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() === 'https';
     },
+    remoteAddress: (c: Context): string => of.address(hop(c)),
+    isSecure: (c: Context): boolean => of.secure(hop(c)),
   };
+  return of;
 }

@@ -120,6 +120,10 @@ export class Hub {
   readonly #echoFrames = new WeakSet<Encoded>();
   /** Names remembered this run; the rest of those ever seen are in the store. */
   readonly #seen = new Set<string>();
+  /** Names seen and not yet written. */
+  readonly #unremembered = new Set<string>();
+  #rememberTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #markerFlushMs: number;
   readonly #transcript: Transcript;
   readonly #commit: GroupCommit;
   readonly #markers: ReadMarkers;
@@ -147,7 +151,8 @@ export class Hub {
     this.#roomList = options.roomList ?? 500;
     this.#typingEveryMs = options.typingEveryMs ?? 2000;
     this.#typingLapseMs = options.typingLapseMs ?? 6000;
-    this.#markers = new ReadMarkers(options.transcript, this.#log, options.markerFlushMs);
+    this.#markerFlushMs = options.markerFlushMs ?? 1000;
+    this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -193,9 +198,10 @@ export class Hub {
     mine.add(peer);
     if (!this.#seen.has(peer.user)) {
       this.#seen.add(peer.user);
-      this.#transcript
-        .remember([peer.user])
-        .catch((error: unknown) => this.#log.warn('name not remembered', { error: String(error) }));
+      // Written behind, many names to a commit: one commit per new connection would cost an fsync each.
+      this.#unremembered.add(peer.user);
+      this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
+      this.#rememberTimer.unref?.();
     }
   }
 
@@ -351,12 +357,10 @@ export class Hub {
     if (peer.optedIn)
       catchUp.push(new Encoded(this.#joinedFrame(name, lastSeq, complete, read, options.ref)));
     catchUp.push(...live);
-    // The catch-up is bounded (backscroll or one resume) and arrives at once by design, so it is
-    // not judged for slowness; later batches are.
-    for (const frame of catchUp) {
-      this.#deliver(member, frame, false);
-      if (room.members.get(peer) !== member) return; // dropped: stop sending to it
-    }
+    // The catch-up is bounded (backscroll or one resume) and arrives at once, in one write, by
+    // design, so it is not judged for slowness; later batches are.
+    if (catchUp.length > 0)
+      this.#deliver(member, catchUp.length === 1 ? (catchUp[0] as Encoded) : new EncodedRun(catchUp), false);
   }
 
   /**
@@ -373,6 +377,22 @@ export class Hub {
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
     if (missed.length <= this.#resumeLimit) return { history: missed, complete: true };
     return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+  }
+
+  /** Write the names seen since the last time. */
+  async #remember(): Promise<void> {
+    clearTimeout(this.#rememberTimer);
+    this.#rememberTimer = undefined;
+    if (this.#unremembered.size === 0) return;
+    const names = [...this.#unremembered];
+    this.#unremembered.clear();
+    try {
+      await this.#transcript.remember(names);
+    } catch (error) {
+      this.#log.warn('names not remembered; trying again', { error: String(error) });
+      for (const name of names) this.#unremembered.add(name);
+      this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
+    }
   }
 
   /** Whispers to `user` it has not read: markers moved but not yet written are written first. */
@@ -802,6 +822,7 @@ export class Hub {
     this.#closing = true;
     await this.#commit.flushed();
     await this.#markers.flush();
+    await this.#remember();
     for (const peer of [...this.#peers.keys()]) peer.close(code, reason);
   }
 

@@ -56,9 +56,15 @@ export class MessageFrames {
     return this.#plain;
   }
 
-  /** For opted-in clients. */
+  /** For opted-in clients: the plain frame's JSON with the fields only they get, when it is made already. */
   get rich(): Encoded {
-    this.#rich ??= new Encoded(richMessage(this.message));
+    if (!this.#rich) {
+      const m = this.message;
+      const extra = `${m.via ? `,"via":"${m.via}"` : ''}${m.cid === undefined ? '' : `,"cid":${JSON.stringify(m.cid)}`}`;
+      this.#rich = this.#plain
+        ? new Encoded({ json: `${this.#plain.json.slice(0, -1)}${extra}}`, seq: m.seq })
+        : new Encoded(richMessage(m));
+    }
     return this.#rich;
   }
 

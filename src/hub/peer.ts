@@ -50,9 +50,14 @@ export class Encoded implements Outgoing {
   readonly #memo = new Memo();
   #utf8: Uint8Array | undefined;
 
-  constructor(frame: ServerFrame) {
-    this.json = JSON.stringify(frame);
-    this.seq = frame.type === 'message' ? frame.seq : undefined;
+  constructor(frame: ServerFrame | { json: string; seq: number | undefined }) {
+    if ('json' in frame) {
+      this.json = frame.json;
+      this.seq = frame.seq;
+    } else {
+      this.json = JSON.stringify(frame);
+      this.seq = frame.type === 'message' ? frame.seq : undefined;
+    }
   }
 
   get parts(): readonly Encoded[] {

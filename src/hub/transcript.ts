@@ -133,6 +133,8 @@ export interface GroupCommitOptions {
   onReportError?: (error: unknown) => void;
   /** Waited for before each batch is taken: one turn of I/O unless given (tests resolve their own). */
   yieldToIo?: (() => Promise<void>) | undefined;
+  /** Messages waiting before a batch goes to the store while another is still in flight (16). */
+  pipelineAt?: number | undefined;
 }
 
 interface Batch {
@@ -153,6 +155,7 @@ export class GroupCommit {
   readonly #maxBatch: number;
   readonly #maxBatchBytes: number;
   readonly #inFlight: number;
+  readonly #pipelineAt: number;
   readonly #onCommit: (batch: StoredMessage[]) => void;
   readonly #onReportError: (error: unknown) => void;
   readonly #yieldToIo: () => Promise<void>;
@@ -175,6 +178,7 @@ export class GroupCommit {
     this.#onReportError = options.onReportError ?? (() => {});
     this.#yieldToIo = options.yieldToIo ?? yieldToIo;
     this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
+    this.#pipelineAt = options.pipelineAt ?? 16;
   }
 
   /** Queue a message; resolves once it is committed and `onCommit` has run for its batch. */
@@ -211,6 +215,10 @@ export class GroupCommit {
   /** Hand the next batch to the store if there is one and the store may take it. */
   #start(): void {
     if (this.#starting || this.#queue.length === 0 || this.#batches.length >= this.#inFlight) return;
+    // A second batch goes to the store before the first is answered only when enough is waiting to
+    // be worth a commit of its own: at a modest rate a message waits for the commit in flight either
+    // way (the store commits one after the other), and what gathers meanwhile shares one commit.
+    if (this.#batches.length > 0 && this.#queue.length < this.#pipelineAt) return;
     this.#starting = true;
     // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
     // and flushed (members drain what the last batch gave them). A fast store resolves without

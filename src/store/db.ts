@@ -2,15 +2,27 @@
 
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type Client, createClient } from '@libsql/client';
+import { type Client, createClient, type InValue } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
+import NativeDatabase from 'libsql';
 import * as schema from './schema.ts';
+
+/** Rows of a read: each row its columns' values, in order. */
+export type Rows = unknown[][];
+
+/** Where the transcript's reads go: one statement, its rows. */
+export interface Reads {
+  query(sql: string, args: readonly InValue[]): Promise<Rows>;
+  close(): void;
+}
 
 /** The open database: the Drizzle handle, its client, and whether it is a local file. */
 export interface Database {
   readonly db: LibSQLDatabase<typeof schema>;
   readonly client: Client;
+  /** The transcript's reads: prepared once on a native connection of their own for a file. */
+  readonly read: Reads;
   readonly local: boolean;
   /** The URL the client was opened with (a file: URL for a local database). */
   readonly url: string;
@@ -51,12 +63,55 @@ export async function openDatabase(target: string, authToken?: string): Promise<
     await migrate(db, { migrationsFolder: MIGRATIONS });
     // The migrator turns foreign keys off on its connection; sessions rely on them (cascade).
     if (local) await setConnectionPragmas(client);
-    return { db, client, local, url, close: () => client.close() };
+    const read = local ? nativeReads(resolve(target)) : clientReads(client);
+    return {
+      db,
+      client,
+      local,
+      url,
+      read,
+      close: () => {
+        read.close();
+        client.close();
+      },
+    };
   } catch (error) {
     client.close();
     const what = local && writeRefused(error) ? 'cannot write to' : 'cannot use';
     throw new DatabaseOpenError(`${what} database ${target}: ${reason(error)}`, { cause: error });
   }
+}
+
+/** Reads through the client (a remote database). */
+function clientReads(client: Client): Reads {
+  return {
+    query: async (sql, args) =>
+      (await client.execute({ sql, args: [...args] })).rows.map((r) => Array.from(r)),
+    close: () => {},
+  };
+}
+
+/**
+ * Reads of a local file on a native connection of their own (libSQL's engine, as under the client),
+ * each statement prepared once: a join asks several small questions, and preparing each one anew
+ * cost more than answering it. The connection never writes (query_only).
+ */
+function nativeReads(path: string): Reads {
+  const connection = new NativeDatabase(path);
+  connection.exec('PRAGMA busy_timeout = 5000');
+  connection.exec('PRAGMA query_only = ON');
+  const statements = new Map<string, NativeDatabase.Statement>();
+  return {
+    query: async (sql, args) => {
+      let statement = statements.get(sql);
+      if (!statement) {
+        statement = connection.prepare(sql).raw(true);
+        statements.set(sql, statement);
+      }
+      return statement.all(...args) as Rows;
+    },
+    close: () => connection.close(),
+  };
 }
 
 /**

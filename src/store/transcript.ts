@@ -60,10 +60,10 @@ export class LibsqlTranscript implements Transcript {
     order: 'ASC' | 'DESC',
     limit: number,
   ): Promise<StoredMessage[]> {
-    const { rows } = await this.#database.client.execute({
-      sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT ?`,
-      args: [...args, limit],
-    });
+    const rows = await this.#database.read.query(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT ?`,
+      [...args, limit],
+    );
     const found = rows.map((r) => rowToMessage(r));
     return order === 'DESC' ? found.reverse() : found;
   }
@@ -81,29 +81,26 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async lastSeq(room: string): Promise<number> {
-    const { rows } = await this.#database.client.execute({
-      sql: 'SELECT seq FROM conversations WHERE key = ?',
-      args: [room],
-    });
+    const rows = await this.#database.read.query('SELECT seq FROM conversations WHERE key = ?', [room]);
     return Number(rows[0]?.[0] ?? 0);
   }
 
   async rooms(limit: number): Promise<ConversationHead[]> {
     // Whisper pairs' keys start with U+0001, which no room name can.
-    const { rows } = await this.#database.client.execute({
-      sql: 'SELECT key, seq, ts FROM conversations WHERE unicode(key) > 1 ORDER BY ts DESC LIMIT ?',
-      args: [limit],
-    });
+    const rows = await this.#database.read.query(
+      'SELECT key, seq, ts FROM conversations WHERE unicode(key) > 1 ORDER BY ts DESC LIMIT ?',
+      [limit],
+    );
     return rows.map((r) => ({ key: String(r[0]), seq: Number(r[1]), ts: Number(r[2]) }));
   }
 
   async markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>> {
     const only = conversations ? ` AND conversation IN (${conversations.map(() => '?').join(', ')})` : '';
     if (conversations?.length === 0) return new Map();
-    const { rows } = await this.#database.client.execute({
-      sql: `SELECT conversation, seq FROM read_markers WHERE user = ?${only}`,
-      args: [user, ...(conversations ?? [])],
-    });
+    const rows = await this.#database.read.query(
+      `SELECT conversation, seq FROM read_markers WHERE user = ?${only}`,
+      [user, ...(conversations ?? [])],
+    );
     return new Map(rows.map((r) => [String(r[0]), Number(r[1])]));
   }
 
@@ -112,19 +109,16 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async unreadWhispers(user: string): Promise<number> {
-    const { rows } = await this.#database.client.execute({
-      sql: `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
+    const rows = await this.#database.read.query(
+      `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
             WHERE m.recipient = ? AND m.seq > coalesce(r.seq, 0)`,
-      args: [user],
-    });
+      [user],
+    );
     return Number(rows[0]?.[0] ?? 0);
   }
 
   async knows(name: string): Promise<boolean> {
-    const { rows } = await this.#database.client.execute({
-      sql: 'SELECT 1 FROM people WHERE name = ?',
-      args: [name],
-    });
+    const rows = await this.#database.read.query('SELECT 1 FROM people WHERE name = ?', [name]);
     return rows.length > 0;
   }
 

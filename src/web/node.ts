@@ -1,11 +1,11 @@
-// Node's adapter for the browser door: @hono/node-server with a `ws` server for WebSocket upgrades.
-// It only adapts: the door and the app are wired in web/start.ts, the same as on Deno.
-import type { IncomingMessage } from 'node:http';
+// Node's adapter for the browser door: the app on @hono/node-server, and WebSocket upgrades taken by
+// the same door from Node's request and handed to ws. The door and the app are wired in web/start.ts,
+// the same as on Deno.
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { serve, upgradeWebSocket } from '@hono/node-server';
-import type { Context } from 'hono';
-import type { WSContext, WSEvents } from 'hono/ws';
+import { serve } from '@hono/node-server';
+import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { SocketAccess } from '../doors/browser-door.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
@@ -13,8 +13,15 @@ import type { PeerOf } from '../http/proxy.ts';
 import type { Log } from '../log.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
-import { leanUpgrade, tcpSocketOf } from './library-internals.ts';
-import { type Listening, startWebOn, type WebDoor, type WebOptions, type WebRuntime } from './start.ts';
+import { tcpSocketOf } from './library-internals.ts';
+import {
+  type Listening,
+  startWebOn,
+  type WebDoor,
+  type WebOptions,
+  type WebRuntime,
+  type Wiring,
+} from './start.ts';
 
 /** An upgraded socket that has not completed its WebSocket handshake by then is cut. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -45,30 +52,85 @@ const peer: PeerOf = (c) => {
   return { address: socket?.remoteAddress ?? '', encrypted: socket?.encrypted === true };
 };
 
-/**
- * The upgrade, through node-server's helper with a lean context. node-server creates the WebSocket
- * (and so calls onClose) only once the handshake succeeds; a socket that closes before that still
- * gets one onClose here, so the door gives its connection slot back.
- */
-const upgrade = (c: Context, events: WSEvents): Promise<Response | undefined> => {
-  const socket = (c.env as NodeEnv | undefined)?.incoming?.socket;
-  let state: 'waiting' | 'open' | 'closed' = 'waiting';
-  const abandoned = (): void => {
-    if (state !== 'waiting') return;
-    state = 'closed';
-    events.onClose?.({ code: 1006, reason: 'handshake did not complete' } as CloseEvent, undefined as never);
-  };
-  socket?.once?.('close', abandoned);
-  return leanUpgrade(upgradeWebSocket, c, {
-    ...events,
-    onOpen: (event, ws) => {
-      if (state !== 'waiting') return;
-      state = 'open';
-      socket?.off?.('close', abandoned);
-      events.onOpen?.(event, ws);
-    },
-  });
+/** A header of Node's request, as one string. */
+const headerOf = (request: IncomingMessage, name: string): string | undefined => {
+  const value = request.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
 };
+
+/**
+ * A WebSocket from ws as Hono's WSContext, with the door's events wired to it. Events are handed
+ * over as `{ data }` or `{ code }` only: that is all the door reads of them.
+ */
+function wire(ws: WebSocket, events: WSEvents): void {
+  const context = new WSContext<WebSocket>({
+    raw: ws,
+    url: null,
+    protocol: ws.protocol || null,
+    get readyState() {
+      return ws.readyState as WSReadyState;
+    },
+    send: (data) => ws.send(data),
+    close: (code, reason) => ws.close(code, reason),
+  });
+  ws.on('message', (data: Buffer, isBinary: boolean) =>
+    events.onMessage?.(
+      { data: isBinary ? new Uint8Array(data).buffer : data.toString('utf8') } as MessageEvent,
+      context,
+    ),
+  );
+  ws.on('close', (code: number) => events.onClose?.({ code } as CloseEvent, context));
+  ws.on('error', (error: Error) => events.onError?.({ error, type: 'error' } as unknown as Event, context));
+  events.onOpen?.(new Event('open'), context);
+}
+
+/**
+ * The upgrade, as the Hono route would do it (app.ts), without the route: admission by the same
+ * door from Node's request, then ws's own handshake. Taking upgrades before the app does keeps a
+ * new browser connection within about a tenth of what a bare ws server spends on one (building a
+ * web Request, routing and the page's security headers came to three times its whole cost).
+ */
+async function admitAndUpgrade(
+  wiring: Wiring,
+  wss: WebSocketServer,
+  request: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+): Promise<void> {
+  const hop = {
+    address: request.socket.remoteAddress ?? '',
+    encrypted: (request.socket as { encrypted?: boolean }).encrypted === true,
+    header: (name: string) => headerOf(request, name),
+  };
+  const admission = await wiring.door.admit({
+    header: hop.header,
+    query: () => Object.fromEntries(new URL(request.url ?? '/', 'http://localhost').searchParams),
+    remote: wiring.client.address(hop),
+  });
+  if (!admission.ok) {
+    refuseUpgrade(socket, admission.status, admission.code, admission.message);
+    return;
+  }
+  if (socket.destroyed) {
+    admission.release();
+    return;
+  }
+  const events = wiring.door.events(admission);
+  socket.once('close', () => events.onClose?.({ code: 1006 } as CloseEvent, undefined as never));
+  // HSTS on the 101 too, where the request really came over https.
+  const addHeaders = (headers: string[]): void => {
+    if (wiring.client.secure(hop)) headers.push('Strict-Transport-Security: max-age=31536000');
+  };
+  wss.once('headers', addHeaders);
+  try {
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      wss.emit('connection', ws, request);
+      wire(ws, events);
+    });
+  } finally {
+    wss.off('headers', addHeaders);
+  }
+}
 
 /** Why an upgrade request is not a WebSocket upgrade this server takes, or undefined when it is. */
 function upgradeProblem(request: IncomingMessage): { status: 400 | 404 | 426; message: string } | undefined {
@@ -84,9 +146,10 @@ function upgradeProblem(request: IncomingMessage): { status: 400 | 404 | 426; me
 }
 
 /** Answer an upgrade request that will not be upgraded, and let go of its socket. */
-function refuseUpgrade(socket: Socket, status: 400 | 404 | 426, message: string): void {
-  const body = JSON.stringify({ error: { code: RefusalCode.BadUpgrade, message } });
-  const reason = { 400: 'Bad Request', 404: 'Not Found', 426: 'Upgrade Required' }[status];
+function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error: { code, message } });
+  const reason = STATUS_CODES[status] ?? '';
   const extra = status === 426 ? 'Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n' : '';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${extra}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
@@ -124,10 +187,11 @@ function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): Ret
 async function listen(
   app: { fetch: (request: Request, env: unknown) => Response | Promise<Response> },
   options: WebOptions,
+  wiring: Wiring,
 ): Promise<Listening> {
   const { log } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
-  const common = { fetch: app.fetch, hostname: options.host, port: options.port, websocket: { server: wss } };
+  const common = { fetch: app.fetch, hostname: options.host, port: options.port };
   const server = options.tls
     ? serve({
         ...common,
@@ -136,21 +200,15 @@ async function listen(
       })
     : serve(common);
 
-  // node-server ignores an upgrade that is not "websocket", and Node then hands the socket to nobody:
-  // each such request kept a descriptor until the process ran out. Every upgrade is answered here
-  // first: only a WebSocket upgrade of /ws goes on to node-server, and only for so long.
-  const [nodeServerUpgrade] = server.listeners('upgrade') as Array<
-    (request: IncomingMessage, socket: Socket, head: Buffer) => void
-  >;
-  server.removeAllListeners('upgrade');
-  const handshakes = new WeakMap<IncomingMessage, ReturnType<typeof setTimeout>>();
-  wss.on('connection', (_ws, request: IncomingMessage) => clearTimeout(handshakes.get(request)));
+  // Every upgrade is answered here. With a listener for them, Node hands each upgrade's socket to it
+  // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
+  // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
     const problem = upgradeProblem(request);
-    if (problem || !nodeServerUpgrade) {
+    if (problem) {
       log.debug('upgrade refused', { path: request.url?.split('?')[0], upgrade: request.headers.upgrade });
-      refuseUpgrade(socket, problem?.status ?? 400, problem?.message ?? 'no WebSocket server');
+      refuseUpgrade(socket, problem.status, RefusalCode.BadUpgrade, problem.message);
       return;
     }
     const timer = setTimeout(() => {
@@ -158,9 +216,16 @@ async function listen(
       socket.destroy();
     }, options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
     timer.unref();
-    handshakes.set(request, timer);
-    socket.once('close', () => clearTimeout(timer));
-    nodeServerUpgrade.call(server, request, socket, head);
+    const opened = (): void => clearTimeout(timer);
+    socket.once('close', opened);
+    wss.once('connection', opened);
+    admitAndUpgrade(wiring, wss, request, socket, head).then(
+      () => wss.off('connection', opened),
+      (error: unknown) => {
+        log.error('upgrade failed', { error: String(error) });
+        refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
+      },
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -171,6 +236,7 @@ async function listen(
     });
   });
   server.on('error', (error) => log.error('browser door error', { error: String(error) }));
+  server.once('close', () => wss.close());
   const heartbeat = startHeartbeat(wss, options.limits.heartbeatMs, log);
   server.once('close', () => clearInterval(heartbeat));
   return {
@@ -183,8 +249,8 @@ async function listen(
   };
 }
 
-/** Node's part of the browser door. */
-export const nodeRuntime: WebRuntime = { upgradeWebSocket: upgrade, access, peer, listen };
+/** Node's part of the browser door. Upgrades never reach the app's /ws route on Node (see listen). */
+export const nodeRuntime: WebRuntime = { upgradeWebSocket: async () => undefined, access, peer, listen };
 
 /** Start the browser door on Node; rejects with the listen error (for example EADDRINUSE). */
 export const startWeb = (options: WebOptions): Promise<WebDoor> => startWebOn(nodeRuntime, options);

@@ -50,6 +50,12 @@ export interface Listening {
   destroyAll(): void;
 }
 
+/** What the runtime-neutral part hands a runtime's listener. */
+export interface Wiring {
+  door: BrowserDoor;
+  client: ReturnType<typeof clientInfo>;
+}
+
 /** What one runtime contributes to the browser door. */
 export interface WebRuntime {
   /**
@@ -61,8 +67,11 @@ export interface WebRuntime {
   access: SocketAccess;
   /** The directly connected peer of a request. */
   peer: PeerOf;
-  /** Serve the app; rejects with the listen error (code EADDRINUSE and so on). */
-  listen(app: Hono, options: WebOptions): Promise<Listening>;
+  /**
+   * Serve the app; rejects with the listen error (code EADDRINUSE and so on). A runtime may take
+   * WebSocket upgrades itself, through the same door, before the app sees them.
+   */
+  listen(app: Hono, options: WebOptions, wiring: Wiring): Promise<Listening>;
 }
 
 /** Start the browser door on a runtime. */
@@ -83,7 +92,6 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     hub,
     log,
     origins,
-    remoteAddress: client.remoteAddress,
     authenticate: auth ? authenticateBrowser(auth) : undefined,
     limits: options.limits,
     access: runtime.access,
@@ -97,9 +105,10 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     upgradeWebSocket: runtime.upgradeWebSocket,
     checkDatabase: options.checkDatabase,
     isSecure: client.isSecure,
+    remoteAddress: client.remoteAddress,
     auth,
   });
-  listening = await runtime.listen(app, options);
+  listening = await runtime.listen(app, options, { door, client });
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
     url: `${options.tls ? 'https' : 'http'}://${host}:${listening.port}`,

@@ -27,7 +27,6 @@ export function bareApp(options: BareAppOptions = {}): { app: Hono; hub: Hub } {
     hub,
     log: silentLog,
     origins,
-    remoteAddress: () => options.remoteAddress ?? '127.0.0.1',
     limits: DEFAULT_LIMITS,
   });
   const app = createApp({
@@ -38,6 +37,7 @@ export function bareApp(options: BareAppOptions = {}): { app: Hono; hub: Hub } {
     origins,
     upgradeWebSocket: options.upgrade ?? (async () => new Response(null, { status: 101 })),
     checkDatabase: options.checkDatabase ?? (() => Promise.resolve()),
+    remoteAddress: () => options.remoteAddress ?? '127.0.0.1',
     healthTimeoutMs: 100,
   });
   return { app, hub };
