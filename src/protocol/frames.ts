@@ -264,9 +264,12 @@ export const ReadIn = v.object({
 });
 export type ReadIn = v.InferOutput<typeof ReadIn>;
 
+/** A hello on a connection that has opted in already (it is refused, and the refusal answers its ref). */
+const HelloAgain = v.object({ ...HelloFrame.entries, ...HelloExtras.entries });
+
 /** Every frame an opted-in client (a protocol-2 console, any browser) may send. */
 export const ClientFrame = v.variant('type', [
-  HelloFrame,
+  HelloAgain,
   MessageIn,
   PresenceIn,
   PongIn,
@@ -553,7 +556,9 @@ export function decodeClientFrame(text: string, optedIn = true): Decoded<ClientF
   if (typeof type !== 'string' || !(optedIn ? TYPES : SEED_TYPES).has(type)) {
     return refused(ErrorCode.UnknownType, `unknown frame type ${JSON.stringify(type) ?? 'undefined'}`);
   }
-  const result = optedIn || type === 'hello' ? v.safeParse(ClientFrame, raw) : v.safeParse(SeedFrame, raw);
+  // A console's first hello is read as the seed protocol reads it; its protocol-2 additions, if it
+  // asks for protocol 2, are read after (helloExtras).
+  const result = optedIn ? v.safeParse(ClientFrame, raw) : v.safeParse(SeedFrame, raw);
   if (!result.success) {
     const issue = result.issues[0];
     const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';

@@ -80,6 +80,10 @@ export function describeProtocol2(target: () => DoorTarget, roomPrefix = 'p2'): 
       const ack = await request(alice, { type: 'presence', status: 'away' });
       expect(ack).toMatchObject({ type: 'ack' });
       expect(await request(alice, { type: 'pong' })).toMatchObject({ type: 'ack' });
+      expect(await request(alice, { type: 'hello', room, user: 'alice', protocol: 2 })).toMatchObject({
+        type: 'error',
+        code: ErrorCode.AlreadyJoined,
+      });
       // A ref over 64 characters is refused, and cannot be echoed: a plain error.
       alice.send({ type: 'who', room, ref: 'x'.repeat(65) });
       const before = await barrier(alice);
