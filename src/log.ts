@@ -40,3 +40,35 @@ export function createLog(level: LogLevel, write: (line: string) => void): Log {
 
 /** A logger that drops everything (for tests and embedding). */
 export const silentLog: Log = createLog('silent', () => {});
+
+/**
+ * A writer that gathers lines and hands them on together once the current turn of the event loop
+ * is done: a burst of connections logs in one write, not one write per line (a log line written
+ * alone cost about as much as the rest of opening a console). `flush` writes what is gathered at once
+ * (at exit, and for errors, so a crash loses no error line).
+ */
+export function batchedWriter(write: (text: string) => void): {
+  line: (line: string) => void;
+  flush: () => void;
+} {
+  let lines: string[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (lines.length === 0) return;
+    const text = `${lines.join('\n')}\n`;
+    lines = [];
+    write(text);
+  };
+  return {
+    line: (line) => {
+      lines.push(line);
+      if (line.includes(' error ')) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setTimeout(flush, 0);
+      }
+    },
+    flush,
+  };
+}

@@ -1,6 +1,6 @@
 // Deno entry: the same flags, environment, logs and exit codes as the Node entry, with Deno's web door.
 import { ConfigError, helpText, parseCommand } from './config.ts';
-import { createLog } from './log.ts';
+import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer, type WebStarter } from './server.ts';
 import { VERSION } from './version.ts';
 
@@ -8,7 +8,12 @@ const encoder = new TextEncoder();
 const out = (text: string): void => void Deno.stdout.writeSync(encoder.encode(text));
 const err = (text: string): void => void Deno.stderr.writeSync(encoder.encode(text));
 
+/** Log lines, written together once per turn of the event loop. */
+const stderr = batchedWriter(err);
+globalThis.addEventListener('unload', stderr.flush);
+
 function fail(message: string, code: number): never {
+  stderr.flush();
   err(`runspec-room: error: ${message}\n`);
   Deno.exit(code);
 }
@@ -32,7 +37,7 @@ async function main(): Promise<void> {
     return;
   }
   const { config } = command;
-  const log = createLog(config.logLevel, (line) => err(`${line}\n`));
+  const log = createLog(config.logLevel, stderr.line);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config, log, denoWeb);
@@ -48,10 +53,12 @@ async function main(): Promise<void> {
     server.stop().then(
       () => {
         log.info('stopped');
+        stderr.flush();
         Deno.exit(0);
       },
       (error: unknown) => {
         log.error('shutdown failed', { error: String(error) });
+        stderr.flush();
         Deno.exit(1);
       },
     );

@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 // Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
 import { ConfigError, helpText, parseCommand } from './config.ts';
-import { createLog } from './log.ts';
+import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
 import { VERSION } from './version.ts';
 
+/** Log lines, written together once per turn of the event loop. */
+const stderr = batchedWriter((text) => process.stderr.write(text));
+process.once('exit', stderr.flush);
+
 function fail(message: string, code: number): never {
+  stderr.flush();
   process.stderr.write(`runspec-room: error: ${message}\n`);
   process.exit(code);
 }
@@ -27,7 +32,7 @@ async function main(): Promise<void> {
     return;
   }
   const { config } = command;
-  const log = createLog(config.logLevel, (line) => process.stderr.write(`${line}\n`));
+  const log = createLog(config.logLevel, stderr.line);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config, log);

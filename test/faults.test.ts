@@ -90,10 +90,10 @@ describe.skipIf(!canMount)('start-up on a database it cannot write', () => {
   }, 30_000);
 
   it('refuses a database on a full disk, with or without room for its shared-memory index', async () => {
-    // Nothing free: SQLite cannot even size the -shm index it opens a WAL database with.
+    // Nothing free: SQLite cannot size the -shm index it opens a WAL database with, or write at all.
     const full = await existingDatabase(true);
     fill(join(full.dir, 'filler'));
-    expectRefused(await startOn(full.db), full.db, /SQLITE_IOERR_SHMSIZE/u);
+    expectRefused(await startOn(full.db), full.db, /SQLITE_IOERR_SHMSIZE|SQLITE_FULL/u);
 
     // 32 KiB free: the index fits (it is 32 KiB), and the database opens, but no commit does.
     const almost = await existingDatabase(true);

@@ -53,6 +53,8 @@ export interface HubOptions {
   markerFlushMs?: number;
   /** The group commit's wait before each batch: one turn of I/O unless given (tests hand out turns). */
   yieldToIo?: () => Promise<void>;
+  /** Least time between two commits at a modest rate, so a few messages share one (1 ms). */
+  commitSpacingMs?: number;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -161,6 +163,7 @@ export class Hub {
       onReportError: (error) =>
         this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
       yieldToIo: options.yieldToIo,
+      commitSpacingMs: options.commitSpacingMs ?? 1,
     });
   }
 

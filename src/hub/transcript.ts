@@ -135,6 +135,11 @@ export interface GroupCommitOptions {
   yieldToIo?: (() => Promise<void>) | undefined;
   /** Messages waiting before a batch goes to the store while another is still in flight (16). */
   pipelineAt?: number | undefined;
+  /**
+   * Least time between the starts of two commits while fewer than `pipelineAt` messages wait (0:
+   * none). At a steady, modest rate this makes what arrives within it share one commit, one fsync.
+   */
+  commitSpacingMs?: number | undefined;
 }
 
 interface Batch {
@@ -156,6 +161,10 @@ export class GroupCommit {
   readonly #maxBatchBytes: number;
   readonly #inFlight: number;
   readonly #pipelineAt: number;
+  readonly #spacingMs: number;
+  /** When the last batch went to the store. */
+  #lastStart = Number.NEGATIVE_INFINITY;
+  #spacing: ReturnType<typeof setTimeout> | undefined;
   readonly #onCommit: (batch: StoredMessage[]) => void;
   readonly #onReportError: (error: unknown) => void;
   readonly #yieldToIo: () => Promise<void>;
@@ -179,6 +188,7 @@ export class GroupCommit {
     this.#yieldToIo = options.yieldToIo ?? yieldToIo;
     this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
     this.#pipelineAt = options.pipelineAt ?? 16;
+    this.#spacingMs = options.commitSpacingMs ?? 0;
   }
 
   /** Queue a message; resolves once it is committed and `onCommit` has run for its batch. */
@@ -219,12 +229,25 @@ export class GroupCommit {
     // be worth a commit of its own: at a modest rate a message waits for the commit in flight either
     // way (the store commits one after the other), and what gathers meanwhile shares one commit.
     if (this.#batches.length > 0 && this.#queue.length < this.#pipelineAt) return;
+    // Commits no closer than the spacing, unless enough waits to be worth one at once: an fsync costs
+    // about as much CPU as everything else a message takes, and a few messages can share one.
+    const wait = this.#lastStart + this.#spacingMs - performance.now();
+    if (wait > 0 && this.#queue.length < this.#pipelineAt) {
+      this.#spacing ??= setTimeout(() => {
+        this.#spacing = undefined;
+        this.#start();
+      }, wait);
+      return;
+    }
     this.#starting = true;
     // Yield to I/O before each batch: sockets get read (frames arriving together join one batch)
     // and flushed (members drain what the last batch gave them). A fast store resolves without
     // ever reaching the event loop, and would otherwise starve every socket while a burst lasts.
     void this.#yieldToIo().then(() => {
       this.#starting = false;
+      clearTimeout(this.#spacing);
+      this.#spacing = undefined;
+      this.#lastStart = performance.now();
       const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
       this.#batches.push(batch);
       let appended: Promise<Appended[]>;

@@ -14,6 +14,8 @@ export type Rows = unknown[][];
 /** Where the transcript's reads go: one statement, its rows. */
 export interface Reads {
   query(sql: string, args: readonly InValue[]): Promise<Rows>;
+  /** The first row only (cheaper where one is all there can be). */
+  one(sql: string, args: readonly InValue[]): Promise<unknown[] | undefined>;
   close(): void;
 }
 
@@ -87,6 +89,10 @@ function clientReads(client: Client): Reads {
   return {
     query: async (sql, args) =>
       (await client.execute({ sql, args: [...args] })).rows.map((r) => Array.from(r)),
+    one: async (sql, args) => {
+      const row = (await client.execute({ sql, args: [...args] })).rows[0];
+      return row ? Array.from(row) : undefined;
+    },
     close: () => {},
   };
 }
@@ -101,15 +107,17 @@ function nativeReads(path: string): Reads {
   connection.exec('PRAGMA busy_timeout = 5000');
   connection.exec('PRAGMA query_only = ON');
   const statements = new Map<string, NativeDatabase.Statement>();
+  const statement = (sql: string): NativeDatabase.Statement => {
+    let prepared = statements.get(sql);
+    if (!prepared) {
+      prepared = connection.prepare(sql).raw(true);
+      statements.set(sql, prepared);
+    }
+    return prepared;
+  };
   return {
-    query: async (sql, args) => {
-      let statement = statements.get(sql);
-      if (!statement) {
-        statement = connection.prepare(sql).raw(true);
-        statements.set(sql, statement);
-      }
-      return statement.all(...args) as Rows;
-    },
+    query: async (sql, args) => statement(sql).all(...args) as Rows,
+    one: async (sql, args) => (statement(sql).get(...args) as unknown[] | undefined) ?? undefined,
     close: () => connection.close(),
   };
 }

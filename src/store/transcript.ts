@@ -81,8 +81,8 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async lastSeq(room: string): Promise<number> {
-    const rows = await this.#database.read.query('SELECT seq FROM conversations WHERE key = ?', [room]);
-    return Number(rows[0]?.[0] ?? 0);
+    const row = await this.#database.read.one('SELECT seq FROM conversations WHERE key = ?', [room]);
+    return Number(row?.[0] ?? 0);
   }
 
   async rooms(limit: number): Promise<ConversationHead[]> {
@@ -95,8 +95,16 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>> {
-    const only = conversations ? ` AND conversation IN (${conversations.map(() => '?').join(', ')})` : '';
     if (conversations?.length === 0) return new Map();
+    if (conversations?.length === 1) {
+      const [conversation] = conversations as [string];
+      const row = await this.#database.read.one(
+        'SELECT seq FROM read_markers WHERE user = ? AND conversation = ?',
+        [user, conversation],
+      );
+      return row ? new Map([[conversation, Number(row[0])]]) : new Map();
+    }
+    const only = conversations ? ` AND conversation IN (${conversations.map(() => '?').join(', ')})` : '';
     const rows = await this.#database.read.query(
       `SELECT conversation, seq FROM read_markers WHERE user = ?${only}`,
       [user, ...(conversations ?? [])],
@@ -109,17 +117,16 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async unreadWhispers(user: string): Promise<number> {
-    const rows = await this.#database.read.query(
+    const row = await this.#database.read.one(
       `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
             WHERE m.recipient = ? AND m.seq > coalesce(r.seq, 0)`,
       [user],
     );
-    return Number(rows[0]?.[0] ?? 0);
+    return Number(row?.[0] ?? 0);
   }
 
   async knows(name: string): Promise<boolean> {
-    const rows = await this.#database.read.query('SELECT 1 FROM people WHERE name = ?', [name]);
-    return rows.length > 0;
+    return (await this.#database.read.one('SELECT 1 FROM people WHERE name = ?', [name])) !== undefined;
   }
 
   remember(names: readonly string[]): Promise<void> {
