@@ -1,5 +1,6 @@
 // A restart in the middle of a burst: every committed message is delivered, browsers are told to
 // come back (1012), and after the restart they resume with no gap and no duplicate.
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -144,5 +145,37 @@ describe('idempotent sends across a restart', () => {
     expect(await after.waitFor((f) => f.ref === 'c')).toMatchObject({ seq: (original.seq as number) + 1 });
     after.close();
     await tmp.cleanup();
+  }, 30_000);
+});
+
+describe('a graceful stop', () => {
+  it('leaves every message in the database file itself, the write-ahead log empty', async () => {
+    const tmp = await tempDir();
+    const db = join(tmp.dir, 'room.db');
+    const server = await spawnServer([
+      '--ndjson-only',
+      '--ndjson-port',
+      String(await freePort()),
+      '--db',
+      db,
+    ]);
+    running.push(server);
+    const c = await consoleClient(server.consolePort, { type: 'hello', room: 'ops', user: 'a', protocol: 2 });
+    await c.waitFor((f) => f.type === 'joined');
+    for (let i = 0; i < 50; i++) c.send({ type: 'message', text: `m${i}` });
+    await c.waitFor((f) => f.type === 'message' && f.text === 'm49');
+    expect(await server.stop('SIGTERM')).toBe(0);
+    expect(existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0).toBe(0);
+    // The file alone, copied elsewhere, holds them all.
+    const copy = join(tmp.dir, 'copy.db');
+    copyFileSync(db, copy);
+    const database = await openDatabase(copy);
+    try {
+      const rows = (await database.client.execute("SELECT count(*) FROM messages WHERE room = 'ops'")).rows;
+      expect(Number(rows[0]?.[0])).toBe(50);
+    } finally {
+      database.close();
+      await tmp.cleanup();
+    }
   }, 30_000);
 });

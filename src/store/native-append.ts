@@ -151,7 +151,17 @@ export class NativeAppender {
     };
   }
 
+  /**
+   * Close, after moving everything in the write-ahead log into the database file: a stopped server
+   * leaves one file that holds it all (the next start would recover a log left behind, but a copy of
+   * the file alone would miss it).
+   */
   close(): void {
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Readers still in the log keep it; the next start recovers it as usual.
+    }
     this.#db.close();
   }
 }
