@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
+import { COMMANDS, commandsHelp, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
@@ -15,7 +16,30 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+/** A subcommand (`runspec-room keys …`), when the first argument names one; else undefined. */
+async function subcommand(argv: string[]): Promise<number | undefined> {
+  const entry = argv[0] === undefined ? undefined : COMMANDS[argv[0]];
+  if (!entry) return undefined;
+  const run = await entry.load();
+  try {
+    return await run({
+      argv: argv.slice(1),
+      env: process.env,
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+    });
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+}
+
 async function main(): Promise<void> {
+  const code = await subcommand(process.argv.slice(2));
+  if (code !== undefined) {
+    process.exitCode = code;
+    return;
+  }
   let command: ReturnType<typeof parseCommand>;
   try {
     command = parseCommand(process.argv.slice(2), process.env);
@@ -24,7 +48,7 @@ async function main(): Promise<void> {
     throw error;
   }
   if (command.kind === 'help') {
-    process.stdout.write(helpText());
+    process.stdout.write(helpText() + commandsHelp());
     return;
   }
   if (command.kind === 'version') {
