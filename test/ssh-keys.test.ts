@@ -119,8 +119,9 @@ function armor(blob: Uint8Array): string {
   return ['-----BEGIN SSH SIGNATURE-----', ...lines, '-----END SSH SIGNATURE-----', ''].join('\n');
 }
 
+/** An SSH wire string: uint32 length, then the bytes. */
 const wire = (data: Uint8Array | string) => {
-  const body = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+  const body = Buffer.from(data);
   const length = Buffer.alloc(4);
   length.writeUInt32BE(body.length);
   return Buffer.concat([length, body]);
@@ -148,11 +149,11 @@ function sshsigFields(blob: Buffer): {
   return { publicKey, namespace, hash, signature };
 }
 
+/** An SSHSIG blob (version 1, empty reserved field) from its fields. */
 function sshsig(fields: { publicKey: Uint8Array; namespace: string; hash: string; signature: Uint8Array }) {
-  const version = Buffer.from([0, 0, 0, 1]);
   return Buffer.concat([
     Buffer.from('SSHSIG'),
-    version,
+    Buffer.from([0, 0, 0, 1]),
     wire(fields.publicKey),
     wire(fields.namespace),
     wire(''),
@@ -161,7 +162,7 @@ function sshsig(fields: { publicKey: Uint8Array; namespace: string; hash: string
   ]);
 }
 
-/** The key blob of a .pub line with its type string replaced or bytes appended, as a .pub line again. */
+/** A .pub line written by hand: any type in front of any key blob. */
 function pubLine(type: string, blob: Uint8Array, comment = ''): string {
   return `${type} ${Buffer.from(blob).toString('base64')}${comment ? ` ${comment}` : ''}`;
 }
