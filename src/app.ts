@@ -5,9 +5,11 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
+import type { ConsoleKeys } from './auth/console-keys.ts';
 import { type BrowserDoor, upgradeRequestOf } from './doors/browser-door.ts';
 import type { Asset } from './http/assets.ts';
 import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
+import { addKeyRoutes } from './http/keys.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
 import type { Hub } from './hub/hub.ts';
@@ -37,6 +39,8 @@ export interface AppDeps {
   healthTimeoutMs?: number;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps | undefined;
+  /** Console keys: the signed-in page's key panel. */
+  keys?: ConsoleKeys | undefined;
 }
 
 const BASE_CSP = {
@@ -142,7 +146,8 @@ export function createApp(deps: AppDeps): Hono {
   };
 
   if (auth) addAuthRoutes(app, auth);
-  else app.get('/me', (c) => c.json({ mode: 'dev' }, 200, { 'cache-control': 'no-store' }));
+  if (auth && deps.keys) addKeyRoutes(app, auth, deps.keys);
+  if (!auth) app.get('/me', (c) => c.json({ mode: 'dev' }, 200, { 'cache-control': 'no-store' }));
 
   app.get('/', async (c) => {
     if (auth && !(await readSession(c, auth))) {

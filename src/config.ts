@@ -50,6 +50,10 @@ export type Config = Readonly<
     allowedOrigins: readonly string[];
     /** Sign-in settings; undefined means dev mode. */
     auth: AuthConfig | undefined;
+    /** Whether consoles must prove a key. */
+    consoleAuth: Values['consoleAuth'];
+    /** Names that may act as admins once proven. */
+    admins: readonly string[];
     limits: Limits;
     /** Settings that were given but are no longer read, said once at start-up. */
     warnings: readonly string[];
@@ -93,6 +97,9 @@ function read<K extends Key>(key: K, flags: Flags, env: Env): Value<K> {
   }
   return result.output as Value<K>;
 }
+
+/** One setting for a subcommand: from its flags (by long name, without dashes), else the environment, else the default. */
+export const readSetting: <K extends Key>(key: K, flags: Flags, env: Env) => Value<K> = read;
 
 const limitsFrom = (limit: (key: LimitKey) => number): Limits =>
   Object.freeze(Object.fromEntries(LIMIT_KEYS.map((key) => [key, limit(key)]))) as Limits;
@@ -144,6 +151,8 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     trustProxy: values.trustProxy,
     allowedOrigins: values.allowedOrigins ?? [],
     auth: signIn(values),
+    consoleAuth: values.consoleAuth,
+    admins: values.admins ?? [],
     limits: limitsFrom((key) => values[key]),
     warnings: RETIRED.filter(([name]) => env[name]).map(([name, why]) => `${name} is no longer read: ${why}`),
   };

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
-import { COMMANDS, commandsHelp, UsageError } from './cli/commands.ts';
+import { COMMANDS, CommandError, commandsHelp, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
@@ -30,6 +30,7 @@ async function subcommand(argv: string[]): Promise<number | undefined> {
     });
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) fail(error.message, 2);
+    if (error instanceof CommandError) fail(error.message, 1);
     throw error;
   }
 }

@@ -1,6 +1,7 @@
 // Starts and stops the whole server on Node: database, Hub, console door and browser door.
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { ConsoleKeys } from './auth/console-keys.ts';
 import { Oidc, OidcError } from './auth/oidc.ts';
 import type { Config } from './config.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
@@ -8,8 +9,11 @@ import { throttleLimits } from './doors/throttle.ts';
 import type { AuthDeps } from './http/auth.ts';
 import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
+import { Restrictions } from './hub/restrictions.ts';
 import type { Log } from './log.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
+import { KeyStore } from './store/keys.ts';
+import { ModerationStore } from './store/moderation.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { WorkerAppender } from './store/worker-appender.ts';
@@ -120,12 +124,27 @@ export async function startServer(
     }
     log.info('transcript open', { db: config.db, journal: 'wal', synchronous: 'full' });
   }
+  // Who may use which console name, and the bans and mutes in force, before anyone can connect.
+  const moderation = new ModerationStore(database);
+  const keys = new ConsoleKeys(new KeyStore(database), { policy: config.consoleAuth, log });
+  let restrictions: Restrictions;
+  try {
+    await keys.start();
+    restrictions = new Restrictions(await moderation.restrictions());
+  } catch (error) {
+    keys.stop();
+    await closeStore();
+    throw new StartError(`cannot read keys and bans from database ${config.db}: ${(error as Error).message}`);
+  }
+  if (config.consoleAuth !== 'names') log.info('console keys', { policy: config.consoleAuth });
   const hub = new Hub({
     transcript,
     log,
     serverName: SERVER_NAME,
     maxBufferedBytes: config.limits.maxUnsentBytes,
     maxRooms: config.limits.maxRooms,
+    restrictions,
+    admin: { admins: new Set(config.admins), store: moderation, revoke: keys.revoke },
   });
 
   let web: WebDoor | undefined;
@@ -150,7 +169,9 @@ export async function startServer(
     maxConnections: limits.maxConsoles,
     throttle: throttleLimits(limits),
     maxUnsentBytes: limits.maxUnsentBytes,
+    identity: keys,
   }).catch(async (error: unknown) => {
+    keys.stop();
     auth?.watch.stop();
     await closeStore();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
@@ -161,6 +182,7 @@ export async function startServer(
     // Loaded only here, so --ndjson-only never loads the web stack.
     const stopEarly = async (): Promise<void> => {
       consoleDoor.stopAccepting();
+      keys.stop();
       auth?.watch.stop();
       await closeStore();
     };
@@ -178,6 +200,7 @@ export async function startServer(
       trustProxy: config.trustProxy,
       allowedOrigins: config.allowedOrigins,
       auth,
+      keys,
       limits,
     }).catch(async (error: unknown) => {
       await stopEarly();
@@ -197,6 +220,7 @@ export async function startServer(
   const stop = async (): Promise<void> => {
     consoleDoor.stopAccepting();
     web?.stopAccepting();
+    keys.stop();
     auth?.watch.stop();
     await hub.shutdown();
     // Give closing handshakes a moment to flush, then cut whatever is left.

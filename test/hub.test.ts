@@ -1206,6 +1206,8 @@ describe('welcome and errors', () => {
       read: 0,
       unread: 4,
       whispers: 0,
+      authenticated: false,
+      admin: false,
       ref: 'hello-1',
     });
     expect(peer.welcomes).toHaveLength(1);

@@ -13,11 +13,25 @@ export interface CommandContext {
 export type Command = (context: CommandContext) => Promise<number>;
 
 /** The subcommands, by name, with one line of help each. */
-export const COMMANDS: Record<string, { help: string; load: () => Promise<Command> }> = {};
+export const COMMANDS: Record<string, { help: string; load: () => Promise<Command> }> = {
+  keys: {
+    help: 'add, list or remove the SSH keys that prove console names',
+    load: async () => (await import('./keys.ts')).default,
+  },
+  audit: {
+    help: 'list admin actions and key changes',
+    load: async () => (await import('./audit.ts')).default,
+  },
+};
 
 /** A usage mistake in a subcommand's arguments: one line, exit code 2. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
+}
+
+/** A subcommand could not do what it was asked (a database it cannot open, a key it cannot take): one line, exit code 1. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
 }
 
 /** The --help lines listing the subcommands. */

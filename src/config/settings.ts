@@ -3,10 +3,12 @@ import type * as v from 'valibot';
 import { LOG_LEVELS } from '../log.ts';
 import { HEARTBEAT_MS, HELLO_TIMEOUT_MS } from '../protocol/constants.ts';
 import {
+  ConsoleAuth,
   Count,
   duration,
   Host,
   LogLevel,
+  NameList,
   OriginList,
   Port,
   ProxyList,
@@ -209,6 +211,23 @@ export const SETTINGS = {
     schema: duration('1s', '400d', 's'),
     help: 'a session ends this long after sign-in, used or not',
     doc: 'a session ends this long after sign-in, whatever the use',
+    table: 'configuration',
+  },
+  consoleAuth: {
+    flag: '--console-auth',
+    arg: 'POLICY',
+    env: 'CONSOLE_ROOM_CONSOLE_AUTH',
+    default: 'names',
+    schema: ConsoleAuth,
+    help: 'consoles prove an SSH key: off, names (for names that have a key) or required',
+    doc: 'whether consoles prove an SSH key (`runspec-room keys add`): `off`, never; `names`, a name that has an enrolled key can only be used by proving it, other names work as before, so plain consoles keep working; `required`, every console proves a key and plain hellos are refused',
+    table: 'configuration',
+  },
+  admins: {
+    env: 'CONSOLE_ROOM_ADMINS',
+    schema: NameList,
+    help: 'comma-separated admin names (signed-in or key-proven only) who may kick, ban, mute, delete, revoke',
+    doc: 'comma-separated names that may kick, ban, mute, delete messages and revoke keys: a signed-in browser, or a console that proved a key, with that name. A dev-mode or unproven name is never an admin',
     table: 'configuration',
   },
   allowHttp: {

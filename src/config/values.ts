@@ -1,7 +1,9 @@
 // How the text of one setting becomes its value: valibot schemas from string, one per kind of value.
 import { isIP } from 'node:net';
 import * as v from 'valibot';
+import { CONSOLE_AUTH_POLICIES } from '../auth/console-keys.ts';
 import { LOG_LEVELS } from '../log.ts';
+import { nameProblem } from '../protocol/frames.ts';
 
 /** The units a duration may be written in, with their length in milliseconds. */
 export const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -167,4 +169,28 @@ export const ProxyList = v.pipe(
     (issue) =>
       `${JSON.stringify((issue.input as string[]).find((item) => !isProxyItem(item)))} is not an IP address, a CIDR, "loopback" or "none"`,
   ),
+);
+
+/** Names separated by commas, each held to the rule for names in rooms. */
+export const NameList = v.pipe(
+  v.string(),
+  v.transform((text) =>
+    text
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean),
+  ),
+  v.check(
+    (items) => items.every((item) => nameProblem(item) === undefined),
+    (issue) => {
+      const bad = (issue.input as string[]).find((item) => nameProblem(item) !== undefined) ?? '';
+      return `${JSON.stringify(bad)} is not a name: it ${nameProblem(bad)}`;
+    },
+  ),
+);
+
+/** Whether consoles must prove a key. */
+export const ConsoleAuth = v.pipe(
+  v.string(),
+  v.picklist(CONSOLE_AUTH_POLICIES, `must be one of ${CONSOLE_AUTH_POLICIES.join(', ')}`),
 );

@@ -17,6 +17,8 @@ import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throt
 /** Who a browser connection is and where it goes, decided before the upgrade. */
 export interface BrowserIdentity {
   user: string;
+  /** Signed in (the name is the provider's), rather than named by the query string in dev mode. */
+  authenticated: boolean;
   room: string;
   since: number | undefined;
   remote: string;
@@ -160,12 +162,12 @@ export class BrowserDoor {
       const parsed = v.safeParse(SessionQuery, request.query());
       if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
       const { room, since } = parsed.output;
-      identity = { user: who.user, room, since, remote, attach: who.attach };
+      identity = { user: who.user, authenticated: true, room, since, remote, attach: who.attach };
     } else {
       const parsed = v.safeParse(DevQuery, request.query());
       if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
       const { user, room, since } = parsed.output;
-      identity = { user, room, since, remote };
+      identity = { user, authenticated: false, room, since, remote };
     }
     const full = this.#connections.why(remote);
     const release = full ? undefined : this.#connections.acquire(remote);
@@ -216,6 +218,7 @@ export class BrowserDoor {
           via: 'browser',
           wantsBackscroll: true,
           optedIn: true,
+          authenticated: who.authenticated,
           send: (frames) => access.send(ws, frames),
           bufferedAmount: () => access.bufferedAmount(ws),
           close: (code, reason) => {

@@ -1,12 +1,20 @@
 // The console door: an NDJSON listener on localhost. The first valid frame, hello, binds identity.
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import type { Challenge, ConsoleIdentity, HelloVerdict } from '../auth/console-keys.ts';
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
-import { decodeClientFrame, type HelloFrame, helloExtras, PROTOCOL_VERSION } from '../protocol/frames.ts';
+import {
+  decodeAuthFrame,
+  decodeClientFrame,
+  type HelloExtras,
+  type HelloFrame,
+  helloExtras,
+  PROTOCOL_VERSION,
+} from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter, ndjsonLines } from './ndjson.ts';
@@ -30,6 +38,8 @@ export interface ConsoleDoorOptions {
   throttle?: ThrottleLimits;
   /** A connection whose unsent data passes this many bytes is closed (before hello too). */
   maxUnsentBytes?: number;
+  /** Who may use which name: console keys and the policy for hellos without one. Without it, anyone may. */
+  identity?: ConsoleIdentity | undefined;
 }
 
 /** A listening console door. */
@@ -133,7 +143,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   let handler: ConnectionHandler | undefined;
   let optedIn = false;
 
-  const helloTimer = setTimeout(() => {
+  let helloTimer = setTimeout(() => {
     log.info('console closed: no hello in time', { remote });
     socket.destroy();
   }, options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs);
@@ -156,21 +166,31 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       write(new Encoded({ type: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
   };
 
-  const bind = (hello: HelloFrame, text: string): void => {
-    const opted = (hello.protocol ?? 1) >= PROTOCOL_VERSION;
-    // A protocol-2 hello may resume its room and carry a ref; a seed hello's other fields are ignored.
-    const extras = opted ? helloExtras(text) : { ok: true as const, frame: {} };
-    if (!extras.ok) {
-      optedIn = true;
-      refuse(extras.code, extras.message, extras.ref);
-      return;
-    }
+  /** A hello or an auth waits for an answer (the keys): lines that arrive meanwhile wait their turn. */
+  let busy = false;
+  const backlog: Uint8Array[] = [];
+  let challenge: Challenge | undefined;
+  let hello: { frame: HelloFrame; since: number | undefined; ref: string | undefined } | undefined;
+  let detach: (() => void) | undefined;
+
+  /** Refuse the hello or its proof: an opted-in console is told why; then the connection ends. */
+  const turnAway = (code: ErrorCode, message: string, user: string, ref?: string): void => {
+    log.warn('console refused', { remote, user, code, reason: message });
+    refuse(code, message, ref);
+    socket.end();
+  };
+
+  /** Let the console in, under `user`: proven by a key (fingerprint), or as its hello claimed. */
+  const join = (user: string, fingerprint: string | undefined): void => {
+    if (!hello || socket.destroyed) return;
     clearTimeout(helloTimer);
+    const { frame, since, ref } = hello;
     const joined: Peer = {
-      user: hello.user,
+      user,
       via: 'console',
       wantsBackscroll: false,
-      optedIn: opted,
+      optedIn,
+      authenticated: fingerprint !== undefined,
       send: (frames) => {
         socket.write(ndjsonLines(frames));
       },
@@ -182,15 +202,110 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       },
     };
     peer = joined;
-    handler = new ConnectionHandler(hub, joined, reading, hello.room);
+    handler = new ConnectionHandler(hub, joined, reading, frame.room);
     if (joined.optedIn) heartbeats.set(socket, { heard: true });
-    log.info('console joined', { room: hello.room, user: hello.user, remote, protocol: hello.protocol ?? 1 });
-    handler.start(extras.frame.since, extras.frame.ref);
+    log.info('console joined', {
+      room: frame.room,
+      user,
+      remote,
+      protocol: frame.protocol ?? 1,
+      ...(fingerprint === undefined ? {} : { key: fingerprint }),
+    });
+    handler.start(since, ref);
+    detach = options.identity?.attach({
+      user,
+      fingerprint,
+      close: (code, message) => {
+        refuse(code, message);
+        if (peer) hub.drop(peer, CloseCode.Unauthorized, message);
+      },
+    });
+  };
+
+  /** Act on what the keys say of a hello. */
+  const decide = (verdict: HelloVerdict): void => {
+    if (!hello || socket.destroyed) return;
+    if (verdict.kind === 'plain') join(hello.frame.user, undefined);
+    else if (verdict.kind === 'refused') turnAway(verdict.code, verdict.message, hello.frame.user, hello.ref);
+    else {
+      challenge = verdict.challenge;
+      // The console may need a person to touch a key or unlock an agent: it has the nonce's lifetime.
+      clearTimeout(helloTimer);
+      helloTimer = setTimeout(() => {
+        log.info('console closed: challenge not answered in time', { remote });
+        socket.destroy();
+      }, challenge.expiresInMs);
+      write(
+        new Encoded({
+          type: 'challenge',
+          nonce: challenge.nonce,
+          namespace: challenge.namespace,
+          expires_in: Math.floor(challenge.expiresInMs / 1000),
+        }),
+      );
+    }
+  };
+
+  /** Hold the lines that follow until `work` is done, then take them in order. */
+  const await_ = (work: Promise<void>): void => {
+    busy = true;
+    reading.hold('identity');
+    void work
+      .catch((error: unknown) => {
+        log.error('console identity failed', { remote, error: String(error) });
+        socket.destroy();
+      })
+      .finally(() => {
+        busy = false;
+        reading.release('identity');
+        while (!busy && backlog.length > 0 && !socket.destroyed) take(backlog.shift() as Uint8Array);
+      });
+  };
+
+  const bind = (frame: HelloFrame, text: string): void => {
+    const opted = (frame.protocol ?? 1) >= PROTOCOL_VERSION;
+    // A protocol-2 hello may resume its room, carry a ref and offer a key; a seed hello's other fields are ignored.
+    const extras = opted ? helloExtras(text) : { ok: true as const, frame: {} as HelloExtras };
+    optedIn = opted;
+    if (!extras.ok) {
+      refuse(extras.code, extras.message, extras.ref);
+      return;
+    }
+    hello = { frame, since: extras.frame.since, ref: extras.frame.ref };
+    const identity = options.identity;
+    if (!identity) {
+      join(frame.user, undefined);
+      return;
+    }
+    const verdict = identity.admit({ user: frame.user, key: extras.frame.key });
+    if (verdict instanceof Promise) await_(verdict.then(decide));
+    else decide(verdict);
+  };
+
+  /** The console's answer to its challenge. */
+  const answer = (text: string, current: Challenge): void => {
+    const user = hello?.frame.user ?? '';
+    const decoded = decodeAuthFrame(text);
+    challenge = undefined;
+    if (!decoded.ok) {
+      turnAway(ErrorCode.AuthFailed, decoded.message, user, decoded.ref);
+      return;
+    }
+    await_(
+      current.prove(decoded.frame.signature).then((proof) => {
+        if (proof.ok) join(proof.proven.user, proof.proven.fingerprint);
+        else turnAway(ErrorCode.AuthFailed, proof.message, user, hello?.ref);
+      }),
+    );
   };
 
   /** One line, at most at the connection's rate. */
   const take = (bytes: Uint8Array): void => {
     if (socket.destroyed) return;
+    if (busy) {
+      backlog.push(bytes);
+      return;
+    }
     const text = decodeUtf8(bytes);
     if (text === undefined) {
       log.warn('console line refused: invalid UTF-8', { remote });
@@ -198,6 +313,10 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       return;
     }
     if (text.trim() === '') return;
+    if (challenge) {
+      answer(text, challenge);
+      return;
+    }
     const decoded = decodeClientFrame(text, peer?.optedIn ?? false);
     if (!decoded.ok) {
       log.debug('console frame skipped', { remote, code: decoded.code, reason: decoded.message });
@@ -206,7 +325,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       return;
     }
     if (handler) handler.handle(decoded.frame);
-    else if (decoded.frame.type === 'hello') bind(decoded.frame, text);
+    else if (decoded.frame.type === 'hello' && !hello) bind(decoded.frame, text);
     // Frames before hello have no effect.
   };
 
@@ -252,6 +371,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   socket.on('close', () => {
     clearTimeout(helloTimer);
     throttle.close();
+    detach?.();
     if (peer) {
       handler?.stop();
       log.info('console left', { user: peer.user, remote });

@@ -4,6 +4,7 @@
 import { type Log, silentLog } from '../log.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import {
+  type AdminFrame,
   HISTORY_DEFAULT,
   PROTOCOL_VERSION,
   type RoomEntry,
@@ -12,10 +13,12 @@ import {
   type TypingState,
   type WhoEntry,
 } from '../protocol/frames.ts';
+import { Admin, type AdminOptions } from './admin.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
+import { Restrictions } from './restrictions.ts';
 import {
   type Committed,
   conversationKey,
@@ -55,6 +58,10 @@ export interface HubOptions {
   yieldToIo?: () => Promise<void>;
   /** Least time between two commits at a modest rate, so a few messages share one (1 ms). */
   commitSpacingMs?: number;
+  /** Bans and mutes in force (loaded from the store at start). */
+  restrictions?: Restrictions;
+  /** Who the admins are, and where their actions are stored. */
+  admin?: AdminOptions;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -139,6 +146,8 @@ export class Hub {
   readonly #roomList: number;
   readonly #typingEveryMs: number;
   readonly #typingLapseMs: number;
+  readonly #restrictions: Restrictions;
+  readonly #admin: Admin;
   #closing = false;
 
   constructor(options: HubOptions) {
@@ -155,6 +164,8 @@ export class Hub {
     this.#typingLapseMs = options.typingLapseMs ?? 6000;
     this.#markerFlushMs = options.markerFlushMs ?? 1000;
     this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
+    this.#restrictions = options.restrictions ?? new Restrictions();
+    this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -255,6 +266,17 @@ export class Hub {
           already,
           new Encoded(this.#joinedFrame(name, already.room.reported, true, read, options.ref)),
         );
+      return;
+    }
+    const ban = this.#restrictions.find('ban', name, peer.user);
+    if (ban) {
+      const until = ban.until === undefined ? '' : ` until ${new Date(ban.until * 1000).toISOString()}`;
+      this.#log.info('join refused: banned', { room: name, user: peer.user });
+      if (options.welcome) {
+        // The room the connection was opened for: it has nowhere to be, and must not come straight back.
+        this.#error(peer, ErrorCode.Banned, `you are banned from ${name}${until}`, options.welcome.ref);
+        this.#drop(peer, CloseCode.Forbidden, 'banned from the room');
+      } else this.#error(peer, ErrorCode.Banned, `you are banned from ${name}${until}`, options.ref);
       return;
     }
     if (connection.rooms.size >= this.#maxRooms) {
@@ -504,6 +526,11 @@ export class Hub {
     const member = this.#peers.get(peer)?.rooms.get(room);
     if (!member) {
       this.#error(peer, ErrorCode.NotJoined, `not in room ${JSON.stringify(room)}`, options.ref);
+      return;
+    }
+    if (this.#restrictions.find('mute', room, peer.user)) {
+      this.#log.info('message refused: muted', { room, user: peer.user });
+      this.#error(peer, ErrorCode.Muted, `you are muted in ${room}; the message was not stored`, options.ref);
       return;
     }
     const message: NewMessage = this.#stamp(peer, room, text, options.cid);
@@ -800,6 +827,42 @@ export class Hub {
     return { messages, more };
   }
 
+  /** Whether a connection may send admin frames. */
+  isAdmin(peer: Peer): boolean {
+    return this.#admin.isAdmin(peer);
+  }
+
+  /** Carry out an admin frame (refused with `forbidden` for anyone but an admin). */
+  admin(peer: Peer, frame: AdminFrame): Promise<void> {
+    return this.#admin.handle(this, peer, frame);
+  }
+
+  /**
+   * Take every connection of `user` out of `room` (an admin's kick or ban): an opted-in one is told
+   * with `frame` and stays in its other rooms; a seed console, which knows one room and cannot be
+   * told, is closed. Returns how many connections there were.
+   */
+  expel(room: string, user: string, frame: ServerFrame & { type: 'kicked' }): number {
+    const found = this.#rooms.get(room);
+    if (!found) return 0;
+    const theirs = [...found.members.values()].filter((m) => m.peer.user === user);
+    for (const member of theirs) {
+      if (!member.peer.optedIn) {
+        this.#drop(member.peer, CloseCode.Forbidden, frame.banned ? 'banned from the room' : 'kicked');
+        continue;
+      }
+      this.#leave(member);
+      this.#reply(member.peer, frame);
+    }
+    return theirs.length;
+  }
+
+  /** Tell a room's opted-in members that a message is deleted. */
+  announceDeleted(room: string, id: string, seq: number): void {
+    const found = this.#rooms.get(room);
+    if (found) this.#broadcast(found, { type: 'deleted', room, id, seq }, undefined, true);
+  }
+
   /** Tell an opted-in peer that a frame was refused (plain consoles get nothing). */
   refuse(peer: Peer, code: ErrorCode, message: string, ref?: string): void {
     this.#error(peer, code, message, ref);
@@ -982,6 +1045,8 @@ export class Hub {
       read,
       unread: Math.max(0, seq - read),
       whispers,
+      authenticated: peer.authenticated === true,
+      admin: this.#admin.isAdmin(peer),
       ...(ref === undefined ? {} : { ref }),
     };
   }

@@ -14,6 +14,7 @@ export function richMessage(m: StoredMessage, ref?: string): ServerFrame {
   const frame: ServerFrame = { ...(plainMessage(m) as ServerFrame & { type: 'message' }) };
   if (m.via) frame.via = m.via;
   if (m.cid !== undefined) frame.cid = m.cid;
+  if (m.deleted !== undefined) frame.deleted = true;
   if (ref !== undefined) frame.ref = ref;
   return frame;
 }
@@ -60,7 +61,7 @@ export class MessageFrames {
   get rich(): Encoded {
     if (!this.#rich) {
       const m = this.message;
-      const extra = `${m.via ? `,"via":"${m.via}"` : ''}${m.cid === undefined ? '' : `,"cid":${JSON.stringify(m.cid)}`}`;
+      const extra = `${m.via ? `,"via":"${m.via}"` : ''}${m.cid === undefined ? '' : `,"cid":${JSON.stringify(m.cid)}`}${m.deleted === undefined ? '' : ',"deleted":true'}`;
       this.#rich = this.#plain
         ? new Encoded({ json: `${this.#plain.json.slice(0, -1)}${extra}}`, seq: m.seq })
         : new Encoded(richMessage(m));

@@ -113,6 +113,8 @@ export interface Peer {
   readonly wantsBackscroll: boolean;
   /** Opted-in peers (protocol 2) also get welcome, replies, errors and whispers; seed consoles neither. */
   readonly optedIn: boolean;
+  /** The name is proven (a signed-in browser, a console that proved its key), not just claimed. */
+  readonly authenticated?: boolean;
   /** Queue frames for delivery, as one write. May throw if the transport is already broken. */
   send(frames: Outgoing): void;
   /** Bytes accepted by send() but not yet handed to the network. */

@@ -26,6 +26,8 @@ export interface NewMessage {
 /** A message as stored: with its place in its conversation. */
 export interface StoredMessage extends Omit<NewMessage, 'via'> {
   seq: number;
+  /** When an admin deleted it (float seconds): its text is empty and it stays as a tombstone. */
+  deleted?: number;
   /** Unknown for messages stored before it was recorded. */
   via: Via | undefined;
 }

@@ -18,6 +18,20 @@ export const ErrorCode = {
   TooManyRooms: 'too_many_rooms',
   /** A whisper to a name the server has never seen. */
   UnknownUser: 'unknown_user',
+  /** The key's proof failed (unknown key, bad or late signature); the connection is closed. */
+  AuthFailed: 'auth_failed',
+  /** The name is protected by an enrolled key (or every console must prove one): hello with `key`. */
+  AuthRequired: 'auth_required',
+  /** The key this connection proved was removed; the connection is closed. */
+  Revoked: 'revoked',
+  /** Only an admin may do that. */
+  Forbidden: 'forbidden',
+  /** The user is banned from the room. */
+  Banned: 'banned',
+  /** The user is muted in the room: the message was not stored. */
+  Muted: 'muted',
+  /** What the request names (a message, a person in a room, a key) does not exist. */
+  NotFound: 'not_found',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -46,6 +60,12 @@ export const RefusalCode = {
   Unauthenticated: 'unauthenticated',
   /** A query parameter failed validation (400). */
   BadQuery: 'bad_query',
+  /** A request body failed validation (400). */
+  BadRequest: 'bad_request',
+  /** A console key that cannot be used: malformed, unsupported, or too weak (400). */
+  BadKey: 'bad_key',
+  /** A console key enrolled already, or one more than a name may have (409). */
+  KeyConflict: 'key_conflict',
   NotFound: 'not_found',
   Internal: 'internal',
 } as const;
@@ -67,6 +87,8 @@ export const CloseCode = {
   Slow: 4008,
   /** The client kept sending faster than its rate for too long. */
   Flood: 4429,
+  /** Banned from the room the connection was opened for: do not reconnect into it. */
+  Forbidden: 4403,
   /** The server is at its connection limit; try again later. */
   TryAgainLater: 1013,
 } as const;

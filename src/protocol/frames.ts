@@ -138,10 +138,26 @@ export const HelloFrame = v.object({
 });
 export type HelloFrame = v.InferOutput<typeof HelloFrame>;
 
-/** What a protocol-2 hello may add: a resume point for its room, and a label for the welcome. */
+/** Longest OpenSSH public key line and armored signature a console may send, in characters. */
+export const KEY_TEXT_MAX = 16_384;
+
+/** The namespace consoles sign the challenge nonce in (`ssh-keygen -Y sign -n runspec-room`). */
+export const SIGNATURE_NAMESPACE = 'runspec-room';
+
+/**
+ * What a protocol-2 hello may add: a resume point for its room, a label for the welcome, and an
+ * OpenSSH public key (`ssh-ed25519 AAAA…`) whose possession it will prove.
+ */
 export const HelloExtras = v.object({
   since: v.optional(Seq),
   ref: v.optional(Ref),
+  key: v.optional(
+    v.pipe(
+      v.string('key must be an OpenSSH public key line'),
+      v.minLength(1, 'key must not be empty'),
+      v.maxLength(KEY_TEXT_MAX, `key must be at most ${KEY_TEXT_MAX} characters`),
+    ),
+  ),
 });
 export type HelloExtras = v.InferOutput<typeof HelloExtras>;
 
@@ -264,6 +280,109 @@ export const ReadIn = v.object({
 });
 export type ReadIn = v.InferOutput<typeof ReadIn>;
 
+/** A console's proof: the armored SSH signature over the challenge's nonce. */
+export const AuthIn = v.object({
+  type: v.literal('auth'),
+  signature: v.pipe(
+    v.string('signature must be an armored SSH signature'),
+    v.minLength(1, 'signature must not be empty'),
+    v.maxLength(KEY_TEXT_MAX, `signature must be at most ${KEY_TEXT_MAX} characters`),
+  ),
+  ref: v.optional(Ref),
+});
+export type AuthIn = v.InferOutput<typeof AuthIn>;
+
+/** Longest reason an admin may give, in characters. */
+export const REASON_MAX = 500;
+
+const Reason = v.optional(
+  v.pipe(
+    v.string('reason must be a string'),
+    v.transform(cleanText),
+    v.maxLength(REASON_MAX, `reason must be at most ${REASON_MAX} characters`),
+  ),
+);
+
+/** When a ban or mute ends: float seconds since the epoch, like `ts`. */
+const Until = v.optional(
+  v.pipe(
+    v.number('until must be a time in seconds since the epoch'),
+    v.finite('until must be a time in seconds since the epoch'),
+    v.minValue(0, 'until must be a time in seconds since the epoch'),
+  ),
+);
+
+/** A message id as the server stamps it. */
+const MessageId = v.pipe(
+  v.string('id must be a message id'),
+  v.minLength(1, 'id must not be empty'),
+  v.maxLength(REF_MAX, `id must be at most ${REF_MAX} characters`),
+);
+
+/** A key's SHA256 fingerprint, as `ssh-keygen -l` prints it. */
+export const Fingerprint = v.pipe(
+  v.string('fingerprint must be a string'),
+  v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/u, 'fingerprint must look like SHA256:… as ssh-keygen -l prints it'),
+);
+
+/** Admin: the user's connections leave the room (they may join again). */
+export const KickIn = v.object({
+  type: v.literal('kick'),
+  room: Name('room'),
+  user: Name('user'),
+  reason: Reason,
+  ref: v.optional(Ref),
+});
+export type KickIn = v.InferOutput<typeof KickIn>;
+
+/** Admin: the user leaves the room and may not join it again until `until` or an unban. */
+export const BanIn = v.object({
+  type: v.literal('ban'),
+  room: Name('room'),
+  user: Name('user'),
+  until: Until,
+  reason: Reason,
+  ref: v.optional(Ref),
+});
+export type BanIn = v.InferOutput<typeof BanIn>;
+
+/** Admin: the user's messages to the room are refused until `until` or an unmute. */
+export const MuteIn = v.object({ ...BanIn.entries, type: v.literal('mute') });
+export type MuteIn = v.InferOutput<typeof MuteIn>;
+
+/** Admin: lift a ban. */
+export const UnbanIn = v.object({
+  type: v.literal('unban'),
+  room: Name('room'),
+  user: Name('user'),
+  ref: v.optional(Ref),
+});
+export type UnbanIn = v.InferOutput<typeof UnbanIn>;
+
+/** Admin: lift a mute. */
+export const UnmuteIn = v.object({ ...UnbanIn.entries, type: v.literal('unmute') });
+export type UnmuteIn = v.InferOutput<typeof UnmuteIn>;
+
+/** Admin: a message's text leaves the transcript; its seq stays, as a tombstone. */
+export const DeleteIn = v.object({
+  type: v.literal('delete'),
+  room: Name('room'),
+  id: MessageId,
+  ref: v.optional(Ref),
+});
+export type DeleteIn = v.InferOutput<typeof DeleteIn>;
+
+/** Admin: remove a console key; its live connections are closed. */
+export const RevokeIn = v.object({
+  type: v.literal('revoke'),
+  fingerprint: Fingerprint,
+  ref: v.optional(Ref),
+});
+export type RevokeIn = v.InferOutput<typeof RevokeIn>;
+
+/** The frames only an admin may send. */
+export type AdminFrame = KickIn | BanIn | MuteIn | UnbanIn | UnmuteIn | DeleteIn | RevokeIn;
+
 /** A hello on a connection that has opted in already (it is refused, and the refusal answers its ref). */
 const HelloAgain = v.object({ ...HelloFrame.entries, ...HelloExtras.entries });
 
@@ -281,6 +400,14 @@ export const ClientFrame = v.variant('type', [
   WhisperIn,
   TypingIn,
   ReadIn,
+  KickIn,
+  BanIn,
+  MuteIn,
+  UnbanIn,
+  UnmuteIn,
+  DeleteIn,
+  RevokeIn,
+  AuthIn,
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
@@ -301,6 +428,8 @@ export const MessageOut = v.object({
   via: v.optional(Via),
   /** Opted-in clients: the sender's client id, when it gave one. */
   cid: v.optional(v.string()),
+  /** Deleted by an admin: the text is empty, the seq stays. */
+  deleted: v.optional(v.literal(true)),
   /** The sender's echo: the label of the frame that sent it. */
   ref: v.optional(v.string()),
 });
@@ -332,6 +461,10 @@ export const WelcomeOut = v.object({
   unread: v.number(),
   /** Whispers to this user newer than its read markers. */
   whispers: v.number(),
+  /** The name is proven: by a console key, or by sign-in. */
+  authenticated: v.boolean(),
+  /** The connection may send admin frames. */
+  admin: v.boolean(),
   ref: v.optional(v.string()),
 });
 export type WelcomeOut = v.InferOutput<typeof WelcomeOut>;
@@ -465,6 +598,38 @@ export const NoticeOut = v.object({
 });
 export type NoticeOut = v.InferOutput<typeof NoticeOut>;
 
+/** Server → console that offered a key: sign this nonce (`ssh-keygen -Y sign -n runspec-room`) and answer with auth. */
+export const ChallengeOut = v.object({
+  type: v.literal('challenge'),
+  nonce: v.string(),
+  /** The namespace to sign in. */
+  namespace: v.string(),
+  /** Seconds the nonce stays valid. */
+  expires_in: v.number(),
+});
+export type ChallengeOut = v.InferOutput<typeof ChallengeOut>;
+
+/** Server → opted-in client: an admin took this connection out of a room. Do not rejoin it by yourself. */
+export const KickedOut = v.object({
+  type: v.literal('kicked'),
+  room: v.string(),
+  by: v.string(),
+  /** Banned as well: joining again is refused until `until` (or for good when absent). */
+  banned: v.boolean(),
+  until: v.optional(v.number()),
+  reason: v.optional(v.string()),
+});
+export type KickedOut = v.InferOutput<typeof KickedOut>;
+
+/** Server → opted-in members: an admin deleted a message; show it as deleted. */
+export const DeletedOut = v.object({
+  type: v.literal('deleted'),
+  room: v.string(),
+  id: v.string(),
+  seq: v.number(),
+});
+export type DeletedOut = v.InferOutput<typeof DeletedOut>;
+
 /** Server → opted-in console: are you there? Answer with a pong (or any frame). */
 export const PingOut = v.object({ type: v.literal('ping') });
 export type PingOut = v.InferOutput<typeof PingOut>;
@@ -486,6 +651,9 @@ export const ServerFrame = v.variant('type', [
   ErrorOut,
   NoticeOut,
   PingOut,
+  ChallengeOut,
+  KickedOut,
+  DeletedOut,
 ]);
 export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
@@ -582,6 +750,33 @@ export function helloExtras(text: string): Decoded<HelloExtras> {
     ok: false,
     code: ErrorCode.BadFrame,
     message: path ? `${path}: ${issue.message}` : issue.message,
+    optedIn: true,
+    ...(ref === undefined ? {} : { ref }),
+  };
+}
+
+/** A console's answer to its challenge, or why it is refused. */
+export function decodeAuthFrame(text: string): Decoded<AuthIn> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, code: ErrorCode.BadJson, message: 'frame is not valid JSON', optedIn: true };
+  }
+  const result = v.safeParse(AuthIn, raw);
+  if (result.success) return { ok: true, frame: result.output };
+  const issue = result.issues[0];
+  const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+  const ref = refOf(raw);
+  return {
+    ok: false,
+    code: path === '' || path === 'type' ? ErrorCode.AuthFailed : ErrorCode.BadFrame,
+    message:
+      path === 'type'
+        ? 'answer the challenge with an auth frame'
+        : path
+          ? `${path}: ${issue.message}`
+          : issue.message,
     optedIn: true,
     ...(ref === undefined ? {} : { ref }),
   };

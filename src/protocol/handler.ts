@@ -114,6 +114,20 @@ export class ConnectionHandler {
         if (room !== undefined) void hub.history(peer, { room }, page, ref);
         return;
       }
+      case 'auth':
+        hub.refuse(peer, ErrorCode.BadFrame, 'auth answers a challenge, and this connection has none', ref);
+        return;
+      case 'kick':
+      case 'ban':
+      case 'unban':
+      case 'mute':
+      case 'unmute':
+      case 'delete':
+      case 'revoke':
+        void hub.admin(peer, frame);
+        return;
+      default:
+        frame satisfies never;
     }
   }
 

@@ -65,7 +65,7 @@ export function unflatten(args: Flat, i: number): NewMessage {
 }
 
 /** The columns a stored message is read back with, in `rowToMessage`'s order. */
-export const MESSAGE_COLUMNS = 'id, room, seq, sender, text, ts, cid, via, recipient';
+export const MESSAGE_COLUMNS = 'id, room, seq, sender, text, ts, cid, via, recipient, deleted';
 
 /** A row of MESSAGE_COLUMNS as a stored message. */
 export function rowToMessage(row: ArrayLike<unknown>): StoredMessage {
@@ -80,6 +80,7 @@ export function rowToMessage(row: ArrayLike<unknown>): StoredMessage {
   };
   if (row[6] !== null && row[6] !== undefined) message.cid = String(row[6]);
   if (row[8] !== null && row[8] !== undefined) message.recipient = String(row[8]);
+  if (row[9] !== null && row[9] !== undefined) message.deleted = Number(row[9]);
   return message;
 }
 

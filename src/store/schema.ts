@@ -28,6 +28,8 @@ export const messages = sqliteTable(
     via: text('via'),
     /** A whisper's recipient. */
     recipient: text('recipient'),
+    /** When an admin deleted it (float seconds); its text is gone, its seq stays as a tombstone. */
+    deleted: real('deleted'),
   },
   (t) => [
     // Serves backscroll, resume and history pages, and keeps seq unique within a conversation.
@@ -92,3 +94,66 @@ export const sessions = sqliteTable(
   },
   (t) => [index('sessions_user').on(t.userId), index('sessions_expires').on(t.expiresAt)],
 );
+
+/** OpenSSH public keys that prove a console's name (SHA256 fingerprints, as `ssh-keygen -l` prints them). */
+export const consoleKeys = sqliteTable(
+  'console_keys',
+  {
+    fingerprint: text('fingerprint').primaryKey(),
+    /** The name the key proves. */
+    user: text('user').notNull(),
+    algorithm: text('algorithm').notNull(),
+    /** "algorithm base64", without the comment. */
+    publicKey: text('public_key').notNull(),
+    label: text('label').notNull(),
+    createdAt: integer('created_at').notNull(),
+    /** Who enrolled it: a signed-in name, or the host account that ran `runspec-room keys add`. */
+    createdBy: text('created_by').notNull(),
+  },
+  (t) => [index('console_keys_user').on(t.user)],
+);
+
+/**
+ * One row whose revision moves with every change to console_keys (triggers), so a running server
+ * notices a key removed by another process with one cheap read a second.
+ */
+export const keyChanges = sqliteTable('key_changes', {
+  id: integer('id').primaryKey(),
+  revision: integer('revision').notNull(),
+});
+
+/** Bans (no joining the room) and mutes (no messages to it), per room and user, until a time or lifted. */
+export const restrictions = sqliteTable(
+  'restrictions',
+  {
+    /** "ban" or "mute". */
+    kind: text('kind').notNull(),
+    room: text('room').notNull(),
+    user: text('user').notNull(),
+    /** When it ends (float seconds); null: until lifted. */
+    until: real('until'),
+    by: text('by').notNull(),
+    at: real('at').notNull(),
+    reason: text('reason'),
+  },
+  (t) => [primaryKey({ columns: [t.kind, t.room, t.user] })],
+);
+
+/** Every admin action and key change, oldest first. */
+export const audit = sqliteTable('audit', {
+  n: integer('n').primaryKey({ autoIncrement: true }),
+  ts: real('ts').notNull(),
+  /** Who did it: an admin's name, or `host:ACCOUNT` for the command line. */
+  actor: text('actor').notNull(),
+  /** Where from: "browser", "console" or "host". */
+  via: text('via').notNull(),
+  action: text('action').notNull(),
+  room: text('room'),
+  /** The person acted on. */
+  user: text('user'),
+  /** The message deleted. */
+  message: text('message'),
+  fingerprint: text('fingerprint'),
+  until: real('until'),
+  reason: text('reason'),
+});

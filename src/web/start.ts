@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
 import type { WSEvents } from 'hono/ws';
 import { createApp } from '../app.ts';
+import type { ConsoleKeys } from '../auth/console-keys.ts';
 import type { Limits } from '../config.ts';
 import { BrowserDoor, type SocketAccess } from '../doors/browser-door.ts';
 import { loadAssets } from '../http/assets.ts';
@@ -29,6 +30,8 @@ export interface WebOptions {
   /** Dev mode: origins allowed besides the server's own (a proxy's public origin). */
   allowedOrigins?: readonly string[];
   auth?: AuthDeps | undefined;
+  /** Console keys, for the page's key panel (signed in only). */
+  keys?: ConsoleKeys | undefined;
   limits: Limits;
   /** An upgrade that has not become an open WebSocket by then is cut (Node; 10 s unless given). */
   handshakeTimeoutMs?: number;
@@ -107,6 +110,7 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     isSecure: client.isSecure,
     remoteAddress: client.remoteAddress,
     auth,
+    keys: options.keys,
   });
   listening = await runtime.listen(app, options, { door, client });
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
