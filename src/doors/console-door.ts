@@ -168,7 +168,9 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
 
   /** A hello or an auth waits for an answer (the keys): lines that arrive meanwhile wait their turn. */
   let busy = false;
-  const backlog: Uint8Array[] = [];
+  let backlog: Uint8Array[] | undefined;
+  /** Turned away: what it sends from now on is not read. */
+  let over = false;
   let challenge: Challenge | undefined;
   let hello: { frame: HelloFrame; since: number | undefined; ref: string | undefined } | undefined;
   let detach: (() => void) | undefined;
@@ -177,6 +179,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
   const turnAway = (code: ErrorCode, message: string, user: string, ref?: string): void => {
     log.warn('console refused', { remote, user, code, reason: message });
     refuse(code, message, ref);
+    over = true;
     socket.end();
   };
 
@@ -258,7 +261,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       .finally(() => {
         busy = false;
         reading.release('identity');
-        while (!busy && backlog.length > 0 && !socket.destroyed) take(backlog.shift() as Uint8Array);
+        while (!busy && backlog?.length && !socket.destroyed) take(backlog.shift() as Uint8Array);
       });
   };
 
@@ -301,8 +304,9 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
 
   /** One line, at most at the connection's rate. */
   const take = (bytes: Uint8Array): void => {
-    if (socket.destroyed) return;
+    if (socket.destroyed || over) return;
     if (busy) {
+      backlog ??= [];
       backlog.push(bytes);
       return;
     }
