@@ -2,6 +2,7 @@
 // knows peers, never sockets. A peer may be in several rooms; each (peer, room) is a member.
 
 import { type Log, silentLog } from '../log.ts';
+import { type Metrics, noMetrics } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import {
   type AdminFrame,
@@ -62,6 +63,8 @@ export interface HubOptions {
   restrictions?: Restrictions;
   /** Who the admins are, and where their actions are stored. */
   admin?: AdminOptions;
+  /** Where joins, commits and deliveries are counted. */
+  metrics?: Metrics;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -148,6 +151,7 @@ export class Hub {
   readonly #typingLapseMs: number;
   readonly #restrictions: Restrictions;
   readonly #admin: Admin;
+  readonly #metrics: Metrics;
   #closing = false;
 
   constructor(options: HubOptions) {
@@ -166,6 +170,8 @@ export class Hub {
     this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
+    const metrics = options.metrics ?? noMetrics;
+    this.#metrics = metrics;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -175,6 +181,7 @@ export class Hub {
         this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
       yieldToIo: options.yieldToIo,
       commitSpacingMs: options.commitSpacingMs ?? 1,
+      onCommitted: (batch, stored, seconds) => metrics.committed(batch, stored, seconds),
     });
   }
 
@@ -386,6 +393,7 @@ export class Hub {
     // design, so it is not judged for slowness; later batches are.
     if (catchUp.length > 0)
       this.#deliver(member, catchUp.length === 1 ? (catchUp[0] as Encoded) : new EncodedRun(catchUp), false);
+    this.#metrics.joined();
   }
 
   /**
@@ -908,6 +916,7 @@ export class Hub {
       if (share) share.push(frames);
       else byRoom.set(room, [frames]);
     }
+    let delivered = 0;
     for (const [room, share] of byRoom) {
       // A member's share leaves in one write, the same bytes for every member of its kind.
       const runs = { plain: undefined as Outgoing | undefined, rich: undefined as Outgoing | undefined };
@@ -925,8 +934,10 @@ export class Hub {
         // Slowness is judged before the share is handed over: on what the member still holds from
         // earlier batches, not on what is arriving now. A joining member holds the frames one by one.
         this.#deliver(member, this.#echoesIn(share, member.peer) ?? run(member.peer.optedIn));
+        delivered += share.length;
       }
     }
+    if (delivered > 0) this.#metrics.delivered(delivered);
     for (const message of batch) this.#echoes.delete(message.id);
   }
 
@@ -952,10 +963,13 @@ export class Hub {
       ...(this.#byUser.get(message.sender) ?? []),
       ...(this.#byUser.get(message.recipient ?? '') ?? []),
     ]);
+    let delivered = 0;
     for (const peer of to) {
       if (!peer.optedIn) continue;
       this.#send(peer, echo?.peer === peer ? new Encoded(whisperFrame(message, echo.ref)) : frame, true);
+      delivered += 1;
     }
+    this.#metrics.delivered(delivered);
   }
 
   /** A message frame as its sender sees it, with the ref it answers. */
