@@ -17,7 +17,8 @@ import { historyFrame } from './hub/outgoing.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { RefusalCode } from './protocol/codes.ts';
-import { HISTORY_MAX, nameProblem } from './protocol/frames.ts';
+import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
+import { SEARCH_MAX } from './protocol/search.ts';
 
 /** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
@@ -59,25 +60,39 @@ const QuerySeq = v.optional(
   v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'must be a sequence number'), v.transform(Number)),
 );
 
+const QueryRoom = v.pipe(
+  v.string(),
+  v.check((s) => s.trim().length > 0 && nameProblem(s.trim()) === undefined, 'room is not a valid name'),
+  v.transform((s) => s.trim()),
+);
+
+/** A count from a query string, from 1 to `max`. */
+const QueryLimit = (max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,3}$/u, 'limit must be a number'),
+      v.transform(Number),
+      v.minValue(1, 'limit must be at least 1'),
+      v.maxValue(max, `limit must be at most ${max}`),
+    ),
+  );
+
+/** `GET /api/rooms/:room/search`: the room, what to search for, older than a seq, and how many. */
+const SearchQuery = v.object({
+  room: QueryRoom,
+  q: SearchText,
+  before: QuerySeq,
+  limit: QueryLimit(SEARCH_MAX),
+});
+
 /** `GET /api/rooms/:room/messages`: the room, and before or after a seq, and how many. */
 const HistoryQuery = v.pipe(
   v.object({
-    room: v.pipe(
-      v.string(),
-      v.check((s) => s.trim().length > 0 && nameProblem(s.trim()) === undefined, 'room is not a valid name'),
-      v.transform((s) => s.trim()),
-    ),
+    room: QueryRoom,
     before: QuerySeq,
     after: QuerySeq,
-    limit: v.optional(
-      v.pipe(
-        v.string(),
-        v.regex(/^\d{1,3}$/u, 'limit must be a number'),
-        v.transform(Number),
-        v.minValue(1, 'limit must be at least 1'),
-        v.maxValue(HISTORY_MAX, `limit must be at most ${HISTORY_MAX}`),
-      ),
-    ),
+    limit: QueryLimit(HISTORY_MAX),
   }),
   v.check((q) => q.before === undefined || q.after === undefined, 'ask for before or after, not both'),
 );
@@ -173,6 +188,18 @@ export function createApp(deps: AppDeps): Hono {
     const { room, before, after, limit } = parsed.output;
     const page = await hub.page(room, { before, after, limit });
     return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
+  });
+
+  // A room's messages that match a search, newest first: the same answer as the protocol's search.
+  app.get('/api/rooms/:room/search', async (c) => {
+    c.header('cache-control', 'no-store');
+    if (auth && !(await readSession(c, auth)))
+      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const parsed = v.safeParse(SearchQuery, { ...c.req.query(), room: c.req.param('room') });
+    if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { room, q, before, limit } = parsed.output;
+    const found = await hub.find(room, q, { before, limit });
+    return c.json({ room, q, messages: found.messages.map(historyFrame), more: found.more });
   });
 
   app.get('/ws', async (c) => {

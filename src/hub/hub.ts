@@ -7,6 +7,7 @@ import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import {
   type AdminFrame,
   HISTORY_DEFAULT,
+  type MessageOut,
   PROTOCOL_VERSION,
   type RoomEntry,
   type ServerFrame,
@@ -14,6 +15,7 @@ import {
   type TypingState,
   type WhoEntry,
 } from '../protocol/frames.ts';
+import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
 import { Admin, type AdminOptions } from './admin.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
@@ -324,7 +326,7 @@ export class Hub {
     let whispers = 0;
     try {
       const [loaded, marker, unreadWhispers] = await Promise.all([
-        since !== undefined || peer.wantsBackscroll ? this.#history(name, since) : undefined,
+        since !== undefined || peer.wantsBackscroll ? this.#history(name, since, addedAt) : undefined,
         peer.optedIn ? this.#markers.get(peer.user, name) : 0,
         options.welcome && peer.optedIn ? this.#unreadWhispers(peer.user) : 0,
       ]);
@@ -399,17 +401,23 @@ export class Hub {
   /**
    * What a joining peer sees of the past: the messages after its resume point, or the recent
    * backscroll. When more were missed than one resume replays, it gets the newest ones instead and
-   * `complete: false`, so the gap is in the past and the live stream continues without one.
+   * `complete: false`, so the gap is in the past and the live stream continues without one. A resume
+   * from before what retention kept (the first message after `since` is not `since + 1`, or none is
+   * left of the `reported` ones) is `complete: false` too.
    */
   async #history(
     room: string,
     since: number | undefined,
+    reported: number,
   ): Promise<{ history: StoredMessage[]; complete: boolean }> {
     if (since === undefined)
       return { history: await this.#transcript.recent(room, this.#backscroll), complete: true };
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
-    if (missed.length <= this.#resumeLimit) return { history: missed, complete: true };
-    return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+    if (missed.length > this.#resumeLimit)
+      return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+    const first = missed[0]?.seq;
+    const gap = first === undefined ? since < reported : first > since + 1;
+    return { history: missed, complete: !gap };
   }
 
   /** Write the names seen since the last time. */
@@ -833,6 +841,50 @@ export class Hub {
     const room = this.#rooms.get(key);
     if (room) messages = messages.filter((m) => m.seq <= room.reported);
     return { messages, more };
+  }
+
+  /**
+   * The messages of a room (joined or not) that match a search, newest first, with `more` when older
+   * ones match too. Whispers are never searched.
+   */
+  async search(
+    peer: Peer,
+    room: string,
+    q: string,
+    page: { before?: number | undefined; limit?: number | undefined },
+    ref?: string,
+  ): Promise<void> {
+    let found: { messages: StoredMessage[]; more: boolean };
+    try {
+      found = await this.find(room, q, page);
+    } catch (error) {
+      this.#log.warn('search unavailable', { error: String(error) });
+      this.#error(peer, ErrorCode.StoreUnavailable, 'the search could not be done', ref);
+      return;
+    }
+    this.#reply(peer, {
+      type: 'search',
+      room,
+      q,
+      messages: found.messages.map((m) => richMessage(m) as MessageOut),
+      more: found.more,
+      ...(ref === undefined ? {} : { ref }),
+    });
+  }
+
+  /** A room's messages matching `q` (checked already: searchProblem), as `search` answers them (also over HTTP). */
+  async find(
+    room: string,
+    q: string,
+    page: { before?: number | undefined; limit?: number | undefined },
+  ): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    const limit = page.limit ?? SEARCH_DEFAULT;
+    const found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
+    this.#metrics.searched();
+    // What is newer than the room's broadcast is left for the live stream, as in a history page.
+    const reported = this.#rooms.get(room)?.reported;
+    const messages = reported === undefined ? found : found.filter((m) => m.seq <= reported);
+    return { messages: messages.slice(0, limit), more: found.length > limit };
   }
 
   /** Whether a connection may send admin frames. */

@@ -1,4 +1,5 @@
 // What the Hub needs of the durable transcript, and the group commit that feeds it.
+import type { SearchTerm } from '../protocol/search.ts';
 
 const yieldToIo: () => Promise<void> =
   typeof setImmediate === 'function'
@@ -91,6 +92,17 @@ export interface Transcript {
   before(room: string, seq: number, limit: number): Promise<StoredMessage[]>;
   /** The conversation's newest seq (0 when it has none). */
   lastSeq(room: string): Promise<number>;
+  /**
+   * A room's messages that hold every term (a word, a phrase; a prefix where marked), newest first,
+   * older than `before` when given, at most `limit`. Deleted messages and whispers never match. A store
+   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery).
+   */
+  search(
+    room: string,
+    terms: readonly SearchTerm[],
+    before: number | undefined,
+    limit: number,
+  ): Promise<StoredMessage[]>;
   /** Rooms (not whisper pairs) with stored messages, most recently active first, at most `limit`. */
   rooms(limit: number): Promise<ConversationHead[]>;
   /** A user's read markers: of the given conversations, or of all of them. */

@@ -13,6 +13,7 @@ import {
   WritesFailing,
 } from '../hub/transcript.ts';
 import { type Metrics, noMetrics } from '../metrics/metrics.ts';
+import type { SearchTerm } from '../protocol/search.ts';
 import { type Appender, type Durability, MESSAGE_COLUMNS, rowToMessage, SqlAppender } from './append.ts';
 import type { Database, Reads } from './db.ts';
 
@@ -23,6 +24,22 @@ function writeFailure(error: unknown): WriteFailure {
   if (code === 'SQLITE_FULL') return WriteFailure.Full;
   return WriteFailure.Error;
 }
+
+/**
+ * An FTS5 MATCH expression holding every term: each quoted as a string (so nothing typed is read as
+ * FTS5 syntax, such as NEAR, OR, a column filter or an unbalanced quote), a prefix marked after it.
+ */
+export function ftsQuery(terms: readonly SearchTerm[]): string {
+  return terms.map((t) => `"${t.text.replaceAll('"', '""')}"${t.prefix ? '*' : ''}`).join(' ');
+}
+
+// The index drives the query (CROSS JOIN keeps the planner from scanning the room instead), newest
+// first by rowid, which FTS5 walks in that order, so the LIMIT ends the walk.
+const SEARCH_SQL = `SELECT ${MESSAGE_COLUMNS.split(', ')
+  .map((c) => `m.${c}`)
+  .join(', ')} FROM messages_fts CROSS JOIN messages m ON m.n = messages_fts.rowid
+  WHERE messages_fts MATCH ? AND m.room = ? AND m.seq < ? AND m.deleted IS NULL AND m.recipient IS NULL
+  ORDER BY messages_fts.rowid DESC LIMIT ?`;
 
 /** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
@@ -98,6 +115,22 @@ export class LibsqlTranscript implements Transcript {
 
   before(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
     return this.#messages('room = ? AND seq < ?', [room, seq], 'DESC', limit);
+  }
+
+  async search(
+    room: string,
+    terms: readonly SearchTerm[],
+    before: number | undefined,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    if (terms.length === 0) return [];
+    const rows = await this.#read.query(SEARCH_SQL, [
+      ftsQuery(terms),
+      room,
+      before ?? Number.MAX_SAFE_INTEGER,
+      limit,
+    ]);
+    return rows.map((r) => rowToMessage(r));
   }
 
   async lastSeq(room: string): Promise<number> {
