@@ -16,6 +16,7 @@ import { type Metrics, noMetrics } from './metrics/metrics.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
 import { KeyStore } from './store/keys.ts';
 import { ModerationStore } from './store/moderation.ts';
+import { Retention } from './store/retention.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { WorkerAppender } from './store/worker-appender.ts';
@@ -266,8 +267,23 @@ export async function startServer(
     log.info('browser door listening', { url: web.url });
   }
 
+  const retention =
+    config.retentionSeconds === undefined
+      ? undefined
+      : new Retention({
+          store: transcript,
+          keepSeconds: config.retentionSeconds,
+          log,
+          metrics: metrics.sink,
+        });
+  if (retention) {
+    log.info('retention', { days: Math.round((config.retentionSeconds ?? 0) / 864) / 100 });
+    retention.start();
+  }
+
   let stopped: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
+    await retention?.stop();
     consoleDoor.stopAccepting();
     web?.stopAccepting();
     keys.stop();

@@ -14,7 +14,14 @@ import {
 } from '../hub/transcript.ts';
 import { type Metrics, noMetrics } from '../metrics/metrics.ts';
 import type { SearchTerm } from '../protocol/search.ts';
-import { type Appender, type Durability, MESSAGE_COLUMNS, rowToMessage, SqlAppender } from './append.ts';
+import {
+  type Appender,
+  type Durability,
+  MESSAGE_COLUMNS,
+  type Pruned,
+  rowToMessage,
+  SqlAppender,
+} from './append.ts';
 import type { Database, Reads } from './db.ts';
 
 /** What a failed write means for /healthz, from the SQLite code the error carries (base or extended). */
@@ -216,6 +223,14 @@ export class LibsqlTranscript implements Transcript {
   #failed(error: unknown): void {
     this.#metrics.databaseError('write');
     this.#failing = new WritesFailing(writeFailure(error), { cause: error });
+  }
+
+  /** One retention batch, on the write path (so it queues with the appends instead of locking them out). */
+  prune(before: number, limit: number): Promise<Pruned> {
+    return this.#appender.prune(before, limit).catch((error: unknown) => {
+      this.#metrics.databaseError('write');
+      throw error;
+    });
   }
 
   /** The durability settings appends commit with. */
