@@ -12,6 +12,7 @@ import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
 import { addKeyRoutes } from './http/keys.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
+import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import type { Hub } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
 import { WritesFailing } from './hub/transcript.ts';
@@ -85,6 +86,19 @@ const SearchQuery = v.object({
   before: QuerySeq,
   limit: QueryLimit(SEARCH_MAX),
 });
+
+/** `GET /api/rooms/:room/export`: the room, the messages after a seq (all unless given), and the format. */
+const ExportQuery = v.object({
+  room: QueryRoom,
+  since: QuerySeq,
+  format: v.optional(v.picklist(EXPORT_FORMATS, `format must be ${EXPORT_FORMATS.join(' or ')}`), 'ndjson'),
+});
+
+/** A Content-Disposition naming the file after the room: an ASCII fallback, and the name itself (RFC 6266). */
+function attachment(room: string, extension: string): string {
+  const ascii = room.replace(/[^A-Za-z0-9._-]/gu, '_');
+  return `attachment; filename="${ascii}.${extension}"; filename*=UTF-8''${encodeURIComponent(room)}.${extension}`;
+}
 
 /** `GET /api/rooms/:room/messages`: the room, and before or after a seq, and how many. */
 const HistoryQuery = v.pipe(
@@ -188,6 +202,40 @@ export function createApp(deps: AppDeps): Hono {
     const { room, before, after, limit } = parsed.output;
     const page = await hub.page(room, { before, after, limit });
     return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
+  });
+
+  // A room's whole transcript (or what follows `since`), streamed a page at a time.
+  app.get('/api/rooms/:room/export', async (c) => {
+    if (auth && !(await readSession(c, auth)))
+      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const parsed = v.safeParse(ExportQuery, { ...c.req.query(), room: c.req.param('room') });
+    if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { room, since, format } = parsed.output;
+    const chunks = hub.export({ room, since: since ?? 0, format });
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(encoder.encode(next.value));
+        } catch (error) {
+          log.warn('export failed', { room, error: String(error) });
+          controller.error(error);
+        }
+      },
+      async cancel() {
+        await chunks.return(undefined);
+      },
+    });
+    const { type, extension } = EXPORT_TYPES[format];
+    return new Response(body, {
+      headers: {
+        'content-type': type,
+        'content-disposition': attachment(room, extension),
+        'cache-control': 'no-store',
+      },
+    });
   });
 
   // A room's messages that match a search, newest first: the same answer as the protocol's search.

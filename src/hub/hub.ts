@@ -17,6 +17,7 @@ import {
 } from '../protocol/frames.ts';
 import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
 import { Admin, type AdminOptions } from './admin.ts';
+import { type ExportRequest, exportRoom } from './export.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
@@ -885,6 +886,11 @@ export class Hub {
     const reported = this.#rooms.get(room)?.reported;
     const messages = reported === undefined ? found : found.filter((m) => m.seq <= reported);
     return { messages: messages.slice(0, limit), more: found.length > limit };
+  }
+
+  /** A room's transcript after `since`, in seq order, as text chunks in the format asked for. */
+  export(request: ExportRequest): AsyncGenerator<string> {
+    return exportRoom(this.#transcript, request);
   }
 
   /** Whether a connection may send admin frames. */
