@@ -2,6 +2,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type HubOptions } from '../src/hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../src/hub/peer.ts';
+import { Restrictions } from '../src/hub/restrictions.ts';
 import {
   type Appended,
   type ConversationHead,
@@ -728,6 +729,35 @@ describe('write coalescing', () => {
     expect(ops.messages.map((m) => m.text)).toEqual(['for ops', 'ops again']);
     expect(dev.messages.map((m) => m.text)).toEqual(['for dev']);
     expect(ops.sends).toHaveLength(1);
+  });
+});
+
+describe('search', () => {
+  it('answers any room, joined or not, newest first with more; whispers and deleted messages never match', async () => {
+    transcript.seed('ops', 3);
+    transcript.seedWhispers('alice', 'bob', 2);
+    const hub = makeHub();
+    const bob = console2('bob');
+    await enter(hub, bob, 'lobby');
+    const answer = bob.next((f) => f.type === 'search');
+    await hub.search(bob, 'ops', 'old', { limit: 2 }, 's1');
+    expect(await answer).toMatchObject({ type: 'search', room: 'ops', q: 'old', more: true, ref: 's1' });
+    expect(bob.of('search')[0]?.messages.map((m) => m.seq)).toEqual([3, 2]);
+    const whispers = bob.next((f) => f.type === 'search' && f.ref === 's2');
+    await hub.search(bob, conversationKey('alice', 'bob'), 'psst', {}, 's2');
+    expect(await whispers).toMatchObject({ messages: [], more: false });
+  });
+
+  it('refuses someone banned from the room with banned', async () => {
+    const restrictions = new Restrictions([
+      { kind: 'ban', room: 'ops', user: 'eve', until: undefined, by: 'ada', at: 1, reason: undefined },
+    ]);
+    const hub = makeHub({ restrictions });
+    const eve = console2('eve');
+    await enter(hub, eve, 'lobby');
+    const refused = eve.next((f) => f.type === 'error');
+    await hub.search(eve, 'ops', 'anything', {}, 's3');
+    expect(await refused).toMatchObject({ code: ErrorCode.Banned, ref: 's3' });
   });
 });
 

@@ -845,8 +845,8 @@ export class Hub {
   }
 
   /**
-   * The messages of a room (joined or not) that match a search, newest first, with `more` when older
-   * ones match too. Whispers are never searched.
+   * The messages of a room (joined or not, unless banned from it) that match a search, newest first,
+   * with `more` when older ones match too. Whispers are never searched.
    */
   async search(
     peer: Peer,
@@ -855,6 +855,10 @@ export class Hub {
     page: { before?: number | undefined; limit?: number | undefined },
     ref?: string,
   ): Promise<void> {
+    if (this.#restrictions.find('ban', room, peer.user)) {
+      this.#error(peer, ErrorCode.Banned, `you are banned from ${room}`, ref);
+      return;
+    }
     let found: { messages: StoredMessage[]; more: boolean };
     try {
       found = await this.find(room, q, page);

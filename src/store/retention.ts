@@ -75,7 +75,7 @@ export class Retention {
       await new Promise((resolve) => setTimeout(resolve, this.#options.pauseMs ?? 20));
     }
     if (total > 0)
-      log.info('retention deleted messages', {
+      log.info('retention deleted', {
         messages: total,
         before: new Date(before * 1000).toISOString(),
         longest_batch_ms: Math.round(longest * 10) / 10,
