@@ -12,12 +12,14 @@ import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
 import { addKeyRoutes } from './http/keys.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
+import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import type { Hub } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { RefusalCode } from './protocol/codes.ts';
-import { HISTORY_MAX, nameProblem } from './protocol/frames.ts';
+import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
+import { SEARCH_MAX } from './protocol/search.ts';
 
 /** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
@@ -59,25 +61,52 @@ const QuerySeq = v.optional(
   v.pipe(v.string(), v.regex(/^\d{1,15}$/u, 'must be a sequence number'), v.transform(Number)),
 );
 
+const QueryRoom = v.pipe(
+  v.string(),
+  v.check((s) => s.trim().length > 0 && nameProblem(s.trim()) === undefined, 'room is not a valid name'),
+  v.transform((s) => s.trim()),
+);
+
+/** A count from a query string, from 1 to `max`. */
+const QueryLimit = (max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,3}$/u, 'limit must be a number'),
+      v.transform(Number),
+      v.minValue(1, 'limit must be at least 1'),
+      v.maxValue(max, `limit must be at most ${max}`),
+    ),
+  );
+
+/** `GET /api/rooms/:room/search`: the room, what to search for, older than a seq, and how many. */
+const SearchQuery = v.object({
+  room: QueryRoom,
+  q: SearchText,
+  before: QuerySeq,
+  limit: QueryLimit(SEARCH_MAX),
+});
+
+/** `GET /api/rooms/:room/export`: the room, the messages after a seq (all unless given), and the format. */
+const ExportQuery = v.object({
+  room: QueryRoom,
+  since: QuerySeq,
+  format: v.optional(v.picklist(EXPORT_FORMATS, `format must be ${EXPORT_FORMATS.join(' or ')}`), 'ndjson'),
+});
+
+/** A Content-Disposition naming the file after the room: an ASCII fallback, and the name itself (RFC 6266). */
+function attachment(room: string, extension: string): string {
+  const ascii = room.replace(/[^A-Za-z0-9._-]/gu, '_');
+  return `attachment; filename="${ascii}.${extension}"; filename*=UTF-8''${encodeURIComponent(room)}.${extension}`;
+}
+
 /** `GET /api/rooms/:room/messages`: the room, and before or after a seq, and how many. */
 const HistoryQuery = v.pipe(
   v.object({
-    room: v.pipe(
-      v.string(),
-      v.check((s) => s.trim().length > 0 && nameProblem(s.trim()) === undefined, 'room is not a valid name'),
-      v.transform((s) => s.trim()),
-    ),
+    room: QueryRoom,
     before: QuerySeq,
     after: QuerySeq,
-    limit: v.optional(
-      v.pipe(
-        v.string(),
-        v.regex(/^\d{1,3}$/u, 'limit must be a number'),
-        v.transform(Number),
-        v.minValue(1, 'limit must be at least 1'),
-        v.maxValue(HISTORY_MAX, `limit must be at most ${HISTORY_MAX}`),
-      ),
-    ),
+    limit: QueryLimit(HISTORY_MAX),
   }),
   v.check((q) => q.before === undefined || q.after === undefined, 'ask for before or after, not both'),
 );
@@ -173,6 +202,52 @@ export function createApp(deps: AppDeps): Hono {
     const { room, before, after, limit } = parsed.output;
     const page = await hub.page(room, { before, after, limit });
     return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
+  });
+
+  // A room's whole transcript (or what follows `since`), streamed a page at a time.
+  app.get('/api/rooms/:room/export', async (c) => {
+    if (auth && !(await readSession(c, auth)))
+      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const parsed = v.safeParse(ExportQuery, { ...c.req.query(), room: c.req.param('room') });
+    if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { room, since, format } = parsed.output;
+    const chunks = hub.export({ room, since: since ?? 0, format });
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(encoder.encode(next.value));
+        } catch (error) {
+          log.warn('export failed', { room, error: String(error) });
+          controller.error(error);
+        }
+      },
+      async cancel() {
+        await chunks.return(undefined);
+      },
+    });
+    const { type, extension } = EXPORT_TYPES[format];
+    return new Response(body, {
+      headers: {
+        'content-type': type,
+        'content-disposition': attachment(room, extension),
+        'cache-control': 'no-store',
+      },
+    });
+  });
+
+  // A room's messages that match a search, newest first: the same answer as the protocol's search.
+  app.get('/api/rooms/:room/search', async (c) => {
+    c.header('cache-control', 'no-store');
+    if (auth && !(await readSession(c, auth)))
+      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const parsed = v.safeParse(SearchQuery, { ...c.req.query(), room: c.req.param('room') });
+    if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { room, q, before, limit } = parsed.output;
+    const found = await hub.find(room, q, { before, limit });
+    return c.json({ room, q, messages: found.messages.map(historyFrame), more: found.more });
   });
 
   app.get('/ws', async (c) => {

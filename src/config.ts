@@ -40,7 +40,19 @@ export interface AuthConfig {
 
 /** The validated settings the server runs with. */
 export type Config = Readonly<
-  Pick<Values, 'host' | 'port' | 'ndjsonPort' | 'db' | 'dbAuthToken' | 'ndjsonOnly' | 'logLevel'> & {
+  Pick<
+    Values,
+    | 'host'
+    | 'port'
+    | 'ndjsonPort'
+    | 'db'
+    | 'dbAuthToken'
+    | 'ndjsonOnly'
+    | 'logLevel'
+    | 'metricsPort'
+    | 'metricsHost'
+    | 'retentionSeconds'
+  > & {
     /** Always the loopback address: the console door trusts whoever can connect. */
     ndjsonHost: string;
     tls: { certFile: string; keyFile: string } | undefined;
@@ -147,6 +159,9 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     dbAuthToken: values.dbAuthToken,
     ndjsonOnly: values.ndjsonOnly,
     logLevel: values.logLevel,
+    metricsPort: values.metricsPort,
+    metricsHost: values.metricsHost,
+    retentionSeconds: values.retentionSeconds,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     trustProxy: values.trustProxy,
     allowedOrigins: values.allowedOrigins ?? [],

@@ -21,11 +21,20 @@ async function subcommand(argv: string[]): Promise<number | undefined> {
   const entry = argv[0] === undefined ? undefined : COMMANDS[argv[0]];
   if (!entry) return undefined;
   const run = await entry.load();
+  // A reader that went away (`runspec-room export … | head`) ends the command quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    fail(error.message, 1);
+  });
   try {
     return await run({
       argv: argv.slice(1),
       env: process.env,
       stdout: (text) => process.stdout.write(text),
+      write: (text) =>
+        process.stdout.write(text)
+          ? Promise.resolve()
+          : new Promise((resolve) => process.stdout.once('drain', resolve)),
       stderr: (text) => process.stderr.write(text),
     });
   } catch (error) {

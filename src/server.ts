@@ -11,13 +11,16 @@ import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
 import { Restrictions } from './hub/restrictions.ts';
 import type { Log } from './log.ts';
+import type { MetricsListener } from './metrics/listener.ts';
+import { type Metrics, noMetrics } from './metrics/metrics.ts';
 import { DatabaseOpenError, openDatabase } from './store/db.ts';
 import { KeyStore } from './store/keys.ts';
 import { ModerationStore } from './store/moderation.ts';
+import { Retention } from './store/retention.ts';
 import { SessionStore } from './store/sessions.ts';
 import { LibsqlTranscript } from './store/transcript.ts';
 import { WorkerAppender } from './store/worker-appender.ts';
-import { SERVER_NAME } from './version.ts';
+import { SERVER_NAME, VERSION } from './version.ts';
 import type { WebDoor, WebOptions } from './web/start.ts';
 
 /** Starts the browser door on a runtime; loaded only when the web door is wanted. */
@@ -36,6 +39,8 @@ export interface RunningServer {
   readonly consoleAddress: { host: string; port: number };
   /** The browser door's URL, unless the server runs with --ndjson-only. */
   readonly webUrl: string | undefined;
+  /** Where /metrics is served, when a metrics port is set. */
+  readonly metricsUrl: string | undefined;
   /** Graceful stop: stop accepting, finish pending commits and their broadcasts, close all, close the db. */
   stop(): Promise<void>;
 }
@@ -74,6 +79,41 @@ export interface StartOptions {
   writerScript?: URL | undefined;
 }
 
+/** The running metrics: their sink, and the listener that serves them (both only with a metrics port). */
+interface MetricsParts {
+  sink: Metrics;
+  listener: MetricsListener | undefined;
+  stop(): Promise<void>;
+}
+
+/** Load prom-client and listen on the metrics port, only when one is set. */
+async function startMetrics(config: Config, log: Log, rooms: () => number): Promise<MetricsParts> {
+  if (config.metricsPort === undefined)
+    return { sink: noMetrics, listener: undefined, stop: () => Promise.resolve() };
+  const [{ PrometheusMetrics }, { listenMetrics }] = await Promise.all([
+    import('./metrics/prometheus.ts'),
+    import('./metrics/listener.ts'),
+  ]);
+  const runtime = 'Deno' in globalThis ? 'deno' : 'node';
+  const sink = new PrometheusMetrics({ rooms, version: VERSION, runtime });
+  let listener: MetricsListener;
+  try {
+    listener = await listenMetrics(sink, config.metricsHost, config.metricsPort, log);
+  } catch (error) {
+    sink.stop();
+    throw listenError(error, `metrics port ${config.metricsPort} on ${config.metricsHost}`, '--metrics-port');
+  }
+  log.info('metrics listening', { url: listener.url });
+  return {
+    sink,
+    listener,
+    stop: async () => {
+      sink.stop();
+      await listener.close();
+    },
+  };
+}
+
 /** Start everything the configuration asks for. Throws StartError on a clear operator mistake. */
 export async function startServer(
   config: Config,
@@ -89,24 +129,31 @@ export async function startServer(
           throw error instanceof OidcError ? new StartError(error.message) : error;
         })
       : undefined;
-  const database = await openDatabase(config.db, config.dbAuthToken).catch((error: unknown) => {
+  let rooms = (): number => 0;
+  const metrics = await startMetrics(config, log, () => rooms());
+  const database = await openDatabase(config.db, config.dbAuthToken).catch(async (error: unknown) => {
+    await metrics.stop();
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
   // A local file is written from its own thread, so commits and their fsync never stall the sockets.
   const writer = database.local
     ? await WorkerAppender.start(database.url, {
         script: options.writerScript,
-        onLost: (error) =>
-          log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
-      }).catch((error: unknown) => {
+        onLost: (error) => {
+          metrics.sink.writerRestarted();
+          log.error('transcript writer stopped; the next message starts a new one', { error: error.message });
+        },
+      }).catch(async (error: unknown) => {
         database.close();
+        await metrics.stop();
         throw new StartError(`cannot write to database ${config.db}: ${(error as Error).message}`);
       })
     : undefined;
-  const transcript = new LibsqlTranscript(database, writer);
+  const transcript = new LibsqlTranscript(database, writer, metrics.sink);
   const closeStore = async (): Promise<void> => {
     await transcript.close();
     database.close();
+    await metrics.stop();
   };
   // The transcript must answer a read before the doors open.
   await transcript.rooms(1).catch(async (error: unknown) => {
@@ -145,7 +192,9 @@ export async function startServer(
     maxRooms: config.limits.maxRooms,
     restrictions,
     admin: { admins: new Set(config.admins), store: moderation, revoke: keys.revoke },
+    metrics: metrics.sink,
   });
+  rooms = () => hub.stats.rooms;
 
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;
@@ -156,7 +205,7 @@ export async function startServer(
     });
     const watch = new SessionWatch(sessions, log);
     watch.start();
-    auth = { config: config.auth, oidc, sessions, watch, log };
+    auth = { config: config.auth, oidc, sessions, watch, log, metrics: metrics.sink };
   }
   const { limits } = config;
   const consoleDoor = await startConsoleDoor({
@@ -170,6 +219,7 @@ export async function startServer(
     throttle: throttleLimits(limits),
     maxUnsentBytes: limits.maxUnsentBytes,
     identity: keys,
+    metrics: metrics.sink,
   }).catch(async (error: unknown) => {
     keys.stop();
     auth?.watch.stop();
@@ -202,6 +252,7 @@ export async function startServer(
       auth,
       keys,
       limits,
+      metrics: metrics.sink,
     }).catch(async (error: unknown) => {
       await stopEarly();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');
@@ -216,8 +267,23 @@ export async function startServer(
     log.info('browser door listening', { url: web.url });
   }
 
+  const retention =
+    config.retentionSeconds === undefined
+      ? undefined
+      : new Retention({
+          store: transcript,
+          keepSeconds: config.retentionSeconds,
+          log,
+          metrics: metrics.sink,
+        });
+  if (retention) {
+    log.info('retention', { days: Math.round((config.retentionSeconds ?? 0) / 864) / 100 });
+    retention.start();
+  }
+
   let stopped: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
+    await retention?.stop();
     consoleDoor.stopAccepting();
     web?.stopAccepting();
     keys.stop();
@@ -233,6 +299,7 @@ export async function startServer(
     hub,
     consoleAddress: consoleDoor.address,
     webUrl: web?.url,
+    metricsUrl: metrics.listener?.url,
     stop: () => {
       stopped ??= stop();
       return stopped;

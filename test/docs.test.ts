@@ -151,7 +151,7 @@ describe('docs/protocol.md', () => {
     for (const code of Object.values(CloseCode)) expect(DOC).toContain(`| \`${code}\` |`);
   });
 
-  it('shows every HTTP refusal code in a body, and HTTP history pages made of message and whisper frames', () => {
+  it('shows every HTTP refusal code in a body, HTTP history and search pages made of message and whisper frames, and export lines that are message frames', () => {
     const bodies = blocks
       .filter((b) => b.info === 'json')
       .flatMap((b) => b.lines.map((line) => JSON.parse(line) as Record<string, unknown>));
@@ -159,13 +159,20 @@ describe('docs/protocol.md', () => {
     expect([...new Set(refusals)].sort()).toEqual(Object.values(RefusalCode).sort());
     const pages = bodies.filter((b) => Array.isArray(b.messages));
     expect(pages.length).toBeGreaterThan(0);
+    expect(pages.some((page) => 'q' in page)).toBe(true);
     for (const page of pages) {
-      expect(Object.keys(page).sort()).toEqual(['messages', 'more', 'room']);
+      // A search page says what was searched for; a history page does not.
+      expect(Object.keys(page).sort()).toEqual(
+        'q' in page ? ['messages', 'more', 'q', 'room'] : ['messages', 'more', 'room'],
+      );
       for (const m of page.messages as unknown[]) {
         const schema = (m as { type?: string }).type === 'whisper' ? WhisperOut : MessageOut;
         expect(v.parse(schema, m)).toEqual(m);
       }
     }
+    const exported = bodies.filter((b) => typeof b.type === 'string');
+    expect(exported.length).toBeGreaterThan(0);
+    for (const line of exported) expect(v.parse(MessageOut, line)).toEqual(line);
   });
 
   it('keeps frames in session blocks and bodies in json blocks, where they are checked', () => {

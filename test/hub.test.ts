@@ -2,6 +2,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type HubOptions } from '../src/hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../src/hub/peer.ts';
+import { Restrictions } from '../src/hub/restrictions.ts';
 import {
   type Appended,
   type ConversationHead,
@@ -15,6 +16,7 @@ import {
 } from '../src/hub/transcript.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../src/protocol/codes.ts';
 import type { ErrorOut, MessageOut, PresenceOut, ServerFrame, WelcomeOut } from '../src/protocol/frames.ts';
+import type { SearchTerm } from '../src/protocol/search.ts';
 import { Count, deferred, Turns } from './helpers/events.ts';
 
 const MiB = 1024 * 1024;
@@ -52,6 +54,8 @@ class FakeTranscript implements Transcript {
   failNames = false;
   failLastSeq = false;
   readonly #markers = new Map<string, number>();
+  /** Each conversation's newest seq once its messages are removed (as the conversations table keeps it). */
+  readonly #heads = new Map<string, number>();
   #ids = 0;
   #ts = 1e9;
 
@@ -107,6 +111,22 @@ class FakeTranscript implements Transcript {
       .slice(-limit);
   }
 
+  async search(
+    room: string,
+    terms: readonly SearchTerm[],
+    before: number | undefined,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    await this.#read();
+    const words = terms.map((t) => t.text.toLowerCase());
+    return this.#of(room)
+      .filter((m) => m.recipient === undefined && m.deleted === undefined)
+      .filter((m) => m.seq < (before ?? Number.POSITIVE_INFINITY))
+      .filter((m) => words.every((w) => m.text.toLowerCase().includes(w)))
+      .reverse()
+      .slice(0, limit);
+  }
+
   async lastSeq(room: string): Promise<number> {
     if (this.failLastSeq) throw new Error('database is locked');
     return this.last(room);
@@ -159,7 +179,16 @@ class FakeTranscript implements Transcript {
 
   /** The conversation's newest seq, read synchronously. */
   last(room: string): number {
-    return this.#of(room).at(-1)?.seq ?? 0;
+    return Math.max(this.#heads.get(room) ?? 0, this.#of(room).at(-1)?.seq ?? 0);
+  }
+
+  /** Remove a conversation's messages up to `seq`, as retention does; its newest seq stays. */
+  forget(room: string, seq: number): void {
+    this.#heads.set(room, this.last(room));
+    for (let i = this.stored.length - 1; i >= 0; i--) {
+      const m = this.stored[i] as StoredMessage;
+      if (m.room === room && m.seq <= seq) this.stored.splice(i, 1);
+    }
   }
 
   marker(user: string, conversation: string): number {
@@ -703,6 +732,35 @@ describe('write coalescing', () => {
   });
 });
 
+describe('search', () => {
+  it('answers any room, joined or not, newest first with more; whispers and deleted messages never match', async () => {
+    transcript.seed('ops', 3);
+    transcript.seedWhispers('alice', 'bob', 2);
+    const hub = makeHub();
+    const bob = console2('bob');
+    await enter(hub, bob, 'lobby');
+    const answer = bob.next((f) => f.type === 'search');
+    await hub.search(bob, 'ops', 'old', { limit: 2 }, 's1');
+    expect(await answer).toMatchObject({ type: 'search', room: 'ops', q: 'old', more: true, ref: 's1' });
+    expect(bob.of('search')[0]?.messages.map((m) => m.seq)).toEqual([3, 2]);
+    const whispers = bob.next((f) => f.type === 'search' && f.ref === 's2');
+    await hub.search(bob, conversationKey('alice', 'bob'), 'psst', {}, 's2');
+    expect(await whispers).toMatchObject({ messages: [], more: false });
+  });
+
+  it('refuses someone banned from the room with banned', async () => {
+    const restrictions = new Restrictions([
+      { kind: 'ban', room: 'ops', user: 'eve', until: undefined, by: 'ada', at: 1, reason: undefined },
+    ]);
+    const hub = makeHub({ restrictions });
+    const eve = console2('eve');
+    await enter(hub, eve, 'lobby');
+    const refused = eve.next((f) => f.type === 'error');
+    await hub.search(eve, 'ops', 'anything', {}, 's3');
+    expect(await refused).toMatchObject({ code: ErrorCode.Banned, ref: 's3' });
+  });
+});
+
 describe('resume', () => {
   it('resume with since replays exactly the messages after since', async () => {
     transcript.seed('ops', 10);
@@ -771,6 +829,40 @@ describe('resume', () => {
     const web = browser('bob');
     await enter(hub, web, 'ops', { since: 8 });
     expect(web.messages.map((m) => m.seq)).toEqual([9, 10]);
+  });
+
+  it('a resume from before what retention kept replays what is left and says complete false', async () => {
+    transcript.seed('ops', 10);
+    transcript.forget('ops', 6);
+    const hub = makeHub();
+    const behind = console2('alice');
+    await enter(hub, behind, 'ops', { since: 3 });
+    expect(behind.messages.map((m) => m.seq)).toEqual([7, 8, 9, 10]);
+    expect(behind.welcomes[0]).toMatchObject({ seq: 10, complete: false });
+    expect(behind.of('joined')[0]).toMatchObject({ seq: 10, complete: false });
+    // From the horizon on, nothing is missing.
+    const caughtUp = console2('bob');
+    await enter(hub, caughtUp, 'ops', { since: 6 });
+    expect(caughtUp.messages.map((m) => m.seq)).toEqual([7, 8, 9, 10]);
+    expect(caughtUp.welcomes[0]?.complete).toBe(true);
+    const join = console2('carol');
+    await enter(hub, join, 'dev');
+    const joined = join.next((f) => f.type === 'joined' && f.room === 'ops');
+    await hub.join(join, 'ops', { since: 2, ref: 'j' });
+    expect(await joined).toMatchObject({ complete: false, ref: 'j' });
+  });
+
+  it('a resume into a room whose every message retention removed says complete false, and replays nothing', async () => {
+    transcript.seed('ops', 5);
+    transcript.forget('ops', 5);
+    const hub = makeHub();
+    const behind = console2('alice');
+    await enter(hub, behind, 'ops', { since: 2 });
+    expect(behind.messages).toEqual([]);
+    expect(behind.welcomes[0]).toMatchObject({ seq: 5, complete: false });
+    const current = console2('bob');
+    await enter(hub, current, 'ops', { since: 5 });
+    expect(current.welcomes[0]).toMatchObject({ seq: 5, complete: true });
   });
 
   it('a fresh join carries no complete flag in its welcome', async () => {

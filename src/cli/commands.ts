@@ -6,6 +6,8 @@ export interface CommandContext {
   argv: readonly string[];
   env: Readonly<Record<string, string | undefined>>;
   stdout: (text: string) => void;
+  /** Write to standard output, resolving once the reader has caught up (for output of any length). */
+  write: (text: string) => Promise<void>;
   stderr: (text: string) => void;
 }
 
@@ -21,6 +23,14 @@ export const COMMANDS: Record<string, { help: string; load: () => Promise<Comman
   audit: {
     help: 'list admin actions and key changes',
     load: async () => (await import('./audit.ts')).default,
+  },
+  export: {
+    help: "write a room's transcript as NDJSON message frames or Markdown",
+    load: async () => (await import('./export.ts')).default,
+  },
+  backup: {
+    help: 'copy the database, consistently, while the server runs',
+    load: async () => (await import('./backup.ts')).default,
   },
 };
 

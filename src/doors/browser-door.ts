@@ -8,6 +8,7 @@ import type { OriginPolicy } from '../http/origins.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
+import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode, NoticeCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
@@ -94,7 +95,15 @@ export interface BrowserDoorOptions {
   authenticate?: ((request: UpgradeRequest) => Promise<Authenticated | undefined>) | undefined;
   limits: Pick<Limits, 'maxBrowsers' | 'maxBrowsersPerIp' | 'rateBurst' | 'ratePerSecond' | 'floodTimeoutMs'>;
   access?: SocketAccess;
+  /** Where connections, their ends and throttled frames are counted. */
+  metrics?: Metrics | undefined;
 }
+
+/**
+ * The close reason a runtime adapter gives `onClose` for a socket it ended because its heartbeat
+ * lapsed (a terminated socket has no close frame of its own to say so).
+ */
+export const HEARTBEAT_LAPSED = 'heartbeat lapsed';
 
 /** A name from a query string: trimmed, bounded, no invisible characters. */
 const Name = (what: string) =>
@@ -129,12 +138,14 @@ export class BrowserDoor {
   readonly #connections: ConnectionLimit;
   readonly #throttle: ThrottleLimits;
   readonly #access: SocketAccess;
+  readonly #metrics: Metrics;
 
   constructor(options: BrowserDoorOptions) {
     this.#options = options;
     this.#connections = new ConnectionLimit(options.limits.maxBrowsers, options.limits.maxBrowsersPerIp);
     this.#throttle = throttleLimits(options.limits);
     this.#access = options.access ?? standardSocketAccess;
+    this.#metrics = options.metrics ?? noMetrics;
   }
 
   /**
@@ -188,6 +199,10 @@ export class BrowserDoor {
     const { hub, log } = this.#options;
     const who = admitted.identity;
     const access = this.#access;
+    const metrics = this.#metrics;
+    /** Why the server closed the socket, where it did. */
+    let why: DisconnectReason | undefined;
+    let opened = false;
     let peer: Peer | undefined;
     let handler: ConnectionHandler | undefined;
     let throttle: Throttle<unknown> | undefined;
@@ -212,7 +227,12 @@ export class BrowserDoor {
     return {
       onOpen: (_event, ws) => {
         if (closed) return;
-        detach = who.attach?.((code, reason) => ws.close(code, reason));
+        opened = true;
+        metrics.opened('browser');
+        detach = who.attach?.((code, reason) => {
+          why ??= reasonOfClose(code);
+          ws.close(code, reason);
+        });
         const joined: Peer = {
           user: who.user,
           via: 'browser',
@@ -222,6 +242,7 @@ export class BrowserDoor {
           send: (frames) => access.send(ws, frames),
           bufferedAmount: () => access.bufferedAmount(ws),
           close: (code, reason) => {
+            why ??= reasonOfClose(code);
             ws.close(code, reason);
             // The client's answering close frame is behind whatever it sent while reading was
             // paused; reading again lets the closing handshake finish instead of timing out.
@@ -258,6 +279,7 @@ export class BrowserDoor {
             });
             hub.drop(joined, CloseCode.Flood, 'sending too fast for too long');
           },
+          held: () => metrics.throttled('browser'),
         });
         log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
         handler.start(who.since, undefined);
@@ -272,6 +294,10 @@ export class BrowserDoor {
         throttle?.close();
         detach?.();
         admitted.release();
+        if (opened) {
+          const lapsed = event.reason === HEARTBEAT_LAPSED ? 'heartbeat' : undefined;
+          metrics.disconnected('browser', why ?? lapsed ?? (event.code === 1009 ? 'too_large' : 'closed'));
+        }
         if (!peer) return;
         handler?.stop();
         log.info('browser left', { user: peer.user, code: event.code });

@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
+import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
 import {
@@ -40,6 +41,8 @@ export interface ConsoleDoorOptions {
   maxUnsentBytes?: number;
   /** Who may use which name: console keys and the policy for hellos without one. Without it, anyone may. */
   identity?: ConsoleIdentity | undefined;
+  /** Where connections, their ends and throttled frames are counted. */
+  metrics?: Metrics | undefined;
 }
 
 /** A listening console door. */
@@ -67,6 +70,12 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   const sockets = new Set<Socket>();
   const heartbeats = new Map<Socket, Live>();
   const limit = new ConnectionLimit(options.maxConnections ?? DEFAULT_LIMITS.maxConsoles);
+  const metrics = options.metrics ?? noMetrics;
+  /** Why the server ended a connection, where it did; the first reason given counts. */
+  const why = new WeakMap<Socket, DisconnectReason>();
+  const end = (socket: Socket, reason: DisconnectReason): void => {
+    if (!why.has(socket)) why.set(socket, reason);
+  };
   const server: Server = createServer(
     { noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 },
     (socket) => {
@@ -79,12 +88,14 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
         return;
       }
       sockets.add(socket);
+      metrics.opened('console');
       socket.once('close', () => {
         sockets.delete(socket);
         heartbeats.delete(socket);
         release();
+        metrics.disconnected('console', why.get(socket) ?? 'closed');
       });
-      serveConsole(socket, options, heartbeats);
+      serveConsole(socket, options, heartbeats, (reason) => end(socket, reason));
     },
   );
   await new Promise<void>((resolve, reject) => {
@@ -104,6 +115,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
         log.info('console closed: no answer to ping', {
           remote: `${socket.remoteAddress}:${socket.remotePort}`,
         });
+        end(socket, 'heartbeat');
         socket.destroy();
         continue;
       }
@@ -122,7 +134,10 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
       server.close();
     },
     destroyAll: () => {
-      for (const socket of sockets) socket.destroy();
+      for (const socket of sockets) {
+        end(socket, 'shutdown');
+        socket.destroy();
+      }
     },
     get connections() {
       return sockets.size;
@@ -130,7 +145,12 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   };
 }
 
-function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: Map<Socket, Live>): void {
+function serveConsole(
+  socket: Socket,
+  options: ConsoleDoorOptions,
+  heartbeats: Map<Socket, Live>,
+  end: (reason: DisconnectReason) => void,
+): void {
   const { hub, log } = options;
   const remote = `${socket.remoteAddress}:${socket.remotePort}`;
   const splitter = new LineSplitter(options.maxLineBytes ?? MAX_FRAME_BYTES);
@@ -145,6 +165,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
 
   let helloTimer = setTimeout(() => {
     log.info('console closed: no hello in time', { remote });
+    end('hello_timeout');
     socket.destroy();
   }, options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs);
 
@@ -153,6 +174,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     if (socket.destroyed) return;
     if (socket.writableLength > maxUnsent) {
       log.warn('console closed: it does not read what it is sent', { remote, user: peer?.user });
+      end('slow');
       socket.destroy();
       return;
     }
@@ -180,6 +202,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     log.warn('console refused', { remote, user, code, reason: message });
     refuse(code, message, ref);
     over = true;
+    end('refused');
     socket.end();
   };
 
@@ -199,6 +222,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       },
       bufferedAmount: () => socket.writableLength,
       close: (code) => {
+        end(reasonOfClose(code));
         // A slow or flooding console's backlog is dropped; otherwise what is queued is flushed first.
         if (code === CloseCode.Slow || code === CloseCode.Flood) socket.destroy();
         else socket.end();
@@ -236,6 +260,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
       clearTimeout(helloTimer);
       helloTimer = setTimeout(() => {
         log.info('console closed: challenge not answered in time', { remote });
+        end('hello_timeout');
         socket.destroy();
       }, challenge.expiresInMs);
       write(
@@ -256,6 +281,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     void work
       .catch((error: unknown) => {
         log.error('console identity failed', { remote, error: String(error) });
+        end('error');
         socket.destroy();
       })
       .finally(() => {
@@ -351,8 +377,10 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     },
     flood: (reason) => {
       log.warn('console closed: kept sending faster than its rate', { remote, user: peer?.user, reason });
+      end('flood');
       socket.destroy();
     },
+    held: () => options.metrics?.throttled('console'),
   });
 
   socket.on('data', (chunk: Buffer) => {
@@ -367,6 +395,7 @@ function serveConsole(socket: Socket, options: ConsoleDoorOptions, heartbeats: M
     }
     if (overflow) {
       log.warn('console closed: line longer than the limit', { remote, user: peer?.user });
+      end('too_large');
       socket.destroy();
     }
   });

@@ -31,6 +31,8 @@ export interface ThrottleTarget<T> {
   slowed(retryAfterMs: number): void;
   /** Close the connection: it kept sending faster than its rate for too long, or held too much. */
   flood(reason: FloodReason): void;
+  /** A frame has to wait for its turn (counted for the metrics). */
+  held?(): void;
 }
 
 /** Clock and timer, injectable so tests control time. */
@@ -102,6 +104,7 @@ export class Throttle<T> {
     }
     this.#queue.push({ frame, bytes });
     this.#heldBytes += bytes;
+    this.#target.held?.();
     if (this.#heldBytes > this.#limits.maxHeldBytes) {
       this.#flood('held');
       return;

@@ -8,6 +8,7 @@ import { Oidc, OidcError } from '../auth/oidc.ts';
 import type { AuthConfig } from '../config.ts';
 import type { Authenticated, UpgradeRequest } from '../doors/browser-door.ts';
 import type { Log } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import type { Session, SessionStore } from '../store/sessions.ts';
 import { escapeHtml, htmlPage } from './page.ts';
@@ -20,6 +21,8 @@ export interface AuthDeps {
   sessions: SessionStore;
   watch: SessionWatch;
   log: Log;
+  /** Where sign-ins and their failures are counted. */
+  metrics?: Metrics | undefined;
 }
 
 const SESSION_COOKIE = 'room_session';
@@ -153,6 +156,7 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
     const tx = await takeLogin(c);
     if (typeof tx === 'string') {
       log.warn('sign-in refused: no valid login transaction', { reason: tx });
+      deps.metrics?.signIn(false);
       throw new HTTPException(400, {
         message: 'This sign-in link has expired or was already used. Please sign in again.',
       });
@@ -164,6 +168,7 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       result = await deps.oidc.finish(callbackUrl, tx);
     } catch (error) {
       log.warn('sign-in refused', { reason: error instanceof OidcError ? error.message : String(error) });
+      deps.metrics?.signIn(false);
       throw new HTTPException(400, { message: 'Sign-in failed. Please sign in again.' });
     }
     const { token, session } = await deps.sessions.create(result.identity, result.idToken);
@@ -174,6 +179,7 @@ export function addAuthRoutes(app: Hono, deps: AuthDeps): void {
       config.sessionSecret,
       cookieOptions(config, config.sessionMaxSeconds),
     );
+    deps.metrics?.signIn(true);
     log.info('signed in', {
       user: session.user.name,
       issuer: session.user.issuer,

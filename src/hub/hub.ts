@@ -2,10 +2,12 @@
 // knows peers, never sockets. A peer may be in several rooms; each (peer, room) is a member.
 
 import { type Log, silentLog } from '../log.ts';
+import { type Metrics, noMetrics } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import {
   type AdminFrame,
   HISTORY_DEFAULT,
+  type MessageOut,
   PROTOCOL_VERSION,
   type RoomEntry,
   type ServerFrame,
@@ -13,7 +15,9 @@ import {
   type TypingState,
   type WhoEntry,
 } from '../protocol/frames.ts';
+import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
 import { Admin, type AdminOptions } from './admin.ts';
+import { type ExportRequest, exportRoom } from './export.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
@@ -62,6 +66,8 @@ export interface HubOptions {
   restrictions?: Restrictions;
   /** Who the admins are, and where their actions are stored. */
   admin?: AdminOptions;
+  /** Where joins, commits and deliveries are counted. */
+  metrics?: Metrics;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -148,6 +154,7 @@ export class Hub {
   readonly #typingLapseMs: number;
   readonly #restrictions: Restrictions;
   readonly #admin: Admin;
+  readonly #metrics: Metrics;
   #closing = false;
 
   constructor(options: HubOptions) {
@@ -166,6 +173,8 @@ export class Hub {
     this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
+    const metrics = options.metrics ?? noMetrics;
+    this.#metrics = metrics;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -175,6 +184,7 @@ export class Hub {
         this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
       yieldToIo: options.yieldToIo,
       commitSpacingMs: options.commitSpacingMs ?? 1,
+      onCommitted: (batch, stored, seconds) => metrics.committed(batch, stored, seconds),
     });
   }
 
@@ -317,7 +327,7 @@ export class Hub {
     let whispers = 0;
     try {
       const [loaded, marker, unreadWhispers] = await Promise.all([
-        since !== undefined || peer.wantsBackscroll ? this.#history(name, since) : undefined,
+        since !== undefined || peer.wantsBackscroll ? this.#history(name, since, addedAt) : undefined,
         peer.optedIn ? this.#markers.get(peer.user, name) : 0,
         options.welcome && peer.optedIn ? this.#unreadWhispers(peer.user) : 0,
       ]);
@@ -386,22 +396,29 @@ export class Hub {
     // design, so it is not judged for slowness; later batches are.
     if (catchUp.length > 0)
       this.#deliver(member, catchUp.length === 1 ? (catchUp[0] as Encoded) : new EncodedRun(catchUp), false);
+    this.#metrics.joined();
   }
 
   /**
    * What a joining peer sees of the past: the messages after its resume point, or the recent
    * backscroll. When more were missed than one resume replays, it gets the newest ones instead and
-   * `complete: false`, so the gap is in the past and the live stream continues without one.
+   * `complete: false`, so the gap is in the past and the live stream continues without one. A resume
+   * from before what retention kept (the first message after `since` is not `since + 1`, or none is
+   * left of the `reported` ones) is `complete: false` too.
    */
   async #history(
     room: string,
     since: number | undefined,
+    reported: number,
   ): Promise<{ history: StoredMessage[]; complete: boolean }> {
     if (since === undefined)
       return { history: await this.#transcript.recent(room, this.#backscroll), complete: true };
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
-    if (missed.length <= this.#resumeLimit) return { history: missed, complete: true };
-    return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+    if (missed.length > this.#resumeLimit)
+      return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+    const first = missed[0]?.seq;
+    const gap = first === undefined ? since < reported : first > since + 1;
+    return { history: missed, complete: !gap };
   }
 
   /** Write the names seen since the last time. */
@@ -827,6 +844,59 @@ export class Hub {
     return { messages, more };
   }
 
+  /**
+   * The messages of a room (joined or not, unless banned from it) that match a search, newest first,
+   * with `more` when older ones match too. Whispers are never searched.
+   */
+  async search(
+    peer: Peer,
+    room: string,
+    q: string,
+    page: { before?: number | undefined; limit?: number | undefined },
+    ref?: string,
+  ): Promise<void> {
+    if (this.#restrictions.find('ban', room, peer.user)) {
+      this.#error(peer, ErrorCode.Banned, `you are banned from ${room}`, ref);
+      return;
+    }
+    let found: { messages: StoredMessage[]; more: boolean };
+    try {
+      found = await this.find(room, q, page);
+    } catch (error) {
+      this.#log.warn('search unavailable', { error: String(error) });
+      this.#error(peer, ErrorCode.StoreUnavailable, 'the search could not be done', ref);
+      return;
+    }
+    this.#reply(peer, {
+      type: 'search',
+      room,
+      q,
+      messages: found.messages.map((m) => richMessage(m) as MessageOut),
+      more: found.more,
+      ...(ref === undefined ? {} : { ref }),
+    });
+  }
+
+  /** A room's messages matching `q` (checked already: searchProblem), as `search` answers them (also over HTTP). */
+  async find(
+    room: string,
+    q: string,
+    page: { before?: number | undefined; limit?: number | undefined },
+  ): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    const limit = page.limit ?? SEARCH_DEFAULT;
+    const found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
+    this.#metrics.searched();
+    // What is newer than the room's broadcast is left for the live stream, as in a history page.
+    const reported = this.#rooms.get(room)?.reported;
+    const messages = reported === undefined ? found : found.filter((m) => m.seq <= reported);
+    return { messages: messages.slice(0, limit), more: found.length > limit };
+  }
+
+  /** A room's transcript after `since`, in seq order, as text chunks in the format asked for. */
+  export(request: ExportRequest): AsyncGenerator<string> {
+    return exportRoom(this.#transcript, request);
+  }
+
   /** Whether a connection may send admin frames. */
   isAdmin(peer: Peer): boolean {
     return this.#admin.isAdmin(peer);
@@ -908,6 +978,7 @@ export class Hub {
       if (share) share.push(frames);
       else byRoom.set(room, [frames]);
     }
+    let delivered = 0;
     for (const [room, share] of byRoom) {
       // A member's share leaves in one write, the same bytes for every member of its kind.
       const runs = { plain: undefined as Outgoing | undefined, rich: undefined as Outgoing | undefined };
@@ -925,8 +996,10 @@ export class Hub {
         // Slowness is judged before the share is handed over: on what the member still holds from
         // earlier batches, not on what is arriving now. A joining member holds the frames one by one.
         this.#deliver(member, this.#echoesIn(share, member.peer) ?? run(member.peer.optedIn));
+        delivered += share.length;
       }
     }
+    if (delivered > 0) this.#metrics.delivered(delivered);
     for (const message of batch) this.#echoes.delete(message.id);
   }
 
@@ -952,10 +1025,13 @@ export class Hub {
       ...(this.#byUser.get(message.sender) ?? []),
       ...(this.#byUser.get(message.recipient ?? '') ?? []),
     ]);
+    let delivered = 0;
     for (const peer of to) {
       if (!peer.optedIn) continue;
       this.#send(peer, echo?.peer === peer ? new Encoded(whisperFrame(message, echo.ref)) : frame, true);
+      delivered += 1;
     }
+    this.#metrics.delivered(delivered);
   }
 
   /** A message frame as its sender sees it, with the ref it answers. */

@@ -1,4 +1,5 @@
 // What the Hub needs of the durable transcript, and the group commit that feeds it.
+import type { SearchTerm } from '../protocol/search.ts';
 
 const yieldToIo: () => Promise<void> =
   typeof setImmediate === 'function'
@@ -91,6 +92,17 @@ export interface Transcript {
   before(room: string, seq: number, limit: number): Promise<StoredMessage[]>;
   /** The conversation's newest seq (0 when it has none). */
   lastSeq(room: string): Promise<number>;
+  /**
+   * A room's messages that hold every term (a word, a phrase; a prefix where marked), newest first,
+   * older than `before` when given, at most `limit`. Deleted messages and whispers never match. A store
+   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery).
+   */
+  search(
+    room: string,
+    terms: readonly SearchTerm[],
+    before: number | undefined,
+    limit: number,
+  ): Promise<StoredMessage[]>;
   /** Rooms (not whisper pairs) with stored messages, most recently active first, at most `limit`. */
   rooms(limit: number): Promise<ConversationHead[]>;
   /** A user's read markers: of the given conversations, or of all of them. */
@@ -142,10 +154,15 @@ export interface GroupCommitOptions {
    * none). At a steady, modest rate this makes what arrives within it share one commit, one fsync.
    */
   commitSpacingMs?: number | undefined;
+  /** A batch was committed: its size, how many it stored, and how long the store took (seconds). */
+  onCommitted?: ((batch: number, stored: number, seconds: number) => void) | undefined;
 }
 
 interface Batch {
   readonly pending: Pending[];
+  /** When it went to the store, and when the store answered (performance.now()). */
+  readonly startedAt: number;
+  answeredAt: number;
   /** Set once the store has answered. */
   outcome: { appended: Appended[] } | { error: unknown } | undefined;
 }
@@ -169,6 +186,7 @@ export class GroupCommit {
   #spacing: ReturnType<typeof setTimeout> | undefined;
   readonly #onCommit: (batch: StoredMessage[]) => void;
   readonly #onReportError: (error: unknown) => void;
+  readonly #onCommitted: NonNullable<GroupCommitOptions['onCommitted']>;
   readonly #yieldToIo: () => Promise<void>;
   readonly #queue: Pending[] = [];
   /** Batches handed to the store, oldest first, until they are reported. */
@@ -187,6 +205,7 @@ export class GroupCommit {
     this.#maxBatch = options.maxBatch ?? 256;
     this.#maxBatchBytes = options.maxBatchBytes ?? 256 * 1024;
     this.#onReportError = options.onReportError ?? (() => {});
+    this.#onCommitted = options.onCommitted ?? (() => {});
     this.#yieldToIo = options.yieldToIo ?? yieldToIo;
     this.#inFlight = Math.max(1, transcript.appendsInFlight ?? 1);
     this.#pipelineAt = options.pipelineAt ?? 16;
@@ -250,7 +269,12 @@ export class GroupCommit {
       clearTimeout(this.#spacing);
       this.#spacing = undefined;
       this.#lastStart = performance.now();
-      const batch: Batch = { pending: this.#queue.splice(0, this.#batchLength()), outcome: undefined };
+      const batch: Batch = {
+        pending: this.#queue.splice(0, this.#batchLength()),
+        startedAt: this.#lastStart,
+        answeredAt: 0,
+        outcome: undefined,
+      };
       this.#batches.push(batch);
       let appended: Promise<Appended[]>;
       try {
@@ -269,6 +293,7 @@ export class GroupCommit {
   /** Report answered batches in the order they were made, then take the next. */
   #answered(batch: Batch, outcome: NonNullable<Batch['outcome']>): void {
     batch.outcome = outcome;
+    batch.answeredAt = performance.now();
     for (let head = this.#batches[0]; head?.outcome; head = this.#batches[0]) {
       this.#batches.shift();
       const result = head.outcome;
@@ -282,6 +307,7 @@ export class GroupCommit {
         return { stored: { ...p.message, seq: appended?.seq ?? 0 } };
       });
       const stored = committed.flatMap((c) => ('stored' in c ? [c.stored] : []));
+      this.#onCommitted(head.pending.length, stored.length, (head.answeredAt - head.startedAt) / 1000);
       try {
         if (stored.length > 0) this.#onCommit(stored);
       } catch (error) {

@@ -1,6 +1,7 @@
 // The wire protocol: valibot schemas for every frame, with the TypeScript types inferred from them.
 import * as v from 'valibot';
 import { ErrorCode, NoticeCode } from './codes.ts';
+import { SEARCH_MAX, SEARCH_TEXT_MAX, searchProblem } from './search.ts';
 
 /** The protocol version a console opts into by sending `"protocol": 2` in its hello. */
 export const PROTOCOL_VERSION = 2;
@@ -247,6 +248,38 @@ export const HistoryIn = v.object({
 });
 export type HistoryIn = v.InferOutput<typeof HistoryIn>;
 
+/** What to search for: words, "phrases" and prefix* words, trimmed; refused when none is searchable. */
+export const SearchText = v.pipe(
+  v.string('q must be a string'),
+  v.transform((s) => s.trim()),
+  v.maxLength(SEARCH_TEXT_MAX, `q must be at most ${SEARCH_TEXT_MAX} characters`),
+  v.check(
+    (s) => searchProblem(s) === undefined,
+    (issue) => `q ${searchProblem(String(issue.input))}`,
+  ),
+);
+
+/**
+ * Search a room's transcript (joined or not; whispers are never searched): the newest matches first,
+ * older than `before` when it is given.
+ */
+export const SearchIn = v.object({
+  type: v.literal('search'),
+  room: Name('room'),
+  q: SearchText,
+  before: v.optional(Seq),
+  limit: v.optional(
+    v.pipe(
+      v.number('limit must be a number'),
+      v.integer('limit must be a whole number'),
+      v.minValue(1, 'limit must be at least 1'),
+      v.maxValue(SEARCH_MAX, `limit must be at most ${SEARCH_MAX}`),
+    ),
+  ),
+  ref: v.optional(Ref),
+});
+export type SearchIn = v.InferOutput<typeof SearchIn>;
+
 /** A message to one user, seen by both of them and nobody else. */
 export const WhisperIn = v.object({
   type: v.literal('whisper'),
@@ -397,6 +430,7 @@ export const ClientFrame = v.variant('type', [
   WhoIn,
   RoomsIn,
   HistoryIn,
+  SearchIn,
   WhisperIn,
   TypingIn,
   ReadIn,
@@ -555,6 +589,17 @@ export const HistoryOut = v.object({
 });
 export type HistoryOut = v.InferOutput<typeof HistoryOut>;
 
+/** Server → opted-in client: messages of a room that match a search, newest first; `more` when older ones match too. */
+export const SearchOut = v.object({
+  type: v.literal('search'),
+  room: v.string(),
+  q: v.string(),
+  messages: v.array(MessageOut),
+  more: v.boolean(),
+  ref: v.optional(v.string()),
+});
+export type SearchOut = v.InferOutput<typeof SearchOut>;
+
 /** Server → opted-in client: someone in the room is typing, or stopped. */
 export const TypingOut = v.object({
   type: v.literal('typing'),
@@ -645,6 +690,7 @@ export const ServerFrame = v.variant('type', [
   RoomsOut,
   WhisperOut,
   HistoryOut,
+  SearchOut,
   TypingOut,
   ReadOut,
   AckOut,

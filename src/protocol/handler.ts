@@ -114,6 +114,9 @@ export class ConnectionHandler {
         if (room !== undefined) void hub.history(peer, { room }, page, ref);
         return;
       }
+      case 'search':
+        void hub.search(peer, frame.room, frame.q, { before: frame.before, limit: frame.limit }, ref);
+        return;
       case 'auth':
         hub.refuse(peer, ErrorCode.BadFrame, 'auth answers a challenge, and this connection has none', ref);
         return;

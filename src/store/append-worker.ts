@@ -95,6 +95,8 @@ function serve(requests: WriterRequest[]): void {
     flush();
     try {
       if ('durability' in request) post({ n: request.n, durability: appender.durability() });
+      else if ('prune' in request)
+        post({ n: request.n, pruned: appender.prune(request.prune.before, request.prune.limit) });
       else {
         if ('ping' in request) appender.ping();
         if ('probe' in request) appender.probe();

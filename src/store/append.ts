@@ -23,6 +23,11 @@ export interface Appender {
   probe(): Promise<void>;
   /** The write connection's durability settings, as SQLite reports them now. */
   durability(): Promise<Durability>;
+  /**
+   * Delete messages stamped before `before` (float seconds) among the `limit` stored first, in one
+   * transaction; how many went, and how long the transaction held the writer.
+   */
+  prune(before: number, limit: number): Promise<Pruned>;
   /** Stop: resolves when no write is in flight any more. */
   close(): Promise<void>;
 }
@@ -34,6 +39,19 @@ export interface Durability {
   busyTimeout: number;
   foreignKeys: number;
 }
+
+/** What one retention batch did: messages deleted, and how long it held the writer (ms). */
+export interface Pruned {
+  deleted: number;
+  ms: number;
+}
+
+/**
+ * One retention batch: of the `limit` messages stored first (cheap to find: the rowid's order), those
+ * stamped before the horizon. Conversations keep their newest seq, read markers stay as they are.
+ */
+export const PRUNE =
+  'DELETE FROM messages WHERE n IN (SELECT n FROM (SELECT n, ts FROM messages ORDER BY n LIMIT ?) WHERE ts < ?)';
 
 /** Fields of one message in a flat batch: id, room, sender, text, ts, cid, via, recipient. */
 const FIELDS = 8;
@@ -286,6 +304,12 @@ export class SqlAppender implements Appender {
       busyTimeout: Number(await value('busy_timeout')),
       foreignKeys: Number(await value('foreign_keys')),
     };
+  }
+
+  async prune(before: number, limit: number): Promise<Pruned> {
+    const started = performance.now();
+    const result = await this.#client.execute({ sql: PRUNE, args: [limit, before] });
+    return { deleted: result.rowsAffected, ms: performance.now() - started };
   }
 
   async close(): Promise<void> {}

@@ -11,6 +11,8 @@ import {
   INSERT_HEAD,
   idQuery,
   lookups,
+  PRUNE,
+  type Pruned,
   placeholders,
   planAppend,
   rowToMessage,
@@ -129,6 +131,20 @@ export class NativeAppender {
       last.set(m.room, seq);
     }
     return planAppend(batch, found, last);
+  }
+
+  /** One retention batch (PRUNE), in a transaction of its own; timed from BEGIN to the end of COMMIT. */
+  prune(before: number, limit: number): Pruned {
+    const started = performance.now();
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const { changes } = this.#statement(PRUNE).run(limit, before);
+      this.#db.exec('COMMIT');
+      return { deleted: Number(changes), ms: performance.now() - started };
+    } catch (error) {
+      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
   /** A real commit that changes nothing: it proves the database takes a write now. */

@@ -12,8 +12,17 @@ import {
   WriteFailure,
   WritesFailing,
 } from '../hub/transcript.ts';
-import { type Appender, type Durability, MESSAGE_COLUMNS, rowToMessage, SqlAppender } from './append.ts';
-import type { Database } from './db.ts';
+import { type Metrics, noMetrics } from '../metrics/metrics.ts';
+import type { SearchTerm } from '../protocol/search.ts';
+import {
+  type Appender,
+  type Durability,
+  MESSAGE_COLUMNS,
+  type Pruned,
+  rowToMessage,
+  SqlAppender,
+} from './append.ts';
+import type { Database, Reads } from './db.ts';
 
 /** What a failed write means for /healthz, from the SQLite code the error carries (base or extended). */
 function writeFailure(error: unknown): WriteFailure {
@@ -23,18 +32,53 @@ function writeFailure(error: unknown): WriteFailure {
   return WriteFailure.Error;
 }
 
+/**
+ * An FTS5 MATCH expression holding every term: each quoted as a string (so nothing typed is read as
+ * FTS5 syntax, such as NEAR, OR, a column filter or an unbalanced quote), a prefix marked after it.
+ */
+export function ftsQuery(terms: readonly SearchTerm[]): string {
+  return terms.map((t) => `"${t.text.replaceAll('"', '""')}"${t.prefix ? '*' : ''}`).join(' ');
+}
+
+// The index drives the query (CROSS JOIN keeps the planner from scanning the room instead), newest
+// first by rowid, which FTS5 walks in that order, so the LIMIT ends the walk.
+const SEARCH_SQL = `SELECT ${MESSAGE_COLUMNS.split(', ')
+  .map((c) => `m.${c}`)
+  .join(', ')} FROM messages_fts CROSS JOIN messages m ON m.n = messages_fts.rowid
+  WHERE messages_fts MATCH ? AND m.room = ? AND m.seq < ? AND m.deleted IS NULL AND m.recipient IS NULL
+  ORDER BY messages_fts.rowid DESC LIMIT ?`;
+
 /** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
   readonly #database: Database;
   readonly #appender: Appender;
+  readonly #metrics: Metrics;
+  /** The database's reads, each failure counted. */
+  readonly #read: Reads;
   /** The last commit's failure (an append's or a probe's); undefined once one has succeeded. */
   #failing: WritesFailing | undefined;
   #probing: Promise<void> | undefined;
 
   /** Appends run on the database's own connection unless another appender (a writer thread) is given. */
-  constructor(database: Database, appender: Appender = new SqlAppender(database.client)) {
+  constructor(
+    database: Database,
+    appender: Appender = new SqlAppender(database.client),
+    metrics: Metrics = noMetrics,
+  ) {
     this.#database = database;
     this.#appender = appender;
+    this.#metrics = metrics;
+    const counted = <T>(read: Promise<T>): Promise<T> =>
+      read.catch((error: unknown) => {
+        metrics.databaseError('read');
+        throw error;
+      });
+    const { read } = database;
+    this.#read = {
+      query: (sql, args) => counted(read.query(sql, args)),
+      one: (sql, args) => counted(read.one(sql, args)),
+      close: () => read.close(),
+    };
   }
 
   append(batch: readonly NewMessage[]): Promise<Appended[]> {
@@ -60,7 +104,7 @@ export class LibsqlTranscript implements Transcript {
     order: 'ASC' | 'DESC',
     limit: number,
   ): Promise<StoredMessage[]> {
-    const rows = await this.#database.read.query(
+    const rows = await this.#read.query(
       `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT ?`,
       [...args, limit],
     );
@@ -80,14 +124,30 @@ export class LibsqlTranscript implements Transcript {
     return this.#messages('room = ? AND seq < ?', [room, seq], 'DESC', limit);
   }
 
+  async search(
+    room: string,
+    terms: readonly SearchTerm[],
+    before: number | undefined,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    if (terms.length === 0) return [];
+    const rows = await this.#read.query(SEARCH_SQL, [
+      ftsQuery(terms),
+      room,
+      before ?? Number.MAX_SAFE_INTEGER,
+      limit,
+    ]);
+    return rows.map((r) => rowToMessage(r));
+  }
+
   async lastSeq(room: string): Promise<number> {
-    const row = await this.#database.read.one('SELECT seq FROM conversations WHERE key = ?', [room]);
+    const row = await this.#read.one('SELECT seq FROM conversations WHERE key = ?', [room]);
     return Number(row?.[0] ?? 0);
   }
 
   async rooms(limit: number): Promise<ConversationHead[]> {
     // Whisper pairs' keys start with U+0001, which no room name can.
-    const rows = await this.#database.read.query(
+    const rows = await this.#read.query(
       'SELECT key, seq, ts FROM conversations WHERE unicode(key) > 1 ORDER BY ts DESC LIMIT ?',
       [limit],
     );
@@ -98,17 +158,17 @@ export class LibsqlTranscript implements Transcript {
     if (conversations?.length === 0) return new Map();
     if (conversations?.length === 1) {
       const [conversation] = conversations as [string];
-      const row = await this.#database.read.one(
-        'SELECT seq FROM read_markers WHERE user = ? AND conversation = ?',
-        [user, conversation],
-      );
+      const row = await this.#read.one('SELECT seq FROM read_markers WHERE user = ? AND conversation = ?', [
+        user,
+        conversation,
+      ]);
       return row ? new Map([[conversation, Number(row[0])]]) : new Map();
     }
     const only = conversations ? ` AND conversation IN (${conversations.map(() => '?').join(', ')})` : '';
-    const rows = await this.#database.read.query(
-      `SELECT conversation, seq FROM read_markers WHERE user = ?${only}`,
-      [user, ...(conversations ?? [])],
-    );
+    const rows = await this.#read.query(`SELECT conversation, seq FROM read_markers WHERE user = ?${only}`, [
+      user,
+      ...(conversations ?? []),
+    ]);
     return new Map(rows.map((r) => [String(r[0]), Number(r[1])]));
   }
 
@@ -117,7 +177,7 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async unreadWhispers(user: string): Promise<number> {
-    const row = await this.#database.read.one(
+    const row = await this.#read.one(
       `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
             WHERE m.recipient = ? AND m.seq > coalesce(r.seq, 0)`,
       [user],
@@ -126,7 +186,7 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async knows(name: string): Promise<boolean> {
-    return (await this.#database.read.one('SELECT 1 FROM people WHERE name = ?', [name])) !== undefined;
+    return (await this.#read.one('SELECT 1 FROM people WHERE name = ?', [name])) !== undefined;
   }
 
   remember(names: readonly string[]): Promise<void> {
@@ -161,7 +221,16 @@ export class LibsqlTranscript implements Transcript {
   }
 
   #failed(error: unknown): void {
+    this.#metrics.databaseError('write');
     this.#failing = new WritesFailing(writeFailure(error), { cause: error });
+  }
+
+  /** One retention batch, on the write path (so it queues with the appends instead of locking them out). */
+  prune(before: number, limit: number): Promise<Pruned> {
+    return this.#appender.prune(before, limit).catch((error: unknown) => {
+      this.#metrics.databaseError('write');
+      throw error;
+    });
   }
 
   /** The durability settings appends commit with. */

@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { SocketAccess } from '../doors/browser-door.ts';
+import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
 import type { Log } from '../log.ts';
@@ -60,7 +60,7 @@ const headerOf = (request: IncomingMessage, name: string): string | undefined =>
 
 /**
  * A WebSocket from ws as Hono's WSContext, with the door's events wired to it. Events are handed
- * over as `{ data }` or `{ code }` only: that is all the door reads of them.
+ * over as `{ data }` or `{ code, reason }` only: that is all the door reads of them.
  */
 function wire(ws: WebSocket, events: WSEvents): void {
   const context = new WSContext<WebSocket>({
@@ -79,7 +79,9 @@ function wire(ws: WebSocket, events: WSEvents): void {
       context,
     ),
   );
-  ws.on('close', (code: number) => events.onClose?.({ code } as CloseEvent, context));
+  ws.on('close', (code: number) =>
+    events.onClose?.({ code, reason: lapsed.has(ws) ? HEARTBEAT_LAPSED : '' } as CloseEvent, context),
+  );
   ws.on('error', (error: Error) => events.onError?.({ error, type: 'error' } as unknown as Event, context));
   events.onOpen?.(new Event('open'), context);
 }
@@ -159,6 +161,8 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
 }
 
 const alive = new WeakSet<WebSocket>();
+/** Sockets terminated because they did not answer a ping. */
+const lapsed = new WeakSet<WebSocket>();
 
 /**
  * Ping every browser each interval; one that has not answered the previous ping is terminated (it
@@ -173,6 +177,7 @@ function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): Ret
     for (const ws of wss.clients) {
       if (!alive.has(ws)) {
         log.info('browser closed: no answer to ping');
+        lapsed.add(ws);
         ws.terminate();
         continue;
       }

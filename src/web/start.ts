@@ -13,6 +13,7 @@ import { devOriginPolicy, publicOriginPolicy } from '../http/origins.ts';
 import { clientInfo, type PeerOf, trustList } from '../http/proxy.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Log } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 
 const STATIC_DIR = fileURLToPath(new URL('../../static/', import.meta.url));
 
@@ -35,6 +36,8 @@ export interface WebOptions {
   limits: Limits;
   /** An upgrade that has not become an open WebSocket by then is cut (Node; 10 s unless given). */
   handshakeTimeoutMs?: number;
+  /** Where browser connections are counted. */
+  metrics?: Metrics | undefined;
 }
 
 /** A listening browser door. */
@@ -98,6 +101,7 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     authenticate: auth ? authenticateBrowser(auth) : undefined,
     limits: options.limits,
     access: runtime.access,
+    metrics: options.metrics,
   });
   const app = createApp({
     hub,

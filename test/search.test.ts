@@ -1,0 +1,327 @@
+// Full-text search: the FTS5 index follows the messages table (stored, deleted, never whispers), a
+// database from before it is indexed when it is opened, nothing typed reaches FTS5 as syntax, and a
+// real server answers the search frame and GET /api/rooms/:room/search.
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createClient } from '@libsql/client';
+import { drizzle } from 'drizzle-orm/libsql';
+import { migrate } from 'drizzle-orm/libsql/migrator';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { conversationKey, type NewMessage } from '../src/hub/transcript.ts';
+import { ErrorCode, RefusalCode } from '../src/protocol/codes.ts';
+import { searchTerms } from '../src/protocol/search.ts';
+import { type Database, openDatabase } from '../src/store/db.ts';
+import { ModerationStore } from '../src/store/moderation.ts';
+import { LibsqlTranscript } from '../src/store/transcript.ts';
+import { WorkerAppender } from '../src/store/worker-appender.ts';
+import { browserClient, consoleClient, request } from './helpers/clients.ts';
+import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { runCli } from './helpers/spawn.ts';
+import { haveSshKeygen, keyConsole, makeKey, sign } from './helpers/ssh.ts';
+import { WRITER_THREAD } from './helpers/writer-thread.ts';
+
+let dir: string;
+const opened: Database[] = [];
+const writers: WorkerAppender[] = [];
+
+let counter = 0;
+function msg(room: string, text: string, extra: Partial<NewMessage> = {}): NewMessage {
+  counter += 1;
+  return {
+    id: counter.toString(16).padStart(32, '0'),
+    room,
+    sender: 'alice',
+    text,
+    ts: 1_700_000_000 + counter,
+    via: 'console',
+    ...extra,
+  };
+}
+
+const texts = (found: Array<{ text: string }>): string[] => found.map((m) => m.text);
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'runspec-room-search-'));
+});
+
+afterEach(async () => {
+  for (const writer of writers.splice(0)) await writer.close();
+  for (const database of opened.splice(0)) database.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe.each(['connection', 'thread'] as const)('search in the store, appending on the %s', (where) => {
+  async function open(): Promise<{ database: Database; transcript: LibsqlTranscript }> {
+    const database = await openDatabase(join(dir, 'room.db'));
+    opened.push(database);
+    if (where === 'connection') return { database, transcript: new LibsqlTranscript(database) };
+    const writer = await WorkerAppender.start(database.url, { script: WRITER_THREAD });
+    writers.push(writer);
+    return { database, transcript: new LibsqlTranscript(database, writer) };
+  }
+  const find = (t: LibsqlTranscript, room: string, q: string, before?: number, limit = 20) =>
+    t.search(room, searchTerms(q), before, limit);
+
+  it('finds a room’s messages holding every word, newest first, and pages with before', async () => {
+    const { transcript } = await open();
+    await transcript.append([
+      msg('ops', 'the deploy starts at noon'),
+      msg('dev', 'deploy in dev too'),
+      msg('ops', 'lunch first'),
+      msg('ops', 'Deploy finished, all green'),
+      msg('ops', 'the deploy broke staging'),
+    ]);
+    expect(texts(await find(transcript, 'ops', 'deploy'))).toEqual([
+      'the deploy broke staging',
+      'Deploy finished, all green',
+      'the deploy starts at noon',
+    ]);
+    expect(texts(await find(transcript, 'ops', 'the deploy'))).toEqual([
+      'the deploy broke staging',
+      'the deploy starts at noon',
+    ]);
+    expect((await find(transcript, 'ops', 'deploy', undefined, 1)).map((m) => m.seq)).toEqual([4]);
+    expect((await find(transcript, 'ops', 'deploy', 4)).map((m) => m.seq)).toEqual([3, 1]);
+    expect(texts(await find(transcript, 'ops', '"all green"'))).toEqual(['Deploy finished, all green']);
+    expect(texts(await find(transcript, 'ops', '"green all"'))).toEqual([]);
+    expect(texts(await find(transcript, 'ops', 'stag*'))).toEqual(['the deploy broke staging']);
+    expect(texts(await find(transcript, 'ops', 'stag'))).toEqual([]);
+    expect(texts(await find(transcript, 'dev', 'deploy'))).toEqual(['deploy in dev too']);
+  });
+
+  it('ignores case and accents', async () => {
+    const { transcript } = await open();
+    await transcript.append([msg('ops', 'Café au lait for the ÉQUIPE')]);
+    expect(await find(transcript, 'ops', 'cafe equipe')).toHaveLength(1);
+    expect(await find(transcript, 'ops', 'CAFÉ')).toHaveLength(1);
+  });
+
+  it('never finds a whisper, whatever the room asked for', async () => {
+    const { transcript } = await open();
+    const pair = conversationKey('alice', 'bob');
+    await transcript.append([
+      msg(pair, 'the secret password', { recipient: 'bob' }),
+      msg('ops', 'no secret here'),
+    ]);
+    expect(texts(await find(transcript, 'ops', 'secret'))).toEqual(['no secret here']);
+    expect(await find(transcript, pair, 'secret')).toEqual([]);
+    expect(await find(transcript, 'ops', 'password')).toEqual([]);
+  });
+
+  it('stops finding a message once an admin deleted it', async () => {
+    const { database, transcript } = await open();
+    const kept = msg('ops', 'rotate the api key today');
+    const gone = msg('ops', 'the api key is hunter2');
+    await transcript.append([kept, gone]);
+    expect(await find(transcript, 'ops', 'hunter2')).toHaveLength(1);
+    const moderation = new ModerationStore(database);
+    const entry = { ts: 1, actor: 'ada', via: 'console' as const, action: 'delete' };
+    expect(await moderation.tombstone('ops', gone.id, 1_800_000_000, entry)).toEqual({
+      seq: 2,
+      already: false,
+    });
+    expect(await find(transcript, 'ops', 'hunter2')).toEqual([]);
+    expect(texts(await find(transcript, 'ops', 'api key'))).toEqual(['rotate the api key today']);
+    // Deleting it again changes nothing, and leaves the index as it was.
+    expect(await moderation.tombstone('ops', gone.id, 1_800_000_001, entry)).toEqual({
+      seq: 2,
+      already: true,
+    });
+    expect(texts(await find(transcript, 'ops', 'key'))).toEqual(['rotate the api key today']);
+    // The index is consistent in itself (rank 0: not compared with messages, which holds rows it leaves out).
+    await expect(
+      database.client.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 0)"),
+    ).resolves.toBeDefined();
+  });
+
+  it('takes what people type as words, never as FTS5 syntax', async () => {
+    const { transcript } = await open();
+    await transcript.append([
+      msg('ops', 'NEAR the OR gate, text: "quoted" AND stuff'),
+      msg('ops', 'plain words'),
+    ]);
+    for (const q of [
+      'NEAR(gate text)',
+      'text:quoted',
+      '"unbalanced',
+      'gate OR plain',
+      'stuff NOT',
+      '- gate',
+      '^gate',
+      'gate)',
+      '{text}: gate',
+      "gate'; DROP TABLE messages; --",
+      '*gate',
+      'ga**',
+    ])
+      await expect(find(transcript, 'ops', q), q).resolves.toBeInstanceOf(Array);
+    expect(texts(await find(transcript, 'ops', 'gate OR plain'))).toEqual([]);
+    expect(texts(await find(transcript, 'ops', 'near or'))).toHaveLength(1);
+    expect(texts(await find(transcript, 'ops', '"unbalanced'))).toEqual([]);
+    expect(await find(transcript, 'ops', 'plain')).toHaveLength(1);
+  });
+});
+
+describe('search terms', () => {
+  it('are words, "phrases" and prefix* words; punctuation alone is nothing to search for', () => {
+    expect(searchTerms('deploy "all green" stag* "half open')).toEqual([
+      { text: 'deploy', prefix: false },
+      { text: 'all green', prefix: false },
+      { text: 'stag', prefix: true },
+      { text: 'half open', prefix: false },
+    ]);
+    expect(searchTerms('"a b"* -- *** "" ?!')).toEqual([{ text: 'a b', prefix: true }]);
+    expect(searchTerms('  ')).toEqual([]);
+  });
+});
+
+describe('a database from before search', () => {
+  it('has its messages indexed when it is opened, without whispers or deleted ones', async () => {
+    const path = join(dir, 'old.db');
+    const folder = join(dir, 'migrations-old');
+    await cp(new URL('../drizzle/', import.meta.url), folder, { recursive: true });
+    const journalPath = join(folder, 'meta', '_journal.json');
+    const journal = JSON.parse(await readFile(journalPath, 'utf8')) as { entries: Array<{ tag: string }> };
+    journal.entries = journal.entries.filter((e) => e.tag !== '0004_search');
+    await writeFile(journalPath, JSON.stringify(journal));
+    const client = createClient({ url: pathToFileURL(path).href });
+    await migrate(drizzle(client), { migrationsFolder: folder });
+    const rows: Array<[string, number, string, string | null, number | null]> = [
+      ['ops', 1, 'an old deploy note', null, null],
+      ['ops', 2, 'an old deploy secret', null, 1_700_000_100],
+      [conversationKey('alice', 'bob'), 1, 'a whispered deploy', 'bob', null],
+      ['dev', 1, 'deploy elsewhere', null, null],
+    ];
+    for (const [i, [room, seq, text, recipient, deleted]] of rows.entries())
+      await client.execute({
+        sql: 'INSERT INTO messages (id, room, seq, sender, text, ts, recipient, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        args: [
+          `${i}`.padStart(32, '0'),
+          room,
+          seq,
+          'alice',
+          deleted ? '' : text,
+          1_700_000_000 + i,
+          recipient,
+          deleted,
+        ],
+      });
+    client.close();
+
+    const database = await openDatabase(path);
+    opened.push(database);
+    const transcript = new LibsqlTranscript(database);
+    expect(texts(await transcript.search('ops', searchTerms('deploy'), undefined, 10))).toEqual([
+      'an old deploy note',
+    ]);
+    expect(texts(await transcript.search('dev', searchTerms('deploy'), undefined, 10))).toEqual([
+      'deploy elsewhere',
+    ]);
+    await transcript.append([msg('ops', 'a new deploy')]);
+    expect(texts(await transcript.search('ops', searchTerms('deploy'), undefined, 10))).toEqual([
+      'a new deploy',
+      'an old deploy note',
+    ]);
+  });
+});
+
+describe.skipIf(!haveSshKeygen)('search on a running server', () => {
+  let temp: { dir: string; cleanup: () => Promise<void> };
+  let server: TestServer;
+
+  beforeAll(async () => {
+    temp = await tempDir();
+    const db = join(temp.dir, 'room.db');
+    const key = await makeKey(temp.dir, 'ada');
+    expect((await runCli(['keys', 'add', 'ada', key.pub, '--db', db])).code).toBe(0);
+    server = await startTestServer(db, [], { CONSOLE_ROOM_ADMINS: 'ada' });
+    const { client: ada } = await keyConsole(
+      server.consolePort,
+      { room: 'ops', user: 'ada', key: key.pub },
+      (nonce) => sign(key.file, nonce),
+    );
+    await ada.waitFor((f) => f.type === 'joined');
+    const bob = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: 'lobby',
+      user: 'bob',
+      protocol: 2,
+    });
+    await bob.waitFor((f) => f.type === 'joined');
+    await request(ada, { type: 'message', text: 'the release ships friday' });
+    const doomed = await request(ada, { type: 'message', text: 'release password is swordfish' });
+    await request(ada, { type: 'whisper', to: 'bob', text: 'release whisper' });
+    await request(ada, { type: 'message', text: 'release notes are up' });
+    expect(await request(ada, { type: 'delete', room: 'ops', id: doomed.id })).toMatchObject({ type: 'ack' });
+    ada.close();
+    bob.close();
+  }, 30_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await temp?.cleanup();
+  });
+
+  it('answers a search frame from a connection in another room: matches newest first, not deleted ones or whispers', async () => {
+    const carol = await browserClient(server.url, 'carol', 'lobby');
+    await carol.waitFor((f) => f.type === 'joined');
+    const answer = await request(carol, { type: 'search', room: 'ops', q: 'release' });
+    expect(answer).toMatchObject({ type: 'search', room: 'ops', q: 'release', more: false });
+    expect(texts(answer.messages as Array<{ text: string }>)).toEqual([
+      'release notes are up',
+      'the release ships friday',
+    ]);
+    expect(await request(carol, { type: 'search', room: 'ops', q: 'swordfish' })).toMatchObject({
+      messages: [],
+    });
+    const paged = await request(carol, { type: 'search', room: 'ops', q: 'release', limit: 1 });
+    expect(paged).toMatchObject({ more: true, messages: [{ text: 'release notes are up', seq: 3 }] });
+    const older = await request(carol, { type: 'search', room: 'ops', q: 'release', before: 3 });
+    expect(texts(older.messages as Array<{ text: string }>)).toEqual(['the release ships friday']);
+    carol.close();
+  });
+
+  it('refuses a search with nothing to search for, or too long, with bad_frame', async () => {
+    const carol = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: 'lobby',
+      user: 'carol',
+      protocol: 2,
+    });
+    await carol.waitFor((f) => f.type === 'joined');
+    for (const q of ['', '  "" -- ', 'x'.repeat(201), 42])
+      expect(await request(carol, { type: 'search', room: 'ops', q })).toMatchObject({
+        type: 'error',
+        code: ErrorCode.BadFrame,
+      });
+    expect(await request(carol, { type: 'search', room: 'ops', q: 'x', limit: 101 })).toMatchObject({
+      code: ErrorCode.BadFrame,
+    });
+    carol.close();
+  });
+
+  it('answers GET /api/rooms/:room/search with the same messages, and 400 for an unusable q', async () => {
+    const response = await fetch(new URL('/api/rooms/ops/search?q=release', server.url));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      room: string;
+      q: string;
+      messages: Array<{ text: string }>;
+      more: boolean;
+    };
+    expect(body).toMatchObject({ room: 'ops', q: 'release', more: false });
+    expect(texts(body.messages)).toEqual(['release notes are up', 'the release ships friday']);
+    const page = (await (
+      await fetch(new URL('/api/rooms/ops/search?q=release&limit=1&before=3', server.url))
+    ).json()) as typeof body;
+    expect(texts(page.messages)).toEqual(['the release ships friday']);
+    for (const query of ['q=', 'q=%22%22', 'q=release&limit=0', 'q=release&before=x', ''])
+      expect(await (await fetch(new URL(`/api/rooms/ops/search?${query}`, server.url))).json()).toMatchObject(
+        {
+          error: { code: RefusalCode.BadQuery },
+        },
+      );
+  });
+});
