@@ -13,7 +13,16 @@ export interface CommandContext {
 export type Command = (context: CommandContext) => Promise<number>;
 
 /** The subcommands, by name, with one line of help each. */
-export const COMMANDS: Record<string, { help: string; load: () => Promise<Command> }> = {};
+export const COMMANDS: Record<string, { help: string; load: () => Promise<Command> }> = {
+  console: {
+    help: 'a console for a room: the transcript and a prompt, or stdin lines sent as messages',
+    load: async () => (await import('../client/terminal.ts')).runConsole,
+  },
+  mcp: {
+    help: 'a Model Context Protocol server over stdio, so an agent uses rooms as tools',
+    load: async () => (await import('../client/mcp.ts')).runMcp,
+  },
+};
 
 /** A usage mistake in a subcommand's arguments: one line, exit code 2. */
 export class UsageError extends Error {
