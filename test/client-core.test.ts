@@ -252,6 +252,57 @@ const welcome = (user: string, room: string) => ({
 });
 const joined = (room: string) => ({ type: 'joined', room, seq: 0, complete: true, read: 0, unread: 0 });
 
+describe('the client core against a scripted server', () => {
+  const stored = (seq: number) => ({
+    type: 'message',
+    room: 'ops',
+    sender: 'bob',
+    text: `m${seq}`,
+    id: String(seq).padStart(32, '0'),
+    ts: 1_800_000_000 + seq,
+    seq,
+    via: 'console',
+  });
+
+  it('resumes with since, and completes a resume cut short (complete: false) from history, in the hello’s room too', async () => {
+    const hellos: Record<string, unknown>[] = [];
+    const { open, opened } = scripted((frame, reply, close) => {
+      if (frame.type === 'hello') {
+        hellos.push(frame);
+        if (opened.value === 1) {
+          reply({ ...welcome('alice', 'ops'), seq: 0 });
+          reply(joined('ops'));
+          reply(stored(1));
+          reply(stored(2));
+          setImmediate(close);
+          return;
+        }
+        // Too much was missed: the resume replays nothing of 3..5 here and says it is incomplete.
+        reply({ ...welcome('alice', 'ops'), seq: 5, complete: false });
+        reply({ ...joined('ops'), seq: 5, complete: false });
+      }
+      if (frame.type === 'history') {
+        expect(frame).toMatchObject({ room: 'ops', after: 2 });
+        reply({ type: 'history', room: 'ops', messages: [3, 4, 5].map(stored), more: false, ref: frame.ref });
+      }
+    });
+    const delivered: number[] = [];
+    const client = new RoomClient({
+      user: 'alice',
+      rooms: ['ops'],
+      open,
+      backoff: new Backoff(undefined, () => 0),
+      events: { message: (m) => delivered.push(m.seq) },
+    });
+    closers.push(() => client.close());
+    await client.start();
+    await until(delivered, 5);
+    expect(delivered).toEqual([1, 2, 3, 4, 5]);
+    expect(hellos[0]).not.toHaveProperty('since');
+    expect(hellos[1]).toMatchObject({ type: 'hello', room: 'ops', since: 2 });
+  });
+});
+
 describe('key sign-in, client side (frames as issue 14 describes them)', () => {
   let keyDir: string;
   let keyCleanup: () => Promise<void>;

@@ -516,7 +516,8 @@ export class RoomClient {
     for (const [room, state] of others) this.#sendJoin(room, state);
     for (const seq of this.#whispers.values()) seq.resync();
     for (const out of this.#outbox.values()) this.#write(out);
-    for (const pending of this.#pending.values()) if (!pending.internal) this.#write(pending);
+    // Requests made while connecting (a history fill of the hello's room included) go out now.
+    for (const pending of this.#pending.values()) if (pending.sentOn !== this.#conn) this.#write(pending);
     if (this.#welcome)
       this.#events.ready?.({
         user: this.#user,
