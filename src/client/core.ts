@@ -382,6 +382,7 @@ export class RoomClient {
     const incoming = decodeLine(text);
     if (!incoming) return;
     if (incoming.kind === 'challenge') {
+      this.#events.frame?.(incoming.raw);
       const key = this.#options.key;
       if (!key) return;
       const conn = this.#conn;
@@ -392,7 +393,7 @@ export class RoomClient {
       return;
     }
     if (incoming.kind === 'error') {
-      this.#errorFrame(incoming.frame);
+      if (!this.#errorFrame(incoming.frame)) this.#events.frame?.(incoming.raw);
       return;
     }
     if (incoming.kind === 'other') {
@@ -434,7 +435,7 @@ export class RoomClient {
         this.#events.frame?.(incoming.raw);
         return;
       case 'error':
-        this.#errorFrame(frame);
+        if (!this.#errorFrame(frame)) this.#events.frame?.(incoming.raw);
         return;
       default:
         if (!this.#reply(frame)) this.#events.frame?.(incoming.raw);
@@ -473,14 +474,15 @@ export class RoomClient {
     if (frame.room === [...this.#rooms.keys()][0] && this.#readyOn !== this.#conn) this.#ready();
   }
 
-  #errorFrame(frame: AnyErrorFrame): void {
+  /** Act on an error frame; true when it answered one of the core's own requests. */
+  #errorFrame(frame: AnyErrorFrame): boolean {
     if (frame.code === KeyErrorCode.Revoked || frame.code === KeyErrorCode.AuthFailed) {
       this.#stop({ kind: frame.code, message: frame.message });
-      return;
+      return false;
     }
     if (frame.ref === HELLO_REF && this.#readyOn !== this.#conn) {
       this.#stop({ kind: 'refused', code: frame.code, message: frame.message });
-      return;
+      return false;
     }
     const out = frame.ref === undefined ? undefined : this.#outbox.get(frame.ref);
     if (out) {
@@ -490,19 +492,20 @@ export class RoomClient {
         const conn = this.#conn;
         this.#timer(1000, () => conn === this.#conn && this.#outbox.has(out.frame.cid) && this.#write(out));
       }
-      if (RETRIED.has(frame.code)) return;
+      if (RETRIED.has(frame.code)) return false;
       this.#outbox.delete(out.frame.cid);
       out.reject(new RequestError(frame.code, frame.message));
       this.#drainedCheck();
-      return;
+      return false;
     }
     const pending = frame.ref === undefined ? undefined : this.#pending.get(frame.ref);
     if (pending && frame.ref !== undefined) {
       this.#pending.delete(frame.ref);
       pending.reject(new RequestError(frame.code, frame.message));
-      return;
+      return pending.internal;
     }
     this.#events.error?.(frame);
+    return false;
   }
 
   /** The hello's room is joined: join the others, send what waits, and say so. */

@@ -13,7 +13,7 @@ import { keySigner } from './keys.ts';
 import { describe, opener } from './link.ts';
 import { LoopGuard } from './loop-guard.ts';
 import { mentions } from './mention.ts';
-import { COMMON_HELP, type McpSettings, mcpSettings } from './options.ts';
+import { COMMON_HELP, ENV_HELP, type McpSettings, mcpSettings } from './options.ts';
 
 /** The longest a wait_for_messages call may wait (MCP hosts time tool calls out at about a minute). */
 export const MAX_WAIT_S = 50;
@@ -34,6 +34,8 @@ ${COMMON_HELP}
   --mentions-only      wait_for_messages returns only messages that mention you (and whispers) unless asked otherwise
   --max-per-minute N   this agent's messages per minute, at most (default 30)
   --max-agent-run N    messages in a row from consoles in a room with no person between, before sending waits (default 20)
+
+${ENV_HELP}
 `;
 
 /** A message as the agent sees it. */

@@ -50,10 +50,11 @@ export const COMMON_HELP = `  --room ROOM          the room to join (repeat for 
   --connect HOST:PORT  reach the console door over TCP (default 127.0.0.1:8765)
   --ssh HOST           reach it through SSH: ssh -W localhost:PORT HOST (no port forwarding needed)
   --port PORT          the console door's port on the far side (default CONSOLE_ROOM_NDJSON_PORT or 8765)
-  --key FILE           sign in with this SSH key (a private key, or a public key whose private half is in ssh-agent)
+  --key FILE           sign in with this SSH key (a private key, or a public key whose private half is in ssh-agent)`;
 
-Environment: CONSOLE_ROOM_NDJSON_PORT (the port), CONSOLE_ROOM_SSH_COMMAND (the ssh program and its
-options for --ssh, split at spaces; default "ssh").`;
+/** The environment both clients read, for their --help. */
+export const ENV_HELP = `Environment: CONSOLE_ROOM_NDJSON_PORT (the port), CONSOLE_ROOM_SSH_COMMAND (the ssh program and its
+options for --ssh, split at spaces; default "ssh"), NO_COLOR (the console: no colour).`;
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>>(
   argv: readonly string[],

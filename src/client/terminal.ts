@@ -16,7 +16,7 @@ import {
 import { formatMessage, formatWhisper, note, type Painter, painter } from './format.ts';
 import { keySigner } from './keys.ts';
 import { describe, opener } from './link.ts';
-import { COMMON_HELP, type ConsoleSettings, consoleSettings } from './options.ts';
+import { COMMON_HELP, type ConsoleSettings, consoleSettings, ENV_HELP } from './options.ts';
 
 /** Exit codes: delivered, failed, usage (main's), refused or revoked credential. */
 export const ConsoleExit = { Ok: 0, Failed: 1, Usage: 2, Credential: 3 } as const;
@@ -34,6 +34,8 @@ With stdin piped: each line is sent as a message, and it exits 0 once every line
 
 ${COMMON_HELP}
   --json               print every frame received as one JSON object per line (for scripts)
+
+${ENV_HELP}
 
 Exit codes: 0 done, 1 not every line echoed or the server unreachable, 2 usage, 3 key refused or revoked.
 `;
