@@ -79,9 +79,11 @@ export class TmuxPane {
 
   /** Start `command` (argv) in a detached session of `width` × `height` with `env` set. */
   constructor(command: string[], env: Record<string, string> = {}, width = 100, height = 30) {
-    const quoted = command.map((a) => `'${a.replace(/'/gu, `'\\''`)}'`).join(' ');
+    const quote = (a: string): string => `'${a.replace(/'/gu, `'\\''`)}'`;
     const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
-    // The pane stays after its program exits, so the test can read the exit status.
+    // A shell runs the program and prints its exit status on the screen: tmux's own pane_dead_status
+    // is only set once tmux has reaped the child, which under load it may not do for a long while.
+    const shell = `${command.map(quote).join(' ')}; echo "[exited $?]"`;
     this.#tmux(
       'start-server',
       ';',
@@ -99,24 +101,14 @@ export class TmuxPane {
       '-y',
       String(height),
       ...envArgs,
-      quoted,
+      `sh -c ${quote(shell)}`,
     );
   }
 
   /** The program's exit status once it has exited, else undefined. */
   exitStatus(): number | undefined {
-    const [dead, status, signal] = this.#tmux(
-      'display-message',
-      '-p',
-      '-t',
-      'main',
-      '#{pane_dead} #{pane_dead_status} #{pane_dead_signal}',
-    )
-      .trim()
-      .split(' ');
-    if (dead !== '1' || (!status && !signal)) return undefined;
-    // Killed by a signal: no status; 128 + the signal, as a shell says it.
-    return status ? Number(status) : 128 + Number(signal);
+    const status = /\[exited (\d+)\]/u.exec(this.screen())?.[1];
+    return status === undefined ? undefined : Number(status);
   }
 
   #tmux(...args: string[]): string {
