@@ -81,7 +81,7 @@ function watched(
 
 async function speaker(user: string, room: string): Promise<ConsoleClient> {
   const c = await consoleClient(server.consolePort, { type: 'hello', room, user, protocol: 2 });
-  await c.waitFor((f) => f.type === 'joined');
+  await c.waitFor((f) => f.type === 'joined', 10_000);
   closers.push(() => c.close());
   return c;
 }
@@ -150,7 +150,7 @@ describe('the client core against a real server', () => {
     const [ops, dev] = [freshRoom(), freshRoom()];
     const alice = watched('alice', [ops, dev]);
     await alice.client.start();
-    await alice.ready.reached(1);
+    await alice.ready.reached(1, 10_000);
     const bob = await speaker('bob', ops);
     await request(bob, { type: 'join', room: dev });
     await say(bob, ops, 'ops 1');
@@ -158,7 +158,7 @@ describe('the client core against a real server', () => {
     await until(alice.messages, 2);
     proxy.hold();
     proxy.cut();
-    await alice.dropped.reached(1);
+    await alice.dropped.reached(1, 10_000);
     for (let i = 2; i <= 4; i++) {
       await say(bob, ops, `ops ${i}`);
       await say(bob, dev, `dev ${i}`);
@@ -184,7 +184,7 @@ describe('the client core against a real server', () => {
     await until(alice.whispers, 1);
     proxy.hold();
     proxy.cut();
-    await alice.dropped.reached(1);
+    await alice.dropped.reached(1, 10_000);
     await request(bob, { type: 'whisper', to: 'alice-w', text: 'w2' });
     await request(bob, { type: 'whisper', to: 'alice-w', text: 'w3' });
     proxy.release();

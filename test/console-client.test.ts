@@ -43,7 +43,7 @@ function consoleProcess(args: string[], env: Record<string, string> = {}): Clien
 /** A protocol-2 console that watches a room and collects its messages. */
 async function watcher(room: string, port = server.consolePort): Promise<ConsoleClient> {
   const c = await consoleClient(port, { type: 'hello', room, user: 'watcher', protocol: 2 });
-  await c.waitFor((f) => f.type === 'joined');
+  await c.waitFor((f) => f.type === 'joined', 10_000);
   closers.push(() => c.close());
   return c;
 }
@@ -151,7 +151,7 @@ describe('console, piped', () => {
       tunnelled.write('through ssh\n');
       tunnelled.end();
       expect(await tunnelled.exited).toBe(0);
-      const seen = await watch.waitFor((f) => f.type === 'message');
+      const seen = await watch.waitFor((f) => f.type === 'message', 10_000);
       expect(seen).toMatchObject({ sender: 'tunnel', text: 'through ssh', via: 'console' });
     },
     30_000,
@@ -258,11 +258,11 @@ describe.skipIf(!haveTmux)('console in a real terminal (tmux)', () => {
     closers.push(() => carol.close());
     const term = pane('alice', room);
     await term.waitForScreen((s) => s.includes(`in #${room} as alice`));
-    await carol.waitFor((f) => f.type === 'presence' && f.user === 'alice');
+    await carol.waitFor((f) => f.type === 'presence' && f.user === 'alice', 10_000);
     term.keys('hello from the terminal');
     term.keys('Enter', false);
     await term.waitForScreen((s) => s.includes('[alice] hello from the terminal'));
-    expect(await carol.waitFor((f) => f.type === 'message')).toMatchObject({
+    expect(await carol.waitFor((f) => f.type === 'message', 10_000)).toMatchObject({
       sender: 'alice',
       text: 'hello from the terminal',
       via: 'console',

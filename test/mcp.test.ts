@@ -65,14 +65,14 @@ async function agent(args: string[], port = server.consolePort) {
 
 async function person(name: string, room: string): Promise<BrowserClient> {
   const b = await browserClient(server.url, name, room);
-  await b.waitFor((f) => f.type === 'joined');
+  await b.waitFor((f) => f.type === 'joined', 10_000);
   closers.push(() => b.close());
   return b;
 }
 
 async function bot(name: string, room: string, port = server.consolePort): Promise<ConsoleClient> {
   const c = await consoleClient(port, { type: 'hello', room, user: name, protocol: 2 });
-  await c.waitFor((f) => f.type === 'joined');
+  await c.waitFor((f) => f.type === 'joined', 10_000);
   closers.push(() => c.close());
   return c;
 }
@@ -111,7 +111,7 @@ describe('the MCP server', () => {
     const sent = await call('send_message', { text: 'hello from an agent' });
     expect(sent.isError).toBe(false);
     expect(sent.value).toMatchObject({ room, seq: 1, id: expect.stringMatching(/^[0-9a-f]{32}$/u) });
-    expect(await carol.waitFor((f) => f.type === 'message')).toMatchObject({
+    expect(await carol.waitFor((f) => f.type === 'message', 10_000)).toMatchObject({
       sender: 'helper',
       text: 'hello from an agent',
       via: 'console',
@@ -127,7 +127,10 @@ describe('the MCP server', () => {
     expect(listed.value.rooms).toContainEqual({ room, members: 2, messages: 1, joined: true });
     const whispered = await call('whisper', { to: 'carol', text: 'psst' });
     expect(whispered.value).toMatchObject({ to: 'carol', seq: 1 });
-    expect(await carol.waitFor((f) => f.type === 'whisper')).toMatchObject({ from: 'helper', text: 'psst' });
+    expect(await carol.waitFor((f) => f.type === 'whisper', 10_000)).toMatchObject({
+      from: 'helper',
+      text: 'psst',
+    });
     expect((await call('join_room', { room: other })).value).toMatchObject({
       room: other,
       rooms: [room, other],
@@ -139,7 +142,7 @@ describe('the MCP server', () => {
     expect(notIn.text).toMatch(/join_room/u);
     expect((await call('set_status', { status: 'away' })).value).toEqual({ status: 'away' });
     expect(
-      await carol.waitFor((f) => f.type === 'presence' && f.user === 'helper' && f.status === 'away'),
+      await carol.waitFor((f) => f.type === 'presence' && f.user === 'helper' && f.status === 'away', 10_000),
     ).toBeTruthy();
     const nobody = await call('whisper', { to: 'nobody-here', text: 'hi' });
     expect(nobody).toMatchObject({ isError: true, text: expect.stringMatching(/who/u) });
@@ -160,7 +163,7 @@ describe('the MCP server', () => {
     await call('send_message', { text: 'my own words' });
     carol.send({ type: 'message', text: 'one' });
     carol.send({ type: 'message', text: 'two' });
-    await carol.waitFor((f) => f.type === 'message' && f.text === 'two');
+    await carol.waitFor((f) => f.type === 'message' && f.text === 'two', 10_000);
     expect(texts(await call('wait_for_messages', { timeout_s: 45 }))).toEqual(['one', 'two']);
     const quiet = await call('wait_for_messages', { timeout_s: 1 });
     expect(quiet.value).toEqual({ messages: [], timed_out: true });
@@ -199,17 +202,17 @@ describe('the MCP server', () => {
     await call('who', { room: 'ops' });
     let speaker = await bot('speaker', 'ops', port);
     for (const text of ['m1', 'm2']) speaker.send({ type: 'message', text, ref: text });
-    await speaker.waitFor((f) => f.ref === 'm2');
+    await speaker.waitFor((f) => f.ref === 'm2', 10_000);
     const got: string[] = [];
     while (got.length < 2) got.push(...texts(await call('wait_for_messages', { timeout_s: 45 })));
     speaker.send({ type: 'message', text: 'm3', ref: 'm3' });
-    await speaker.waitFor((f) => f.ref === 'm3');
+    await speaker.waitFor((f) => f.ref === 'm3', 10_000);
     expect(await room.stop('SIGTERM')).toBe(0);
     room = await spawnServer(args);
     closers.push(() => void room.stop('SIGKILL'));
     speaker = await bot('speaker', 'ops', port);
     for (const text of ['m4', 'm5']) speaker.send({ type: 'message', text, ref: text });
-    await speaker.waitFor((f) => f.ref === 'm5');
+    await speaker.waitFor((f) => f.ref === 'm5', 10_000);
     while (got.length < 5) got.push(...texts(await call('wait_for_messages', { timeout_s: 45 })));
     expect((await call('wait_for_messages', { timeout_s: 1 })).value.messages).toEqual([]);
     expect(got).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
@@ -231,7 +234,7 @@ describe('the MCP server', () => {
     const { call } = await agent(['--room', room, '--user', 'looper', '--max-agent-run', '3']);
     await call('who', { room });
     for (const text of ['a1', 'a2']) other.send({ type: 'message', text, ref: text });
-    await other.waitFor((f) => f.ref === 'a2');
+    await other.waitFor((f) => f.ref === 'a2', 10_000);
     const seen: string[] = [];
     while (seen.length < 2) seen.push(...texts(await call('wait_for_messages', { timeout_s: 45 })));
     expect((await call('send_message', { text: 'a3' })).isError).toBe(false);
@@ -242,7 +245,7 @@ describe('the MCP server', () => {
     carol.send({ type: 'message', text: 'a person speaks' });
     expect(texts(await call('wait_for_messages', { timeout_s: 45 }))).toEqual(['a person speaks']);
     expect((await call('send_message', { text: 'a4' })).isError).toBe(false);
-    await other.waitFor((f) => f.type === 'message' && f.text === 'a4');
+    await other.waitFor((f) => f.type === 'message' && f.text === 'a4', 10_000);
     const stored = other.frames.filter((f) => f.type === 'message' && f.sender === 'looper');
     expect(stored.map((f) => f.text)).toEqual(['a3', 'a4']);
   });
