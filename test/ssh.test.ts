@@ -1,20 +1,16 @@
 // A console reaches the door the way deployed ones do: through a real SSH direct-tcpip channel (ssh -W).
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserClient } from './helpers/clients.ts';
-import { freePort, startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
+import { haveSsh, startSshd, type TestSshd } from './helpers/sshd.ts';
 
-const SSHD = '/usr/sbin/sshd';
-const haveSsh = existsSync(SSHD) && existsSync('/usr/bin/ssh') && process.getuid?.() === 0;
 if (!haveSsh && process.env.CI)
   throw new Error('CI must run the SSH test: install openssh-server and openssh-client, run as root');
 
 describe.skipIf(!haveSsh)('over SSH', () => {
-  let sshd: ChildProcess;
-  let sshPort: number;
+  let sshd: TestSshd;
   let dir: string;
   let server: TestServer;
   let cleanup: () => Promise<void>;
@@ -24,41 +20,11 @@ describe.skipIf(!haveSsh)('over SSH', () => {
     dir = tmp.dir;
     cleanup = tmp.cleanup;
     server = await startTestServer(join(dir, 'room.db'));
-    for (const name of ['host', 'client']) {
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, name)]);
-    }
-    await writeFile(join(dir, 'authorized_keys'), execFileSync('cat', [join(dir, 'client.pub')]), {
-      mode: 0o600,
-    });
-    sshPort = await freePort();
-    const config = [
-      `Port ${sshPort}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${join(dir, 'host')}`,
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'PermitRootLogin prohibit-password',
-      'AllowTcpForwarding yes',
-      'StrictModes no',
-      'UsePAM no',
-    ].join('\n');
-    await writeFile(join(dir, 'sshd_config'), `${config}\n`);
-    execFileSync('mkdir', ['-p', '/run/sshd']);
-    sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      sshd.stderr?.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (log.includes('Server listening')) resolve();
-      });
-      sshd.once('exit', (code) => reject(new Error(`sshd exited ${code}: ${log}`)));
-    });
+    sshd = await startSshd(dir);
   }, 30_000);
 
   afterAll(async () => {
-    sshd?.kill();
+    sshd?.stop();
     await server?.stop();
     await cleanup?.();
   });
@@ -66,26 +32,10 @@ describe.skipIf(!haveSsh)('over SSH', () => {
   it('a console talks to the room through ssh -W localhost:<port>, and a browser sees it', async () => {
     const watcher = await browserClient(server.url, 'watcher', 'ops');
     await watcher.waitFor((f) => f.type === 'welcome');
-    const ssh = spawn(
-      'ssh',
-      [
-        '-q',
-        '-i',
-        join(dir, 'client'),
-        '-p',
-        String(sshPort),
-        '-o',
-        'StrictHostKeyChecking=no',
-        '-o',
-        `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
-        '-o',
-        'BatchMode=yes',
-        '-W',
-        `localhost:${server.consolePort}`,
-        'root@127.0.0.1',
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
+    const [program = 'ssh', ...options] = sshd.sshCommand;
+    const ssh = spawn(program, [...options, '-W', `localhost:${server.consolePort}`, sshd.host], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     ssh.stdout?.on('data', (d: Buffer) => {

@@ -32,6 +32,14 @@ export const COMMANDS: Record<string, { help: string; load: () => Promise<Comman
     help: 'copy the database, consistently, while the server runs',
     load: async () => (await import('./backup.ts')).default,
   },
+  console: {
+    help: 'a console for a room: the transcript and a prompt, or stdin lines sent as messages',
+    load: async () => (await import('../client/terminal.ts')).runConsole,
+  },
+  mcp: {
+    help: 'a Model Context Protocol server over stdio, so an agent uses rooms as tools',
+    load: async () => (await import('../client/mcp.ts')).runMcp,
+  },
 };
 
 /** A usage mistake in a subcommand's arguments: one line, exit code 2. */
