@@ -19,7 +19,7 @@ import { Backoff } from './backoff.ts';
 import type { KeySigner } from './keys.ts';
 import type { Link, Opener } from './link.ts';
 import { Sequence } from './sequence.ts';
-import { type AnyErrorFrame, decodeLine, KeyErrorCode } from './wire.ts';
+import { type AnyErrorFrame, decodeLine } from './wire.ts';
 
 /** Why a client stopped for good. */
 export type StopReason =
@@ -476,7 +476,7 @@ export class RoomClient {
 
   /** Act on an error frame; true when it answered one of the core's own requests. */
   #errorFrame(frame: AnyErrorFrame): boolean {
-    if (frame.code === KeyErrorCode.Revoked || frame.code === KeyErrorCode.AuthFailed) {
+    if (frame.code === ErrorCode.Revoked || frame.code === ErrorCode.AuthFailed) {
       this.#stop({ kind: frame.code, message: frame.message });
       return false;
     }

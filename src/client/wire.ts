@@ -1,16 +1,8 @@
-// What a client reads off the wire: the protocol's server frames, checked against their schemas, plus the
-// key sign-in frames (challenge; errors auth_failed and revoked), read leniently so a newer server's
-// frames and codes never break an older client.
+// What a client reads off the wire: the protocol's server frames, checked against their schemas; the key
+// challenge, which the connection answers before anything else; and error frames and frames of a newer
+// server, read leniently so its additions never break an older client.
 import * as v from 'valibot';
 import { ServerFrame } from '../protocol/frames.ts';
-
-/** Error codes of key sign-in, until src/protocol/codes.ts names them (the server side is being built). */
-export const KeyErrorCode = {
-  /** The key is unknown, or the signature does not verify: the connection is closed. */
-  AuthFailed: 'auth_failed',
-  /** The key was revoked while connected: the connection is closed. */
-  Revoked: 'revoked',
-} as const;
 
 /** The server's question to a hello that carried a key: sign this nonce. */
 export interface ChallengeFrame {
@@ -52,10 +44,10 @@ export function decodeLine(line: string): Incoming | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
   const record = raw as Record<string, unknown>;
   if (typeof record.type !== 'string') return undefined;
-  const known = v.safeParse(ServerFrame, raw);
-  if (known.success) return { kind: 'frame', frame: known.output, raw: record };
   const challenge = v.safeParse(Challenge, raw);
   if (challenge.success) return { kind: 'challenge', frame: challenge.output, raw: record };
+  const known = v.safeParse(ServerFrame, raw);
+  if (known.success) return { kind: 'frame', frame: known.output, raw: record };
   const error = v.safeParse(AnyError, raw);
   if (error.success) return { kind: 'error', frame: error.output, raw: record };
   return { kind: 'other', raw: record };

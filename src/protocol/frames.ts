@@ -495,10 +495,10 @@ export const WelcomeOut = v.object({
   unread: v.number(),
   /** Whispers to this user newer than its read markers. */
   whispers: v.number(),
-  /** The name is proven: by a console key, or by sign-in. */
-  authenticated: v.boolean(),
-  /** The connection may send admin frames. */
-  admin: v.boolean(),
+  /** The name is proven: by a console key, or by sign-in. (Always sent; absent from servers before keys.) */
+  authenticated: v.optional(v.boolean()),
+  /** The connection may send admin frames. (Always sent; absent from servers before keys.) */
+  admin: v.optional(v.boolean()),
   ref: v.optional(v.string()),
 });
 export type WelcomeOut = v.InferOutput<typeof WelcomeOut>;
