@@ -247,13 +247,22 @@ function handleFrame(frame, request) {
 function onWelcome(frame) {
   if (typeof frame.user === 'string' && frame.user !== '') me = frame.user;
   const room = rooms.get(frame.room);
-  if (room) {
-    room.newest = Math.max(room.newest, Number(frame.seq) || 0);
-    room.readUpTo(Number(frame.read) || 0);
-  }
+  if (room) takeMarks(room, frame);
   connection.welcomed();
   for (const name of order) if (name !== frame.room) sendJoin(rooms.get(name));
   if (document.visibilityState === 'hidden') connection.send({ type: 'presence', status: 'away' });
+}
+
+/** A room's newest seq and read marker from `welcome` or `joined`. */
+function takeMarks(room, frame) {
+  const newest = Number(frame.seq) || 0;
+  const read = Number(frame.read) || 0;
+  if (newest < room.newest) {
+    room.restart(newest, read);
+    if (room.name === active) renderTranscript(room);
+  }
+  room.newest = Math.max(room.newest, newest);
+  room.readUpTo(read);
 }
 
 function onJoined(frame) {
@@ -265,8 +274,7 @@ function onJoined(frame) {
   }
   room.joined = true;
   room.synced = true;
-  room.newest = Math.max(room.newest, Number(frame.seq) || 0);
-  room.readUpTo(Number(frame.read) || 0);
+  takeMarks(room, frame);
   room.presence.set(me, 'available');
   if (frame.complete === false)
     showNotice(`Some messages of ${room.name} were missed; scroll up to read them.`);

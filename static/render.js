@@ -199,42 +199,37 @@ export function typingText(names) {
   return `${sorted[0]}, ${sorted[1]} and ${others} other${others === 1 ? '' : 's'} are typing…`;
 }
 
-/** How a room's counts read aloud and in its badges. */
-function roomLabel(room) {
-  const parts = [room.name];
-  if (room.unread > 0) parts.push(`${room.unread} unread`);
-  if (room.mentionCount > 0) parts.push(`${room.mentionCount} mention${room.mentionCount === 1 ? '' : 's'}`);
-  return parts.join(', ');
-}
-
-function roomButton(room) {
-  const button = element('button', 'room-link');
-  button.type = 'button';
-  button.dataset.room = room.name;
-  button.append(
-    element('span', 'room-name', room.name),
-    element('span', 'badge mention-count'),
-    element('span', 'badge unread-count'),
-  );
-  return button;
+/** A count badge with words around it for screen readers: ", 2 unread" reads where "2" shows. */
+function countParts(className, shown, said) {
+  return [
+    element('span', 'visually-hidden', ', '),
+    element('span', `badge ${className}`, shown),
+    element('span', 'visually-hidden', ` ${said}`),
+  ];
 }
 
 /** Bring the sidebar's room list up to date in place, so a focused room button keeps its focus. */
 export function updateRoomList(list, rooms, active) {
   const existing = new Map([...list.children].map((li) => [li.dataset.room, li]));
   const items = rooms.map((room) => {
-    const item = existing.get(room.name) ?? element('li', 'room');
-    item.dataset.room = room.name;
-    if (!item.firstElementChild) item.append(roomButton(room));
+    let item = existing.get(room.name);
+    if (!item) {
+      item = element('li', 'room');
+      item.dataset.room = room.name;
+      const button = element('button', 'room-link');
+      button.type = 'button';
+      button.dataset.room = room.name;
+      item.append(button);
+    }
     const button = item.firstElementChild;
     if (room.name === active) button.setAttribute('aria-current', 'page');
     else button.removeAttribute('aria-current');
-    button.setAttribute('aria-label', roomLabel(room));
-    const [, mention, unread] = button.children;
-    mention.textContent = room.mentionCount > 0 ? `@${room.mentionCount}` : '';
-    mention.hidden = room.mentionCount === 0;
-    unread.textContent = room.unread > 0 ? String(room.unread) : '';
-    unread.hidden = room.unread === 0;
+    const parts = [element('span', 'room-name', room.name)];
+    const mentions = room.mentionCount;
+    if (mentions > 0)
+      parts.push(...countParts('mention-count', `@${mentions}`, `mention${mentions === 1 ? '' : 's'}`));
+    if (room.unread > 0) parts.push(...countParts('unread-count', String(room.unread), 'unread'));
+    button.replaceChildren(...parts);
     item.classList.toggle('has-unread', room.unread > 0);
     return item;
   });

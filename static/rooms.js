@@ -107,6 +107,20 @@ export class Room {
     return fresh.length;
   }
 
+  /**
+   * The server's newest seq is below what this page holds (its database was replaced or renumbered):
+   * what the page holds no longer matches, so the window starts again from the server's word.
+   */
+  restart(newest, read) {
+    this.messages = [];
+    this.byId.clear();
+    this.mentioned.clear();
+    this.exhausted = false;
+    this.newest = newest;
+    this.read = read;
+    this.dividerAt = null;
+  }
+
   /** Mark a message removed (a `deleted` frame, or a message frame with `deleted: true`). */
   markDeleted(id) {
     const known = this.byId.get(id);

@@ -15,7 +15,7 @@ import {
   shownSeqs,
   watchProblems,
 } from '../helpers/page.ts';
-import { tempDir } from '../helpers/server.ts';
+import { freePort, tempDir } from '../helpers/server.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
 
 describe.skipIf(!haveChromium)('in Chromium, the page', () => {
@@ -205,7 +205,9 @@ describe.skipIf(!haveChromium)('in Chromium, the page', () => {
     expect(notes).toEqual([{ title: 'bot in m-side', body: '@mia the canary is red' }]);
 
     // Shown again, in that room: the mention is marked, and reading it clears both counts.
-    await page.evaluate(() => (window as unknown as { __setHidden: (h: boolean) => void }).__setHidden(false));
+    await page.evaluate(() =>
+      (window as unknown as { __setHidden: (h: boolean) => void }).__setHidden(false),
+    );
     await page.click('#room-list button[data-room="m-side"]');
     const marked = await page.$$eval('#transcript li.message.mention', (items) =>
       items.map((li) => [li.querySelector('.text')?.textContent, li.querySelector('mark')?.textContent]),
@@ -272,7 +274,9 @@ describe.skipIf(!haveChromium)('in Chromium, the page', () => {
     const links = await page.$$eval('#transcript a', (as) =>
       as.map((a) => [a.getAttribute('href'), a.getAttribute('rel'), a.getAttribute('target'), a.textContent]),
     );
-    expect(links).toEqual([['https://example.com/a?b=1', 'noopener noreferrer', '_blank', 'https://example.com/a?b=1']]);
+    expect(links).toEqual([
+      ['https://example.com/a?b=1', 'noopener noreferrer', '_blank', 'https://example.com/a?b=1'],
+    ]);
     expect(await page.$$('#transcript script, #transcript img')).toHaveLength(0);
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
     const first = await page.$eval('#transcript li.message .text', (el) => el.textContent);
@@ -284,14 +288,43 @@ describe.skipIf(!haveChromium)('in Chromium, the page', () => {
     expect(code).toEqual(['if (a < b) {\n    go();\n}', 'pre']);
 
     // The link opens in a new tab that cannot reach back into the page, and is not told where it came from.
-    await page.context().route('https://example.com/**', (route) =>
-      route.fulfill({ contentType: 'text/html', body: '<title>elsewhere</title>' }),
-    );
+    await page
+      .context()
+      .route('https://example.com/**', (route) =>
+        route.fulfill({ contentType: 'text/html', body: '<title>elsewhere</title>' }),
+      );
     const [opened] = await Promise.all([page.context().waitForEvent('page'), page.click('#transcript a')]);
     await opened.waitForLoadState();
     expect(await opened.evaluate(() => [window.opener, document.referrer])).toEqual([null, '']);
     bot.close();
     await page.context().close();
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it('follows a server that starts over with another database instead of waiting for numbers it passed', async () => {
+    const tmp = await tempDir();
+    const args = ['--port', String(await freePort()), '--ndjson-port', '0'];
+    let fresh = await spawnServer([...args, '--db', `${tmp.dir}/a.db`]);
+    try {
+      const bot = await consoleIn(fresh, 'again', 'bot');
+      await post(bot, 'again', ['old 1', 'old 2', 'old 3']);
+      bot.close();
+      const page = await openPage(fresh, browser, 'ann', 'again', { problems });
+      await page.waitForSelector('#transcript li.message >> text=old 3');
+      await fresh.stop();
+      await page.waitForSelector('body:not([data-state="connected"])');
+      fresh = await spawnServer([...args, '--db', `${tmp.dir}/b.db`]);
+      await page.waitForSelector('body[data-state="connected"]', { timeout: 20_000 });
+      const again = await consoleIn(fresh, 'again', 'bot');
+      await post(again, 'again', ['new 1']);
+      await page.waitForSelector('#transcript li.message >> text=new 1');
+      expect(await shownSeqs(page)).toEqual([1]);
+      again.close();
+      await page.context().close();
+    } finally {
+      await fresh.stop();
+      await tmp.cleanup();
+    }
     expect(problems).toEqual([]);
   }, 60_000);
 
@@ -327,27 +360,42 @@ describe.skipIf(!haveChromium)('in Chromium, the page', () => {
     const shown = await page.$$eval('#transcript li.message .text', (els) => els.map((el) => el.textContent));
     expect(shown).toEqual(['message removed', 'message removed', 'stays']);
 
-    await page.evaluate(() => {
-      location.hash = '#k-two';
-    });
-    await page.waitForSelector('#room-list button[data-room="k-two"][aria-current="page"]');
+    for (const room of ['k-three', 'k-two']) {
+      await page.evaluate((hash) => {
+        location.hash = hash;
+      }, `#${room}`);
+      await page.waitForSelector(`#room-list button[data-room="${room}"][aria-current="page"]`);
+    }
     await page.waitForSelector('#transcript .head .start');
     routes[0]?.send(JSON.stringify({ type: 'kicked', room: 'k-two', by: 'admin' }));
     await page.waitForSelector('#room-list button[data-room="k-two"]', { state: 'detached' });
     expect(await page.textContent('#notice')).toBe('You were removed from k-two by admin.');
-    expect(await page.textContent('#room-name')).toBe('k-one');
+    expect(await page.textContent('#room-name')).toBe('k-three');
     expect(
       await page.evaluate(() => JSON.parse(localStorage.getItem('runspec-room:rooms:kai') ?? '[]')),
-    ).toEqual(['k-one']);
+    ).toEqual(['k-one', 'k-three']);
 
-    // The connection drops; the page comes back for k-one alone.
+    // The connection drops; the page comes back for its rooms, resuming each, and not for k-two.
+    await page.click('#room-list button[data-room="k-one"]');
+    const three = await consoleIn(server, 'k-three', 'bot');
+    await post(three, 'k-three', ['three 1']);
+    await page.waitForSelector('#room-list button[data-room="k-three"] .unread-count', { state: 'attached' });
     await routes[0]?.close({ code: CloseCode.ServiceRestart });
+    await page.waitForSelector('body:not([data-state="connected"])');
+    await post(three, 'k-three', ['three 2']);
     await expect.poll(() => routes.length, { timeout: 10_000 }).toBe(2);
     await page.waitForSelector('body[data-state="connected"]');
-    await post(bot, 'k-one', ['after the drop']);
-    await page.waitForSelector('#transcript li.message >> text=after the drop');
     expect(new URL(routes[1]?.url() ?? '').searchParams.get('room')).toBe('k-one');
+    expect(new URL(routes[1]?.url() ?? '').searchParams.get('since')).toBe('3');
+    await expect
+      .poll(() => sent[1]?.find((f) => f.type === 'join'))
+      .toMatchObject({ room: 'k-three', since: 1 });
     expect(sent[1]?.filter((f) => f.room === 'k-two')).toEqual([]);
+    await page.click('#room-list button[data-room="k-three"]');
+    await page.waitForSelector('#transcript li.message >> text=three 2');
+    const texts = await page.$$eval('#transcript li.message .text', (els) => els.map((el) => el.textContent));
+    expect(texts).toEqual(['three 1', 'three 2']);
+    three.close();
     bot.close();
     await context.close();
     expect(problems).toEqual([]);

@@ -7,7 +7,10 @@ import type { Spawned } from './spawn.ts';
 export function watchProblems(page: Page, problems: string[], who: string): void {
   page.on('pageerror', (error) => problems.push(`${who}: ${error.message}`));
   page.on('console', (msg) => {
-    if (msg.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/u.test(msg.text()))
+    if (
+      msg.type() === 'error' &&
+      !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/u.test(msg.text())
+    )
       problems.push(`${who}: ${msg.text()}`);
   });
   page.on('dialog', (dialog) => {
