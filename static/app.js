@@ -130,8 +130,8 @@ function setActive(name) {
   const room = rooms.get(name);
   if (!room) return;
   const previous = activeRoom();
+  if (previous) previous.scroll = scrollState();
   if (previous && previous !== room) {
-    previous.scroll = scrollState();
     previous.draft = ui.composer.value;
     stopTyping();
   }
@@ -141,7 +141,7 @@ function setActive(name) {
   if (previous !== room) ui.composer.value = room.draft;
   placeDivider(room);
   renderTranscript(room);
-  if (room.dividerAt !== null) scrollToDivider();
+  if (room.dividerAt !== null) scrollToDivider(room);
   else if (room.scroll) restoreAnchor(room.scroll);
   else scrollToBottom();
   renderPeople();
@@ -152,10 +152,13 @@ function setActive(name) {
   maybeLoadOlder();
 }
 
-/** The divider marks the first unread message once a room is shown (after its join, when it comes). */
+/**
+ * The divider marks the first unread message once a room is shown (after its join, when it comes);
+ * a room never read before has none: its newest messages are shown.
+ */
 function placeDivider(room) {
   room.dividerPending = !room.joined;
-  room.dividerAt = room.joined && room.unread > 0 ? room.read : null;
+  room.dividerAt = room.joined && room.read > 0 && room.unread > 0 ? room.read : null;
 }
 
 function stepRoom(by) {
@@ -289,7 +292,7 @@ function onJoined(frame) {
     const bottom = atBottom();
     if (first) placeDivider(room);
     renderTranscript(room, !bottom && !first);
-    if (first && room.dividerAt !== null) scrollToDivider();
+    if (first && room.dividerAt !== null) scrollToDivider(room);
     else if (bottom || first) scrollToBottom();
     renderPeople();
     scheduleRead();
@@ -317,7 +320,8 @@ function onMessage(frame, request) {
   if (shown) {
     if (result === 'append') ui.transcript.append(...render.itemsAfter(room, prev, frame, me));
     else renderTranscript(room, !bottom);
-    if (bottom) scrollToBottom();
+    // What this tab just sent is shown, wherever the reader was.
+    if (bottom || request?.kind === 'send') scrollToBottom();
     scheduleRead();
   }
   if (live && frame.sender !== me) {
@@ -468,11 +472,14 @@ function scrollToBottom() {
   ui.transcript.scrollTop = ui.transcript.scrollHeight;
 }
 
-function scrollToDivider() {
+/** Show the divider near the top; when it is older than the messages loaded, start at the oldest of them. */
+function scrollToDivider(room) {
   const divider = ui.transcript.querySelector('.divider');
-  if (!divider) return scrollToBottom();
-  const top = ui.transcript.getBoundingClientRect().top;
-  ui.transcript.scrollTop += divider.getBoundingClientRect().top - top - 8;
+  if (divider) {
+    const top = ui.transcript.getBoundingClientRect().top;
+    ui.transcript.scrollTop += divider.getBoundingClientRect().top - top - 8;
+  } else if (room.dividerAt < room.oldest - 1) ui.transcript.scrollTop = 0;
+  else scrollToBottom();
 }
 
 /** The message at the top of the view and how far below the top it is; null at the bottom. */
@@ -493,12 +500,17 @@ function restoreAnchor(anchor) {
   ui.transcript.scrollTop += item.getBoundingClientRect().top - top - anchor.offset;
 }
 
-/** Draw the room's whole transcript; with `keep`, the message at the top of the view stays where it is. */
+/**
+ * Draw the room's whole transcript; with `keep`, the message at the top of the view stays where it
+ * is (or the view stays at the bottom).
+ */
 function renderTranscript(room, keep = false) {
-  const anchor = keep ? scrollState() : null;
+  const bottom = keep && atBottom();
+  const anchor = keep && !bottom ? scrollState() : null;
   ui.transcript.replaceChildren(...render.transcriptItems(room, me));
   ui.transcript.setAttribute('aria-label', `Messages in ${room.name}`);
   if (anchor) restoreAnchor(anchor);
+  else if (bottom) scrollToBottom();
 }
 
 function refreshHead(room) {
