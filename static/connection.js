@@ -1,5 +1,5 @@
 // The page's one WebSocket: it opens for a room, reconnects with capped exponential backoff and jitter,
-// labels requests with refs, and stays calmly signed out when the sign-in has ended (4401).
+// labels requests with refs, and stays calmly signed out when the sign-in has ended.
 
 import { CloseCode } from './protocol.js';
 
