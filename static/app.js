@@ -4,7 +4,7 @@
 
 import { Connection } from './connection.js';
 import { nameProblem } from './names.js';
-import { ErrorCode } from './protocol.js';
+import { CloseCode, ErrorCode } from './protocol.js';
 import * as render from './render.js';
 import { loadRooms, Room, saveRooms } from './rooms.js';
 
@@ -72,6 +72,8 @@ let me = '';
 let signedInName = '';
 /** Messages sent and not yet echoed, by cid: resent after a reconnect, stored once by the server. */
 const outbox = new Map();
+/** The room the current socket was opened for. */
+let socketRoom = '';
 /** The rooms the dialog offers, from the server's `rooms` answer. */
 let serverRooms = [];
 let noticeTimer = 0;
@@ -97,6 +99,7 @@ const activeRoom = () => rooms.get(active);
 function socketUrl() {
   const room = activeRoom() ?? rooms.get(order[0]);
   if (!room) return null;
+  socketRoom = room.name;
   let query = `?room=${encodeURIComponent(room.name)}`;
   // Signed in, the name comes from the session; only dev mode names itself.
   if (!signedInName) query += `&user=${encodeURIComponent(me)}`;
@@ -207,9 +210,15 @@ function showState(state) {
   document.body.dataset.state = state;
 }
 
-function onDisconnected() {
+function onDisconnected(code) {
   for (const room of rooms.values()) room.disconnected();
   typingRoom = '';
+  // Banned from the room the socket was opened for: the next socket opens for another room, if any.
+  if (code === CloseCode.Forbidden && rooms.has(socketRoom)) {
+    const banned = socketRoom;
+    forgetRoom(banned);
+    tell(`You are banned from ${banned}.`);
+  }
   const room = activeRoom();
   if (room) {
     renderPeople();
@@ -423,9 +432,10 @@ function onDeleted(frame) {
 function onKicked(frame) {
   if (typeof frame.room !== 'string' || !rooms.has(frame.room)) return;
   const by = typeof frame.by === 'string' ? ` by ${frame.by}` : '';
+  const banned = frame.banned === true ? ' and banned from it' : '';
   const why = typeof frame.reason === 'string' && frame.reason !== '' ? `: ${frame.reason}` : '';
   forgetRoom(frame.room);
-  showNotice(`You were removed from ${frame.room}${by}${why}.`);
+  tell(`You were removed from ${frame.room}${by}${banned}${why}.`);
 }
 
 function onError(frame, request) {
@@ -628,6 +638,13 @@ function showNotice(text) {
   ui.notice.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(hideNotice, NOTICE_MS);
+}
+
+/** Say something about a room that is gone: in the chat, or on the join form when no room is left. */
+function tell(text) {
+  if (!ui.chatView.hidden) return showNotice(text);
+  ui.joinError.textContent = text;
+  ui.joinError.hidden = false;
 }
 
 function hideNotice() {

@@ -23,7 +23,8 @@ export class Connection {
 
   /**
    * `url()` names the socket to open (null: nothing to join); `onFrame(frame, request)` gets every
-   * frame, with what was sent with the frame's ref; `onClose()` follows a dropped socket.
+   * frame, with what was sent with the frame's ref; `onClose(code)` follows a dropped socket, and may
+   * stop() the connection.
    */
   constructor({ url, onFrame, onClose, onState }) {
     this.#url = url;
@@ -124,7 +125,8 @@ export class Connection {
     this.#socket = null;
     this.#pending.clear();
     clearTimeout(this.#stableTimer);
-    this.#onClose();
+    this.#onClose(code);
+    if (!this.#wanted) return;
     if (code === CloseCode.Unauthorized) {
       this.#wanted = false;
       this.#setState('signed-out');

@@ -2,7 +2,7 @@
 // tabs, mentions and notifications, typing, consoles marked apart, safe links, removed messages and kicks.
 import type { Browser, Page, WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloseCode } from '../../src/protocol/codes.ts';
+import { CloseCode, ErrorCode } from '../../src/protocol/codes.ts';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import {
   badges,
@@ -325,6 +325,46 @@ describe.skipIf(!haveChromium)('in Chromium, the page', () => {
       await fresh.stop();
       await tmp.cleanup();
     }
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it('leaves a room it is banned from when the server closes its socket for that room, and opens one for another', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    watchProblems(page, problems, 'ben');
+    const routes: WebSocketRoute[] = [];
+    await page.routeWebSocket(/\/ws/u, (ws) => {
+      routes.push(ws);
+      ws.connectToServer();
+    });
+    await page.goto(`${server.url}/?user=ben#b-two`);
+    await page.waitForSelector('body[data-state="connected"]');
+    await page.evaluate(() => {
+      location.hash = '#b-one';
+    });
+    await page.waitForSelector('#room-list button[data-room="b-one"][aria-current="page"]');
+    expect(new URL(routes[0]?.url() ?? '').searchParams.get('room')).toBe('b-two');
+
+    // What the server does to a browser opened for a room its user is banned from.
+    routes[0]?.send(
+      JSON.stringify({ type: 'error', code: ErrorCode.Banned, message: 'you are banned from b-two' }),
+    );
+    await routes[0]?.close({ code: CloseCode.Forbidden });
+    await expect.poll(() => routes.length, { timeout: 10_000 }).toBe(2);
+    await page.waitForSelector('body[data-state="connected"]');
+    expect(new URL(routes[1]?.url() ?? '').searchParams.get('room')).toBe('b-one');
+    expect(await page.$$eval('#room-list button[data-room]', (bs) => bs.map((b) => b.dataset.room))).toEqual([
+      'b-one',
+    ]);
+    expect(await page.textContent('#notice')).toBe('You are banned from b-two.');
+
+    // Banned from the last room too: the page stops, back at the join form, and says why.
+    await routes[1]?.close({ code: CloseCode.Forbidden });
+    await page.waitForSelector('#join-view:not([hidden])');
+    expect(await page.textContent('#join-error')).toBe('You are banned from b-one.');
+    expect(await page.getAttribute('body', 'data-state')).toBe('offline');
+    await context.close();
+    expect(routes).toHaveLength(2);
     expect(problems).toEqual([]);
   }, 60_000);
 
