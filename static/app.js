@@ -919,6 +919,7 @@ document.addEventListener('keydown', (event) => {
 
 window.addEventListener('hashchange', () => {
   const name = roomFromHash();
+  if (ui.chatView.hidden) ui.room.value = name;
   if (!name || name === active || ui.chatView.hidden) return;
   const problem = openRoom(name);
   if (problem) showNotice(problem);
