@@ -280,8 +280,8 @@ function takeMarks(room, frame) {
 function onJoined(frame) {
   const room = rooms.get(frame.room);
   if (!room) {
-    // Left (or kicked) while the join was under way: the server has us there, so leave again.
-    if (!rooms.has(frame.room)) connection.send({ type: 'leave', room: frame.room }, { kind: 'leave' });
+    // Left while the join was under way: the server has us there now, so leave again.
+    connection.send({ type: 'leave', room: frame.room }, { kind: 'leave' });
     return;
   }
   room.joined = true;
