@@ -74,18 +74,15 @@ function consoleWithKey(user: string, key: string, extra: string[] = [], env: Re
 }
 
 describe('console --key', () => {
-  it(
-    'signs in with a key file and is named as its owner, whatever --user says',
-    async () => {
-      const c = consoleWithKey('whoever', join(dir, 'dana'), ['--json']);
-      c.write('signed in\n');
-      c.end();
-      expect(await c.exited).toBe(0);
-      const frames = c.lines.map((l) => JSON.parse(l) as Frame);
-      expect(frames.find((f) => f.type === 'welcome')).toMatchObject({ user: 'dana', authenticated: true });
-      expect(frames.find((f) => f.type === 'message')).toMatchObject({ sender: 'dana', text: 'signed in' });
-    },
-  );
+  it('signs in with a key file and is named as its owner, whatever --user says', async () => {
+    const c = consoleWithKey('whoever', join(dir, 'dana'), ['--json']);
+    c.write('signed in\n');
+    c.end();
+    expect(await c.exited).toBe(0);
+    const frames = c.lines.map((l) => JSON.parse(l) as Frame);
+    expect(frames.find((f) => f.type === 'welcome')).toMatchObject({ user: 'dana', authenticated: true });
+    expect(frames.find((f) => f.type === 'message')).toMatchObject({ sender: 'dana', text: 'signed in' });
+  });
 
   it('signs with ssh-agent when --key names the public key', async () => {
     const agent = spawnSync('ssh-agent', ['-s'], { encoding: 'utf8' }).stdout;
@@ -111,14 +108,11 @@ describe('console --key', () => {
     expect(c.stderr()).toMatch(/refused the key/u);
   });
 
-  it(
-    'a revoked key ends a running console calmly: one line, exit code 3',
-    async () => {
-      const c = consoleWithKey('dana', join(dir, 'dana'), ['--json']);
-      await c.waitForLine((l) => l.includes('"type":"joined"'));
-      await revoke(join(dir, 'dana.pub'));
-      expect(await c.exited).toBe(3);
-      expect(c.stderr()).toMatch(/^runspec-room: error: access revoked: .*\n$/u);
-    },
-  );
+  it('a revoked key ends a running console calmly: one line, exit code 3', async () => {
+    const c = consoleWithKey('dana', join(dir, 'dana'), ['--json']);
+    await c.waitForLine((l) => l.includes('"type":"joined"'));
+    await revoke(join(dir, 'dana.pub'));
+    expect(await c.exited).toBe(3);
+    expect(c.stderr()).toMatch(/^runspec-room: error: access revoked: .*\n$/u);
+  });
 });
