@@ -47,6 +47,12 @@ class FakeTranscript implements Transcript {
   holdReads: Promise<void> | undefined;
   /** While set, markers() waits for it before reading. */
   holdMarkers: Promise<void> | undefined;
+  /** While set, saveMarkers() waits for it before writing. */
+  holdSaves: Promise<void> | undefined;
+  /** saveMarkers calls begun. */
+  readonly saveStarts = new Count();
+  /** markers() reads answered. */
+  readonly markerReads = new Count();
   failAppends = false;
   /** Message reads and the room list fail. */
   failReads = false;
@@ -152,10 +158,13 @@ class FakeTranscript implements Transcript {
       if (who === user && (!conversations || conversations.includes(conversation)))
         found.set(conversation, seq);
     }
+    this.markerReads.add();
     return found;
   }
 
   async saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
+    this.saveStarts.add();
+    if (this.holdSaves) await this.holdSaves;
     if (this.failMarkers) throw new Error('database is locked');
     this.saved.push([...markers]);
     for (const m of markers) {
@@ -2531,6 +2540,41 @@ describe('read markers', () => {
     await enter(hub, annBrowser);
     expect(annBrowser.welcomes[0]).toMatchObject({ read: 8, unread: 2 });
     expect(annBrowser.of('joined')[0]).toMatchObject({ read: 8, unread: 2 });
+  });
+
+  it('a user who reads, leaves and comes back before the marker is written is welcomed with what they read', async () => {
+    transcript.seed('ops', 10);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    await hub.read(ann, { room: 'ops' }, 8);
+    hub.disconnect(ann);
+    const again = browser('ann');
+    await enter(hub, again);
+    expect(again.welcomes[0]).toMatchObject({ read: 8, unread: 2 });
+  });
+
+  it('a user who comes back while their marker is being written is welcomed with what they read', async () => {
+    transcript.seed('ops', 10);
+    const hub = makeHub({ markerFlushMs: 5 });
+    const ann = console2('ann');
+    await enter(hub, ann);
+    const saving = deferred();
+    transcript.holdSaves = saving.promise;
+    await hub.read(ann, { room: 'ops' }, 9);
+    await transcript.saveStarts.reached(1);
+    hub.disconnect(ann);
+    const again = browser('ann');
+    // The store still has the old marker when the join asks it; the welcome (which counts unread
+    // whispers once the markers are written) waits for the write.
+    const reads = transcript.markerReads.value;
+    const entering = enter(hub, again);
+    await transcript.markerReads.reached(reads + 1);
+    saving.resolve();
+    await entering;
+    expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1 });
+    await transcript.markerSaves.reached(1);
+    expect(transcript.marker('ann', 'ops')).toBe(9);
   });
 
   it('a read of a room the connection has not joined is refused and moves nothing', async () => {

@@ -11,6 +11,8 @@ export class ReadMarkers {
   /** user → conversation → seq, for the conversations asked about or read since start. */
   readonly #known = new Map<string, Map<string, number>>();
   readonly #dirty = new Map<string, ReadMarker>();
+  /** Markers being written now: the store may not have them yet. */
+  readonly #writing = new Map<string, ReadMarker>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
@@ -24,10 +26,13 @@ export class ReadMarkers {
   async get(user: string, conversation: string): Promise<number> {
     const cached = this.#known.get(user)?.get(conversation);
     if (cached !== undefined) return cached;
-    const stored = (await this.#transcript.markers(user, [conversation])).get(conversation) ?? 0;
+    const fromStore = (await this.#transcript.markers(user, [conversation])).get(conversation) ?? 0;
     // Something read meanwhile is newer than what the store had.
     const now = this.#known.get(user)?.get(conversation);
     if (now !== undefined) return now;
+    // A user who left and came back may have moved it since, and the store not heard of it yet.
+    const key = `${user}\u0000${conversation}`;
+    const stored = Math.max(fromStore, this.#dirty.get(key)?.seq ?? 0, this.#writing.get(key)?.seq ?? 0);
     this.#remember(user, conversation, stored);
     return stored;
   }
@@ -57,15 +62,23 @@ export class ReadMarkers {
     if (this.#dirty.size === 0) return this.#flushing;
     const batch = [...this.#dirty.values()];
     this.#dirty.clear();
+    for (const m of batch) this.#writing.set(`${m.user}\u0000${m.conversation}`, m);
+    const written = (): void => {
+      for (const m of batch) {
+        const key = `${m.user}\u0000${m.conversation}`;
+        if (this.#writing.get(key) === m) this.#writing.delete(key);
+      }
+    };
     this.#flushing = this.#flushing
       .then(() => this.#transcript.saveMarkers(batch))
-      .catch((error: unknown) => {
+      .then(written, (error: unknown) => {
         this.#log.warn('read markers not saved; trying again', { error: String(error) });
         for (const m of batch) {
           const key = `${m.user}\u0000${m.conversation}`;
           const newer = this.#dirty.get(key);
           if (!newer || newer.seq < m.seq) this.#dirty.set(key, m);
         }
+        written();
         this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
       });
     return this.#flushing;
