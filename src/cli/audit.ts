@@ -1,8 +1,7 @@
 // `runspec-room audit`: the admin actions and key changes, oldest first, from the server's database.
-import { parseArgs } from 'node:util';
 import type { AuditRecord } from '../store/moderation.ts';
 import { ModerationStore } from '../store/moderation.ts';
-import { type CommandContext, UsageError } from './commands.ts';
+import { type CommandContext, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
 const USAGE = `Usage: runspec-room audit [--limit N] [--after N] [--json] [--db PATH|URL]
@@ -26,26 +25,13 @@ function line(r: AuditRecord): string {
 
 /** `runspec-room audit` */
 export default async function audit(context: CommandContext): Promise<number> {
-  let values: { db?: string; limit?: string; after?: string; json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...context.argv],
-      allowPositionals: false,
-      options: {
-        db: { type: 'string' },
-        limit: { type: 'string' },
-        after: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see runspec-room audit --help)`);
-  }
-  if (values.help) {
-    context.stdout(USAGE);
-    return 0;
-  }
+  const args = commandArgs(context, 'audit', USAGE, {
+    limit: { type: 'string' },
+    after: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (!args) return 0;
+  const { values } = args;
   const count = (flag: string, text: string | undefined, fallback: number): number => {
     if (text === undefined) return fallback;
     if (!/^\d{1,9}$/u.test(text)) throw new UsageError(`--${flag} must be a whole number`);

@@ -1,8 +1,7 @@
 // `runspec-room backup FILE`: a consistent copy of the server's database while it runs (or not).
-import { parseArgs } from 'node:util';
 import { readSetting } from '../config.ts';
 import { BackupError, backupDatabase } from '../store/backup.ts';
-import { type CommandContext, CommandError, UsageError } from './commands.ts';
+import { type CommandContext, CommandError, commandArgs, UsageError } from './commands.ts';
 
 const USAGE = `Usage: runspec-room backup FILE [--db PATH]
 
@@ -15,21 +14,9 @@ A remote libSQL server (libsql://…) is backed up where it runs, not with this 
 
 /** `runspec-room backup` */
 export default async function backup(context: CommandContext): Promise<number> {
-  let values: { db?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...context.argv],
-      allowPositionals: true,
-      options: { db: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see runspec-room backup --help)`);
-  }
-  if (values.help) {
-    context.stdout(USAGE);
-    return 0;
-  }
+  const args = commandArgs(context, 'backup', USAGE, {}, true);
+  if (!args) return 0;
+  const { values, positionals } = args;
   const [target, ...extra] = positionals;
   if (target === undefined || extra.length > 0)
     throw new UsageError('name one FILE to write the backup to (see runspec-room backup --help)');

@@ -1,5 +1,6 @@
 // The subcommands of `runspec-room`, besides serving (the default): each a module loaded when asked
 // for, so serving loads none of them.
+import { parseArgs } from 'node:util';
 
 /** What a subcommand is handed and gives back: its arguments, the environment, and an exit code. */
 export interface CommandContext {
@@ -63,4 +64,43 @@ export function commandsHelp(): string {
     ...names.map((name) => `  ${name.padEnd(width)}  ${COMMANDS[name]?.help ?? ''}`),
     '',
   ].join('\n');
+}
+
+/** The flags a subcommand takes, as node:util's parseArgs describes them. */
+export type CommandFlags = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+/** A subcommand's flags, each a string or a switch, and its positional arguments. */
+export interface CommandArgs<F extends CommandFlags> {
+  values: { [K in keyof F]?: F[K]['type'] extends 'string' ? string : boolean };
+  positionals: string[];
+}
+
+/**
+ * Read a subcommand's arguments: its flags and `--db` (every subcommand works on a database) and
+ * `--help`; a mistake is a UsageError that points at the help. Undefined when --help was asked for
+ * (the usage is printed).
+ */
+export function commandArgs<F extends CommandFlags>(
+  context: CommandContext,
+  name: string,
+  usage: string,
+  flags: F,
+  allowPositionals = false,
+): CommandArgs<F & { db: { type: 'string' } }> | undefined {
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: [...context.argv],
+      allowPositionals,
+      strict: true,
+      options: { ...flags, db: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see runspec-room ${name} --help)`);
+  }
+  if (parsed.values.help) {
+    context.stdout(usage);
+    return undefined;
+  }
+  return parsed as CommandArgs<F & { db: { type: 'string' } }>;
 }

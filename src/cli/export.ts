@@ -1,10 +1,9 @@
 // `runspec-room export --room ROOM`: a room's transcript from the server's database (running or not),
 // written to standard output a page at a time.
-import { parseArgs } from 'node:util';
 import { EXPORT_FORMATS, type ExportFormat, exportRoom } from '../hub/export.ts';
 import { nameProblem } from '../protocol/frames.ts';
 import { LibsqlTranscript } from '../store/transcript.ts';
-import { type CommandContext, CommandError, UsageError } from './commands.ts';
+import { type CommandContext, CommandError, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
 const USAGE = `Usage: runspec-room export --room ROOM [--since SEQ] [--format ndjson|markdown] [--db PATH|URL]
@@ -18,26 +17,13 @@ whether the server runs or not.
 
 /** `runspec-room export` */
 export default async function exportCommand(context: CommandContext): Promise<number> {
-  let values: { db?: string; room?: string; since?: string; format?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...context.argv],
-      allowPositionals: false,
-      options: {
-        db: { type: 'string' },
-        room: { type: 'string' },
-        since: { type: 'string' },
-        format: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see runspec-room export --help)`);
-  }
-  if (values.help) {
-    context.stdout(USAGE);
-    return 0;
-  }
+  const args = commandArgs(context, 'export', USAGE, {
+    room: { type: 'string' },
+    since: { type: 'string' },
+    format: { type: 'string' },
+  });
+  if (!args) return 0;
+  const { values } = args;
   const room = values.room?.trim();
   if (room === undefined) throw new UsageError('--room is required (see runspec-room export --help)');
   const problem = nameProblem(room);

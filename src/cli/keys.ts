@@ -2,14 +2,13 @@
 // server runs or not. A running server notices a removal within a second and closes that key's consoles.
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { parseArgs } from 'node:util';
 import * as v from 'valibot';
 import { ConsoleKeys } from '../auth/console-keys.ts';
 import type { AuditEntry } from '../hub/admin.ts';
 import { silentLog } from '../log.ts';
 import { Fingerprint, nameProblem } from '../protocol/frames.ts';
 import { type ConsoleKey, KeyStore } from '../store/keys.ts';
-import { type CommandContext, CommandError, UsageError } from './commands.ts';
+import { type CommandContext, CommandError, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
 const USAGE = `Usage:
@@ -67,36 +66,19 @@ function table(keys: readonly ConsoleKey[]): string {
 
 /** `runspec-room keys …` */
 export default async function keys(context: CommandContext): Promise<number> {
-  let parsed: ReturnType<
-    typeof parseArgs<{
-      options: {
-        db: { type: 'string' };
-        label: { type: 'string' };
-        json: { type: 'boolean' };
-        help: { type: 'boolean'; short: 'h' };
-      };
-      allowPositionals: true;
-    }>
-  >;
-  try {
-    parsed = parseArgs({
-      args: [...context.argv],
-      allowPositionals: true,
-      options: {
-        db: { type: 'string' },
-        label: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see runspec-room keys --help)`);
-  }
-  const { values, positionals } = parsed;
+  const args = commandArgs(
+    context,
+    'keys',
+    USAGE,
+    { label: { type: 'string' }, json: { type: 'boolean' } },
+    true,
+  );
+  if (!args) return 0;
+  const { values, positionals } = args;
   const [action, ...rest] = positionals;
-  if (values.help || action === undefined) {
+  if (action === undefined) {
     context.stdout(USAGE);
-    return values.help ? 0 : 2;
+    return 2;
   }
   const arity = { add: [2, 2], list: [0, 1], remove: [1, 1] } as const;
   const wanted = arity[action as keyof typeof arity];

@@ -106,15 +106,17 @@ export const PublicOrigin = v.pipe(
   v.transform((url) => url.origin),
 );
 
+/** The items of a comma-separated list, trimmed, empty ones left out. */
+const commaList = (text: string): string[] =>
+  text
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+
 /** Web origins (http or https, no path), separated by commas; the value is each one's origin. */
 export const OriginList = v.pipe(
   v.string(),
-  v.transform((text) =>
-    text
-      .split(',')
-      .map((item) => item.trim())
-      .filter(Boolean),
-  ),
+  v.transform(commaList),
   v.check(
     (items) => items.every(isOrigin),
     (issue) =>
@@ -157,12 +159,7 @@ const isProxyItem = (item: string): boolean => {
 /** Comma-separated addresses, CIDRs and "loopback"; "none" alone is the empty list. */
 export const ProxyList = v.pipe(
   v.string(),
-  v.transform((text) =>
-    text
-      .split(',')
-      .map((item) => item.trim())
-      .filter(Boolean),
-  ),
+  v.transform(commaList),
   v.transform((items) => (items.length === 1 && items[0] === 'none' ? [] : items)),
   v.check(
     (items) => items.every(isProxyItem),
@@ -174,12 +171,7 @@ export const ProxyList = v.pipe(
 /** Names separated by commas, each held to the rule for names in rooms. */
 export const NameList = v.pipe(
   v.string(),
-  v.transform((text) =>
-    text
-      .split(',')
-      .map((item) => item.trim())
-      .filter(Boolean),
-  ),
+  v.transform(commaList),
   v.check(
     (items) => items.every((item) => nameProblem(item) === undefined),
     (issue) => {
