@@ -6,14 +6,14 @@ import * as v from 'valibot';
 import type { Limits } from '../config.ts';
 import type { OriginPolicy } from '../http/origins.ts';
 import type { Hub } from '../hub/hub.ts';
-import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
+import type { Outgoing, Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
-import { CloseCode, ErrorCode, NoticeCode, RefusalCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
-import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
+import { ReadGate, rateLimitedNotice, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
 
 /** Who a browser connection is and where it goes, decided before the upgrade. */
 export interface BrowserIdentity {
@@ -261,15 +261,7 @@ export class BrowserDoor {
           resume: () => reading.release('rate'),
           slowed: (retryAfterMs) => {
             log.info('browser slowed: sending faster than its rate', { user: who.user, remote: who.remote });
-            hub.notify(
-              joined,
-              new Encoded({
-                type: 'notice',
-                code: NoticeCode.RateLimited,
-                message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
-                retry_after_ms: retryAfterMs,
-              }),
-            );
+            hub.notify(joined, rateLimitedNotice(retryAfterMs));
           },
           flood: (reason) => {
             log.warn('browser closed: kept sending faster than its rate', {

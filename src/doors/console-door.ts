@@ -6,7 +6,7 @@ import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
-import { CloseCode, ErrorCode, NoticeCode } from '../protocol/codes.ts';
+import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
 import {
   decodeAuthFrame,
@@ -19,7 +19,7 @@ import {
 import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter, ndjsonLines } from './ndjson.ts';
-import { ReadGate, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
+import { ReadGate, rateLimitedNotice, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
 
 /** Console door settings. */
 export interface ConsoleDoorOptions {
@@ -365,15 +365,7 @@ function serveConsole(
     resume: () => reading.release('rate'),
     slowed: (retryAfterMs) => {
       log.info('console slowed: sending faster than its rate', { remote, user: peer?.user });
-      if (peer?.optedIn)
-        write(
-          new Encoded({
-            type: 'notice',
-            code: NoticeCode.RateLimited,
-            message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
-            retry_after_ms: retryAfterMs,
-          }),
-        );
+      if (peer?.optedIn) write(rateLimitedNotice(retryAfterMs));
     },
     flood: (reason) => {
       log.warn('console closed: kept sending faster than its rate', { remote, user: peer?.user, reason });

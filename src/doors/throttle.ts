@@ -1,6 +1,8 @@
 // Flood control that slows and never drops: a token bucket per connection in front of a short queue.
 // A connection over its rate stops being read until tokens refill (IRC's "fakelag"), so the excess
 // waits in the client's and the kernel's buffers and then arrives, in order.
+import { Encoded } from '../hub/peer.ts';
+import { NoticeCode } from '../protocol/codes.ts';
 
 /** How fast a connection may send, and when a sender that never slows down is closed. */
 export interface ThrottleLimits {
@@ -217,4 +219,14 @@ export function throttleLimits(limits: {
     maxSlowedMs: limits.floodTimeoutMs,
     maxHeldBytes: MAX_HELD_BYTES,
   };
+}
+
+/** The notice a slowed opted-in client gets once, when slowing starts. */
+export function rateLimitedNotice(retryAfterMs: number): Encoded {
+  return new Encoded({
+    type: 'notice',
+    code: NoticeCode.RateLimited,
+    message: 'sending faster than the rate allows; frames are being slowed, none is dropped',
+    retry_after_ms: retryAfterMs,
+  });
 }
