@@ -14,6 +14,7 @@ import {
   type ServerHandle,
   type ServerKind,
   startServer,
+  useEarlierBuild,
 } from './servers.ts';
 import * as w from './workloads.ts';
 
@@ -24,7 +25,8 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
-    servers: { type: 'string', default: SERVER_KINDS.join(',') },
+    servers: { type: 'string' },
+    earlier: { type: 'string' },
     workers: { type: 'string', default: '2' },
     'warmup-ms': { type: 'string' },
     'measure-ms': { type: 'string' },
@@ -52,7 +54,8 @@ if (flags.help) {
   process.stdout.write(`npm run bench -- [flags]
   --quick                 ~2-minute smoke run
   --only LIST             workloads: ${WORKLOADS.join(',')}
-  --servers LIST          servers: ${SERVER_KINDS.join(',')}
+  --servers LIST          servers: ${SERVER_KINDS.join(',')} (earlier: only with --earlier)
+  --earlier DIR           also measure an earlier build: a checkout of it with dist/ built and node_modules
   --workers N             load-generator worker threads (2)
   --warmup-ms, --measure-ms        per step
   --room100-steps, --room1000-steps, --rooms-steps   offered deliveries/s, comma-separated
@@ -102,7 +105,11 @@ const options = {
   joins: num(flags.joins, 200, 30),
 };
 const workloads = (flags.only?.split(',') ?? [...WORKLOADS]) as Workload[];
-const servers = flags.servers.split(',') as ServerKind[];
+// The earlier build runs only when one is named.
+const servers = (
+  flags.servers ?? SERVER_KINDS.filter((k) => k !== 'earlier' || flags.earlier).join(',')
+).split(',') as ServerKind[];
+if (flags.earlier) useEarlierBuild(flags.earlier);
 for (const x of workloads) if (!WORKLOADS.includes(x)) throw new Error(`unknown workload ${x}`);
 for (const x of servers) if (!SERVER_KINDS.includes(x)) throw new Error(`unknown server ${x}`);
 

@@ -7,11 +7,12 @@ import { spawnServerProcess } from '../support/server-process.ts';
 import type { AgentReport } from './agent.ts';
 import type { Target } from './loadgen/clients.ts';
 
-export const SERVER_KINDS = ['ours', 'plain', 'naive', 'socketio'] as const;
+export const SERVER_KINDS = ['ours', 'earlier', 'plain', 'naive', 'socketio'] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
 export const SERVER_LABELS: Record<ServerKind, string> = {
   ours: 'runspec-room',
+  earlier: 'runspec-room, earlier build',
   plain: '(a) plain ws+net',
   naive: '(b) naive libSQL',
   socketio: '(c) Socket.IO',
@@ -33,6 +34,13 @@ export const OURS_ENV = {
 };
 
 let snapshot: string | undefined;
+let earlier: string | undefined;
+
+/** An earlier build of runspec-room to measure beside this one (a checkout with dist/ built): --earlier DIR. */
+export function useEarlierBuild(dir: string): void {
+  if (!existsSync(join(dir, 'dist/main.js'))) throw new Error(`${dir} has no dist/main.js: build it first`);
+  earlier = dir;
+}
 
 /**
  * Copy the built server (dist/, drizzle/, static/, package.json; node_modules linked) once per run, so
@@ -76,15 +84,17 @@ export interface ServerHandle {
 function command(kind: ServerKind, db: string, options: StartOptions): string[] {
   const node = [process.execPath];
   if (options.gc) node.push('--expose-gc');
-  if (kind === 'ours') {
-    if (options.cpuProfDir) node.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
+  if (kind === 'ours' || kind === 'earlier') {
+    if (kind === 'earlier' && !earlier) throw new Error('the earlier server needs --earlier DIR');
+    if (options.cpuProfDir && kind === 'ours')
+      node.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
     return [
       ...node,
       '--import',
       'tsx',
       '--import',
       join(ROOT, 'bench/agent-preload.ts'),
-      join(snapshotRoot(), 'dist/main.js'),
+      join(kind === 'ours' ? snapshotRoot() : (earlier as string), 'dist/main.js'),
       '--port',
       '0',
       '--ndjson-port',
@@ -110,7 +120,7 @@ export async function startServer(kind: ServerKind, options: StartOptions = {}):
   const server = await spawnServerProcess('bash', ['-c', script], {
     cwd: ROOT,
     env: {
-      ...(kind === 'ours' ? OURS_ENV : {}),
+      ...(kind === 'ours' || kind === 'earlier' ? OURS_ENV : {}),
       CONSOLE_ROOM_LOG_LEVEL: 'info',
       BENCH_AGENT_GC: options.gc ? '1' : '0',
     },
