@@ -116,11 +116,15 @@ describe('a WebSocket handshake that stalls', () => {
       release = resolve;
     });
     const hub = new Hub({ transcript: {} as Transcript });
-    // A door whose admission never answers (a session lookup on a stuck database, say).
+    // A door whose admission never answers for `a` (a session lookup on a stuck database, say); `b`
+    // gets in at once.
     const wiring = {
       door: {
-        admit: async () =>
-          stalled.then(() => ({ ok: false, status: 503, code: 'shutting_down', message: '' })),
+        admit: async (request: { query(): Record<string, string> }) =>
+          request.query().user === 'b'
+            ? { ok: true, identity: {}, release: () => {} }
+            : stalled.then(() => ({ ok: false, status: 503, code: 'shutting_down', message: '' })),
+        events: () => ({}),
       },
       client: clientInfo(trustList([]), () => ({ address: '', encrypted: false })),
     } as unknown as Wiring;
@@ -140,10 +144,13 @@ describe('a WebSocket handshake that stalls', () => {
     );
     try {
       const started = performance.now();
-      const { response, closedByServer } = await raw(
+      const stalledOne = raw(
         'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
         listening.port,
       );
+      // Another browser that gets in meanwhile does not stop the stalled one's clock.
+      expect(await upgradeStatus(`ws://127.0.0.1:${listening.port}/ws?user=b&room=b`)).toBe(101);
+      const { response, closedByServer } = await stalledOne;
       expect(closedByServer).toBe(true);
       expect(response).toBe('');
       expect(performance.now() - started).toBeGreaterThanOrEqual(250);

@@ -87,6 +87,15 @@ function wire(ws: WebSocket, events: WSEvents): void {
 }
 
 /**
+ * The door hears of the socket's close however the handshake went. Made apart from the upgrade, so
+ * the listener, which lives as long as the connection, does not keep the upgrade request alive (a
+ * closure holds the whole scope it was made in: the request, its headers and their arrays).
+ */
+function closeWith(socket: Socket, events: WSEvents): void {
+  socket.once('close', () => events.onClose?.({ code: 1006 } as CloseEvent, undefined as never));
+}
+
+/**
  * The upgrade, as the Hono route would do it (app.ts), without the route: admission by the same
  * door from Node's request, then ws's own handshake. Taking upgrades before the app does keeps a
  * new browser connection within about a tenth of what a bare ws server spends on one (building a
@@ -118,7 +127,7 @@ async function admitAndUpgrade(
     return;
   }
   const events = wiring.door.events(admission);
-  socket.once('close', () => events.onClose?.({ code: 1006 } as CloseEvent, undefined as never));
+  closeWith(socket, events);
   // HSTS on the 101 too, where the request really came over https.
   const addHeaders = (headers: string[]): void => {
     if (wiring.client.secure(hop)) headers.push('Strict-Transport-Security: max-age=31536000');
@@ -221,16 +230,18 @@ async function listen(
       socket.destroy();
     }, options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
     timer.unref();
-    const opened = (): void => clearTimeout(timer);
-    socket.once('close', opened);
-    wss.once('connection', opened);
-    admitAndUpgrade(wiring, wss, request, socket, head).then(
-      () => wss.off('connection', opened),
-      (error: unknown) => {
-        log.error('upgrade failed', { error: String(error) });
-        refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
-      },
-    );
+    // Settled when this socket's upgrade is done (opened or refused) or the socket closed; nothing of
+    // it stays on the socket afterwards.
+    const settled = (): void => {
+      clearTimeout(timer);
+      socket.off('close', settled);
+    };
+    socket.once('close', settled);
+    admitAndUpgrade(wiring, wss, request, socket, head).then(settled, (error: unknown) => {
+      settled();
+      log.error('upgrade failed', { error: String(error) });
+      refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
