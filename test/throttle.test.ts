@@ -189,10 +189,10 @@ describe('throttle', () => {
 describe('read gate', () => {
   it('reads again only once every reason to pause has gone', () => {
     const events: string[] = [];
-    const gate = new ReadGate(
-      () => events.push('pause'),
-      () => events.push('resume'),
-    );
+    const gate = new ReadGate({
+      stopReading: () => events.push('pause'),
+      startReading: () => events.push('resume'),
+    });
     gate.hold('rate');
     gate.hold('commit');
     gate.release('rate');

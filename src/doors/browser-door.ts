@@ -250,10 +250,10 @@ export class BrowserDoor {
           },
         };
         peer = joined;
-        const reading = new ReadGate(
-          () => access.pause(ws),
-          () => access.resume(ws),
-        );
+        const reading = new ReadGate({
+          stopReading: () => access.pause(ws),
+          startReading: () => access.resume(ws),
+        });
         handler = new ConnectionHandler(hub, joined, reading, who.room);
         throttle = new Throttle<unknown>(this.#throttle, {
           take,

@@ -1,9 +1,9 @@
 // The console door: an NDJSON listener on localhost. The first valid frame, hello, binds identity.
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import type { Challenge, ConsoleIdentity, HelloVerdict } from '../auth/console-keys.ts';
+import type { Challenge, ConsoleIdentity, HelloVerdict, LiveConsole } from '../auth/console-keys.ts';
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
-import { Encoded, type Peer } from '../hub/peer.ts';
+import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
 import type { Log } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
@@ -19,7 +19,16 @@ import {
 import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
 import { decodeUtf8, LineSplitter, ndjsonLines } from './ndjson.ts';
-import { ReadGate, rateLimitedNotice, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
+import {
+  type FloodReason,
+  type Pausable,
+  ReadGate,
+  rateLimitedNotice,
+  Throttle,
+  type ThrottleLimits,
+  type ThrottleTarget,
+  throttleLimits,
+} from './throttle.ts';
 
 /** Console door settings. */
 export interface ConsoleDoorOptions {
@@ -58,44 +67,48 @@ export interface ConsoleDoor {
 
 const PING = new Encoded({ type: 'ping' });
 
-/** What the door keeps per opted-in connection for its heartbeat. */
-interface Live {
-  /** Something arrived since the last ping. */
-  heard: boolean;
+/** What every connection of one door shares. */
+interface DoorState {
+  readonly options: ConsoleDoorOptions;
+  readonly log: Log;
+  readonly metrics: Metrics;
+  readonly limit: ConnectionLimit;
+  readonly connections: Set<ConsoleConnection>;
+  /** Opted-in connections: they are pinged. */
+  readonly heartbeats: Set<ConsoleConnection>;
+  readonly maxUnsent: number;
+  readonly maxLine: number;
+  readonly helloTimeoutMs: number;
+  readonly throttle: ThrottleLimits;
 }
 
 /** Start listening; rejects with the listen error (for example EADDRINUSE). */
 export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<ConsoleDoor> {
   const { log } = options;
-  const sockets = new Set<Socket>();
-  const heartbeats = new Map<Socket, Live>();
-  const limit = new ConnectionLimit(options.maxConnections ?? DEFAULT_LIMITS.maxConsoles);
-  const metrics = options.metrics ?? noMetrics;
-  /** Why the server ended a connection, where it did; the first reason given counts. */
-  const why = new WeakMap<Socket, DisconnectReason>();
-  const end = (socket: Socket, reason: DisconnectReason): void => {
-    if (!why.has(socket)) why.set(socket, reason);
+  const door: DoorState = {
+    options,
+    log,
+    metrics: options.metrics ?? noMetrics,
+    limit: new ConnectionLimit(options.maxConnections ?? DEFAULT_LIMITS.maxConsoles),
+    connections: new Set(),
+    heartbeats: new Set(),
+    maxUnsent: options.maxUnsentBytes ?? DEFAULT_LIMITS.maxUnsentBytes,
+    maxLine: options.maxLineBytes ?? MAX_FRAME_BYTES,
+    helloTimeoutMs: options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs,
+    throttle: options.throttle ?? throttleLimits(DEFAULT_LIMITS),
   };
   const server: Server = createServer(
     { noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 },
     (socket) => {
-      const release = limit.acquire('console');
-      if (!release) {
+      if (!door.limit.take(CONSOLE)) {
         log.warn('console refused: connection limit reached', {
           remote: `${socket.remoteAddress}:${socket.remotePort}`,
         });
         socket.destroy();
         return;
       }
-      sockets.add(socket);
-      metrics.opened('console');
-      socket.once('close', () => {
-        sockets.delete(socket);
-        heartbeats.delete(socket);
-        release();
-        metrics.disconnected('console', why.get(socket) ?? 'closed');
-      });
-      serveConsole(socket, options, heartbeats, (reason) => end(socket, reason));
+      door.metrics.opened('console');
+      door.connections.add(new ConsoleConnection(socket, door));
     },
   );
   await new Promise<void>((resolve, reject) => {
@@ -110,18 +123,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   // Opted-in consoles are pinged each interval; one that said nothing since the last ping is gone,
   // so a dead console leaves its room within two intervals.
   const timer = setInterval(() => {
-    for (const [socket, live] of heartbeats) {
-      if (!live.heard) {
-        log.info('console closed: no answer to ping', {
-          remote: `${socket.remoteAddress}:${socket.remotePort}`,
-        });
-        end(socket, 'heartbeat');
-        socket.destroy();
-        continue;
-      }
-      live.heard = false;
-      socket.write(ndjsonLines(PING));
-    }
+    for (const connection of door.heartbeats) connection.ping();
   }, options.heartbeatMs ?? DEFAULT_LIMITS.heartbeatMs);
   timer.unref();
 
@@ -134,136 +136,222 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
       server.close();
     },
     destroyAll: () => {
-      for (const socket of sockets) {
-        end(socket, 'shutdown');
-        socket.destroy();
-      }
+      for (const connection of door.connections) connection.destroy('shutdown');
     },
     get connections() {
-      return sockets.size;
+      return door.connections.size;
     },
   };
 }
 
-function serveConsole(
-  socket: Socket,
-  options: ConsoleDoorOptions,
-  heartbeats: Map<Socket, Live>,
-  end: (reason: DisconnectReason) => void,
-): void {
-  const { hub, log } = options;
-  const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-  const splitter = new LineSplitter(options.maxLineBytes ?? MAX_FRAME_BYTES);
-  const maxUnsent = options.maxUnsentBytes ?? DEFAULT_LIMITS.maxUnsentBytes;
-  const reading = new ReadGate(
-    () => socket.pause(),
-    () => socket.resume(),
-  );
-  let peer: Peer | undefined;
-  let handler: ConnectionHandler | undefined;
-  let optedIn = false;
+/** The key every console counts under in the door's limit (consoles all come from localhost). */
+const CONSOLE = 'console';
 
-  let helloTimer = setTimeout(() => {
-    log.info('console closed: no hello in time', { remote });
-    end('hello_timeout');
-    socket.destroy();
-  }, options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs);
+/** The connection a socket serves, for the listeners the door adds once for every socket. */
+const CONNECTION = Symbol('console connection');
+type ServedSocket = Socket & { [CONNECTION]: ConsoleConnection };
 
-  /** Every write of the door counts against the unsent bound, joined or not. */
-  const write = (frame: Encoded): void => {
-    if (socket.destroyed) return;
-    if (socket.writableLength > maxUnsent) {
-      log.warn('console closed: it does not read what it is sent', { remote, user: peer?.user });
-      end('slow');
-      socket.destroy();
+// Listeners shared by every socket (`this` is the socket): one function each for the whole door,
+// where a closure per socket would cost every idle console its memory.
+function onData(this: ServedSocket, chunk: Buffer): void {
+  this[CONNECTION].data(chunk);
+}
+function onError(this: ServedSocket, error: Error): void {
+  this[CONNECTION].error(error);
+}
+function onClose(this: ServedSocket): void {
+  this[CONNECTION].closed();
+}
+
+/** A hello the keys are still deciding on, or the connection was let in with. */
+interface Hello {
+  readonly frame: HelloFrame;
+  readonly since: number | undefined;
+  readonly ref: string | undefined;
+}
+
+/**
+ * One console: its socket read line by line at its rate, its hello (and a key's proof), then its
+ * frames handed to the ConnectionHandler. The fields are what an idle console costs, so each is
+ * made only when needed.
+ */
+class ConsoleConnection implements ThrottleTarget<Uint8Array>, Pausable {
+  readonly #socket: ServedSocket;
+  readonly #door: DoorState;
+  readonly #splitter: LineSplitter;
+  readonly #reading: ReadGate;
+  readonly #throttle: Throttle<Uint8Array>;
+  #peer: ConsolePeer | undefined;
+  #handler: ConnectionHandler | undefined;
+  /** The console asked for protocol 2 (before hello: a refused hello that asked for it). */
+  #optedIn = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Something arrived since the last ping. */
+  heard = true;
+  /** Why the server ended the connection, where it did; the first reason given counts. */
+  #ending: DisconnectReason | undefined;
+  /** A hello or an auth waits for an answer (the keys): lines that arrive meanwhile wait their turn. */
+  #busy = false;
+  #backlog: Uint8Array[] | undefined;
+  /** Turned away: what it sends from now on is not read. */
+  #over = false;
+  #challenge: Challenge | undefined;
+  #hello: Hello | undefined;
+  #detach: (() => void) | undefined;
+
+  constructor(socket: Socket, door: DoorState) {
+    this.#socket = socket as ServedSocket;
+    this.#socket[CONNECTION] = this;
+    this.#door = door;
+    this.#splitter = new LineSplitter(door.maxLine);
+    this.#reading = new ReadGate(this);
+    this.#throttle = new Throttle<Uint8Array>(door.throttle, this);
+    this.#timer = setTimeout(
+      () => this.#giveUp('console closed: no hello in time', 'hello_timeout'),
+      door.helloTimeoutMs,
+    );
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  }
+
+  get #remote(): string {
+    return `${this.#socket.remoteAddress}:${this.#socket.remotePort}`;
+  }
+
+  get #log(): Log {
+    return this.#door.log;
+  }
+
+  /** Reading stops (ReadGate). */
+  stopReading(): void {
+    this.#socket.pause();
+  }
+
+  startReading(): void {
+    this.#socket.resume();
+  }
+
+  /** End the connection at once, for `reason`. */
+  destroy(reason: DisconnectReason): void {
+    this.#end(reason);
+    this.#socket.destroy();
+  }
+
+  /** Flush what is queued, then end the connection. */
+  finish(reason: DisconnectReason): void {
+    this.#end(reason);
+    this.#socket.end();
+  }
+
+  #end(reason: DisconnectReason): void {
+    this.#ending ??= reason;
+  }
+
+  #giveUp(why: string, reason: DisconnectReason): void {
+    this.#log.info(why, { remote: this.#remote });
+    this.destroy(reason);
+  }
+
+  /** The heartbeat: ping, or end a console that said nothing since the last one. */
+  ping(): void {
+    if (!this.heard) {
+      this.#log.info('console closed: no answer to ping', { remote: this.#remote });
+      this.destroy('heartbeat');
       return;
     }
-    socket.write(ndjsonLines(frame));
-  };
+    this.heard = false;
+    this.#socket.write(ndjsonLines(PING));
+  }
 
-  // Before hello there is no peer yet; an opted-in console is still answered with error frames.
-  const refuse = (code: ErrorCode, message: string, ref?: string): void => {
-    if (peer) hub.refuse(peer, code, message, ref);
-    else if (optedIn)
-      write(new Encoded({ type: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
-  };
+  /** Every write of the door counts against the unsent bound, joined or not. */
+  write(frames: Outgoing): void {
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    if (socket.writableLength > this.#door.maxUnsent) {
+      this.#log.warn('console closed: it does not read what it is sent', {
+        remote: this.#remote,
+        user: this.#peer?.user,
+      });
+      this.destroy('slow');
+      return;
+    }
+    socket.write(ndjsonLines(frames));
+  }
 
-  /** A hello or an auth waits for an answer (the keys): lines that arrive meanwhile wait their turn. */
-  let busy = false;
-  let backlog: Uint8Array[] | undefined;
-  /** Turned away: what it sends from now on is not read. */
-  let over = false;
-  let challenge: Challenge | undefined;
-  let hello: { frame: HelloFrame; since: number | undefined; ref: string | undefined } | undefined;
-  let detach: (() => void) | undefined;
+  /** What the Hub sends: written as it is (the Hub judges slowness itself). */
+  send(frames: Outgoing): void {
+    this.#socket.write(ndjsonLines(frames));
+  }
+
+  get unsent(): number {
+    return this.#socket.writableLength;
+  }
+
+  /** Before hello there is no peer yet; an opted-in console is still answered with error frames. */
+  #refuse(code: ErrorCode, message: string, ref?: string): void {
+    if (this.#peer) this.#door.options.hub.refuse(this.#peer, code, message, ref);
+    else if (this.#optedIn)
+      this.write(new Encoded({ type: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
+  }
 
   /** Refuse the hello or its proof: an opted-in console is told why; then the connection ends. */
-  const turnAway = (code: ErrorCode, message: string, user: string, ref?: string): void => {
-    log.warn('console refused', { remote, user, code, reason: message });
-    refuse(code, message, ref);
-    over = true;
-    end('refused');
-    socket.end();
-  };
+  #turnAway(code: ErrorCode, message: string, ref?: string): void {
+    this.#log.warn('console refused', {
+      remote: this.#remote,
+      user: this.#hello?.frame.user,
+      code,
+      reason: message,
+    });
+    this.#refuse(code, message, ref);
+    this.#over = true;
+    this.finish('refused');
+  }
 
   /** Let the console in, under `user`: proven by a key (fingerprint), or as its hello claimed. */
-  const join = (user: string, fingerprint: string | undefined): void => {
-    if (!hello || socket.destroyed) return;
-    clearTimeout(helloTimer);
-    const { frame, since, ref } = hello;
-    const joined: Peer = {
+  #join(user: string, fingerprint: string | undefined): void {
+    const hello = this.#hello;
+    if (!hello || this.#socket.destroyed) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const { hub, identity } = this.#door.options;
+    const peer = new ConsolePeer(this, user, this.#optedIn, fingerprint !== undefined);
+    this.#peer = peer;
+    this.#handler = new ConnectionHandler(hub, peer, this.#reading, hello.frame.room);
+    if (peer.optedIn) this.#door.heartbeats.add(this);
+    this.#log.info('console joined', {
+      room: hello.frame.room,
       user,
-      via: 'console',
-      wantsBackscroll: false,
-      optedIn,
-      authenticated: fingerprint !== undefined,
-      send: (frames) => {
-        socket.write(ndjsonLines(frames));
-      },
-      bufferedAmount: () => socket.writableLength,
-      close: (code) => {
-        end(reasonOfClose(code));
-        // A slow or flooding console's backlog is dropped; otherwise what is queued is flushed first.
-        if (code === CloseCode.Slow || code === CloseCode.Flood) socket.destroy();
-        else socket.end();
-      },
-    };
-    peer = joined;
-    handler = new ConnectionHandler(hub, joined, reading, frame.room);
-    if (joined.optedIn) heartbeats.set(socket, { heard: true });
-    log.info('console joined', {
-      room: frame.room,
-      user,
-      remote,
-      protocol: frame.protocol ?? 1,
+      remote: this.#remote,
+      protocol: hello.frame.protocol ?? 1,
       ...(fingerprint === undefined ? {} : { key: fingerprint }),
     });
-    handler.start(since, ref);
-    detach = options.identity?.attach({
-      user,
-      fingerprint,
-      close: (code, message) => {
-        refuse(code, message);
-        if (peer) hub.drop(peer, CloseCode.Unauthorized, message);
-      },
-    });
-  };
+    this.#handler.start(hello.since, hello.ref);
+    if (identity) this.#detach = identity.attach(new WatchedConsole(this, user, fingerprint));
+  }
+
+  /** The keys no longer let this console in (its key was removed, its name got one). */
+  shutOut(code: ErrorCode, message: string): void {
+    this.#refuse(code, message);
+    if (this.#peer) this.#door.options.hub.drop(this.#peer, CloseCode.Unauthorized, message);
+  }
 
   /** Act on what the keys say of a hello. */
-  const decide = (verdict: HelloVerdict): void => {
-    if (!hello || socket.destroyed) return;
-    if (verdict.kind === 'plain') join(hello.frame.user, undefined);
-    else if (verdict.kind === 'refused') turnAway(verdict.code, verdict.message, hello.frame.user, hello.ref);
+  #decide(verdict: HelloVerdict): void {
+    const hello = this.#hello;
+    if (!hello || this.#socket.destroyed) return;
+    if (verdict.kind === 'plain') this.#join(hello.frame.user, undefined);
+    else if (verdict.kind === 'refused') this.#turnAway(verdict.code, verdict.message, hello.ref);
     else {
-      challenge = verdict.challenge;
+      const challenge = verdict.challenge;
+      this.#challenge = challenge;
       // The console may need a person to touch a key or unlock an agent: it has the nonce's lifetime.
-      clearTimeout(helloTimer);
-      helloTimer = setTimeout(() => {
-        log.info('console closed: challenge not answered in time', { remote });
-        end('hello_timeout');
-        socket.destroy();
-      }, challenge.expiresInMs);
-      write(
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(
+        () => this.#giveUp('console closed: challenge not answered in time', 'hello_timeout'),
+        challenge.expiresInMs,
+      );
+      this.write(
         new Encoded({
           type: 'challenge',
           nonce: challenge.nonce,
@@ -272,136 +360,217 @@ function serveConsole(
         }),
       );
     }
-  };
+  }
 
   /** Hold the lines that follow until `work` is done, then take them in order. */
-  const await_ = (work: Promise<void>): void => {
-    busy = true;
-    reading.hold('identity');
+  #wait(work: Promise<void>): void {
+    this.#busy = true;
+    this.#reading.hold('identity');
     void work
       .catch((error: unknown) => {
-        log.error('console identity failed', { remote, error: String(error) });
-        end('error');
-        socket.destroy();
+        this.#log.error('console identity failed', { remote: this.#remote, error: String(error) });
+        this.destroy('error');
       })
       .finally(() => {
-        busy = false;
-        reading.release('identity');
-        while (!busy && backlog?.length && !socket.destroyed) take(backlog.shift() as Uint8Array);
+        this.#busy = false;
+        this.#reading.release('identity');
+        const backlog = this.#backlog;
+        while (!this.#busy && backlog?.length && !this.#socket.destroyed)
+          this.take(backlog.shift() as Uint8Array);
       });
-  };
+  }
 
-  const bind = (frame: HelloFrame, text: string): void => {
+  #bind(frame: HelloFrame, text: string): void {
     const opted = (frame.protocol ?? 1) >= PROTOCOL_VERSION;
     // A protocol-2 hello may resume its room, carry a ref and offer a key; a seed hello's other fields are ignored.
     const extras = opted ? helloExtras(text) : { ok: true as const, frame: {} as HelloExtras };
-    optedIn = opted;
+    this.#optedIn = opted;
     if (!extras.ok) {
-      refuse(extras.code, extras.message, extras.ref);
+      this.#refuse(extras.code, extras.message, extras.ref);
       return;
     }
-    hello = { frame, since: extras.frame.since, ref: extras.frame.ref };
-    const identity = options.identity;
+    this.#hello = { frame, since: extras.frame.since, ref: extras.frame.ref };
+    const identity = this.#door.options.identity;
     if (!identity) {
-      join(frame.user, undefined);
+      this.#join(frame.user, undefined);
       return;
     }
     const verdict = identity.admit({ user: frame.user, key: extras.frame.key });
-    if (verdict instanceof Promise) await_(verdict.then(decide));
-    else decide(verdict);
-  };
+    if (verdict instanceof Promise) this.#wait(verdict.then((v) => this.#decide(v)));
+    else this.#decide(verdict);
+  }
 
   /** The console's answer to its challenge. */
-  const answer = (text: string, current: Challenge): void => {
-    const user = hello?.frame.user ?? '';
+  #answer(text: string, challenge: Challenge): void {
     const decoded = decodeAuthFrame(text);
-    challenge = undefined;
+    this.#challenge = undefined;
     if (!decoded.ok) {
-      turnAway(ErrorCode.AuthFailed, decoded.message, user, decoded.ref);
+      this.#turnAway(ErrorCode.AuthFailed, decoded.message, decoded.ref);
       return;
     }
-    await_(
-      current.prove(decoded.frame.signature).then((proof) => {
-        if (proof.ok) join(proof.proven.user, proof.proven.fingerprint);
-        else turnAway(ErrorCode.AuthFailed, proof.message, user, hello?.ref);
+    this.#wait(
+      challenge.prove(decoded.frame.signature).then((proof) => {
+        if (proof.ok) this.#join(proof.proven.user, proof.proven.fingerprint);
+        else this.#turnAway(ErrorCode.AuthFailed, proof.message, this.#hello?.ref);
       }),
     );
-  };
+  }
 
-  /** One line, at most at the connection's rate. */
-  const take = (bytes: Uint8Array): void => {
-    if (socket.destroyed || over) return;
-    if (busy) {
-      backlog ??= [];
-      backlog.push(bytes);
+  /** One line, at most at the connection's rate (ThrottleTarget). */
+  take(bytes: Uint8Array): void {
+    if (this.#socket.destroyed || this.#over) return;
+    if (this.#busy) {
+      this.#backlog ??= [];
+      this.#backlog.push(bytes);
       return;
     }
     const text = decodeUtf8(bytes);
     if (text === undefined) {
-      log.warn('console line refused: invalid UTF-8', { remote });
-      refuse(ErrorCode.BadUtf8, 'line is not valid UTF-8; it was ignored');
+      this.#log.warn('console line refused: invalid UTF-8', { remote: this.#remote });
+      this.#refuse(ErrorCode.BadUtf8, 'line is not valid UTF-8; it was ignored');
       return;
     }
     if (text.trim() === '') return;
-    if (challenge) {
-      answer(text, challenge);
+    if (this.#challenge) {
+      this.#answer(text, this.#challenge);
       return;
     }
-    const decoded = decodeClientFrame(text, peer?.optedIn ?? false);
+    const decoded = decodeClientFrame(text, this.#peer?.optedIn ?? false);
     if (!decoded.ok) {
-      log.debug('console frame skipped', { remote, code: decoded.code, reason: decoded.message });
-      if (!peer) optedIn ||= decoded.optedIn;
-      refuse(decoded.code, decoded.message, decoded.ref);
+      this.#log.debug('console frame skipped', {
+        remote: this.#remote,
+        code: decoded.code,
+        reason: decoded.message,
+      });
+      if (!this.#peer) this.#optedIn ||= decoded.optedIn;
+      this.#refuse(decoded.code, decoded.message, decoded.ref);
       return;
     }
-    if (handler) handler.handle(decoded.frame);
-    else if (decoded.frame.type === 'hello' && !hello) bind(decoded.frame, text);
+    if (this.#handler) this.#handler.handle(decoded.frame);
+    else if (decoded.frame.type === 'hello' && !this.#hello) this.#bind(decoded.frame, text);
     // Frames before hello have no effect.
-  };
+  }
 
-  const throttle = new Throttle<Uint8Array>(options.throttle ?? throttleLimits(DEFAULT_LIMITS), {
-    take,
-    pause: () => reading.hold('rate'),
-    resume: () => reading.release('rate'),
-    slowed: (retryAfterMs) => {
-      log.info('console slowed: sending faster than its rate', { remote, user: peer?.user });
-      if (peer?.optedIn) write(rateLimitedNotice(retryAfterMs));
-    },
-    flood: (reason) => {
-      log.warn('console closed: kept sending faster than its rate', { remote, user: peer?.user, reason });
-      end('flood');
-      socket.destroy();
-    },
-    held: () => options.metrics?.throttled('console'),
-  });
+  pause(): void {
+    this.#reading.hold('rate');
+  }
 
-  socket.on('data', (chunk: Buffer) => {
-    const live = heartbeats.get(socket);
-    if (live) live.heard = true;
-    const { lines, overflow } = splitter.push(chunk);
+  resume(): void {
+    this.#reading.release('rate');
+  }
+
+  slowed(retryAfterMs: number): void {
+    this.#log.info('console slowed: sending faster than its rate', {
+      remote: this.#remote,
+      user: this.#peer?.user,
+    });
+    if (this.#peer?.optedIn) this.write(rateLimitedNotice(retryAfterMs));
+  }
+
+  flood(reason: FloodReason): void {
+    this.#log.warn('console closed: kept sending faster than its rate', {
+      remote: this.#remote,
+      user: this.#peer?.user,
+      reason,
+    });
+    this.destroy('flood');
+  }
+
+  held(): void {
+    this.#door.metrics.throttled('console');
+  }
+
+  data(chunk: Buffer): void {
+    this.heard = true;
+    const { lines, overflow } = this.#splitter.push(chunk);
     for (const bytes of lines) {
-      if (socket.destroyed) return;
+      if (this.#socket.destroyed) return;
       // Blank lines are skipped without counting against the rate.
       if (isBlank(bytes)) continue;
-      throttle.push(bytes, bytes.length + 1);
+      this.#throttle.push(bytes, bytes.length + 1);
     }
     if (overflow) {
-      log.warn('console closed: line longer than the limit', { remote, user: peer?.user });
-      end('too_large');
-      socket.destroy();
+      this.#log.warn('console closed: line longer than the limit', {
+        remote: this.#remote,
+        user: this.#peer?.user,
+      });
+      this.destroy('too_large');
     }
-  });
+  }
 
-  socket.on('error', (error) => log.debug('console socket error', { remote, error: String(error) }));
-  socket.on('close', () => {
-    clearTimeout(helloTimer);
-    throttle.close();
-    detach?.();
-    if (peer) {
-      handler?.stop();
-      log.info('console left', { user: peer.user, remote });
+  error(error: Error): void {
+    this.#log.debug('console socket error', { remote: this.#remote, error: String(error) });
+  }
+
+  closed(): void {
+    const door = this.#door;
+    door.connections.delete(this);
+    door.heartbeats.delete(this);
+    door.limit.give(CONSOLE);
+    door.metrics.disconnected('console', this.#ending ?? 'closed');
+    clearTimeout(this.#timer);
+    this.#throttle.close();
+    this.#detach?.();
+    if (this.#peer) {
+      this.#handler?.stop();
+      this.#log.info('console left', { user: this.#peer.user, remote: this.#remote });
     }
-  });
+  }
+}
+
+/** A joined console, as the Hub sees it. */
+class ConsolePeer implements Peer {
+  readonly #connection: ConsoleConnection;
+  readonly user: string;
+  readonly optedIn: boolean;
+  readonly authenticated: boolean;
+
+  constructor(connection: ConsoleConnection, user: string, optedIn: boolean, authenticated: boolean) {
+    this.#connection = connection;
+    this.user = user;
+    this.optedIn = optedIn;
+    this.authenticated = authenticated;
+  }
+
+  get via(): 'console' {
+    return 'console';
+  }
+
+  /** Consoles never get backscroll unasked. */
+  get wantsBackscroll(): boolean {
+    return false;
+  }
+
+  send(frames: Outgoing): void {
+    this.#connection.send(frames);
+  }
+
+  bufferedAmount(): number {
+    return this.#connection.unsent;
+  }
+
+  close(code: number): void {
+    // A slow or flooding console's backlog is dropped; otherwise what is queued is flushed first.
+    if (code === CloseCode.Slow || code === CloseCode.Flood) this.#connection.destroy(reasonOfClose(code));
+    else this.#connection.finish(reasonOfClose(code));
+  }
+}
+
+/** A joined console, as the keys watch it. */
+class WatchedConsole implements LiveConsole {
+  readonly #connection: ConsoleConnection;
+  readonly user: string;
+  readonly fingerprint: string | undefined;
+
+  constructor(connection: ConsoleConnection, user: string, fingerprint: string | undefined) {
+    this.#connection = connection;
+    this.user = user;
+    this.fingerprint = fingerprint;
+  }
+
+  close(code: ErrorCode, message: string): void {
+    this.#connection.shutOut(code, message);
+  }
 }
 
 /** Whether a line holds nothing but ASCII spaces and tabs. */

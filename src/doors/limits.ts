@@ -21,17 +21,28 @@ export class ConnectionLimit {
 
   /** Count a connection; returns its release, or undefined when a limit is reached. */
   acquire(key: string): (() => void) | undefined {
-    if (this.why(key)) return undefined;
-    this.#total += 1;
-    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
+    if (!this.take(key)) return undefined;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#total -= 1;
-      const left = (this.#perKey.get(key) ?? 1) - 1;
-      if (left === 0) this.#perKey.delete(key);
-      else this.#perKey.set(key, left);
+      this.give(key);
     };
+  }
+
+  /** Count a connection if the limits allow it; whether they did. Each take is given back once. */
+  take(key: string): boolean {
+    if (this.why(key)) return false;
+    this.#total += 1;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
+    return true;
+  }
+
+  /** Give back what one take counted. */
+  give(key: string): void {
+    this.#total -= 1;
+    const left = (this.#perKey.get(key) ?? 1) - 1;
+    if (left === 0) this.#perKey.delete(key);
+    else this.#perKey.set(key, left);
   }
 }

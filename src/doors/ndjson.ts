@@ -18,7 +18,8 @@ export interface Split {
  */
 export class LineSplitter {
   readonly #maxLine: number;
-  #parts: Uint8Array[] = [];
+  /** The pieces of the line not yet ended; none (most of the time) takes no array. */
+  #parts: Uint8Array[] | undefined;
   #size = 0;
 
   constructor(maxLine: number) {
@@ -47,6 +48,7 @@ export class LineSplitter {
       // One byte of grace for a CR that a CRLF ending will turn out to need.
       const over = this.#size + rest.length - this.#maxLine;
       if (over > 1 || (over === 1 && rest[rest.length - 1] !== CR)) return this.#overflow(lines);
+      this.#parts ??= [];
       this.#parts.push(rest.slice());
       this.#size += rest.length;
     }
@@ -54,12 +56,12 @@ export class LineSplitter {
   }
 
   #endsWithCr(): boolean {
-    const last = this.#parts[this.#parts.length - 1];
+    const last = this.#parts?.[this.#parts.length - 1];
     return last !== undefined && last[last.length - 1] === CR;
   }
 
   #take(last: Uint8Array): Uint8Array {
-    if (this.#parts.length === 0) return last;
+    if (!this.#parts) return last;
     const line = new Uint8Array(this.#size + last.length);
     let offset = 0;
     for (const part of this.#parts) {
@@ -67,13 +69,13 @@ export class LineSplitter {
       offset += part.length;
     }
     line.set(last, offset);
-    this.#parts = [];
+    this.#parts = undefined;
     this.#size = 0;
     return line;
   }
 
   #overflow(lines: Uint8Array[]): Split {
-    this.#parts = [];
+    this.#parts = undefined;
     this.#size = 0;
     return { lines, overflow: true };
   }

@@ -183,25 +183,33 @@ export class Throttle<T> {
  * awaiting commit) and resumed when none does.
  */
 export class ReadGate {
-  readonly #pause: () => void;
-  readonly #resume: () => void;
-  readonly #holds = new Set<string>();
+  readonly #target: Pausable;
+  /** The reasons holding it: a few at most, so a list (a Set would cost every connection 150 bytes). */
+  #holds: string[] | undefined;
 
-  constructor(pause: () => void, resume: () => void) {
-    this.#pause = pause;
-    this.#resume = resume;
+  constructor(target: Pausable) {
+    this.#target = target;
   }
 
   hold(reason: string): void {
-    const was = this.#holds.size;
-    this.#holds.add(reason);
-    if (was === 0) this.#pause();
+    this.#holds ??= [];
+    if (this.#holds.includes(reason)) return;
+    this.#holds.push(reason);
+    if (this.#holds.length === 1) this.#target.stopReading();
   }
 
   release(reason: string): void {
-    if (!this.#holds.delete(reason)) return;
-    if (this.#holds.size === 0) this.#resume();
+    const at = this.#holds?.indexOf(reason) ?? -1;
+    if (at === -1 || !this.#holds) return;
+    this.#holds.splice(at, 1);
+    if (this.#holds.length === 0) this.#target.startReading();
   }
+}
+
+/** A connection whose reading can be stopped and started. */
+export interface Pausable {
+  stopReading(): void;
+  startReading(): void;
 }
 
 /** Bytes held for one slowed connection: a few reads' worth where reading pauses, the bound where it cannot. */
