@@ -13,7 +13,16 @@ import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
 import { ConnectionLimit } from './limits.ts';
-import { ReadGate, rateLimitedNotice, Throttle, type ThrottleLimits, throttleLimits } from './throttle.ts';
+import {
+  type FloodReason,
+  type Pausable,
+  ReadGate,
+  rateLimitedNotice,
+  Throttle,
+  type ThrottleLimits,
+  type ThrottleTarget,
+  throttleLimits,
+} from './throttle.ts';
 
 /** Who a browser connection is and where it goes, decided before the upgrade. */
 export interface BrowserIdentity {
@@ -139,6 +148,8 @@ export class BrowserDoor {
   readonly #throttle: ThrottleLimits;
   readonly #access: SocketAccess;
   readonly #metrics: Metrics;
+  /** What its connections share: one object for all of them. */
+  #shared: DoorShared | undefined;
 
   constructor(options: BrowserDoorOptions) {
     this.#options = options;
@@ -196,112 +207,211 @@ export class BrowserDoor {
    * that never completed); either way it runs once and gives back the connection slot.
    */
   events(admitted: Admission & { ok: true }): WSEvents {
-    const { hub, log } = this.#options;
-    const who = admitted.identity;
-    const access = this.#access;
-    const metrics = this.#metrics;
-    /** Why the server closed the socket, where it did. */
-    let why: DisconnectReason | undefined;
-    let opened = false;
-    let peer: Peer | undefined;
-    let handler: ConnectionHandler | undefined;
-    let throttle: Throttle<unknown> | undefined;
-    let detach: (() => void) | undefined;
-    let closed = false;
-
-    /** One frame, at most at the connection's rate. */
-    const take = (data: unknown): void => {
-      if (!peer || !handler) return;
-      if (typeof data !== 'string') {
-        hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
-        return;
-      }
-      const decoded = decodeClientFrame(data, true);
-      if (!decoded.ok) {
-        hub.refuse(peer, decoded.code, decoded.message, decoded.ref);
-        return;
-      }
-      handler.handle(decoded.frame);
+    this.#shared ??= {
+      hub: this.#options.hub,
+      log: this.#options.log,
+      access: this.#access,
+      metrics: this.#metrics,
+      throttle: this.#throttle,
     };
+    return new BrowserConnection(this.#shared, admitted);
+  }
+}
 
-    return {
-      onOpen: (_event, ws) => {
-        if (closed) return;
-        opened = true;
-        metrics.opened('browser');
-        detach = who.attach?.((code, reason) => {
-          why ??= reasonOfClose(code);
-          ws.close(code, reason);
-        });
-        const joined: Peer = {
-          user: who.user,
-          via: 'browser',
-          wantsBackscroll: true,
-          optedIn: true,
-          authenticated: who.authenticated,
-          send: (frames) => access.send(ws, frames),
-          bufferedAmount: () => access.bufferedAmount(ws),
-          close: (code, reason) => {
-            why ??= reasonOfClose(code);
-            ws.close(code, reason);
-            // The client's answering close frame is behind whatever it sent while reading was
-            // paused; reading again lets the closing handshake finish instead of timing out.
-            access.resume(ws);
-          },
-        };
-        peer = joined;
-        const reading = new ReadGate({
-          stopReading: () => access.pause(ws),
-          startReading: () => access.resume(ws),
-        });
-        handler = new ConnectionHandler(hub, joined, reading, who.room);
-        throttle = new Throttle<unknown>(this.#throttle, {
-          take,
-          pause: () => reading.hold('rate'),
-          resume: () => reading.release('rate'),
-          slowed: (retryAfterMs) => {
-            log.info('browser slowed: sending faster than its rate', { user: who.user, remote: who.remote });
-            hub.notify(joined, rateLimitedNotice(retryAfterMs));
-          },
-          flood: (reason) => {
-            log.warn('browser closed: kept sending faster than its rate', {
-              user: who.user,
-              remote: who.remote,
-              reason,
-            });
-            hub.drop(joined, CloseCode.Flood, 'sending too fast for too long');
-          },
-          held: () => metrics.throttled('browser'),
-        });
-        log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
-        handler.start(who.since, undefined);
-      },
-      onMessage: (event, ws) => {
-        if (!throttle || ws.readyState !== 1) return;
-        throttle.push(event.data, frameSize(event.data));
-      },
-      onClose: (event) => {
-        if (closed) return;
-        closed = true;
-        throttle?.close();
-        detach?.();
-        admitted.release();
-        if (opened) {
-          const lapsed = event.reason === HEARTBEAT_LAPSED ? 'heartbeat' : undefined;
-          metrics.disconnected('browser', why ?? lapsed ?? (event.code === 1009 ? 'too_large' : 'closed'));
-        }
-        if (!peer) return;
-        handler?.stop();
-        log.info('browser left', { user: peer.user, code: event.code });
-        peer = undefined;
-      },
-      onError: (event) => {
-        log.debug('browser socket error', {
-          remote: who.remote,
-          error: String((event as ErrorEvent).error ?? event.type),
-        });
-      },
-    };
+/** What every browser connection of one door shares. */
+interface DoorShared {
+  readonly hub: Hub;
+  readonly log: Log;
+  readonly access: SocketAccess;
+  readonly metrics: Metrics;
+  readonly throttle: ThrottleLimits;
+}
+
+/**
+ * One browser: its WebSocket's events, its frames at its rate, and its peer in the Hub. One object
+ * with shared methods, not a closure per event: what an idle browser costs is what it holds.
+ */
+class BrowserConnection implements WSEvents, ThrottleTarget<unknown>, Pausable {
+  readonly #door: DoorShared;
+  readonly #admitted: Admission & { ok: true };
+  #ws: WSContext | undefined;
+  /** Why the server closed the socket, where it did. */
+  #why: DisconnectReason | undefined;
+  #peer: BrowserPeer | undefined;
+  #handler: ConnectionHandler | undefined;
+  #throttle: Throttle<unknown> | undefined;
+  #reading: ReadGate | undefined;
+  #detach: (() => void) | undefined;
+  #opened = false;
+  #closed = false;
+
+  constructor(door: DoorShared, admitted: Admission & { ok: true }) {
+    this.#door = door;
+    this.#admitted = admitted;
+  }
+
+  onOpen(_event: Event, ws: WSContext): void {
+    if (this.#closed) return;
+    const { hub, log, metrics } = this.#door;
+    const who = this.#admitted.identity;
+    this.#opened = true;
+    this.#ws = ws;
+    metrics.opened('browser');
+    this.#detach = who.attach?.((code, reason) => this.closeSocket(code, reason));
+    const peer = new BrowserPeer(this, who.user, who.authenticated);
+    this.#peer = peer;
+    this.#reading = new ReadGate(this);
+    this.#handler = new ConnectionHandler(hub, peer, this.#reading, who.room);
+    this.#throttle = new Throttle<unknown>(this.#door.throttle, this);
+    log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
+    this.#handler.start(who.since, undefined);
+  }
+
+  onMessage(event: MessageEvent, ws: WSContext): void {
+    if (!this.#throttle || ws.readyState !== 1) return;
+    this.#throttle.push(event.data, frameSize(event.data));
+  }
+
+  onClose(event: CloseEvent): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#throttle?.close();
+    this.#detach?.();
+    this.#admitted.release();
+    if (this.#opened) {
+      const lapsed = event.reason === HEARTBEAT_LAPSED ? 'heartbeat' : undefined;
+      this.#door.metrics.disconnected(
+        'browser',
+        this.#why ?? lapsed ?? (event.code === 1009 ? 'too_large' : 'closed'),
+      );
+    }
+    const peer = this.#peer;
+    if (!peer) return;
+    this.#handler?.stop();
+    this.#door.log.info('browser left', { user: peer.user, code: event.code });
+    this.#peer = undefined;
+  }
+
+  onError(event: Event): void {
+    this.#door.log.debug('browser socket error', {
+      remote: this.#admitted.identity.remote,
+      error: String((event as ErrorEvent).error ?? event.type),
+    });
+  }
+
+  /** Close the socket with `code` (the session ended, or the Hub let the peer go). */
+  closeSocket(code: number, reason: string): void {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#why ??= reasonOfClose(code);
+    ws.close(code, reason);
+    // The client's answering close frame is behind whatever it sent while reading was paused;
+    // reading again lets the closing handshake finish instead of timing out.
+    this.#door.access.resume(ws);
+  }
+
+  send(frames: Outgoing): void {
+    if (this.#ws) this.#door.access.send(this.#ws, frames);
+  }
+
+  get unsent(): number {
+    return this.#ws ? this.#door.access.bufferedAmount(this.#ws) : 0;
+  }
+
+  stopReading(): void {
+    if (this.#ws) this.#door.access.pause(this.#ws);
+  }
+
+  startReading(): void {
+    if (this.#ws) this.#door.access.resume(this.#ws);
+  }
+
+  /** One frame, at most at the connection's rate. */
+  take(data: unknown): void {
+    const peer = this.#peer;
+    const handler = this.#handler;
+    if (!peer || !handler) return;
+    const { hub } = this.#door;
+    if (typeof data !== 'string') {
+      hub.refuse(peer, ErrorCode.BinaryUnsupported, 'binary frames are not accepted; send JSON text');
+      return;
+    }
+    const decoded = decodeClientFrame(data, true);
+    if (!decoded.ok) {
+      hub.refuse(peer, decoded.code, decoded.message, decoded.ref);
+      return;
+    }
+    handler.handle(decoded.frame);
+  }
+
+  pause(): void {
+    this.#reading?.hold('rate');
+  }
+
+  resume(): void {
+    this.#reading?.release('rate');
+  }
+
+  slowed(retryAfterMs: number): void {
+    const who = this.#admitted.identity;
+    this.#door.log.info('browser slowed: sending faster than its rate', {
+      user: who.user,
+      remote: who.remote,
+    });
+    if (this.#peer) this.#door.hub.notify(this.#peer, rateLimitedNotice(retryAfterMs));
+  }
+
+  flood(reason: FloodReason): void {
+    const who = this.#admitted.identity;
+    this.#door.log.warn('browser closed: kept sending faster than its rate', {
+      user: who.user,
+      remote: who.remote,
+      reason,
+    });
+    if (this.#peer) this.#door.hub.drop(this.#peer, CloseCode.Flood, 'sending too fast for too long');
+  }
+
+  held(): void {
+    this.#door.metrics.throttled('browser');
+  }
+}
+
+/** A browser, as the Hub sees it. */
+class BrowserPeer implements Peer {
+  readonly #connection: BrowserConnection;
+  readonly user: string;
+  readonly authenticated: boolean;
+
+  constructor(connection: BrowserConnection, user: string, authenticated: boolean) {
+    this.#connection = connection;
+    this.user = user;
+    this.authenticated = authenticated;
+  }
+
+  get via(): 'browser' {
+    return 'browser';
+  }
+
+  /** Browsers get the room's recent messages on join. */
+  get wantsBackscroll(): boolean {
+    return true;
+  }
+
+  /** Browsers always speak protocol 2. */
+  get optedIn(): boolean {
+    return true;
+  }
+
+  send(frames: Outgoing): void {
+    this.#connection.send(frames);
+  }
+
+  bufferedAmount(): number {
+    return this.#connection.unsent;
+  }
+
+  close(code: number, reason: string): void {
+    this.#connection.closeSocket(code, reason);
   }
 }
 

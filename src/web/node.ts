@@ -58,32 +58,64 @@ const headerOf = (request: IncomingMessage, name: string): string | undefined =>
   return Array.isArray(value) ? value[0] : value;
 };
 
+/** A WebSocket from ws as Hono's WSContext needs it: one object with shared methods, no closures. */
+class NodeSocket {
+  readonly raw: WebSocket;
+  readonly url = null;
+  readonly protocol: string | null;
+
+  constructor(ws: WebSocket) {
+    this.raw = ws;
+    this.protocol = ws.protocol || null;
+  }
+
+  get readyState(): WSReadyState {
+    return this.raw.readyState as WSReadyState;
+  }
+
+  send(data: string | ArrayBuffer | Uint8Array): void {
+    this.raw.send(data);
+  }
+
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+}
+
+/** The door's events and context of a ws WebSocket, for the listeners every socket shares. */
+const EVENTS = Symbol('events');
+const CONTEXT = Symbol('context');
+type Wired = WebSocket & { [EVENTS]: WSEvents; [CONTEXT]: WSContext<WebSocket> };
+
+// Listeners shared by every socket (`this` is the socket), not three closures per socket.
+function onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  const ws = this as Wired;
+  ws[EVENTS].onMessage?.(
+    { data: isBinary ? new Uint8Array(data).buffer : data.toString('utf8') } as MessageEvent,
+    ws[CONTEXT],
+  );
+}
+function onWsClose(this: WebSocket, code: number): void {
+  const ws = this as Wired;
+  ws[EVENTS].onClose?.({ code, reason: lapsed.has(ws) ? HEARTBEAT_LAPSED : '' } as CloseEvent, ws[CONTEXT]);
+}
+function onWsError(this: WebSocket, error: Error): void {
+  const ws = this as Wired;
+  ws[EVENTS].onError?.({ error, type: 'error' } as unknown as Event, ws[CONTEXT]);
+}
+
 /**
  * A WebSocket from ws as Hono's WSContext, with the door's events wired to it. Events are handed
  * over as `{ data }` or `{ code, reason }` only: that is all the door reads of them.
  */
 function wire(ws: WebSocket, events: WSEvents): void {
-  const context = new WSContext<WebSocket>({
-    raw: ws,
-    url: null,
-    protocol: ws.protocol || null,
-    get readyState() {
-      return ws.readyState as WSReadyState;
-    },
-    send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
-  });
-  ws.on('message', (data: Buffer, isBinary: boolean) =>
-    events.onMessage?.(
-      { data: isBinary ? new Uint8Array(data).buffer : data.toString('utf8') } as MessageEvent,
-      context,
-    ),
-  );
-  ws.on('close', (code: number) =>
-    events.onClose?.({ code, reason: lapsed.has(ws) ? HEARTBEAT_LAPSED : '' } as CloseEvent, context),
-  );
-  ws.on('error', (error: Error) => events.onError?.({ error, type: 'error' } as unknown as Event, context));
-  events.onOpen?.(new Event('open'), context);
+  const wired = ws as Wired;
+  wired[EVENTS] = events;
+  wired[CONTEXT] = new WSContext<WebSocket>(new NodeSocket(ws));
+  ws.on('message', onWsMessage);
+  ws.on('close', onWsClose);
+  ws.on('error', onWsError);
+  events.onOpen?.(new Event('open'), wired[CONTEXT]);
 }
 
 /**
@@ -169,7 +201,15 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
+/** For errors of a socket that its close handles (made once: a closure made per upgrade would keep the upgrade's scope alive). */
+function ignore(): void {}
+
 const alive = new WeakSet<WebSocket>();
+
+/** A browser answered its ping (`this` is its socket). */
+function onPong(this: WebSocket): void {
+  alive.add(this);
+}
 /** Sockets terminated because they did not answer a ping. */
 const lapsed = new WeakSet<WebSocket>();
 
@@ -180,7 +220,7 @@ const lapsed = new WeakSet<WebSocket>();
 function startHeartbeat(wss: WebSocketServer, intervalMs: number, log: Log): ReturnType<typeof setInterval> {
   wss.on('connection', (ws: WebSocket) => {
     alive.add(ws);
-    ws.on('pong', () => alive.add(ws));
+    ws.on('pong', onPong);
   });
   const timer = setInterval(() => {
     for (const ws of wss.clients) {
@@ -218,7 +258,7 @@ async function listen(
   // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
       log.debug('upgrade refused', { path: request.url?.split('?')[0], upgrade: request.headers.upgrade });
