@@ -618,8 +618,12 @@ function jumpTo(name, seq) {
   if (active !== name) setActive(name);
   room.jumpTo = null;
   if (showMessage(seq)) return;
-  if (seq >= room.oldest || room.messages.length + room.oldest - seq > WINDOW_CAP) {
-    showNotice(`That message is too far back to show here; the search still lists it.`);
+  if (seq >= room.oldest) {
+    showNotice('That message is not in the room yet; try again in a moment.');
+    return;
+  }
+  if (room.messages.length + room.oldest - seq > WINDOW_CAP) {
+    showNotice('That message is too far back to show here; the search still lists it.');
     return;
   }
   room.jumpTo = seq;

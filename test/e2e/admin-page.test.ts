@@ -1,5 +1,6 @@
 // End to end in Chromium, signed in at a real provider: the console keys panel (add, a bad key, remove,
 // and what a console sees of each) and an admin's actions on people and messages, seen from the other side.
+import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/protocol/codes.ts';
@@ -7,6 +8,7 @@ import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { type ConsoleClient, request } from '../helpers/clients.ts';
 import { consoleIn, say } from '../helpers/page.ts';
 import { type SignedInServer, startSignedInServer } from '../helpers/signed-in.ts';
+import { runCli } from '../helpers/spawn.ts';
 import { haveSshKeygen, keyConsole, makeKey, sign } from '../helpers/ssh.ts';
 
 describe.skipIf(!haveChromium || !haveSshKeygen)(
@@ -116,8 +118,17 @@ describe.skipIf(!haveChromium || !haveSshKeygen)(
         expect(await ada.inputValue('#moderate-user')).toBe('cy');
         await ada.selectOption('#moderate-duration', '3600');
         await ada.fill('#moderate-reason', 'cool off');
+        const mutedAt = Date.now() / 1000;
         await ada.click('#moderate-dialog button[data-action="mute"]');
         await ada.waitForSelector('#notice >> text=cy is muted in mod-room for 1 hour.');
+        const audit = await runCli(['audit', '--db', join(room.dir, 'room.db'), '--json']);
+        const mute = audit.stdout
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as Record<string, unknown>)
+          .find((e) => e.action === 'mute');
+        expect(mute).toMatchObject({ actor: 'ada', via: 'browser', reason: 'cool off' });
+        expect(Math.abs(Number(mute?.until) - (mutedAt + 3600))).toBeLessThan(60);
         expect(await request(cy, { type: 'message', room: 'mod-room', text: 'hello?' })).toMatchObject({
           type: 'error',
           code: ErrorCode.Muted,

@@ -80,6 +80,10 @@ describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, searching a room'
     const page = await openPage(server, browser, 'kim', 'finds', { problems });
     await page.waitForSelector('#transcript li.message >> text=The Déploy went fine');
     expect(await page.$('#transcript li.message[data-seq="1"]')).toBeNull();
+    // Dev mode: no keys panel, and no admin controls for a name that proved nothing.
+    expect(await page.isHidden('#open-keys')).toBe(true);
+    expect(await page.isHidden('#moderate')).toBe(true);
+    expect(await page.$$eval('button.delete-message, button.person-actions', (els) => els.length)).toBe(0);
 
     await page.focus('#composer');
     await page.keyboard.press('Control+Shift+F');
