@@ -180,8 +180,14 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get('/', async (c) => {
     if (auth && !(await readSession(c, auth))) {
-      const back = `/${new URL(c.req.url).search}`;
-      return c.redirect(`/login?return_to=${encodeURIComponent(back)}`, 302);
+      // Not a redirect: the server never sees the address's fragment (the page's room), so a script
+      // of this page sends the browser to /login with the whole address; the link is for no script.
+      const back = `/login?return_to=${encodeURIComponent(`/${new URL(c.req.url).search}`)}`;
+      return htmlPage(
+        200,
+        'Sign in · runspec-room',
+        `<p><a id="sign-in" href="${escapeHtml(back)}">Sign in</a> to join the rooms.</p><script type="module" src="/static/sign-in.js"></script>`,
+      );
     }
     return serve(c, 'index.html');
   });

@@ -1,12 +1,16 @@
 // runspec-room's page: several rooms on one socket, the transcript with scroll-back, unread and read
 // markers, people and typing, mentions and notifications, and the keyboard. The socket is connection.js,
-// room state rooms.js, the DOM render.js, message text format.js, name rules names.js.
+// room state rooms.js, the DOM render.js, message text format.js, name rules names.js; the search dialog
+// search.js, admin actions moderation.js, console keys keys.js, confirmations dialogs.js.
 
 import { Connection } from './connection.js';
+import { setUpKeys } from './keys.js';
+import { setUpModeration } from './moderation.js';
 import { nameProblem } from './names.js';
-import { CloseCode, ErrorCode } from './protocol.js';
+import { CloseCode, ErrorCode, HISTORY_MAX } from './protocol.js';
 import * as render from './render.js';
-import { loadRooms, Room, saveRooms } from './rooms.js';
+import { loadRooms, Room, saveRooms, WINDOW_CAP } from './rooms.js';
+import { setUpSearch } from './search.js';
 
 const USER_KEY = 'runspec-room:join';
 const NOTICE_MS = 6000;
@@ -60,6 +64,8 @@ const ui = {
   roomInputError: byId('room-input-error'),
   roomsCancel: byId('rooms-cancel'),
   roomChoices: byId('room-choices'),
+  openSearch: byId('open-search'),
+  moderate: byId('moderate'),
 };
 
 /** @type {Map<string, Room>} */
@@ -82,6 +88,10 @@ let typingRoom = '';
 let typingSentAt = 0;
 let typingIdleTimer = 0;
 const whoTimers = new Map();
+/** The server said this connection's name is an admin's (welcome `admin`): moderation is offered. */
+let isAdmin = false;
+/** The seq of the message a search result showed, marked until another room is shown. */
+let foundSeq = null;
 /** The page was hidden since the divider was placed: messages that came meanwhile are "new since you left". */
 let wasHidden = document.visibilityState === 'hidden';
 
@@ -90,6 +100,14 @@ const connection = new Connection({
   onFrame: handleFrame,
   onClose: onDisconnected,
   onState: showState,
+});
+const send = (frame, request) => connection.send(frame, request);
+const search = setUpSearch({ send, onChoose: jumpTo });
+const moderation = setUpModeration({ send, report: showNotice });
+const keys = setUpKeys({
+  onSignedOut: () => {
+    ui.signedOut.hidden = false;
+  },
 });
 
 // ---- Rooms: joining, switching, leaving ----
@@ -137,6 +155,7 @@ function setActive(name) {
   if (previous && previous !== room) {
     previous.draft = ui.composer.value;
     stopTyping();
+    foundSeq = null;
   }
   active = name;
   history.replaceState(null, '', roomUrl(name));
@@ -251,6 +270,10 @@ function handleFrame(frame, request) {
       return onDeleted(frame);
     case 'kicked':
       return onKicked(frame);
+    case 'search':
+      return request?.kind === 'search' ? search.onResults(frame, request) : undefined;
+    case 'ack':
+      return request?.kind === 'admin' ? moderation.onAck(request) : undefined;
     case 'error':
       return onError(frame, request);
   }
@@ -258,11 +281,24 @@ function handleFrame(frame, request) {
 
 function onWelcome(frame) {
   if (typeof frame.user === 'string' && frame.user !== '') me = frame.user;
+  setAdmin(frame.admin === true);
   const room = rooms.get(frame.room);
   if (room) takeMarks(room, frame);
   connection.welcomed();
   for (const name of order) if (name !== frame.room) sendJoin(rooms.get(name));
   if (document.visibilityState === 'hidden') connection.send({ type: 'presence', status: 'away' });
+}
+
+/** Offer moderation or stop offering it, as the server says. */
+function setAdmin(admin) {
+  if (admin === isAdmin) return;
+  isAdmin = admin;
+  ui.moderate.hidden = !admin;
+  const room = activeRoom();
+  if (room) {
+    renderTranscript(room, true);
+    renderPeople();
+  }
 }
 
 /** A room's newest seq and read marker from `welcome` or `joined`. */
@@ -305,7 +341,8 @@ function onJoined(frame) {
     else if (bottom || first) scrollToBottom();
     renderPeople();
     scheduleRead();
-    maybeLoadOlder();
+    if (room.jumpTo !== null) continueJump(room);
+    else maybeLoadOlder();
   }
   refreshCounts();
 }
@@ -327,7 +364,7 @@ function onMessage(frame, request) {
   const live = room.joined;
   if (live && frame.sender === me && room.read >= frame.seq - 1) markRead(room, frame.seq);
   if (shown) {
-    if (result === 'append') ui.transcript.append(...render.itemsAfter(room, prev, frame, me));
+    if (result === 'append') ui.transcript.append(...render.itemsAfter(room, prev, frame, me, isAdmin));
     else renderTranscript(room, !bottom);
     // What this tab just sent is shown, wherever the reader was.
     if (bottom || request?.kind === 'send') scrollToBottom();
@@ -386,7 +423,8 @@ function onHistory(frame, request) {
   if (frame.more !== true || added === 0) room.exhausted = true;
   if (room.name === active) {
     renderTranscript(room, true);
-    maybeLoadOlder();
+    if (room.jumpTo !== null) continueJump(room);
+    else maybeLoadOlder();
   }
   refreshCounts();
 }
@@ -450,6 +488,7 @@ function onError(frame, request) {
       if (!room) return;
       room.loadingOlder = false;
       room.olderFailed = true;
+      room.jumpTo = null;
       if (room.name === active) refreshHead(room);
       showNotice(`Older messages could not be loaded: ${message}`);
       return;
@@ -463,6 +502,10 @@ function onError(frame, request) {
       showNotice(`Not sent: ${message}`);
       return;
     }
+    case 'search':
+      return search.onError(frame, request);
+    case 'admin':
+      return moderation.onError(frame, request);
     case 'read':
     case 'who':
     case 'leave':
@@ -517,8 +560,9 @@ function restoreAnchor(anchor) {
 function renderTranscript(room, keep = false) {
   const bottom = keep && atBottom();
   const anchor = keep && !bottom ? scrollState() : null;
-  ui.transcript.replaceChildren(...render.transcriptItems(room, me));
+  ui.transcript.replaceChildren(...render.transcriptItems(room, me, isAdmin));
   ui.transcript.setAttribute('aria-label', `Messages in ${room.name}`);
+  if (foundSeq !== null) markFound(ui.transcript.querySelector(`li.message[data-seq="${foundSeq}"]`));
   if (anchor) restoreAnchor(anchor);
   else if (bottom) scrollToBottom();
 }
@@ -534,14 +578,80 @@ function redrawMessage(room, id) {
   const message = room.byId.get(id);
   if (!item || !message) return;
   const continued = item.classList.contains('continued');
-  item.replaceWith(render.messageItem(message, { me, continued, mention: false }));
+  item.replaceWith(render.messageItem(message, { me, continued, mention: false, admin: isAdmin }));
+  if (Number(item.dataset.seq) === foundSeq)
+    markFound(ui.transcript.querySelector(`li.message[data-id="${id}"]`));
+}
+
+// ---- Showing a message found by a search ----
+
+/** Mark the message a search result led to, so that it stands out and can take focus. */
+function markFound(item) {
+  if (!item) return;
+  item.classList.add('found');
+  item.tabIndex = -1;
+}
+
+/** Show a message of the active room in the middle of the view, with focus; false when it is not loaded. */
+function showMessage(seq) {
+  const item = ui.transcript.querySelector(`li.message[data-seq="${seq}"]`);
+  if (!item) return false;
+  for (const old of ui.transcript.querySelectorAll('li.found')) {
+    old.classList.remove('found');
+    old.removeAttribute('tabindex');
+  }
+  foundSeq = seq;
+  markFound(item);
+  item.scrollIntoView({ block: 'center' });
+  item.focus({ preventScroll: true });
+  scheduleRead();
+  return true;
+}
+
+/**
+ * Show a message of `name` (a search result): at once when it is loaded, else after older pages are
+ * loaded up to it. A message farther back than a room's window can hold is not loaded.
+ */
+function jumpTo(name, seq) {
+  const room = rooms.get(name);
+  if (!room || !Number.isSafeInteger(seq)) return;
+  if (active !== name) setActive(name);
+  room.jumpTo = null;
+  if (showMessage(seq)) return;
+  if (seq >= room.oldest) {
+    showNotice('That message is not in the room yet; try again in a moment.');
+    return;
+  }
+  if (room.messages.length + room.oldest - seq > WINDOW_CAP) {
+    showNotice('That message is too far back to show here; the search still lists it.');
+    return;
+  }
+  room.jumpTo = seq;
+  room.olderFailed = false;
+  if (!room.loadingOlder) loadOlder(room);
+}
+
+/** After a page of older messages: show the message a search led to, or load the next page towards it. */
+function continueJump(room) {
+  const seq = room.jumpTo;
+  if (showMessage(seq)) {
+    room.jumpTo = null;
+    return;
+  }
+  if (room.hasOlder && seq < room.oldest) loadOlder(room);
+  else {
+    room.jumpTo = null;
+    showNotice('That message is no longer in the room.');
+  }
 }
 
 function loadOlder(room) {
   if (!room.hasOlder || room.loadingOlder || !room.joined) return;
   room.olderFailed = false;
+  // Towards a message a search found, pages are as large as the server gives.
+  const limit = room.jumpTo !== null ? HISTORY_MAX : OLDER_PAGE;
   const sent = connection.send(
-    { type: 'history', room: room.name, before: room.oldest, limit: OLDER_PAGE },
+    { type: 'history', room: room.name, before: room.oldest, limit },
     { kind: 'older', room: room.name },
   );
   if (!sent) return;
@@ -597,7 +707,7 @@ function refreshCounts() {
 
 function renderPeople() {
   const room = activeRoom();
-  ui.presence.replaceChildren(...(room ? render.peopleItems(room, me) : []));
+  ui.presence.replaceChildren(...(room ? render.peopleItems(room, me, isAdmin) : []));
 }
 
 function renderTyping() {
@@ -728,6 +838,12 @@ function chooseRoom(name) {
   ui.roomInputError.textContent = problem;
   ui.roomInputError.hidden = !problem;
   if (!problem) ui.roomsDialog.close();
+}
+
+function openSearch() {
+  if (ui.chatView.hidden || !active) return;
+  closeNav();
+  search.open(active);
 }
 
 // ---- Phone layout: the sidebar as a drawer ----
@@ -884,11 +1000,21 @@ ui.transcript.addEventListener(
   { passive: true },
 );
 ui.transcript.addEventListener('click', (event) => {
-  if (event.target.closest('#load-older')) {
-    const room = activeRoom();
-    if (room) loadOlder(room);
-  }
+  const room = activeRoom();
+  if (!room) return;
+  if (event.target.closest('#load-older')) loadOlder(room);
+  const remove = event.target.closest('button.delete-message');
+  const message = remove && room.byId.get(remove.closest('li.message')?.dataset.id);
+  if (message && isAdmin) void moderation.deleteMessage(room.name, message);
 });
+ui.presence.addEventListener('click', (event) => {
+  const button = event.target.closest('button.person-actions');
+  if (button && isAdmin && active) moderation.open(active, button.dataset.user);
+});
+ui.moderate.addEventListener('click', () => {
+  if (isAdmin && active) moderation.open(active, '');
+});
+ui.openSearch.addEventListener('click', openSearch);
 
 ui.composer.addEventListener('keydown', (event) => {
   // keyCode 229 is what some browsers report for the Enter that ends an IME composition.
@@ -905,11 +1031,15 @@ ui.composeForm.addEventListener('submit', (event) => {
 document.addEventListener('keydown', (event) => {
   if (ui.chatView.hidden || event.defaultPrevented) return;
   const key = event.key.toLowerCase();
+  const dialogOpen = document.querySelector('dialog[open]') !== null;
   if ((event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && key === 'k') {
     event.preventDefault();
-    openDialog();
+    if (!dialogOpen) openDialog();
+  } else if ((event.ctrlKey || event.metaKey) && !event.altKey && event.shiftKey && key === 'f') {
+    event.preventDefault();
+    if (!dialogOpen) openSearch();
   } else if (event.altKey && !event.ctrlKey && (key === 'arrowup' || key === 'arrowdown')) {
-    if (ui.roomsDialog.open) return;
+    if (dialogOpen) return;
     event.preventDefault();
     stepRoom(key === 'arrowup' ? -1 : 1);
   } else if (key === 'escape' && ui.sidebar.classList.contains('open')) {
@@ -948,7 +1078,10 @@ async function start() {
   showState('offline');
   const identity = await whoAmI();
   const signedIn = identity?.mode === 'oidc' ? String(identity.user?.name ?? '') : '';
-  if (signedIn) showSignedIn(signedIn);
+  if (signedIn) {
+    showSignedIn(signedIn);
+    keys.enable();
+  }
   const user = signedIn || (params.get('user') ?? storedUser()).trim();
   const wanted = roomFromHash() || (params.get('room') ?? '').trim();
   if (!signedIn) ui.user.value = user;

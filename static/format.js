@@ -1,5 +1,6 @@
-// Message text read as plain data: fenced code blocks, inline code, http(s) links and mentions of a name.
-// It returns pieces for render.js to build with textContent; nothing here ever becomes HTML.
+// Message text read as plain data: fenced code blocks, inline code, http(s) links, mentions of a name, and
+// the words a search found. It returns pieces for render.js to build with textContent; nothing here ever
+// becomes HTML.
 
 const FENCE = /^\s*```/u;
 const URLISH = /https?:\/\/[^\s<>"'`]+/giu;
@@ -103,5 +104,57 @@ export function inline(text, me) {
     }
     plain(piece.text.length);
   }
+  return out;
+}
+
+// A search's terms as the server reads them (src/protocol/search.ts): words, "phrases" and prefix* words.
+const SEARCH_TERM = /"([^"]*)"?(\*?)|([^\s"]+)/gu;
+// What the store's tokenizer (unicode61) takes as a word: letters, digits, their marks, private use.
+const WORD = /[\p{L}\p{N}\p{M}\p{Co}]+/gu;
+const fold = (word) => word.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+/** The words a search looks for, case and accents folded; `prefix` for a word that ends in `*`. */
+export function searchWords(q) {
+  const words = [];
+  for (const match of q.matchAll(SEARCH_TERM)) {
+    const phrase = match[1];
+    const text = phrase ?? match[3] ?? '';
+    const prefix = phrase === undefined ? text.endsWith('*') : match[2] === '*';
+    const found = [...text.matchAll(WORD)].map((w) => fold(w[0])).filter((w) => w !== '');
+    found.forEach((word, i) => {
+      words.push({ word, prefix: prefix && i === found.length - 1 });
+    });
+  }
+  return words;
+}
+
+/**
+ * A search result's text as `{ kind: 'plain' | 'match', text }` pieces: the words the search found
+ * are matches. A text longer than `max` is cut to a window that starts a little before the first match.
+ */
+export function searchPieces(text, words, max = 240) {
+  const hits = [];
+  for (const match of text.matchAll(WORD)) {
+    const folded = fold(match[0]);
+    if (words.some((w) => (w.prefix ? folded.startsWith(w.word) : folded === w.word)))
+      hits.push([match.index, match.index + match[0].length]);
+  }
+  let from = 0;
+  let to = text.length;
+  if (to > max) {
+    from = Math.max(0, (hits[0]?.[0] ?? 0) - Math.floor(max / 4));
+    to = Math.min(text.length, from + max);
+  }
+  const out = [];
+  if (from > 0) out.push({ kind: 'plain', text: '…' });
+  let at = from;
+  for (const [start, end] of hits) {
+    if (end <= from || start >= to) continue;
+    if (start > at) out.push({ kind: 'plain', text: text.slice(at, start) });
+    out.push({ kind: 'match', text: text.slice(Math.max(start, at), Math.min(end, to)) });
+    at = Math.min(end, to);
+  }
+  if (at < to) out.push({ kind: 'plain', text: text.slice(at, to) });
+  if (to < text.length) out.push({ kind: 'plain', text: '…' });
   return out;
 }

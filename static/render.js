@@ -1,7 +1,8 @@
 // The page's DOM, built from data: messages (grouped by sender, with date separators and the unread
-// divider), the rooms sidebar, the people list and the typing line. Text goes in through textContent only.
+// divider), the rooms sidebar, the people list, the typing line, search results and console keys. Text
+// goes in through textContent only.
 
-import { blocks, inline } from './format.js';
+import { blocks, inline, searchPieces } from './format.js';
 import { lookalikes } from './names.js';
 
 /** Messages of one sender this close together (seconds) share one heading. */
@@ -72,8 +73,8 @@ function messageText(message, me) {
   return text;
 }
 
-/** One message as a list item; `continued` when it follows a message of the same sender. */
-export function messageItem(message, { me, continued, mention }) {
+/** One message as a list item; `continued` when it follows a message of the same sender; `admin` adds Delete. */
+export function messageItem(message, { me, continued, mention, admin = false }) {
   const classes = ['message'];
   if (message.sender === me) classes.push('mine');
   if (message.via === 'console') classes.push('from-console');
@@ -97,6 +98,14 @@ export function messageItem(message, { me, continued, mention }) {
   }
   meta.append(time);
   item.append(meta, messageText(message, me));
+  if (admin && !message.deleted) {
+    const actions = element('div', 'message-actions');
+    const remove = element('button', 'quiet small delete-message', 'Delete');
+    remove.type = 'button';
+    remove.setAttribute('aria-label', `Delete the message from ${message.sender} at ${time.textContent}`);
+    actions.append(remove);
+    item.append(actions);
+  }
   return item;
 }
 
@@ -109,7 +118,7 @@ function continues(prev, message, dividerAt) {
 }
 
 /** The transcript items for `message` after `prev`: a date separator, the divider, then the message. */
-export function itemsAfter(room, prev, message, me) {
+export function itemsAfter(room, prev, message, me, admin = false) {
   const items = [];
   const date = dateOf(message);
   if (!prev || dayKey(dateOf(prev)) !== dayKey(date)) {
@@ -123,7 +132,7 @@ export function itemsAfter(room, prev, message, me) {
     items.push(element('li', 'divider', 'New since you left'));
   }
   const continued = continues(prev, message, room.dividerAt);
-  items.push(messageItem(message, { me, continued, mention: room.isMention(message, me) }));
+  items.push(messageItem(message, { me, continued, mention: room.isMention(message, me), admin }));
   return items;
 }
 
@@ -145,19 +154,22 @@ export function headItem(room) {
   return item;
 }
 
-/** Every item of a room's transcript. */
-export function transcriptItems(room, me) {
+/** Every item of a room's transcript; `admin` offers Delete on each message. */
+export function transcriptItems(room, me, admin = false) {
   const items = [headItem(room)];
   let prev = null;
   for (const message of room.messages) {
-    items.push(...itemsAfter(room, prev, message, me));
+    items.push(...itemsAfter(room, prev, message, me, admin));
     prev = message;
   }
   return items;
 }
 
-/** The people list: present first, then people before consoles, by name; look-alike names marked. */
-export function peopleItems(room, me) {
+/**
+ * The people list: present first, then people before consoles, by name; look-alike names marked; for an
+ * admin, a button that opens the moderation dialog for each other person.
+ */
+export function peopleItems(room, me, admin = false) {
   const kindOf = (user) =>
     room.kinds.get(user) ?? (room.vias.get(user) === 'console' && user !== me ? 'console' : 'human');
   const rank = (user, status) => (status === 'available' ? 0 : 2) + (kindOf(user) === 'console' ? 1 : 0);
@@ -184,6 +196,15 @@ export function peopleItems(room, me) {
       mark.setAttribute('aria-label', 'looks like another name here');
       mark.setAttribute('role', 'img');
       item.append(mark);
+    }
+    if (admin && user !== me) {
+      const act = element('button', 'quiet small person-actions', '⋯');
+      act.type = 'button';
+      act.dataset.user = user;
+      act.title = `Moderate ${user}`;
+      act.setAttribute('aria-label', `Moderate ${user}`);
+      act.setAttribute('aria-haspopup', 'dialog');
+      item.append(act);
     }
     return item;
   });
@@ -248,5 +269,55 @@ export function roomChoice(name, detail) {
   button.append(element('span', 'room-name', name));
   if (detail) button.append(element('span', 'room-detail', detail));
   item.append(button);
+  return item;
+}
+
+/** One search result: who, when, and the text with the found words marked; a button that shows the message. */
+export function searchResult(message, words) {
+  const item = element('li');
+  const button = element('button', 'search-result');
+  button.type = 'button';
+  button.dataset.seq = String(message.seq);
+  button.dataset.id = String(message.id);
+  const when = dateOf(message);
+  const meta = element('span', 'meta');
+  const time = element(
+    'time',
+    'time',
+    when.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }),
+  );
+  time.dateTime = when.toISOString();
+  meta.append(element('span', 'sender', String(message.sender ?? '')), time);
+  const snippet = element('span', 'snippet');
+  for (const piece of searchPieces(String(message.text ?? ''), words)) {
+    snippet.append(
+      piece.kind === 'match' ? element('mark', 'match', piece.text) : document.createTextNode(piece.text),
+    );
+  }
+  button.append(meta, snippet);
+  item.append(button);
+  return item;
+}
+
+/** One console key: its label, its fingerprint as `ssh-keygen -l` prints it, when it was added, and Remove. */
+export function keyItem(key) {
+  const item = element('li', 'key');
+  const label = key.label || 'no label';
+  const head = element('div', 'key-head');
+  head.append(element('span', key.label ? 'key-label' : 'key-label unlabelled', label));
+  head.append(element('span', 'via-tag', String(key.algorithm ?? '')));
+  const fingerprint = element('code', 'fingerprint', String(key.fingerprint));
+  const added = new Date(Number(key.created_at) * 1000);
+  const when = element(
+    'time',
+    'time',
+    `added ${added.toLocaleDateString(undefined, { dateStyle: 'medium' })}`,
+  );
+  when.dateTime = added.toISOString();
+  const remove = element('button', 'quiet small remove-key', 'Remove');
+  remove.type = 'button';
+  remove.dataset.fingerprint = String(key.fingerprint);
+  remove.setAttribute('aria-label', `Remove key ${label} (${key.fingerprint})`);
+  item.append(head, fingerprint, when, remove);
   return item;
 }

@@ -4,7 +4,7 @@
 import { mentions } from './format.js';
 
 /** Messages a room keeps in memory; older ones are dropped and can be paged in again. */
-const WINDOW_CAP = 5000;
+export const WINDOW_CAP = 5000;
 const STORE_PREFIX = 'runspec-room:rooms:';
 
 /** One joined room. Its messages are contiguous by seq (the server numbers a room's messages 1, 2, 3…). */
@@ -32,6 +32,8 @@ export class Room {
     this.dividerPending = false;
     /** The last page of older messages failed: wait for the reader to ask again. */
     this.olderFailed = false;
+    /** The seq of a message a search result asked to show, while older pages are loaded up to it. */
+    this.jumpTo = null;
     /** @type {Map<string, 'available' | 'away'>} */
     this.presence = new Map();
     /** @type {Map<string, 'human' | 'console'>} from `who` */

@@ -6,9 +6,11 @@ import {
   type ClientFrame,
   capText,
   decodeClientFrame,
+  HISTORY_MAX,
   NAME_MAX,
   nameProblem,
   normalizeStatus,
+  REASON_MAX,
   TEXT_CAP,
 } from '../src/protocol/frames.ts';
 import { pageModule } from '../src/protocol/page-module.ts';
@@ -210,6 +212,8 @@ describe('the page and the server share one source', () => {
     expect(served.CloseCode).toEqual(CloseCode);
     expect(served.ErrorCode).toEqual(ErrorCode);
     expect(served.NAME_MAX).toBe(NAME_MAX);
+    expect(served.HISTORY_MAX).toBe(HISTORY_MAX);
+    expect(served.REASON_MAX).toBe(REASON_MAX);
     const rule = served.FORBIDDEN_IN_NAME as RegExp;
     // Compared over every code point, so the page refuses exactly what the server refuses.
     const differ: string[] = [];

@@ -48,7 +48,10 @@ const KEPT: Array<[string, string]> = [
   ['/%2F%2Fevil.example/x', '/%2F%2Fevil.example/x'],
   ['/%5C%5Cevil.example/x', '/%5C%5Cevil.example/x'],
   ['/.%2F/evil.example/x', '/.%2F/evil.example/x'],
-  ['/?room=ops#top', '/?room=ops'],
+  ['/?room=ops#top', '/?room=ops#top'],
+  ['/#ops', '/#ops'],
+  ['/#//evil.example/x', '/#//evil.example/x'],
+  ['/#a b', '/#a%20b'],
 ];
 
 /** What a browser does with a Location header on the callback: resolve it against the callback URL. */

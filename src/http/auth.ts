@@ -56,7 +56,10 @@ const txCookieName = (hash: string) => `${TX_COOKIE}${hash.slice(0, 16)}`;
 // one 8 KiB header line (nginx's default buffer; Node refuses 16 KiB of headers with 431).
 const MAX_RETURN_TO = 800;
 
-/** A same-origin path to return to after sign-in, or "/" when the value is anything else. */
+/**
+ * A same-origin path (with its query and fragment) to return to after sign-in, or "/" when the value
+ * is anything else.
+ */
 export function safeReturnTo(value: string | undefined, origin: string): string {
   if (!value?.startsWith('/')) return '/';
   let url: URL;
@@ -65,7 +68,8 @@ export function safeReturnTo(value: string | undefined, origin: string): string 
   } catch {
     return '/';
   }
-  const path = `${url.pathname}${url.search}`;
+  // The fragment names the room on the page; a browser keeps it through the redirect to it.
+  const path = `${url.pathname}${url.search}${url.hash}`;
   // Checked after parsing: dot segments, backslashes, tabs and newlines can turn "/.//host" or
   // "/./\\host" into "//host", which every browser reads as another host.
   if (url.origin !== origin || !/^\/(?![/\\])/u.test(path) || path.length > MAX_RETURN_TO) return '/';

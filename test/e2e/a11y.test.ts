@@ -1,6 +1,7 @@
 // In real Chromium: axe-core finds no serious or critical accessibility problem in the page, light and
-// dark, wide and at phone width; the keyboard reaches everything; the rooms fold into a drawer on a phone.
-// Screenshots of each look are kept under test-results/screenshots/.
+// dark, wide and at phone width, with its dialogs open (rooms, search, console keys, moderation, a
+// confirmation) and an admin's controls shown; the keyboard reaches everything; the rooms fold into a
+// drawer on a phone. Screenshots of each look are kept under test-results/screenshots/.
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +11,9 @@ import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import type { ConsoleClient } from '../helpers/clients.ts';
 import { consoleIn, openPage, post } from '../helpers/page.ts';
 import { tempDir } from '../helpers/server.ts';
+import { type SignedInServer, startSignedInServer } from '../helpers/signed-in.ts';
 import { type Spawned, spawnServer } from '../helpers/spawn.ts';
+import { haveSshKeygen, makeKey } from '../helpers/ssh.ts';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const SHOTS = fileURLToPath(new URL('../../test-results/screenshots/', import.meta.url));
@@ -123,6 +126,18 @@ describe.skipIf(!haveChromium)('in Chromium, the page for everyone', () => {
       await wide.waitForSelector('#rooms-dialog[open] #room-choices button[data-room="dev"]');
       expect(await seriousViolations(wide)).toEqual([]);
       await wide.screenshot({ path: `${SHOTS}page-1280x800-${scheme}-dialog.png` });
+      await wide.keyboard.press('Escape');
+
+      await wide.keyboard.press('Control+Shift+F');
+      await wide.fill('#search-input', 'deploy');
+      await wide.press('#search-input', 'Enter');
+      await wide.waitForSelector('#search-results mark.match');
+      expect(await seriousViolations(wide)).toEqual([]);
+      await wide.screenshot({ path: `${SHOTS}page-1280x800-${scheme}-search.png` });
+      await wide.fill('#search-input', '"" --');
+      await wide.press('#search-input', 'Enter');
+      await wide.waitForSelector('#search-status.problem');
+      expect(await seriousViolations(wide)).toEqual([]);
       await wide.context().close();
 
       const phone = await alicePage(390, 844, scheme);
@@ -132,6 +147,13 @@ describe.skipIf(!haveChromium)('in Chromium, the page for everyone', () => {
       await phone.waitForSelector('#sidebar.open');
       expect(await seriousViolations(phone)).toEqual([]);
       await phone.screenshot({ path: `${SHOTS}page-390x844-${scheme}-rooms.png` });
+      await phone.keyboard.press('Escape');
+      await phone.click('#open-search');
+      await phone.fill('#search-input', 'deploy');
+      await phone.press('#search-input', 'Enter');
+      await phone.waitForSelector('#search-results mark.match');
+      expect(await seriousViolations(phone)).toEqual([]);
+      await phone.screenshot({ path: `${SHOTS}page-390x844-${scheme}-search.png` });
       await phone.context().close();
       expect(problems).toEqual([]);
     }, 90_000);
@@ -182,6 +204,7 @@ describe.skipIf(!haveChromium)('in Chromium, the page for everyone', () => {
       'room:dev',
       'open-rooms',
       'notify',
+      'open-search',
       'leave',
       'transcript',
       'composer',
@@ -204,4 +227,91 @@ describe.skipIf(!haveChromium)('in Chromium, the page for everyone', () => {
     await page.context().close();
     expect(problems).toEqual([]);
   }, 60_000);
+});
+
+describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, the page of a signed-in admin', () => {
+  let browser: Browser;
+  let room: SignedInServer;
+  let bob: ConsoleClient;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    room = await startSignedInServer({ CONSOLE_ROOM_ADMINS: 'ada' });
+    browser = await launchChromium();
+    bob = await consoleIn(room.server, 'ops', 'bob');
+    await post(bob, 'ops', [
+      'morning all',
+      'the 09:00 deploy is mine',
+      'deploy log: https://example.com/412',
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    bob?.close();
+    await browser?.close();
+    await room?.stop();
+  });
+
+  for (const scheme of ['light', 'dark'] as const) {
+    it(`has no serious or critical axe violation with admin controls, the keys panel, moderation and a confirmation open, ${scheme}`, async () => {
+      const shot = (name: string) =>
+        page.screenshot({ path: `${SHOTS}admin-1280x800-${scheme}-${name}.png` });
+      const page = await room.signIn(browser, 'ada', 'ops', {
+        problems,
+        context: { viewport: { width: 1280, height: 800 }, colorScheme: scheme, bypassCSP: true },
+      });
+      await page.waitForSelector('#presence li[data-user="bob"] button.person-actions');
+      await page.waitForSelector('#transcript li.message button.delete-message', { state: 'attached' });
+      await page.hover('#transcript li.message:last-child');
+      expect(await seriousViolations(page)).toEqual([]);
+      await shot('page');
+
+      await page.click('#presence li[data-user="bob"] button.person-actions');
+      await page.waitForSelector('#moderate-dialog[open]');
+      expect(await seriousViolations(page)).toEqual([]);
+      await shot('moderate');
+      await page.keyboard.press('Escape');
+
+      await page.hover('#transcript li.message:last-child');
+      await page.click('#transcript li.message:last-child button.delete-message');
+      await page.waitForSelector('#confirm-dialog[open]');
+      expect(await seriousViolations(page)).toEqual([]);
+      await shot('confirm');
+      await page.keyboard.press('Escape');
+      await page.waitForSelector('#confirm-dialog', { state: 'hidden' });
+
+      await page.click('#open-keys');
+      await page.waitForSelector('#keys-dialog[open]');
+      const key = await makeKey(room.dir, `ada-${scheme}`);
+      await page.fill('#key-text', key.pub);
+      await page.fill('#key-label', 'work laptop');
+      await page.click('#key-add');
+      await page.waitForSelector('#key-list li.key');
+      await page.fill('#key-text', 'not a key');
+      await page.click('#key-add');
+      await page.waitForSelector('#key-text-error:not([hidden])');
+      expect(await seriousViolations(page)).toEqual([]);
+      await shot('keys');
+      await page.click(`#key-list button.remove-key[data-fingerprint="${key.fingerprint}"]`);
+      await page.click('#confirm-yes');
+      await page.waitForSelector('#key-list li.key', { state: 'detached' });
+      await page.context().close();
+
+      const phone = await room.signIn(browser, 'ada', 'ops', {
+        problems,
+        context: { viewport: { width: 390, height: 844 }, colorScheme: scheme, bypassCSP: true },
+      });
+      await phone.waitForSelector('#presence li[data-user="bob"] button.person-actions');
+      expect(await seriousViolations(phone)).toEqual([]);
+      await phone.screenshot({ path: `${SHOTS}admin-390x844-${scheme}-page.png` });
+      await phone.click('#nav-toggle');
+      await phone.click('#open-keys');
+      await phone.waitForSelector('#keys-dialog[open]');
+      expect(await seriousViolations(phone)).toEqual([]);
+      await phone.screenshot({ path: `${SHOTS}admin-390x844-${scheme}-keys.png` });
+      await phone.context().close();
+      expect(problems).toEqual([]);
+    }, 90_000);
+  }
 });

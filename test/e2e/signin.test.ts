@@ -80,6 +80,24 @@ describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
     await context.close();
   }, 60_000);
 
+  it('a link to a room in the fragment (/#deploys) opened signed out arrives in that room after a sign-in through a form', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    idp.user = 'ivy';
+    idp.loginForm = true;
+    try {
+      const page = await context.newPage();
+      await page.goto(`${origin}/#deploys`);
+      await page.click('#idp-sign-in');
+      await page.waitForURL((url) => url.origin === origin && url.pathname === '/');
+      await page.waitForSelector('body[data-state="connected"], #join-view:not([hidden])');
+      expect(page.url()).toBe(`${origin}/#deploys`);
+      expect(await page.textContent('#room-name')).toBe('deploys');
+    } finally {
+      idp.loginForm = false;
+      await context.close();
+    }
+  }, 60_000);
+
   it('two tabs of one browser signing in at the same time both arrive signed in', async () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     idp.user = 'gina';

@@ -15,6 +15,11 @@ export interface TestIdp {
   claims: Record<string, unknown>;
   /** While set, the provider answers nothing until it resolves (to hold several sign-ins open at once). */
   hold: Promise<void> | undefined;
+  /**
+   * Sign in through a form the browser posts (button `#idp-sign-in`), as a real provider's password
+   * page does, instead of redirecting straight on. A fragment does not survive a form post.
+   */
+  loginForm: boolean;
   stop(): Promise<void>;
 }
 
@@ -34,6 +39,7 @@ export async function startIdp(
     user: 'alice',
     claims: {},
     hold: undefined,
+    loginForm: false,
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const provider = new Provider(issuer, {
@@ -96,6 +102,13 @@ async function interact(
     session?: { accountId: string };
     grantId?: string;
   };
+  if (prompt.name === 'login' && idp.loginForm && req.method === 'GET') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(
+      `<!doctype html><title>Sign in</title><form method="post" action="${req.url}"><button id="idp-sign-in">Sign in</button></form>`,
+    );
+    return;
+  }
   if (prompt.name === 'login') {
     await provider.interactionFinished(
       req,
