@@ -52,7 +52,11 @@ describe('npm package', () => {
     for (const needed of ['dist/main.js', 'static/index.html', 'drizzle/meta/_journal.json', 'LICENSE']) {
       expect(paths).toContain(needed);
     }
-    expect(packed.size).toBeLessThan(200 * 1024);
+    // Migrations ship as SQL and the journal; drizzle-kit's snapshots are for making the next one.
+    expect(paths.filter((p) => p.endsWith('_snapshot.json'))).toEqual([]);
+    // A bound that catches a stray build or test tree, not the product growing: it ships two clients,
+    // the page and its docs, about 230 KiB packed.
+    expect(packed.size).toBeLessThan(300 * 1024);
   });
 
   it('installs with production dependencies only', async () => {
