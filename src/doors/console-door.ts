@@ -261,13 +261,14 @@ class ConsoleConnection implements ThrottleTarget<Uint8Array>, Pausable {
       return;
     }
     this.heard = false;
-    this.#socket.write(ndjsonLines(PING));
+    if (this.#socket.writable) this.#socket.write(ndjsonLines(PING));
   }
 
   /** Every write of the door counts against the unsent bound, joined or not. */
   write(frames: Outgoing): void {
     const socket = this.#socket;
-    if (socket.destroyed) return;
+    // Ended (the console hung up, or the door is closing it): a write would only make an error.
+    if (!socket.writable) return;
     if (socket.writableLength > this.#door.maxUnsent) {
       this.#log.warn('console closed: it does not read what it is sent', {
         remote: this.#remote,
@@ -281,7 +282,7 @@ class ConsoleConnection implements ThrottleTarget<Uint8Array>, Pausable {
 
   /** What the Hub sends: written as it is (the Hub judges slowness itself). */
   send(frames: Outgoing): void {
-    this.#socket.write(ndjsonLines(frames));
+    if (this.#socket.writable) this.#socket.write(ndjsonLines(frames));
   }
 
   get unsent(): number {
