@@ -11,12 +11,8 @@ import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
 import { Restrictions } from './hub/restrictions.ts';
 import type { Log } from './log.ts';
-import { DatabaseOpenError, openDatabase } from './store/db.ts';
-import { KeyStore } from './store/keys.ts';
-import { ModerationStore } from './store/moderation.ts';
-import { SessionStore } from './store/sessions.ts';
-import { LibsqlTranscript } from './store/transcript.ts';
-import { WorkerAppender } from './store/worker-appender.ts';
+import { isRemote } from './store/db.ts';
+import { DatabaseOpenError, openStore } from './store/store.ts';
 import { SERVER_NAME } from './version.ts';
 import type { WebDoor, WebOptions } from './web/start.ts';
 
@@ -89,44 +85,29 @@ export async function startServer(
           throw error instanceof OidcError ? new StartError(error.message) : error;
         })
       : undefined;
-  const database = await openDatabase(config.db, config.dbAuthToken).catch((error: unknown) => {
+  const store = await openStore(config.db, {
+    authToken: config.dbAuthToken,
+    writer: {
+      script: options.writerScript,
+      onLost: (error) =>
+        log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
+    },
+  }).catch((error: unknown) => {
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
-  // A local file is written from its own thread, so commits and their fsync never stall the sockets.
-  const writer = database.local
-    ? await WorkerAppender.start(database.url, {
-        script: options.writerScript,
-        onLost: (error) =>
-          log.error('transcript writer stopped; the next message starts a new one', { error: error.message }),
-      }).catch((error: unknown) => {
-        database.close();
-        throw new StartError(`cannot write to database ${config.db}: ${(error as Error).message}`);
-      })
-    : undefined;
-  const transcript = new LibsqlTranscript(database, writer);
-  const closeStore = async (): Promise<void> => {
-    await transcript.close();
-    database.close();
-  };
+  const { transcript } = store;
+  const closeStore = (): Promise<void> => store.close();
   // The transcript must answer a read before the doors open.
   await transcript.rooms(1).catch(async (error: unknown) => {
     await closeStore();
     throw error;
   });
-  if (database.local) {
-    // The promise "echoed means stored" rests on these settings of the connection that commits.
-    const durability = await transcript.durability();
-    if (durability.journalMode !== 'wal' || durability.synchronous !== 2) {
-      await closeStore();
-      throw new StartError(
-        `database ${config.db} does not commit durably (journal_mode=${durability.journalMode}, synchronous=${durability.synchronous}); expected WAL with synchronous=FULL`,
-      );
-    }
+  if (store.kind === 'postgres') log.info('transcript open', { db: store.shown, engine: 'postgresql' });
+  else if (!isRemote(config.db))
     log.info('transcript open', { db: config.db, journal: 'wal', synchronous: 'full' });
-  }
   // Who may use which console name, and the bans and mutes in force, before anyone can connect.
-  const moderation = new ModerationStore(database);
-  const keys = new ConsoleKeys(new KeyStore(database), { policy: config.consoleAuth, log });
+  const moderation = store.moderation;
+  const keys = new ConsoleKeys(store.keys, { policy: config.consoleAuth, log });
   let restrictions: Restrictions;
   try {
     await keys.start();
@@ -134,7 +115,9 @@ export async function startServer(
   } catch (error) {
     keys.stop();
     await closeStore();
-    throw new StartError(`cannot read keys and bans from database ${config.db}: ${(error as Error).message}`);
+    throw new StartError(
+      `cannot read keys and bans from database ${store.shown}: ${(error as Error).message}`,
+    );
   }
   if (config.consoleAuth !== 'names') log.info('console keys', { policy: config.consoleAuth });
   const hub = new Hub({
@@ -150,7 +133,7 @@ export async function startServer(
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;
   if (config.auth && oidc) {
-    const sessions = new SessionStore(database, {
+    const sessions = store.sessions({
       idleSeconds: config.auth.sessionIdleSeconds,
       maxSeconds: config.auth.sessionMaxSeconds,
     });

@@ -47,7 +47,7 @@ describe('npm package', () => {
   it('holds only the compiled JavaScript, static/, drizzle/, README, LICENSE and CHANGELOG', () => {
     const paths = packed.files.map((f) => f.path);
     const allowed =
-      /^(dist\/.+\.js|static\/.+|drizzle\/.+|docs\/.+\.md|README\.md|LICENSE|CHANGELOG\.md|SECURITY\.md|CONTRIBUTING\.md|package\.json)$/u;
+      /^(dist\/.+\.js|static\/.+|drizzle(-pg)?\/.+|docs\/.+\.md|README\.md|LICENSE|CHANGELOG\.md|SECURITY\.md|CONTRIBUTING\.md|package\.json)$/u;
     expect(paths.filter((p) => !allowed.test(p))).toEqual([]);
     for (const needed of ['dist/main.js', 'static/index.html', 'drizzle/meta/_journal.json', 'LICENSE']) {
       expect(paths).toContain(needed);

@@ -82,8 +82,8 @@ export const SETTINGS = {
     env: 'CONSOLE_ROOM_DB',
     default: './console_room.db',
     schema: Text,
-    help: 'transcript: a file path, or a libsql:// or http(s):// URL',
-    doc: 'transcript: a file path, or a `libsql://` / `http(s)://` URL of a libSQL server',
+    help: 'database: a file path, a libsql:// or http(s):// URL, or a postgres:// URL (several nodes)',
+    doc: 'database: a file path, a `libsql://` / `http(s)://` URL of a libSQL server, or a `postgres://` URL of a PostgreSQL server, which several nodes can share ([Several nodes](#several-nodes))',
     table: 'configuration',
   },
   dbAuthToken: {
