@@ -40,7 +40,10 @@ export interface AuthConfig {
 
 /** The validated settings the server runs with. */
 export type Config = Readonly<
-  Pick<Values, 'host' | 'port' | 'ndjsonPort' | 'db' | 'dbAuthToken' | 'ndjsonOnly' | 'logLevel'> & {
+  Pick<
+    Values,
+    'host' | 'port' | 'ndjsonPort' | 'db' | 'dbAuthToken' | 'redis' | 'ndjsonOnly' | 'logLevel'
+  > & {
     /** Always the loopback address: the console door trusts whoever can connect. */
     ndjsonHost: string;
     tls: { certFile: string; keyFile: string } | undefined;
@@ -138,6 +141,12 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     const { tlsCert: cert, tlsKey: key } = SETTINGS;
     throw new ConfigError(`${cert.flag} and ${key.flag} (${cert.env} / ${key.env}) go together`);
   }
+  if (values.redis !== undefined && !/^postgres(ql)?:\/\//iu.test(values.db)) {
+    const { redis, db } = SETTINGS;
+    throw new ConfigError(
+      `${redis.flag} (${redis.env}) joins a cluster, whose nodes share one database: ${db.flag} must be a postgres:// URL`,
+    );
+  }
   const config: Config = {
     host: values.host,
     port: values.port,
@@ -145,6 +154,7 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     ndjsonPort: values.ndjsonPort,
     db: values.db,
     dbAuthToken: values.dbAuthToken,
+    redis: values.redis,
     ndjsonOnly: values.ndjsonOnly,
     logLevel: values.logLevel,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,

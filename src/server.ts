@@ -120,6 +120,16 @@ export async function startServer(
     );
   }
   if (config.consoleAuth !== 'names') log.info('console keys', { policy: config.consoleAuth });
+  // One node of several: loaded only then, so a single node never loads the Redis client.
+  const cluster = config.redis
+    ? await import('./cluster/redis-bus.ts')
+        .then(({ RedisBus }) => RedisBus.connect(config.redis as string, log))
+        .catch(async (error: unknown) => {
+          keys.stop();
+          await closeStore();
+          throw new StartError((error as Error).message);
+        })
+    : undefined;
   const hub = new Hub({
     transcript,
     log,
@@ -128,7 +138,16 @@ export async function startServer(
     maxRooms: config.limits.maxRooms,
     restrictions,
     admin: { admins: new Set(config.admins), store: moderation, revoke: keys.revoke },
+    cluster,
   });
+  if (cluster) {
+    await cluster.start(hub.clusterListener);
+    log.info('cluster node', { node: cluster.node });
+  }
+  const closeAll = async (): Promise<void> => {
+    await cluster?.close();
+    await closeStore();
+  };
 
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;
@@ -156,7 +175,7 @@ export async function startServer(
   }).catch(async (error: unknown) => {
     keys.stop();
     auth?.watch.stop();
-    await closeStore();
+    await closeAll();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
   });
   log.info('console door listening', { address: `${consoleDoor.address.host}:${consoleDoor.address.port}` });
@@ -167,7 +186,7 @@ export async function startServer(
       consoleDoor.stopAccepting();
       keys.stop();
       auth?.watch.stop();
-      await closeStore();
+      await closeAll();
     };
     const startWeb = await loadWeb().catch(async (error: unknown) => {
       await stopEarly();
@@ -210,7 +229,7 @@ export async function startServer(
     if (hub.stats.connections > 0) await new Promise((resolve) => setTimeout(resolve, 500));
     consoleDoor.destroyAll();
     web?.destroyAll();
-    await closeStore();
+    await closeAll();
   };
   return {
     hub,
