@@ -3,7 +3,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode } from '../src/protocol/codes.ts';
-import { frameLogOf, openWebSocket } from './helpers/clients.ts';
 import {
   hasRedis,
   postgresBin,
@@ -11,7 +10,8 @@ import {
   startRedis,
   type TestPostgres,
   type TestRedis,
-} from './helpers/engines.ts';
+} from '../support/engines.ts';
+import { frameLogOf, openWebSocket } from './helpers/clients.ts';
 import { startIdp, type TestIdp } from './helpers/idp.ts';
 import { CookieJar } from './helpers/jar.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';

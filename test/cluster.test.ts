@@ -4,6 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import {
+  hasRedis,
+  postgresBin,
+  startPostgres,
+  startRedis,
+  type TestPostgres,
+  type TestRedis,
+} from '../support/engines.ts';
+import {
   browserClient,
   type ConsoleClient,
   consoleClient,
@@ -12,14 +20,6 @@ import {
   request,
   type TestClient,
 } from './helpers/clients.ts';
-import {
-  hasRedis,
-  postgresBin,
-  startPostgres,
-  startRedis,
-  type TestPostgres,
-  type TestRedis,
-} from './helpers/engines.ts';
 import { requireUnderCi } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';

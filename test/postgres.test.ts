@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NewMessage } from '../src/hub/transcript.ts';
 import { openStore, type Store } from '../src/store/store.ts';
+import { postgresBin, startPostgres, type TestPostgres } from '../support/engines.ts';
 import { describeDoors } from './helpers/door-suite.ts';
-import { postgresBin, startPostgres, type TestPostgres } from './helpers/engines.ts';
 import { requireUnderCi } from './helpers/process.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 

@@ -1412,7 +1412,7 @@ export class Hub {
    * While the bus is down, events are missed: the store is asked for each room's messages every
    * POLL_MS. Once it is back, this node's presence is announced again (a restarted bus has none),
    * the other nodes' presence is read again, and polling goes on a little longer, until the
-   * subscriptions are surely in place.
+   * subscriptions are surely in place; then both once more.
    */
   #busConnection(up: boolean): void {
     this.#pollUntil = up ? Date.now() + POLL_AFTER_MS : Number.POSITIVE_INFINITY;
@@ -1424,7 +1424,11 @@ export class Hub {
       for (const room of this.#rooms.values()) void this.#catchUp(room);
     }, POLL_MS);
     this.#poll.unref?.();
-    if (up) void this.#reannounce();
+    if (!up) return;
+    // Once now, and once more when every node's subscriptions are surely back: an announcement made
+    // before another node listened again is missed by it, and its read of the presence may precede it.
+    void this.#reannounce();
+    setTimeout(() => void this.#reannounce(), POLL_AFTER_MS).unref?.();
   }
 
   async #reannounce(): Promise<void> {

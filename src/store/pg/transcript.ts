@@ -34,12 +34,17 @@ export class PgTranscript implements Transcript {
   readonly #sql: Sql;
   #failing: WritesFailing | undefined;
 
-  constructor(sql: Sql) {
+  constructor(sql: Sql, appendsInFlight = 1) {
     this.#sql = sql;
+    this.appendsInFlight = appendsInFlight;
   }
 
-  /** One transaction at a time: two in flight could take their seqs in the other order. */
-  readonly appendsInFlight = 1;
+  /**
+   * Transactions in flight at once. Two may take their seqs in the other order than they were made,
+   * so more than one only where the Hub delivers each room in seq order whatever the order of
+   * commits (a cluster node); alone, one.
+   */
+  readonly appendsInFlight: number;
 
   async append(batch: readonly NewMessage[]): Promise<Appended[]> {
     if (batch.length === 0) return [];
@@ -49,31 +54,31 @@ export class PgTranscript implements Transcript {
         const cids = batch.filter((m) => m.cid !== undefined);
         // Sent together: the server runs them in order, so the lookups see everything committed
         // before the counters were locked, and nobody can add to these conversations until we commit.
-        const [counters, stored] = await Promise.all([
+        // A batch is never sent twice (unlike the writer thread's, which is retried after a crash), so
+        // only cids are looked up; a repeated id would fail on the unique index, never store twice.
+        const [, counters, stored] = await Promise.all([
           tx.unsafe(
-            `INSERT INTO conversations (key, seq, ts) SELECT k, 0, 0 FROM unnest($1::text[]) AS k
-             ON CONFLICT (key) DO UPDATE SET seq = conversations.seq RETURNING key, seq`,
+            'INSERT INTO conversations (key, seq, ts) SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING',
             [keys],
           ),
           tx.unsafe(
-            `SELECT ${COLUMNS} FROM messages WHERE id = ANY($1::text[]) OR (cid IS NOT NULL AND (room, sender, cid) IN
-               (SELECT * FROM unnest($2::text[], $3::text[], $4::text[])))`,
-            [
-              batch.map((m) => m.id),
-              cids.map((m) => m.room),
-              cids.map((m) => m.sender),
-              cids.map((m) => m.cid ?? ''),
-            ],
+            'SELECT key, seq FROM conversations WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE',
+            [keys],
           ),
+          cids.length === 0
+            ? []
+            : tx.unsafe(
+                `SELECT ${COLUMNS} FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN
+                   (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
+                [cids.map((m) => m.room), cids.map((m) => m.sender), cids.map((m) => m.cid ?? '')],
+              ),
         ]);
         const last = new Map<string, number>();
         for (const row of counters) last.set(String(row.key), Number(row.seq));
         const found: Found = { byId: new Map(), byCid: new Map() };
-        const ids = new Set(batch.map((m) => m.id));
         for (const row of stored) {
           const m = toMessage(row);
-          if (ids.has(m.id)) found.byId.set(m.id, m.seq);
-          else if (m.cid !== undefined) found.byCid.set(cidKey(m), m);
+          found.byCid.set(cidKey(m), m);
         }
         const plan = planAppend(batch, found, last);
         if (plan.count === 0) return plan.outcomes;

@@ -1,11 +1,11 @@
-// PostgreSQL and Redis for the cluster tests: Debian's servers, started in a temp dir on private ports
-// (PostgreSQL as the unprivileged `nobody`, since initdb and pg_ctl refuse to run as root).
+// PostgreSQL and Redis for the cluster tests and bench: Debian's servers, started in a temp dir on
+// private ports (PostgreSQL as the unprivileged `nobody`, since initdb and pg_ctl refuse to run as root).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './server.ts';
 
 /** Debian's PostgreSQL binaries (initdb is not on PATH), newest version first; undefined if none. */
 export function postgresBin(): string | undefined {
@@ -23,6 +23,15 @@ export function hasRedis(): boolean {
 }
 
 const asRoot = process.getuid?.() === 0;
+
+/** A port that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
 
 /** Run a PostgreSQL tool as `nobody` when we are root. */
 function pgCommand(bin: string, tool: string, args: string[], cwd: string): Promise<string> {
@@ -46,6 +55,8 @@ function pgCommand(bin: string, tool: string, args: string[], cwd: string): Prom
 /** A PostgreSQL server of the test's own. */
 export interface TestPostgres {
   readonly port: number;
+  /** The postmaster's process id (its backends are its children). */
+  pid(): number;
   /** A URL of a fresh database on it (CREATE DATABASE), for one test's isolation. */
   database(name: string): Promise<string>;
   /** `pg_ctl stop -m immediate`: the server dies as in a crash (no checkpoint). */
@@ -82,6 +93,7 @@ export async function startPostgres(bin: string): Promise<TestPostgres> {
   const admin = `postgres://postgres@127.0.0.1:${port}/postgres`;
   return {
     port,
+    pid: () => Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]),
     async database(name) {
       const { default: postgres } = await import('postgres');
       const sql = postgres(admin, { max: 1, onnotice: () => {} });
@@ -107,6 +119,7 @@ export async function startPostgres(bin: string): Promise<TestPostgres> {
 /** A Redis server of the test's own: no persistence, a private port. */
 export interface TestRedis {
   readonly port: number;
+  pid(): number | undefined;
   readonly url: string;
   /** Kill it (SIGKILL) and start it again empty, on the same port, after `downMs`. */
   restart(downMs?: number): Promise<void>;
@@ -155,6 +168,7 @@ export async function startRedis(): Promise<TestRedis> {
   await start();
   return {
     port,
+    pid: () => proc?.pid,
     url: `redis://127.0.0.1:${port}`,
     restart: async (downMs = 0) => {
       await kill();
