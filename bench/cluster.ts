@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import postgres from 'postgres';
 import WebSocket from 'ws';
 import { postgresBin, startPostgres, startRedis } from '../support/engines.ts';
 import { type ServerProcess, spawnServerProcess } from '../support/server-process.ts';
@@ -29,6 +30,8 @@ interface Setup {
   name: string;
   nodes: ServerProcess[];
   engines: Array<{ name: string; pids: () => number[] }>;
+  /** PostgreSQL's count of committed transactions in the nodes' database. */
+  commits?: () => Promise<number>;
 }
 
 /** What one workload measured. */
@@ -38,6 +41,8 @@ interface Figures {
   echo: { p50: number; p99: number };
   delivery: { p50: number; p99: number };
   cpu: Record<string, number>;
+  /** PostgreSQL transactions committed a second, where there is PostgreSQL. */
+  commitsPerSecond?: number;
 }
 
 const pct = (sorted: number[], p: number): number =>
@@ -175,12 +180,16 @@ async function workload(
   stopAt = performance.now() + (seconds + 1) * 1000;
   await new Promise((resolve) => setTimeout(resolve, 1000));
   measuring = true;
+  const commits0 = await setup.commits?.();
   const meter = cpuMeter(setup);
   const t0 = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = meter();
   measuring = false;
+  // The statistics reach pg_stat_database within a second.
+  if (setup.commits) await new Promise((resolve) => setTimeout(resolve, 1500));
+  const commits1 = await setup.commits?.();
   for (const t of timers) clearInterval(t);
   for (const close of closers) close();
   echo.sort((a, b) => a - b);
@@ -191,13 +200,16 @@ async function workload(
     echo: { p50: pct(echo, 0.5), p99: pct(echo, 0.99) },
     delivery: { p50: pct(delivery, 0.5), p99: pct(delivery, 0.99) },
     cpu,
+    ...(commits0 === undefined || commits1 === undefined
+      ? {}
+      : { commitsPerSecond: Math.round((commits1 - commits0) / elapsed) }),
   };
 }
 
 const WORKLOADS = [
   { name: 'room of 2, 20 messages a second', rooms: 1, members: 1, window: 1, rate: 20 },
-  { name: 'one room of 10 browsers, one sender, 64 in flight', rooms: 1, members: 10, window: 64 },
-  { name: '20 rooms of 4 browsers, a sender each, 8 in flight', rooms: 20, members: 4, window: 8 },
+  { name: 'one room of 10 browsers, one sender, 256 in flight', rooms: 1, members: 10, window: 256 },
+  { name: '20 rooms of 4 browsers, a sender each, 32 in flight', rooms: 20, members: 4, window: 32 },
 ] as const;
 
 const chosen = values.only === undefined ? undefined : new Set(values.only.split(',').map(Number));
@@ -236,6 +248,14 @@ try {
   }
   if (setups.has('pg') || setups.has('cluster')) {
     const [pg, redis] = await Promise.all([startPostgres(bin), startRedis()]);
+    const counter = postgres(`postgres://postgres@127.0.0.1:${pg.port}/postgres`, {
+      max: 1,
+      onnotice: () => {},
+    });
+    const commits = (name: string) => async (): Promise<number> => {
+      const [row] = await counter`SELECT xact_commit FROM pg_stat_database WHERE datname = ${name}`;
+      return Number(row?.xact_commit ?? 0);
+    };
     const engines = [
       { name: 'PostgreSQL', pids: () => processTree(pg.pid()) },
       { name: 'Redis', pids: () => [redis.pid() as number] },
@@ -246,7 +266,12 @@ try {
         const one = await node(['--db', db]);
         results.push({
           setup: 'one node, PostgreSQL',
-          figures: await run({ name: 'pg', nodes: [one], engines: engines.slice(0, 1) }),
+          figures: await run({
+            name: 'pg',
+            nodes: [one],
+            engines: engines.slice(0, 1),
+            commits: commits('bench_one'),
+          }),
         });
         await one.stop('SIGTERM');
       }
@@ -255,11 +280,12 @@ try {
         const nodes = await Promise.all([1, 2].map(() => node(['--db', db, '--redis', redis.url])));
         results.push({
           setup: 'two nodes, PostgreSQL + Redis',
-          figures: await run({ name: 'two nodes', nodes, engines }),
+          figures: await run({ name: 'two nodes', nodes, engines, commits: commits('bench') }),
         });
         await Promise.all(nodes.map((n) => n.stop('SIGTERM')));
       }
     } finally {
+      await counter.end();
       await redis.stop();
       await pg.stop();
     }
@@ -271,9 +297,9 @@ try {
 for (const [i, w] of WORKLOADS.entries()) {
   console.log(`\n${w.name} (${seconds} s)`);
   console.log(
-    '| setup | messages/s | deliveries/s | echo p50 / p99 ms | delivery p50 / p99 ms | CPU % of a core |',
+    '| setup | messages/s | deliveries/s | echo p50 / p99 ms | delivery p50 / p99 ms | PostgreSQL commits/s | CPU % of a core |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     const f = r.figures[i];
     if (!f) continue;
@@ -281,7 +307,7 @@ for (const [i, w] of WORKLOADS.entries()) {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     console.log(
-      `| ${r.setup} | ${f.messagesPerSecond} | ${f.deliveriesPerSecond} | ${f.echo.p50} / ${f.echo.p99} | ${f.delivery.p50} / ${f.delivery.p99} | ${cpu} |`,
+      `| ${r.setup} | ${f.messagesPerSecond} | ${f.deliveriesPerSecond} | ${f.echo.p50} / ${f.echo.p99} | ${f.delivery.p50} / ${f.delivery.p99} | ${f.commitsPerSecond ?? ''} | ${cpu}, all ${Object.values(f.cpu).reduce((a, b) => a + b, 0)} |`,
     );
   }
 }

@@ -87,7 +87,6 @@ export async function startServer(
       : undefined;
   const store = await openStore(config.db, {
     authToken: config.dbAuthToken,
-    ordered: config.redis !== undefined,
     writer: {
       script: options.writerScript,
       onLost: (error) =>

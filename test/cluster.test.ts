@@ -190,16 +190,20 @@ describe.runIf(bin && hasRedis())('several nodes', () => {
       await ada.waitFor((f) => f.type === 'joined');
     });
 
-    /** Resolves once `watcher` (on another node) has what `ada` sends now: the bus has carried all before it. */
+    /**
+     * Resolves once `watcher` (on another node) has what `ada` sends now: that node has applied
+     * everything ada's node published before (one publishing connection, one subscribing one).
+     */
     const afterBus = async (watcher: TestClient): Promise<void> => {
       const text = `sync ${Math.random()}`;
       ada.send({ type: 'message', room: 'mod', text });
-      await watcher.waitFor((f) => f.type === 'message' && f.text === text, 10_000);
+      await watcher.waitFor((f) => f.type === 'message' && f.text === text, 20_000);
     };
 
     it('kick, mute, ban and delete by an admin on one node take effect on the others', async () => {
       const bob = await member(b, 'bob-m', 'mod');
       const bobToo = await member(c, 'bob-m', 'mod');
+      const carol = await member(c, 'carol-m', 'mod');
       expect(await request(ada, { type: 'kick', room: 'mod', user: 'bob-m', reason: 'break' })).toMatchObject(
         {
           type: 'ack',
@@ -228,6 +232,7 @@ describe.runIf(bin && hasRedis())('several nodes', () => {
 
       expect(await request(ada, { type: 'ban', room: 'mod', user: 'bob-m' })).toMatchObject({ type: 'ack' });
       await bob.waitFor((f) => f.type === 'kicked' && f.banned === true);
+      await afterBus(carol);
       const late = await consoleClient(c.consolePort, {
         type: 'hello',
         room: 'mod',
@@ -235,7 +240,7 @@ describe.runIf(bin && hasRedis())('several nodes', () => {
         protocol: 2,
       });
       await late.waitFor((f) => f.type === 'error' && f.code === ErrorCode.Banned);
-      for (const conn of [bob, bobToo, late]) conn.close();
+      for (const conn of [bob, bobToo, carol, late]) conn.close();
     });
 
     it('a kick of someone who is only on another node is not refused as not_found', async () => {

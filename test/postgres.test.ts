@@ -67,6 +67,17 @@ describe.runIf(bin)('PostgreSQL store', () => {
       expect(await b.transcript.lastSeq('busy')).toBe(80);
     });
 
+    it("keeps a sender's messages in the order sent though two appends are in flight at once", async () => {
+      const order: string[] = [];
+      for (let i = 0; i < 60; i++) {
+        const appends = [0, 1, 2].map((k) => a.transcript.append([message('sent-order', `${i}.${k}`)]));
+        await Promise.all(appends);
+        order.push(...[0, 1, 2].map((k) => `${i}.${k}`));
+      }
+      const stored = await a.transcript.after('sent-order', 0, 1000);
+      expect(stored.map((m) => m.text)).toEqual(order);
+    });
+
     it('stores a cid once, whichever node the resend reaches', async () => {
       const [first] = await a.transcript.append([message('cids', 'once', { cid: 'c-1' })]);
       const [again] = await b.transcript.append([message('cids', 'once', { cid: 'c-1' })]);

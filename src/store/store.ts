@@ -39,11 +39,6 @@ export interface Store {
 export interface StoreOptions {
   /** Auth token of a remote libSQL server. */
   authToken?: string | undefined;
-  /**
-   * PostgreSQL: the Hub orders each room's messages by seq itself (a cluster node), so two appends
-   * may be in flight at once.
-   */
-  ordered?: boolean | undefined;
   /** The server appends to a local file from a writer thread; a subcommand does not need one. */
   writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
 }
@@ -55,7 +50,7 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
   if (isPostgres(target)) {
     const database = await openPostgres(target);
     const { sql } = database;
-    const transcript = new PgTranscript(sql, options.ordered ? 2 : 1);
+    const transcript = new PgTranscript(sql);
     return {
       kind: 'postgres',
       shown: redactUrl(target),

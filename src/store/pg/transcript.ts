@@ -34,86 +34,118 @@ export class PgTranscript implements Transcript {
   readonly #sql: Sql;
   #failing: WritesFailing | undefined;
 
-  constructor(sql: Sql, appendsInFlight = 1) {
+  constructor(sql: Sql) {
     this.#sql = sql;
-    this.appendsInFlight = appendsInFlight;
   }
 
   /**
-   * Transactions in flight at once. Two may take their seqs in the other order than they were made,
-   * so more than one only where the Hub delivers each room in seq order whatever the order of
-   * commits (a cluster node); alone, one.
+   * Two transactions in flight: the next one locks its counters only once the last one holds its
+   * own, so where they share a conversation the next waits for the last to commit, and seqs follow
+   * the order the appends were made (a sender's messages stay in the order sent).
    */
-  readonly appendsInFlight: number;
+  readonly appendsInFlight = 2;
+  /** Resolves once the latest append holds its counter locks (or has failed). */
+  #locked: Promise<void> = Promise.resolve();
 
   async append(batch: readonly NewMessage[]): Promise<Appended[]> {
     if (batch.length === 0) return [];
+    let tx: Awaited<ReturnType<Sql['reserve']>> | undefined;
+    const before = this.#locked;
+    let locked = (): void => {};
+    this.#locked = new Promise((resolve) => {
+      locked = resolve;
+    });
     try {
-      const outcomes = await this.#sql.begin(async (tx) => {
-        const keys = [...new Set(batch.map((m) => m.room))].sort();
-        const cids = batch.filter((m) => m.cid !== undefined);
-        // Sent together: the server runs them in order, so the lookups see everything committed
-        // before the counters were locked, and nobody can add to these conversations until we commit.
-        // A batch is never sent twice (unlike the writer thread's, which is retried after a crash), so
-        // only cids are looked up; a repeated id would fail on the unique index, never store twice.
-        const [, counters, stored] = await Promise.all([
-          tx.unsafe(
-            'INSERT INTO conversations (key, seq, ts) SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING',
-            [keys],
-          ),
-          tx.unsafe(
-            'SELECT key, seq FROM conversations WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE',
-            [keys],
-          ),
-          cids.length === 0
-            ? []
-            : tx.unsafe(
-                `SELECT ${COLUMNS} FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN
-                   (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
-                [cids.map((m) => m.room), cids.map((m) => m.sender), cids.map((m) => m.cid ?? '')],
-              ),
-        ]);
-        const last = new Map<string, number>();
-        for (const row of counters) last.set(String(row.key), Number(row.seq));
-        const found: Found = { byId: new Map(), byCid: new Map() };
-        for (const row of stored) {
-          const m = toMessage(row);
-          found.byCid.set(cidKey(m), m);
-        }
-        const plan = planAppend(batch, found, last);
-        if (plan.count === 0) return plan.outcomes;
-        const columns: unknown[][] = Array.from({ length: 9 }, () => []);
-        plan.rows.forEach((value, i) => {
-          columns[i % 9]?.push(value);
-        });
-        const heads = [...plan.next];
-        const tsOf = new Map<string, number>();
-        for (let i = 0; i < plan.count; i++) {
-          const room = String(columns[1]?.[i]);
-          tsOf.set(room, Math.max(tsOf.get(room) ?? 0, Number(columns[5]?.[i])));
-        }
-        await tx.unsafe(
-          `WITH stored AS (
-             INSERT INTO messages (id, room, seq, sender, text, ts, cid, via, recipient)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[], $9::text[])
-           )
-           UPDATE conversations AS c SET seq = v.seq, ts = greatest(c.ts, v.ts)
-           FROM unnest($10::text[], $11::int[], $12::float8[]) AS v(key, seq, ts) WHERE c.key = v.key`,
-          [
-            ...(columns as never[]),
-            heads.map(([key]) => key),
-            heads.map(([, seq]) => seq),
-            heads.map(([key]) => tsOf.get(key) ?? 0),
-          ],
-        );
-        return plan.outcomes;
-      });
+      tx = await this.#sql.reserve();
+      await before;
+      const outcomes = await this.#transaction(tx, batch, locked);
       this.#failing = undefined;
       return outcomes;
     } catch (error) {
+      await tx?.unsafe('ROLLBACK').catch(() => {});
       this.#failing = new WritesFailing(writeFailure(error), { cause: error });
       throw error;
+    } finally {
+      locked();
+      tx?.release();
     }
+  }
+
+  /**
+   * The append's transaction in two round trips on one connection, each a pipeline the server runs
+   * in order: BEGIN, lock the counters, look up the cids; then insert, move the counters, COMMIT.
+   */
+  async #transaction(
+    tx: Awaited<ReturnType<Sql['reserve']>>,
+    batch: readonly NewMessage[],
+    locked: () => void,
+  ): Promise<Appended[]> {
+    const keys = [...new Set(batch.map((m) => m.room))].sort();
+    const cids = batch.filter((m) => m.cid !== undefined);
+    // The lookups run after the counters are locked, so they see everything committed before, and
+    // nobody can add to these conversations until this commits. A batch is never sent twice (unlike
+    // the writer thread's, which is retried after a crash), so only cids are looked up; a repeated
+    // id would fail on the unique index, never store twice.
+    const [, , counters, stored] = await Promise.all([
+      tx.unsafe('BEGIN'),
+      tx.unsafe(
+        'INSERT INTO conversations (key, seq, ts) SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING',
+        [keys],
+      ),
+      tx.unsafe('SELECT key, seq FROM conversations WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE', [
+        keys,
+      ]),
+      cids.length === 0
+        ? []
+        : tx.unsafe(
+            `SELECT ${COLUMNS} FROM messages WHERE cid IS NOT NULL AND (room, sender, cid) IN
+               (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
+            [cids.map((m) => m.room), cids.map((m) => m.sender), cids.map((m) => m.cid ?? '')],
+          ),
+    ]);
+    locked();
+    const last = new Map<string, number>();
+    for (const row of counters) last.set(String(row.key), Number(row.seq));
+    const found: Found = { byId: new Map(), byCid: new Map() };
+    for (const row of stored) {
+      const m = toMessage(row);
+      found.byCid.set(cidKey(m), m);
+    }
+    const plan = planAppend(batch, found, last);
+    if (plan.count === 0) {
+      await tx.unsafe('COMMIT');
+      return plan.outcomes;
+    }
+    const columns: unknown[][] = Array.from({ length: 9 }, () => []);
+    plan.rows.forEach((value, i) => {
+      columns[i % 9]?.push(value);
+    });
+    const heads = [...plan.next];
+    const tsOf = new Map<string, number>();
+    for (let i = 0; i < plan.count; i++) {
+      const room = String(columns[1]?.[i]);
+      tsOf.set(room, Math.max(tsOf.get(room) ?? 0, Number(columns[5]?.[i])));
+    }
+    // COMMIT after a failed statement only rolls back (PostgreSQL answers it with ROLLBACK, not an
+    // error): the insert's own rejection is what reports the failure.
+    await Promise.all([
+      tx.unsafe(
+        `WITH stored AS (
+           INSERT INTO messages (id, room, seq, sender, text, ts, cid, via, recipient)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[], $9::text[])
+         )
+         UPDATE conversations AS c SET seq = v.seq, ts = greatest(c.ts, v.ts)
+         FROM unnest($10::text[], $11::int[], $12::float8[]) AS v(key, seq, ts) WHERE c.key = v.key`,
+        [
+          ...(columns as never[]),
+          heads.map(([key]) => key),
+          heads.map(([, seq]) => seq),
+          heads.map(([key]) => tsOf.get(key) ?? 0),
+        ],
+      ),
+      tx.unsafe('COMMIT'),
+    ]);
+    return plan.outcomes;
   }
 
   async #messages(
