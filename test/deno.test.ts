@@ -112,12 +112,13 @@ describe.skipIf(!deno)('on Deno', () => {
       expect([4429, 1006]).toContain((await flooder.closed).code);
       await watcher.waitFor((f) => f.type === 'presence' && f.user === 'flooder' && f.status === 'away');
       expect(server.output()).toMatch(/browser closed: kept sending faster than its rate .*reason=held/u);
-      // Its burst went through first; the excess it was still sending did not.
+      watcher.send({ type: 'message', text: 'room still fine' });
+      await watcher.waitFor((f) => f.type === 'message' && f.text === 'room still fine');
+      // Its burst went through first; the excess it was still sending did not. Counted after the
+      // watcher's own echo: on a busy machine the burst's last commits can come after the `away`.
       const passed = ofType(watcher.frames, 'message').filter((f) => f.sender === 'flooder');
       expect(passed.length).toBeGreaterThanOrEqual(200);
       expect(passed.length).toBeLessThan(2000);
-      watcher.send({ type: 'message', text: 'room still fine' });
-      await watcher.waitFor((f) => f.type === 'message' && f.text === 'room still fine');
       watcher.close();
     });
 
