@@ -257,6 +257,29 @@ describe.runIf(bin && hasRedis())('several nodes', () => {
   });
 });
 
+describe.runIf(bin && hasRedis())('starting a node', () => {
+  it('refuses --redis without a postgres:// database, a URL that is not redis://, and a Redis that is not there', async () => {
+    const file = await runCli(['--db', `${dir}/one.db`, '--redis', redis.url]);
+    expect(file.code).toBe(2);
+    expect(file.stderr).toMatch(/--db must be a postgres:\/\/ URL/u);
+    const scheme = await runCli(['--db', db, '--redis', 'http://127.0.0.1:1']);
+    expect(scheme.code).toBe(2);
+    expect(scheme.stderr).toMatch(/must be a redis:\/\/ or rediss:\/\/ URL/u);
+    const away = await runCli([
+      '--db',
+      db,
+      '--redis',
+      'redis://127.0.0.1:1',
+      '--port',
+      '0',
+      '--ndjson-port',
+      '0',
+    ]);
+    expect(away.code).toBe(1);
+    expect(away.stderr).toMatch(/^runspec-room: error: cannot use Redis redis:\/\/127\.0\.0\.1:1\/?: /mu);
+  });
+});
+
 describe.runIf(bin && hasRedis())('when something fails', () => {
   it('kill -9 of a node mid-burst: its clients resume on another node with nothing lost and nothing doubled', async () => {
     const [a, b] = await Promise.all([node(), node()]);

@@ -75,12 +75,16 @@ export class RedisBus implements ClusterBus {
 
   /** Connect to `url` (redis:// or rediss://); rejects with a one-line reason when Redis cannot be used. */
   static async connect(url: string, log: Log, options: RedisBusOptions = {}): Promise<RedisBus> {
+    // At start-up a refused connection ends start-up at once; once running, the bus reconnects.
+    const running = { yes: false };
     const pub = createClient({
       url,
       // A publish while Redis is down is dropped, not queued: the Hub polls the store meanwhile and
       // announces its presence again once the bus is back; a queue would replay stale events.
       disableOfflineQueue: true,
-      socket: { reconnectStrategy: (retries) => Math.min(50 * 2 ** retries, 1000) },
+      socket: {
+        reconnectStrategy: (retries, cause) => (running.yes ? Math.min(50 * 2 ** retries, 1000) : cause),
+      },
     }) as RedisClientType;
     const bus = new RedisBus(pub, log, options);
     const timeout = options.connectTimeoutMs ?? 10_000;
@@ -108,6 +112,7 @@ export class RedisBus implements ClusterBus {
       );
     }
     clearTimeout(timer);
+    running.yes = true;
     return bus;
   }
 
