@@ -188,6 +188,20 @@ describe('a node of a cluster', () => {
     expect(alice.of('message').map((f) => f.text)).toEqual(['theirs first', 'mine second']);
   });
 
+  it('a client resuming after messages this node has not delivered yet does not get them again', async () => {
+    const { hub, bus, transcript } = await node();
+    const alice = await joined(hub, 'alice', 'ops');
+    const m = ['one', 'two', 'three', 'four', 'five'].map((text) => transcript.commit('ops', text));
+    bus.listener?.event('b', { t: 'messages', messages: m.slice(0, 2) });
+    // Back from another node, where it saw up to 4.
+    const bob = new TestPeer('bob');
+    hub.connect(bob);
+    await hub.join(bob, 'ops', { since: 4, welcome: {} });
+    bus.listener?.event('b', { t: 'messages', messages: m.slice(2) });
+    await until(() => seqs(alice).length === 5);
+    expect(seqs(bob)).toEqual([5]);
+  });
+
   it('announces a user once however many nodes they are on, and away only when the last one goes', async () => {
     const { hub, bus } = await node();
     const alice = await joined(hub, 'alice', 'ops');

@@ -61,6 +61,8 @@ export class RedisBus implements ClusterBus {
   readonly #mine = new Map<string, Set<string>>();
   readonly #userWatch = new Map<string, number>();
   #beat: ReturnType<typeof setInterval> | undefined;
+  /** This node's first heartbeat is in the set of live nodes. */
+  #alive = false;
   #up = false;
   #closed = false;
 
@@ -287,7 +289,18 @@ export class RedisBus implements ClusterBus {
   /** Say this node lives, and drop the nodes that have not said so for too long. */
   #heartbeat(): void {
     const now = Date.now();
-    this.#pub.zAdd(NODES, { score: now, value: this.node }).catch(() => {});
+    this.#pub.zAdd(NODES, { score: now, value: this.node }).then(
+      (added) => {
+        // Back in the set after the others removed it (this node was too slow to beat, or Redis
+        // restarted empty): they have dropped its presence, so it announces it again.
+        if (Number(added) === 1 && this.#alive && this.#up) {
+          this.#log.warn('cluster: the other nodes had given this node up; announcing its presence again');
+          this.#listener?.connection(true);
+        }
+        this.#alive = true;
+      },
+      () => {},
+    );
     this.#send(ALL, { n: this.node, e: { t: 'beat' } });
     for (const [node, at] of this.#heard) {
       if (now - at <= this.#lostAfterMs) continue;

@@ -92,6 +92,11 @@ interface Member {
   readonly room: Room;
   /** Frames that arrived while the join was loading; undefined once live. */
   pending: Encoded[] | undefined;
+  /**
+   * Cluster: the member resumed after this seq, seen on another node, before this node had delivered
+   * that far; messages up to it are not sent again. Undefined once the room is past it.
+   */
+  floor?: number | undefined;
 }
 
 interface Presence {
@@ -386,8 +391,12 @@ export class Hub {
     // The echo of a message this connection sent while joining answers its ref: it takes the place
     // of the catch-up's copy of that message, or follows joined when the catch-up has none.
     const live: Encoded[] = [];
+    // In a cluster the client may have seen, on another node, messages this node has not delivered
+    // yet: what it resumes after is not sent again when it comes.
+    const seen = this.#bus && since !== undefined ? Math.max(lastSeq, since) : lastSeq;
+    if (seen > room.reported) member.floor = seen;
     for (const frame of held) {
-      if (frame.seq === undefined || frame.seq > lastSeq) live.push(frame);
+      if (frame.seq === undefined || frame.seq > seen) live.push(frame);
       else if (this.#echoFrames.has(frame)) {
         const at = shownAt.get(frame.seq);
         if (at === undefined || this.#echoFrames.has(shown[at] as Encoded)) live.push(frame);
@@ -1095,6 +1104,16 @@ export class Hub {
         }
       }
       return;
+    }
+    if (member.floor !== undefined) {
+      const floor = member.floor;
+      if (member.room.reported >= floor) member.floor = undefined;
+      const kept = frames.parts.filter(
+        (f) => f.seq === undefined || f.seq > floor || this.#echoFrames.has(f),
+      );
+      if (kept.length === 0) return;
+      if (kept.length < frames.parts.length)
+        frames = kept.length === 1 ? (kept[0] as Encoded) : new EncodedRun(kept);
     }
     this.#send(member.peer, frames, checkSlow);
   }
