@@ -26,6 +26,7 @@ WORKDIR /app
 COPY package.json README.md LICENSE ./
 COPY static ./static
 COPY drizzle ./drizzle
+COPY drizzle-pg ./drizzle-pg
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data

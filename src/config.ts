@@ -47,6 +47,7 @@ export type Config = Readonly<
     | 'ndjsonPort'
     | 'db'
     | 'dbAuthToken'
+    | 'redis'
     | 'ndjsonOnly'
     | 'logLevel'
     | 'metricsPort'
@@ -150,6 +151,12 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     const { tlsCert: cert, tlsKey: key } = SETTINGS;
     throw new ConfigError(`${cert.flag} and ${key.flag} (${cert.env} / ${key.env}) go together`);
   }
+  if (values.redis !== undefined && !/^postgres(ql)?:\/\//iu.test(values.db)) {
+    const { redis, db } = SETTINGS;
+    throw new ConfigError(
+      `${redis.flag} (${redis.env}) joins a cluster, whose nodes share one database: ${db.flag} must be a postgres:// URL`,
+    );
+  }
   const config: Config = {
     host: values.host,
     port: values.port,
@@ -157,6 +164,7 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     ndjsonPort: values.ndjsonPort,
     db: values.db,
     dbAuthToken: values.dbAuthToken,
+    redis: values.redis,
     ndjsonOnly: values.ndjsonOnly,
     logLevel: values.logLevel,
     metricsPort: values.metricsPort,

@@ -13,13 +13,9 @@ import { Restrictions } from './hub/restrictions.ts';
 import type { Log } from './log.ts';
 import type { MetricsListener } from './metrics/listener.ts';
 import { type Metrics, noMetrics } from './metrics/metrics.ts';
-import { DatabaseOpenError, openDatabase } from './store/db.ts';
-import { KeyStore } from './store/keys.ts';
-import { ModerationStore } from './store/moderation.ts';
+import { isRemote } from './store/db.ts';
 import { Retention } from './store/retention.ts';
-import { SessionStore } from './store/sessions.ts';
-import { LibsqlTranscript } from './store/transcript.ts';
-import { WorkerAppender } from './store/worker-appender.ts';
+import { DatabaseOpenError, openStore } from './store/store.ts';
 import { SERVER_NAME, VERSION } from './version.ts';
 import type { WebDoor, WebOptions } from './web/start.ts';
 
@@ -131,28 +127,23 @@ export async function startServer(
       : undefined;
   let rooms = (): number => 0;
   const metrics = await startMetrics(config, log, () => rooms());
-  const database = await openDatabase(config.db, config.dbAuthToken).catch(async (error: unknown) => {
+  const store = await openStore(config.db, {
+    authToken: config.dbAuthToken,
+    metrics: metrics.sink,
+    writer: {
+      script: options.writerScript,
+      onLost: (error) => {
+        metrics.sink.writerRestarted();
+        log.error('transcript writer stopped; the next message starts a new one', { error: error.message });
+      },
+    },
+  }).catch(async (error: unknown) => {
     await metrics.stop();
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;
   });
-  // A local file is written from its own thread, so commits and their fsync never stall the sockets.
-  const writer = database.local
-    ? await WorkerAppender.start(database.url, {
-        script: options.writerScript,
-        onLost: (error) => {
-          metrics.sink.writerRestarted();
-          log.error('transcript writer stopped; the next message starts a new one', { error: error.message });
-        },
-      }).catch(async (error: unknown) => {
-        database.close();
-        await metrics.stop();
-        throw new StartError(`cannot write to database ${config.db}: ${(error as Error).message}`);
-      })
-    : undefined;
-  const transcript = new LibsqlTranscript(database, writer, metrics.sink);
+  const { transcript } = store;
   const closeStore = async (): Promise<void> => {
-    await transcript.close();
-    database.close();
+    await store.close();
     await metrics.stop();
   };
   // The transcript must answer a read before the doors open.
@@ -160,20 +151,12 @@ export async function startServer(
     await closeStore();
     throw error;
   });
-  if (database.local) {
-    // The promise "echoed means stored" rests on these settings of the connection that commits.
-    const durability = await transcript.durability();
-    if (durability.journalMode !== 'wal' || durability.synchronous !== 2) {
-      await closeStore();
-      throw new StartError(
-        `database ${config.db} does not commit durably (journal_mode=${durability.journalMode}, synchronous=${durability.synchronous}); expected WAL with synchronous=FULL`,
-      );
-    }
+  if (store.kind === 'postgres') log.info('transcript open', { db: store.shown, engine: 'postgresql' });
+  else if (!isRemote(config.db))
     log.info('transcript open', { db: config.db, journal: 'wal', synchronous: 'full' });
-  }
   // Who may use which console name, and the bans and mutes in force, before anyone can connect.
-  const moderation = new ModerationStore(database);
-  const keys = new ConsoleKeys(new KeyStore(database), { policy: config.consoleAuth, log });
+  const moderation = store.moderation;
+  const keys = new ConsoleKeys(store.keys, { policy: config.consoleAuth, log });
   let restrictions: Restrictions;
   try {
     await keys.start();
@@ -181,9 +164,21 @@ export async function startServer(
   } catch (error) {
     keys.stop();
     await closeStore();
-    throw new StartError(`cannot read keys and bans from database ${config.db}: ${(error as Error).message}`);
+    throw new StartError(
+      `cannot read keys and bans from database ${store.shown}: ${(error as Error).message}`,
+    );
   }
   if (config.consoleAuth !== 'names') log.info('console keys', { policy: config.consoleAuth });
+  // One node of several: loaded only then, so a single node never loads the Redis client.
+  const cluster = config.redis
+    ? await import('./cluster/redis-bus.ts')
+        .then(({ RedisBus }) => RedisBus.connect(config.redis as string, log))
+        .catch(async (error: unknown) => {
+          keys.stop();
+          await closeStore();
+          throw new StartError((error as Error).message);
+        })
+    : undefined;
   const hub = new Hub({
     transcript,
     log,
@@ -193,13 +188,22 @@ export async function startServer(
     restrictions,
     admin: { admins: new Set(config.admins), store: moderation, revoke: keys.revoke },
     metrics: metrics.sink,
+    cluster,
   });
   rooms = () => hub.stats.rooms;
+  if (cluster) {
+    await cluster.start(hub.clusterListener);
+    log.info('cluster node', { node: cluster.node });
+  }
+  const closeAll = async (): Promise<void> => {
+    await cluster?.close();
+    await closeStore();
+  };
 
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;
   if (config.auth && oidc) {
-    const sessions = new SessionStore(database, {
+    const sessions = store.sessions({
       idleSeconds: config.auth.sessionIdleSeconds,
       maxSeconds: config.auth.sessionMaxSeconds,
     });
@@ -223,7 +227,7 @@ export async function startServer(
   }).catch(async (error: unknown) => {
     keys.stop();
     auth?.watch.stop();
-    await closeStore();
+    await closeAll();
     throw listenError(error, `console door port ${config.ndjsonPort}`, '--ndjson-port');
   });
   log.info('console door listening', { address: `${consoleDoor.address.host}:${consoleDoor.address.port}` });
@@ -234,7 +238,7 @@ export async function startServer(
       consoleDoor.stopAccepting();
       keys.stop();
       auth?.watch.stop();
-      await closeStore();
+      await closeAll();
     };
     const startWeb = await loadWeb().catch(async (error: unknown) => {
       await stopEarly();
@@ -293,7 +297,7 @@ export async function startServer(
     if (hub.stats.connections > 0) await new Promise((resolve) => setTimeout(resolve, 500));
     consoleDoor.destroyAll();
     web?.destroyAll();
-    await closeStore();
+    await closeAll();
   };
   return {
     hub,

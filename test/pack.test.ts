@@ -47,7 +47,7 @@ describe('npm package', () => {
   it('holds only the compiled JavaScript, static/, drizzle/, docs (the Grafana dashboard too), README, LICENSE and CHANGELOG', () => {
     const paths = packed.files.map((f) => f.path);
     const allowed =
-      /^(dist\/.+\.js|static\/.+|drizzle\/.+|docs\/.+\.(md|json)|README\.md|LICENSE|CHANGELOG\.md|SECURITY\.md|CONTRIBUTING\.md|package\.json)$/u;
+      /^(dist\/.+\.js|static\/.+|drizzle(-pg)?\/.+|docs\/.+\.(md|json)|README\.md|LICENSE|CHANGELOG\.md|SECURITY\.md|CONTRIBUTING\.md|package\.json)$/u;
     expect(paths.filter((p) => !allowed.test(p))).toEqual([]);
     for (const needed of ['dist/main.js', 'static/index.html', 'drizzle/meta/_journal.json', 'LICENSE']) {
       expect(paths).toContain(needed);

@@ -1,6 +1,5 @@
 // `runspec-room audit`: the admin actions and key changes, oldest first, from the server's database.
 import type { AuditRecord } from '../store/moderation.ts';
-import { ModerationStore } from '../store/moderation.ts';
 import { type CommandContext, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
@@ -42,7 +41,7 @@ export default async function audit(context: CommandContext): Promise<number> {
   const after = values.after === undefined ? undefined : count('after', values.after, 0);
   const database = await openCommandDatabase(values, context.env);
   try {
-    const records = await new ModerationStore(database).auditTrail({ limit, after });
+    const records = await database.moderation.auditTrail({ limit, after });
     if (values.json)
       context.stdout(`${records.map((r) => JSON.stringify(r)).join('\n')}${records.length ? '\n' : ''}`);
     else
@@ -51,6 +50,6 @@ export default async function audit(context: CommandContext): Promise<number> {
       );
     return 0;
   } finally {
-    database.close();
+    await database.close();
   }
 }

@@ -9,7 +9,8 @@ Copies the server's database (default: CONSOLE_ROOM_DB, else ./console_room.db) 
 not exist: one consistent snapshot, taken while the server keeps storing messages (it is not stopped
 or slowed down). The copy is one file; to restore it, stop the server, put it in the database's
 place (removing any -wal and -shm files beside it), and start the server.
-A remote libSQL server (libsql://…) is backed up where it runs, not with this command.
+A remote libSQL server (libsql://…) is backed up where it runs, and PostgreSQL with pg_dump, not
+with this command.
 `;
 
 /** `runspec-room backup` */

@@ -2,7 +2,6 @@
 // written to standard output a page at a time.
 import { EXPORT_FORMATS, type ExportFormat, exportRoom } from '../hub/export.ts';
 import { nameProblem } from '../protocol/frames.ts';
-import { LibsqlTranscript } from '../store/transcript.ts';
 import { type CommandContext, CommandError, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
@@ -33,15 +32,15 @@ export default async function exportCommand(context: CommandContext): Promise<nu
   const format = (values.format ?? 'ndjson') as ExportFormat;
   if (!EXPORT_FORMATS.includes(format))
     throw new UsageError(`--format must be ${EXPORT_FORMATS.join(' or ')}`);
-  const database = await openCommandDatabase(values, context.env);
+  const store = await openCommandDatabase(values, context.env);
   try {
-    const transcript = new LibsqlTranscript(database);
+    const { transcript } = store;
     if ((await transcript.lastSeq(room)) === 0)
       throw new CommandError(`room ${JSON.stringify(room)} has no messages`);
     for await (const chunk of exportRoom(transcript, { room, since: Number(values.since ?? 0), format }))
       await context.write(chunk);
     return 0;
   } finally {
-    database.close();
+    await store.close();
   }
 }

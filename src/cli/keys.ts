@@ -7,7 +7,7 @@ import { ConsoleKeys } from '../auth/console-keys.ts';
 import type { AuditEntry } from '../hub/admin.ts';
 import { silentLog } from '../log.ts';
 import { Fingerprint, nameProblem } from '../protocol/frames.ts';
-import { type ConsoleKey, KeyStore } from '../store/keys.ts';
+import type { ConsoleKey } from '../store/keys.ts';
 import { type CommandContext, CommandError, commandArgs, UsageError } from './commands.ts';
 import { openCommandDatabase } from './database.ts';
 
@@ -100,7 +100,7 @@ export default async function keys(context: CommandContext): Promise<number> {
 
   const database = await openCommandDatabase(values, context.env);
   try {
-    const store = new KeyStore(database);
+    const store = database.keys;
     const service = new ConsoleKeys(store, { policy: 'names', log: silentLog });
     const entry: AuditEntry = { ts: Date.now() / 1000, actor: hostActor(), via: 'host', action: '' };
     if (action === 'add') {
@@ -129,6 +129,6 @@ export default async function keys(context: CommandContext): Promise<number> {
     );
     return 0;
   } finally {
-    database.close();
+    await database.close();
   }
 }

@@ -87,6 +87,12 @@ export const Url = v.pipe(
   v.check((text) => URL.canParse(text), 'not a URL'),
 );
 
+/** A Redis server's URL: redis:// or rediss:// (TLS). */
+export const RedisUrl = v.pipe(
+  Url,
+  v.check((text) => /^rediss?:$/u.test(new URL(text).protocol), 'must be a redis:// or rediss:// URL'),
+);
+
 /** localhost, [::1] or 127.x.x.x. */
 export const isLoopback = (host: string): boolean =>
   host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/u.test(host);

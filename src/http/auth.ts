@@ -10,7 +10,7 @@ import type { Authenticated, UpgradeRequest } from '../doors/browser-door.ts';
 import type { Log } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { RefusalCode } from '../protocol/codes.ts';
-import type { Session, SessionStore } from '../store/sessions.ts';
+import type { Session, Sessions } from '../store/sessions.ts';
 import { escapeHtml, htmlPage } from './page.ts';
 import type { SessionWatch } from './session-watch.ts';
 
@@ -18,7 +18,7 @@ import type { SessionWatch } from './session-watch.ts';
 export interface AuthDeps {
   config: AuthConfig;
   oidc: Oidc;
-  sessions: SessionStore;
+  sessions: Sessions;
   watch: SessionWatch;
   log: Log;
   /** Where sign-ins and their failures are counted. */

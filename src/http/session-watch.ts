@@ -1,21 +1,21 @@
 // Closes a browser's sockets within a second of its session ending (logout, expiry, deletion).
 import type { Log } from '../log.ts';
 import { CloseCode } from '../protocol/codes.ts';
-import type { SessionStore } from '../store/sessions.ts';
+import type { Sessions } from '../store/sessions.ts';
 
 type Close = (code: number, reason: string) => void;
 
 /** Tracks the open sockets of each session and checks the sessions once a second. */
 export class SessionWatch {
   readonly #sockets = new Map<string, Set<Close>>();
-  readonly #sessions: SessionStore;
+  readonly #sessions: Sessions;
   readonly #log: Log;
   readonly #intervalMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticks = 0;
   #checking = false;
 
-  constructor(sessions: SessionStore, log: Log, intervalMs = 1000) {
+  constructor(sessions: Sessions, log: Log, intervalMs = 1000) {
     this.#sessions = sessions;
     this.#log = log;
     this.#intervalMs = intervalMs;

@@ -45,12 +45,19 @@ export interface AdminStore {
 /** Removes a console key and closes its connections; false when no such key is enrolled. */
 export type KeyRevoker = (fingerprint: string, entry: AuditEntry) => Promise<boolean>;
 
+/** A ban or mute set, or one lifted. */
+export type RestrictionChange =
+  | { set: Restriction }
+  | { lift: { kind: RestrictionKind; room: string; user: string } };
+
 /** What admin actions do to the rooms: the Hub's side of them. */
 export interface AdminHub {
   reply(peer: Peer, frame: ServerFrame): void;
   refuse(peer: Peer, code: ErrorCode, message: string, ref?: string): void;
   /** Take every connection of `user` out of `room`, telling each with `frame`; how many there were. */
-  expel(room: string, user: string, frame: ServerFrame & { type: 'kicked' }): number;
+  expel(room: string, user: string, frame: ServerFrame & { type: 'kicked' }): number | Promise<number>;
+  /** A ban or mute took effect here (the other nodes of a cluster are told). */
+  restricted?(change: RestrictionChange): void;
   /** Tell a room's members that a message was deleted. */
   announceDeleted(room: string, id: string, seq: number): void;
 }
@@ -116,7 +123,7 @@ export class Admin {
       switch (frame.type) {
         case 'kick': {
           Object.assign(entry, { room: frame.room, user: frame.user, reason: frame.reason });
-          if (!hub.expel(frame.room, frame.user, kicked(frame.room, peer.user, frame.reason))) {
+          if (!(await hub.expel(frame.room, frame.user, kicked(frame.room, peer.user, frame.reason)))) {
             hub.refuse(peer, ErrorCode.NotFound, `${frame.user} is not in ${frame.room}`, ref);
             return;
           }
@@ -147,8 +154,9 @@ export class Admin {
           };
           await store.restrict(restriction, entry);
           this.#restrictions.set(restriction);
+          hub.restricted?.({ set: restriction });
           if (frame.type === 'ban')
-            hub.expel(frame.room, frame.user, {
+            await hub.expel(frame.room, frame.user, {
               ...kicked(frame.room, peer.user, frame.reason),
               banned: true,
               ...(frame.until === undefined ? {} : { until: frame.until }),
@@ -163,6 +171,7 @@ export class Admin {
           const had = this.#restrictions.find(kind, frame.room, frame.user) !== undefined;
           const stored = await store.lift(kind, frame.room, frame.user, entry);
           this.#restrictions.lift(kind, frame.room, frame.user);
+          hub.restricted?.({ lift: { kind, room: frame.room, user: frame.user } });
           if (!had && !stored) {
             hub.refuse(peer, ErrorCode.NotFound, `${frame.user} is not ${kind}ned in ${frame.room}`, ref);
             return;

@@ -16,7 +16,18 @@ import {
   type WhoEntry,
 } from '../protocol/frames.ts';
 import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
-import { Admin, type AdminOptions } from './admin.ts';
+import { Admin, type AdminOptions, type RestrictionChange } from './admin.ts';
+import {
+  applyPresence,
+  type ClusterBus,
+  type ClusterEvent,
+  type ClusterListener,
+  type KickedFrame,
+  mergePresence,
+  type Present,
+  type RemotePresence,
+  RoomOrder,
+} from './cluster.ts';
 import { type ExportRequest, exportRoom } from './export.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
@@ -68,6 +79,10 @@ export interface HubOptions {
   admin?: AdminOptions;
   /** Where joins, commits and deliveries are counted. */
   metrics?: Metrics;
+  /** The other nodes of a cluster: messages, presence and admin actions are shared through it. */
+  cluster?: ClusterBus | undefined;
+  /** Cluster: how long a message ahead of a gap waits for the gap before it is filled from the store. */
+  gapWaitMs?: number;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -83,6 +98,11 @@ interface Member {
   readonly room: Room;
   /** Frames that arrived while the join was loading; undefined once live. */
   pending: Encoded[] | undefined;
+  /**
+   * Cluster: the member resumed after this seq, seen on another node, before this node had delivered
+   * that far; messages up to it are not sent again. Undefined once the room is past it.
+   */
+  floor?: number | undefined;
 }
 
 interface Presence {
@@ -90,6 +110,8 @@ interface Presence {
   /** Of them, browser connections. */
   browsers: number;
   status: Status;
+  /** When the status was set (ms): across nodes the newest wins. */
+  at: number;
   /** Its `active` typing lapses at this timer. */
   typing: ReturnType<typeof setTimeout> | undefined;
 }
@@ -108,6 +130,13 @@ interface Room {
   ready: Promise<void> | undefined;
   /** Messages submitted and not yet answered: a room with some is kept, so `reported` stays true. */
   inflight: number;
+  /** Cluster: the room's presence on the other nodes; undefined until it has been read. */
+  remote?: RemotePresence | undefined;
+  /** Cluster: presence events that came while the room's presence was being read. */
+  early?: Array<[string, ClusterEvent & { t: 'presence' }]> | undefined;
+  /** Cluster: messages that came ahead of a gap, and the wait for it. */
+  order?: RoomOrder | undefined;
+  gap?: ReturnType<typeof setTimeout> | undefined;
 }
 
 interface Connection {
@@ -124,6 +153,11 @@ interface Echo {
 }
 
 const BROWSER = 'browser';
+/** Whisper ids a node remembers having delivered (a whisper reaches it once per person it concerns). */
+const WHISPERS_REMEMBERED = 10_000;
+/** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
+const POLL_MS = 500;
+const POLL_AFTER_MS = 2000;
 
 /** Routes messages, whispers and presence between the members of each room. */
 export class Hub {
@@ -155,6 +189,11 @@ export class Hub {
   readonly #restrictions: Restrictions;
   readonly #admin: Admin;
   readonly #metrics: Metrics;
+  readonly #bus: ClusterBus | undefined;
+  readonly #gapWaitMs: number;
+  readonly #whispersSeen = new Set<string>();
+  #poll: ReturnType<typeof setInterval> | undefined;
+  #pollUntil = 0;
   #closing = false;
 
   constructor(options: HubOptions) {
@@ -175,6 +214,8 @@ export class Hub {
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
     const metrics = options.metrics ?? noMetrics;
     this.#metrics = metrics;
+    this.#bus = options.cluster;
+    this.#gapWaitMs = options.gapWaitMs ?? 50;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -219,6 +260,7 @@ export class Hub {
     if (!mine) {
       mine = new Set();
       this.#byUser.set(peer.user, mine);
+      this.#bus?.watchUser(peer.user);
     }
     mine.add(peer);
     if (!this.#seen.has(peer.user)) {
@@ -241,6 +283,7 @@ export class Hub {
     if (mine?.size === 0) {
       this.#byUser.delete(peer.user);
       this.#markers.forget(peer.user);
+      this.#bus?.unwatchUser(peer.user);
     }
   }
 
@@ -359,8 +402,12 @@ export class Hub {
     // The echo of a message this connection sent while joining answers its ref: it takes the place
     // of the catch-up's copy of that message, or follows joined when the catch-up has none.
     const live: Encoded[] = [];
+    // In a cluster the client may have seen, on another node, messages this node has not delivered
+    // yet: what it resumes after is not sent again when it comes.
+    const seen = this.#bus && since !== undefined ? Math.max(lastSeq, since) : lastSeq;
+    if (seen > room.reported) member.floor = seen;
     for (const frame of held) {
-      if (frame.seq === undefined || frame.seq > lastSeq) live.push(frame);
+      if (frame.seq === undefined || frame.seq > seen) live.push(frame);
       else if (this.#echoFrames.has(frame)) {
         const at = shownAt.get(frame.seq);
         if (at === undefined || this.#echoFrames.has(shown[at] as Encoded)) live.push(frame);
@@ -386,7 +433,7 @@ export class Hub {
       if (historyFailed)
         catchUp.push(errorEncoded(ErrorCode.StoreUnavailable, 'recent messages could not be loaded'));
     }
-    for (const [user, presence] of room.users) {
+    for (const [user, presence] of this.#present(room)) {
       if (user !== peer.user) catchUp.push(new Encoded(presenceFrame(name, user, presence.status)));
     }
     catchUp.push(...shown);
@@ -468,8 +515,11 @@ export class Hub {
       if (presence.connections === 0) {
         clearTimeout(presence.typing);
         room.users.delete(peer.user);
-        if (!this.#closing) this.#broadcast(room, presenceFrame(room.name, peer.user, 'away'));
+        // Away only when the user has no connection left in the room on any node.
+        if (!this.#closing && !this.#view(room, peer.user))
+          this.#broadcast(room, presenceFrame(room.name, peer.user, 'away'));
       }
+      this.#share(room, peer.user);
     }
     this.#forgetIfIdle(room);
     this.#log.debug('left', { room: room.name, user: peer.user });
@@ -489,10 +539,19 @@ export class Hub {
       inflight: 0,
       ready: undefined,
     };
-    room.ready = this.#transcript.lastSeq(name).then(
+    // In a cluster the room's events are heard before its newest seq is read: whatever commits after
+    // the read arrives as an event, whatever before is in the store.
+    const lastSeq = this.#bus
+      ? this.#bus.watchRoom(name).then((remote) => {
+          this.#learnRemote(room, remote);
+          return this.#transcript.lastSeq(name);
+        })
+      : this.#transcript.lastSeq(name);
+    room.ready = lastSeq.then(
       (latest) => {
         room.reported = Math.max(room.reported, latest);
         room.ready = undefined;
+        if (room.order) this.#broadcastBatch(this.#release(room));
       },
       (error: unknown) => {
         this.#log.warn('room unavailable', { room: name, error: String(error) });
@@ -508,30 +567,41 @@ export class Hub {
 
   /** A room with no members and nothing in flight is forgotten (its state is in the store). */
   #forgetIfIdle(room: Room): void {
-    if (room.members.size === 0 && room.inflight === 0 && this.#rooms.get(room.name) === room)
+    if (room.members.size === 0 && room.inflight === 0 && this.#rooms.get(room.name) === room) {
       this.#rooms.delete(room.name);
+      if (this.#bus) {
+        this.#bus.unwatchRoom(room.name);
+        clearTimeout(room.gap);
+        for (const m of room.order?.clear() ?? []) this.#echoes.delete(m.id);
+      }
+    }
   }
 
   /** A user arrives in a room (or gains a connection there); the others hear of it once. */
   #arrive(room: Room, peer: Peer): void {
     const presence = room.users.get(peer.user);
     const browser = peer.via === BROWSER ? 1 : 0;
+    // Announced only when the user was not present, or not available, on any node.
+    const before = this.#view(room, peer.user);
+    const announce = before?.status !== 'available';
     if (!presence) {
       room.users.set(peer.user, {
         connections: 1,
         browsers: browser,
         status: 'available',
+        at: Date.now(),
         typing: undefined,
       });
-      this.#broadcast(room, presenceFrame(room.name, peer.user, 'available'), peer);
-      return;
+    } else {
+      presence.connections += 1;
+      presence.browsers += browser;
+      if (presence.status !== 'available') {
+        presence.status = 'available';
+        presence.at = Date.now();
+      }
     }
-    presence.connections += 1;
-    presence.browsers += browser;
-    if (presence.status !== 'available') {
-      presence.status = 'available';
-      this.#broadcast(room, presenceFrame(room.name, peer.user, 'available'), peer);
-    }
+    if (announce) this.#broadcast(room, presenceFrame(room.name, peer.user, 'available'), peer);
+    this.#share(room, peer.user);
   }
 
   /** Stamp a message, commit it, then broadcast it to the whole room, sender included. */
@@ -565,7 +635,8 @@ export class Hub {
     if (!this.#byUser.has(to) && !this.#seen.has(to)) {
       let known: boolean;
       try {
-        known = await this.#transcript.knows(to);
+        // A name first seen on another node a moment ago may not be stored yet.
+        known = (await this.#transcript.knows(to)) || ((await this.#bus?.online(to)) ?? false);
       } catch (error) {
         this.#log.warn('whisper refused: names unavailable', { error: String(error) });
         this.#error(peer, ErrorCode.StoreUnavailable, 'the whisper could not be stored', options.ref);
@@ -663,7 +734,9 @@ export class Hub {
         return;
       }
       presence.status = status;
+      presence.at = Date.now();
       this.#broadcast(member.room, presenceFrame(name, peer.user, status), peer);
+      this.#share(member.room, peer.user);
     }
     if (ref !== undefined) this.#reply(peer, { type: 'ack', ref });
   }
@@ -682,8 +755,10 @@ export class Hub {
     }
     const now = Date.now();
     // To the others: the typist's own other connections do not need to hear it is typing.
-    const relay = (to: TypingState): void =>
+    const relay = (to: TypingState): void => {
       this.#broadcast(member.room, { type: 'typing', room, user: peer.user, state: to }, peer, true, true);
+      this.#bus?.publish({ room }, { t: 'typing', room, user: peer.user, state: to });
+    };
     if (state === 'active') {
       const last = connection.typedAt?.get(room) ?? Number.NEGATIVE_INFINITY;
       if (now - last >= this.#typingEveryMs) {
@@ -737,13 +812,19 @@ export class Hub {
     for (const other of this.#byUser.get(peer.user) ?? []) {
       if (other !== peer && other.optedIn) this.#reply(other, frame);
     }
+    this.#bus?.publish({ user: peer.user }, { t: 'read', user: peer.user, target, seq: now });
     this.#reply(peer, ref === undefined ? frame : { ...frame, ref });
   }
 
-  /** Who is present in a room (any room, joined or not). */
+  /** Who is present in a room (any room, joined or not), on every node. */
   who(peer: Peer, room: string, ref?: string): void {
+    const found = this.#rooms.get(room);
+    if (this.#bus && !found?.remote) {
+      void this.#whoElsewhere(peer, room, ref);
+      return;
+    }
     const users: WhoEntry[] = [];
-    for (const [user, presence] of this.#rooms.get(room)?.users ?? []) {
+    for (const [user, presence] of found ? this.#present(found) : []) {
       users.push({
         user,
         status: presence.status,
@@ -765,18 +846,20 @@ export class Hub {
       this.#error(peer, ErrorCode.StoreUnavailable, 'the room list could not be loaded', ref);
       return;
     }
+    const elsewhere = await this.#membersElsewhere(stored.map((head) => head.key));
     const entries = new Map<string, RoomEntry>();
     for (const head of stored) {
+      const here = this.#rooms.get(head.key);
       entries.set(head.key, {
         room: head.key,
-        members: this.#rooms.get(head.key)?.users.size ?? 0,
+        members: here ? this.#memberCount(here) : (elsewhere.get(head.key) ?? 0),
         seq: head.seq,
         ts: head.ts,
       });
     }
-    const live = [...this.#rooms.values()].filter((r) => r.users.size > 0 && !entries.has(r.name));
+    const live = [...this.#rooms.values()].filter((r) => this.#memberCount(r) > 0 && !entries.has(r.name));
     const list = [
-      ...live.map((r) => ({ room: r.name, members: r.users.size, seq: r.reported })),
+      ...live.map((r) => ({ room: r.name, members: this.#memberCount(r), seq: r.reported })),
       ...entries.values(),
     ];
     this.#reply(peer, {
@@ -914,7 +997,13 @@ export class Hub {
    * with `frame` and stays in its other rooms; a seed console, which knows one room and cannot be
    * told, is closed. Returns how many connections there were.
    */
-  expel(room: string, user: string, frame: ServerFrame & { type: 'kicked' }): number {
+  expel(room: string, user: string, frame: KickedFrame): number | Promise<number> {
+    if (this.#bus) return this.#expelEverywhere(this.#bus, room, user, frame);
+    return this.#expelHere(room, user, frame);
+  }
+
+  /** Take the user's connections on this node out of the room; how many there were. */
+  #expelHere(room: string, user: string, frame: KickedFrame): number {
     const found = this.#rooms.get(room);
     if (!found) return 0;
     const theirs = [...found.members.values()].filter((m) => m.peer.user === user);
@@ -929,10 +1018,18 @@ export class Hub {
     return theirs.length;
   }
 
-  /** Tell a room's opted-in members that a message is deleted. */
+  /** Tell a room's opted-in members, on every node, that a message is deleted. */
   announceDeleted(room: string, id: string, seq: number): void {
     const found = this.#rooms.get(room);
     if (found) this.#broadcast(found, { type: 'deleted', room, id, seq }, undefined, true);
+    this.#bus?.publish({ room }, { t: 'deleted', room, id, seq });
+  }
+
+  /** A ban or mute was set or lifted here: the other nodes enforce it too. */
+  restricted(change: RestrictionChange): void {
+    if (!this.#bus) return;
+    if ('set' in change) this.#bus.publish('all', { t: 'restrict', restriction: change.set });
+    else this.#bus.publish('all', { t: 'lift', ...change.lift });
   }
 
   /** Tell an opted-in peer that a frame was refused (plain consoles get nothing). */
@@ -965,6 +1062,17 @@ export class Hub {
   }
 
   #committed(batch: StoredMessage[]): void {
+    if (this.#bus) {
+      this.#publishCommitted(this.#bus, batch);
+      this.#ordered(batch);
+      return;
+    }
+    this.#broadcastBatch(batch);
+  }
+
+  /** Broadcast messages in order: each room's share in seq order, each whisper to its two people. */
+  #broadcastBatch(batch: StoredMessage[]): void {
+    if (batch.length === 0) return;
     // Each room's share of the batch, in commit order, encoded at most once per kind of reader.
     const byRoom = new Map<Room, MessageFrames[]>();
     for (const message of batch) {
@@ -1075,6 +1183,16 @@ export class Hub {
       }
       return;
     }
+    if (member.floor !== undefined) {
+      const floor = member.floor;
+      if (member.room.reported >= floor) member.floor = undefined;
+      const kept = frames.parts.filter(
+        (f) => f.seq === undefined || f.seq > floor || this.#echoFrames.has(f),
+      );
+      if (kept.length === 0) return;
+      if (kept.length < frames.parts.length)
+        frames = kept.length === 1 ? (kept[0] as Encoded) : new EncodedRun(kept);
+    }
     this.#send(member.peer, frames, checkSlow);
   }
 
@@ -1100,6 +1218,335 @@ export class Hub {
       peer.close(code, reason);
     } catch {
       // The transport is already gone; leaving the rooms was all that mattered.
+    }
+  }
+
+  /** A user's presence in a room on every node (this node's alone without a cluster). */
+  #view(room: Room, user: string): Present | undefined {
+    const local = room.users.get(user);
+    if (!room.remote) return local;
+    const entry = local && { c: local.connections, b: local.browsers, s: local.status, at: local.at };
+    return mergePresence(entry, room.remote.get(user));
+  }
+
+  /** Everyone present in a room, on every node. */
+  *#present(room: Room): Iterable<[string, Present]> {
+    if (!room.remote) {
+      yield* room.users;
+      return;
+    }
+    for (const user of new Set([...room.users.keys(), ...room.remote.keys()])) {
+      const present = this.#view(room, user);
+      if (present) yield [user, present];
+    }
+  }
+
+  #memberCount(room: Room): number {
+    if (!room.remote) return room.users.size;
+    let n = 0;
+    for (const _ of this.#present(room)) n += 1;
+    return n;
+  }
+
+  /** Cluster: tell the other nodes this node's share of a user's presence in a room. */
+  #share(room: Room, user: string): void {
+    if (!this.#bus) return;
+    const p = room.users.get(user);
+    this.#bus.setPresence(
+      room.name,
+      user,
+      p ? { c: p.connections, b: p.browsers, s: p.status, at: p.at } : null,
+    );
+  }
+
+  /** Broadcast what changed in a user's presence across nodes since `before`. */
+  #presenceMoved(room: Room, user: string, before: Present | undefined): void {
+    const after = this.#view(room, user);
+    if (after && after.status !== before?.status)
+      this.#broadcast(room, presenceFrame(room.name, user, after.status));
+    else if (!after && before && !this.#closing)
+      this.#broadcast(room, presenceFrame(room.name, user, 'away'));
+  }
+
+  /**
+   * The room's presence on the other nodes as read when it was opened, then the events that came
+   * meanwhile. Nobody has been told anything of the room yet, so nothing is broadcast.
+   */
+  #learnRemote(room: Room, remote: RemotePresence): void {
+    room.remote = remote;
+    for (const [node, event] of room.early ?? []) applyPresence(remote, node, event.user, event.entry);
+    room.early = undefined;
+  }
+
+  /** Cluster: hand a committed batch to the nodes with members in its rooms, and its whispers to both people. */
+  #publishCommitted(bus: ClusterBus, batch: StoredMessage[]): void {
+    const byRoom = new Map<string, StoredMessage[]>();
+    for (const m of batch) {
+      if (m.recipient !== undefined) {
+        this.#sawWhisper(m.id);
+        bus.publish({ user: m.sender }, { t: 'whisper', message: m });
+        if (m.recipient !== m.sender) bus.publish({ user: m.recipient }, { t: 'whisper', message: m });
+        continue;
+      }
+      const share = byRoom.get(m.room);
+      if (share) share.push(m);
+      else byRoom.set(m.room, [m]);
+    }
+    for (const [room, messages] of byRoom) bus.publish({ room }, { t: 'messages', messages });
+  }
+
+  /** Whether a whisper was delivered here already; remembers it if not. */
+  #sawWhisper(id: string): boolean {
+    if (this.#whispersSeen.has(id)) return true;
+    this.#whispersSeen.add(id);
+    if (this.#whispersSeen.size > WHISPERS_REMEMBERED)
+      this.#whispersSeen.delete(this.#whispersSeen.values().next().value as string);
+    return false;
+  }
+
+  /**
+   * Cluster: messages from this node's commits, other nodes' and the store, delivered to each room
+   * strictly in seq order: one ahead of a gap waits, a duplicate is dropped.
+   */
+  #ordered(messages: readonly StoredMessage[]): void {
+    const ready: StoredMessage[] = [];
+    const touched = new Set<Room>();
+    for (const m of messages) {
+      if (m.recipient !== undefined) {
+        ready.push(m);
+        continue;
+      }
+      const room = this.#rooms.get(m.room);
+      if (!room) {
+        this.#echoes.delete(m.id);
+        continue;
+      }
+      room.order ??= new RoomOrder();
+      room.order.offer(m, room.reported);
+      touched.add(room);
+    }
+    for (const room of touched) ready.push(...this.#release(room));
+    this.#broadcastBatch(ready);
+  }
+
+  /** The room's held messages that now follow without a gap; waits for the gap if some remain. */
+  #release(room: Room): StoredMessage[] {
+    if (room.ready || !room.order) return [];
+    const out = room.order.release(room.reported);
+    const last = out.at(-1);
+    if (last) room.reported = last.seq;
+    if (room.order.waiting > 0) room.gap ??= setTimeout(() => void this.#fill(room), this.#gapWaitMs);
+    else {
+      clearTimeout(room.gap);
+      room.gap = undefined;
+    }
+    return out;
+  }
+
+  /** A gap waited long enough: what is missing is read from the store. */
+  async #fill(room: Room): Promise<void> {
+    room.gap = undefined;
+    if (this.#rooms.get(room.name) !== room || !room.order?.waiting) return;
+    await this.#catchUp(room);
+    if (!room.gap && room.order.waiting > 0 && this.#rooms.get(room.name) === room)
+      room.gap = setTimeout(() => void this.#fill(room), this.#gapWaitMs);
+  }
+
+  /** Read the room's messages after the newest delivered here, and deliver them in order. */
+  async #catchUp(room: Room): Promise<void> {
+    if (room.ready) return;
+    let found: StoredMessage[];
+    try {
+      found = await this.#transcript.after(room.name, room.reported, this.#resumeLimit);
+    } catch (error) {
+      this.#log.warn('missed messages could not be read', { room: room.name, error: String(error) });
+      return;
+    }
+    if (this.#rooms.get(room.name) !== room || found.length === 0) return;
+    room.order ??= new RoomOrder();
+    for (const m of found) room.order.offer(m, room.reported);
+    this.#broadcastBatch(this.#release(room));
+  }
+
+  /** `who` for a room this node has no members in: its presence on the other nodes. */
+  async #whoElsewhere(peer: Peer, room: string, ref: string | undefined): Promise<void> {
+    let remote: RemotePresence | undefined;
+    try {
+      remote = (await this.#bus?.presenceOf([room]))?.get(room);
+    } catch (error) {
+      this.#log.warn('presence of other nodes unavailable', { room, error: String(error) });
+    }
+    const users: WhoEntry[] = [];
+    for (const [user, nodes] of remote ?? []) {
+      const present = mergePresence(undefined, nodes);
+      if (present)
+        users.push({
+          user,
+          status: present.status,
+          kind: present.browsers > 0 ? 'human' : 'console',
+          connections: present.connections,
+        });
+    }
+    users.sort((a, b) => a.user.localeCompare(b.user));
+    this.#reply(peer, { type: 'who', room, users, ...(ref === undefined ? {} : { ref }) });
+  }
+
+  /** Cluster: how many users are present in each of these rooms that this node has no members in. */
+  async #membersElsewhere(rooms: readonly string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    const wanted = rooms.filter((r) => !this.#rooms.has(r));
+    if (!this.#bus || wanted.length === 0) return counts;
+    try {
+      for (const [room, remote] of await this.#bus.presenceOf(wanted)) {
+        let n = 0;
+        for (const nodes of remote.values()) if (mergePresence(undefined, nodes)) n += 1;
+        counts.set(room, n);
+      }
+    } catch (error) {
+      this.#log.warn('presence of other nodes unavailable', { error: String(error) });
+    }
+    return counts;
+  }
+
+  /** Kick or ban on every node: this node's connections now, the others' through the bus. */
+  async #expelEverywhere(bus: ClusterBus, room: string, user: string, frame: KickedFrame): Promise<number> {
+    const found = this.#rooms.get(room);
+    let remote = found?.remote;
+    if (!remote)
+      remote = await bus.presenceOf([room]).then(
+        (all) => all.get(room),
+        () => undefined,
+      );
+    let elsewhere = 0;
+    for (const entry of remote?.get(user)?.values() ?? []) elsewhere += entry.c;
+    bus.publish({ room }, { t: 'kick', room, user, frame });
+    return this.#expelHere(room, user, frame) + elsewhere;
+  }
+
+  /** What the cluster bus reports to this Hub. */
+  get clusterListener(): ClusterListener {
+    return {
+      event: (node, event) => this.#clusterEvent(node, event),
+      nodeLost: (node) => this.#nodeLost(node),
+      connection: (up) => this.#busConnection(up),
+    };
+  }
+
+  #clusterEvent(node: string, event: ClusterEvent): void {
+    switch (event.t) {
+      case 'messages':
+        this.#ordered(event.messages);
+        return;
+      case 'whisper':
+        if (!this.#sawWhisper(event.message.id)) this.#broadcastBatch([event.message]);
+        return;
+      case 'presence': {
+        const room = this.#rooms.get(event.room);
+        if (!room) return;
+        if (!room.remote) {
+          room.early ??= [];
+          room.early.push([node, event]);
+          return;
+        }
+        const before = this.#view(room, event.user);
+        applyPresence(room.remote, node, event.user, event.entry);
+        this.#presenceMoved(room, event.user, before);
+        return;
+      }
+      case 'typing': {
+        const room = this.#rooms.get(event.room);
+        if (!room) return;
+        const frame = new Encoded({ type: 'typing', room: event.room, user: event.user, state: event.state });
+        for (const member of [...room.members.values()])
+          if (member.peer.optedIn && member.peer.user !== event.user) this.#deliver(member, frame);
+        return;
+      }
+      case 'deleted': {
+        const room = this.#rooms.get(event.room);
+        if (room)
+          this.#broadcast(
+            room,
+            { type: 'deleted', room: event.room, id: event.id, seq: event.seq },
+            undefined,
+            true,
+          );
+        return;
+      }
+      case 'kick':
+        this.#expelHere(event.room, event.user, event.frame);
+        return;
+      case 'read': {
+        const key =
+          'room' in event.target ? event.target.room : conversationKey(event.user, event.target.with);
+        this.#markers.learn(event.user, key, event.seq);
+        const frame: ServerFrame = { type: 'read', ...event.target, seq: event.seq };
+        for (const peer of this.#byUser.get(event.user) ?? []) if (peer.optedIn) this.#reply(peer, frame);
+        return;
+      }
+      case 'restrict':
+        this.#restrictions.set(event.restriction);
+        return;
+      case 'lift':
+        this.#restrictions.lift(event.kind, event.room, event.user);
+        return;
+    }
+  }
+
+  /** A node is gone: its users are away wherever they have no other connection. */
+  #nodeLost(node: string): void {
+    for (const room of this.#rooms.values()) {
+      if (!room.remote) continue;
+      for (const [user, nodes] of [...room.remote]) {
+        if (!nodes.has(node)) continue;
+        const before = this.#view(room, user);
+        applyPresence(room.remote, node, user, null);
+        this.#presenceMoved(room, user, before);
+      }
+    }
+  }
+
+  /**
+   * While the bus is down, events are missed: the store is asked for each room's messages every
+   * POLL_MS. Once it is back, this node's presence is announced again (a restarted bus has none),
+   * the other nodes' presence is read again, and polling goes on a little longer, until the
+   * subscriptions are surely in place; then both once more.
+   */
+  #busConnection(up: boolean): void {
+    this.#pollUntil = up ? Date.now() + POLL_AFTER_MS : Number.POSITIVE_INFINITY;
+    this.#poll ??= setInterval(() => {
+      if (Date.now() > this.#pollUntil) {
+        clearInterval(this.#poll);
+        this.#poll = undefined;
+      }
+      for (const room of this.#rooms.values()) void this.#catchUp(room);
+    }, POLL_MS);
+    this.#poll.unref?.();
+    if (!up) return;
+    // Once now, and once more when every node's subscriptions are surely back: an announcement made
+    // before another node listened again is missed by it, and its read of the presence may precede it.
+    void this.#reannounce();
+    setTimeout(() => void this.#reannounce(), POLL_AFTER_MS).unref?.();
+  }
+
+  async #reannounce(): Promise<void> {
+    const bus = this.#bus;
+    if (!bus) return;
+    const rooms = [...this.#rooms.values()].filter((r) => r.remote);
+    for (const room of rooms) for (const user of room.users.keys()) this.#share(room, user);
+    let fresh: Map<string, RemotePresence>;
+    try {
+      fresh = await bus.presenceOf(rooms.map((r) => r.name));
+    } catch (error) {
+      this.#log.warn('presence of other nodes unavailable', { error: String(error) });
+      return;
+    }
+    for (const room of rooms) {
+      if (this.#rooms.get(room.name) !== room || !room.remote) continue;
+      const now = fresh.get(room.name) ?? new Map();
+      const users = new Set([...room.remote.keys(), ...now.keys()]);
+      const before = new Map([...users].map((u) => [u, this.#view(room, u)] as const));
+      room.remote = now;
+      for (const user of users) this.#presenceMoved(room, user, before.get(user));
     }
   }
 

@@ -50,6 +50,12 @@ export class ReadMarkers {
     return seq;
   }
 
+  /** Another node moved a marker (and writes it): the copy here follows, if it has one. */
+  learn(user: string, conversation: string, seq: number): void {
+    const mine = this.#known.get(user);
+    if ((mine?.get(conversation) ?? seq) < seq) mine?.set(conversation, seq);
+  }
+
   /** Forget a user who has left (what is not yet written stays queued). */
   forget(user: string): void {
     this.#known.delete(user);

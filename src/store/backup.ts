@@ -37,6 +37,10 @@ async function sync(path: string): Promise<void> {
  * target that appears meanwhile is never overwritten and a failed backup leaves nothing behind.
  */
 export async function backupDatabase(source: string, target: string): Promise<BackupResult> {
+  if (/^postgres(ql)?:\/\//iu.test(source))
+    throw new BackupError(
+      'a PostgreSQL database is backed up with its own tools (pg_dump, or base backups with WAL archiving); this copies local database files only',
+    );
   if (isRemote(source))
     throw new BackupError(
       `${source} is a remote libSQL server: back it up where it runs (its own snapshots or replicas); this copies local database files only`,

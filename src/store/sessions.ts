@@ -25,7 +25,7 @@ export interface SessionLifetimes {
 }
 
 /** Use older than this is written back; more frequent use is not worth a write. */
-const TOUCH_AFTER_SECONDS = 60;
+export const TOUCH_AFTER_SECONDS = 60;
 
 const encoder = new TextEncoder();
 
@@ -35,7 +35,8 @@ export async function hashToken(token: string): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function randomToken(): string {
+/** A new session token: 32 random bytes, base64url. */
+export function randomToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   return btoa(String.fromCharCode(...bytes))
     .replaceAll('+', '-')
@@ -43,8 +44,24 @@ function randomToken(): string {
     .replace(/=+$/u, '');
 }
 
+/** What sign-in needs of a session store, on either database. */
+export interface Sessions {
+  /** Start a session for a signed-in user; returns the token for the cookie (never stored). */
+  create(user: SessionUser, idToken: string | undefined): Promise<{ token: string; session: Session }>;
+  /** The live session for a cookie token, or undefined; counts as use of the session. */
+  find(token: string): Promise<Session | undefined>;
+  /** Of the given session ids, those still live. */
+  alive(ids: readonly string[]): Promise<Set<string>>;
+  /** Record use (an open socket counts). */
+  touch(ids: readonly string[]): Promise<void>;
+  /** End a session (logout). Returns it as it was, for the provider's logout. */
+  delete(id: string): Promise<{ idToken: string | null } | undefined>;
+  /** Remove sessions that can no longer be used. Returns how many. */
+  sweep(): Promise<number>;
+}
+
 /** Sessions backed by the sessions and users tables. */
-export class SessionStore {
+export class SessionStore implements Sessions {
   readonly #database: Database;
   readonly #lifetimes: SessionLifetimes;
   readonly #now: () => number;

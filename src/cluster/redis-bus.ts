@@ -1,0 +1,368 @@
+// The cluster bus on Redis (node-redis, @redis/client): pub/sub for the nodes' events (a channel per
+// room, per user, and one for all), a hash per room with each node's share of its presence, and a
+// sorted set of live nodes that every node refreshes with a heartbeat. Works on Redis 7.0: nothing here
+// needs per-field expiry; a dead node's presence is dropped by the others when its heartbeat stops.
+import { createClient, type RedisClientType } from '@redis/client';
+import type {
+  ClusterBus,
+  ClusterEvent,
+  ClusterListener,
+  PresenceEntry,
+  RemotePresence,
+  Scope,
+} from '../hub/cluster.ts';
+import type { Log } from '../log.ts';
+
+/** Keys and channels start with this, so a Redis can hold other things besides. */
+const PREFIX = 'runspec-room:';
+const NODES = `${PREFIX}nodes`;
+const ALL = `${PREFIX}all`;
+const roomChannel = (room: string): string => `${PREFIX}room:${room}`;
+const userChannel = (user: string): string => `${PREFIX}user:${user}`;
+const presenceKey = (room: string): string => `${PREFIX}presence:${room}`;
+/** A presence hash field: node and user (a name cannot hold U+0001). */
+const field = (node: string, user: string): string => `${node}\u0001${user}`;
+
+/** How the bus keeps time. */
+export interface RedisBusOptions {
+  /** A heartbeat this often (5 s). */
+  heartbeatMs?: number;
+  /** A node not heard from for this long is gone, with its users' presence (20 s). */
+  lostAfterMs?: number;
+  /** Start-up fails when Redis does not answer within this (10 s). */
+  connectTimeoutMs?: number;
+}
+
+/** A wire event: who sent it, and what. */
+interface Envelope {
+  n: string;
+  e: ClusterEvent | { t: 'beat' } | { t: 'bye' };
+}
+
+/** A node's id: random, so each start is a new node and a restarted one leaves no ghosts behind. */
+function newNodeId(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join(
+    '',
+  );
+}
+
+/** The cluster bus on one Redis server (a Sentinel or managed Redis with one endpoint works the same). */
+export class RedisBus implements ClusterBus {
+  readonly node = newNodeId();
+  readonly #pub: RedisClientType;
+  readonly #sub: RedisClientType;
+  readonly #log: Log;
+  readonly #heartbeatMs: number;
+  readonly #lostAfterMs: number;
+  #listener: ClusterListener | undefined;
+  /** Other nodes, and when each was last heard from. */
+  readonly #heard = new Map<string, number>();
+  /** This node's presence fields, per room, so leaving can remove them. */
+  readonly #mine = new Map<string, Set<string>>();
+  readonly #userWatch = new Map<string, number>();
+  #beat: ReturnType<typeof setInterval> | undefined;
+  /** This node's first heartbeat is in the set of live nodes. */
+  #alive = false;
+  #up = false;
+  #closed = false;
+
+  private constructor(pub: RedisClientType, log: Log, options: RedisBusOptions) {
+    this.#pub = pub;
+    // Pub/sub takes a connection of its own: a subscribed connection runs no other commands.
+    this.#sub = pub.duplicate();
+    this.#log = log;
+    this.#heartbeatMs = options.heartbeatMs ?? 5000;
+    this.#lostAfterMs = options.lostAfterMs ?? 20_000;
+  }
+
+  /** Connect to `url` (redis:// or rediss://); rejects with a one-line reason when Redis cannot be used. */
+  static async connect(url: string, log: Log, options: RedisBusOptions = {}): Promise<RedisBus> {
+    // At start-up a refused connection ends start-up at once; once running, the bus reconnects.
+    const running = { yes: false };
+    const pub = createClient({
+      url,
+      // A publish while Redis is down is dropped, not queued: the Hub polls the store meanwhile and
+      // announces its presence again once the bus is back; a queue would replay stale events.
+      disableOfflineQueue: true,
+      socket: {
+        reconnectStrategy: (retries, cause) => (running.yes ? Math.min(50 * 2 ** retries, 1000) : cause),
+      },
+    }) as RedisClientType;
+    const bus = new RedisBus(pub, log, options);
+    const timeout = options.connectTimeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const lastError: { error?: unknown } = {};
+    pub.on('error', (error: unknown) => {
+      lastError.error = error;
+    });
+    try {
+      await Promise.race([
+        Promise.all([pub.connect(), bus.#sub.connect()]),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${timeout} ms${why(lastError.error)}`)),
+            timeout,
+          );
+        }),
+      ]);
+      await pub.ping();
+    } catch (error) {
+      clearTimeout(timer);
+      await bus.#disconnect();
+      throw new Error(
+        `cannot use Redis ${redact(url)}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    clearTimeout(timer);
+    running.yes = true;
+    return bus;
+  }
+
+  async start(listener: ClusterListener): Promise<void> {
+    this.#listener = listener;
+    this.#up = true;
+    // Publishes fail quietly while Redis is away; the subscriber's connection says whether events flow.
+    this.#pub.on('error', () => {});
+    this.#sub.on('error', (error: unknown) => this.#down(error));
+    // The subscriber's connection decides: while it is down, events are being missed.
+    this.#sub.on('ready', () => this.#ready());
+    await this.#sub.subscribe(ALL, (message) => this.#receive(message));
+    this.#heartbeat();
+    this.#beat = setInterval(() => this.#heartbeat(), this.#heartbeatMs);
+    this.#beat.unref?.();
+  }
+
+  publish(scope: Scope, event: ClusterEvent): void {
+    const channel =
+      scope === 'all' ? ALL : 'room' in scope ? roomChannel(scope.room) : userChannel(scope.user);
+    this.#send(channel, { n: this.node, e: event });
+  }
+
+  async watchRoom(room: string): Promise<RemotePresence> {
+    const subscribed = this.#sub.subscribe(roomChannel(room), (message) => this.#receive(message));
+    if (!this.#up) {
+      subscribed.catch(() => {});
+      return new Map();
+    }
+    try {
+      await subscribed;
+      return (await this.presenceOf([room])).get(room) ?? new Map();
+    } catch (error) {
+      this.#log.warn('cluster: room presence unavailable', { room, error: String(error) });
+      return new Map();
+    }
+  }
+
+  unwatchRoom(room: string): void {
+    this.#sub.unsubscribe(roomChannel(room)).catch(() => {});
+  }
+
+  watchUser(user: string): void {
+    const n = this.#userWatch.get(user) ?? 0;
+    this.#userWatch.set(user, n + 1);
+    if (n === 0) this.#sub.subscribe(userChannel(user), (message) => this.#receive(message)).catch(() => {});
+  }
+
+  unwatchUser(user: string): void {
+    const n = (this.#userWatch.get(user) ?? 0) - 1;
+    if (n > 0) {
+      this.#userWatch.set(user, n);
+      return;
+    }
+    this.#userWatch.delete(user);
+    this.#sub.unsubscribe(userChannel(user)).catch(() => {});
+  }
+
+  async online(user: string): Promise<boolean> {
+    // A node listens on a user's channel exactly while it has a connection of the user.
+    const counts = (await this.#pub.pubSubNumSub(userChannel(user))) as Record<string, number>;
+    return Object.values(counts).some((n) => Number(n) > 0);
+  }
+
+  setPresence(room: string, user: string, entry: PresenceEntry | null): void {
+    const key = presenceKey(room);
+    const f = field(this.node, user);
+    let mine = this.#mine.get(room);
+    if (entry) {
+      if (!mine) {
+        mine = new Set();
+        this.#mine.set(room, mine);
+      }
+      mine.add(user);
+      this.#pub.hSet(key, f, JSON.stringify(entry)).catch(() => {});
+    } else {
+      mine?.delete(user);
+      if (mine?.size === 0) this.#mine.delete(room);
+      this.#pub.hDel(key, f).catch(() => {});
+    }
+    this.#send(roomChannel(room), { n: this.node, e: { t: 'presence', room, user, entry } });
+  }
+
+  async presenceOf(rooms: readonly string[]): Promise<Map<string, RemotePresence>> {
+    const out = new Map<string, RemotePresence>();
+    if (rooms.length === 0) return out;
+    const now = Date.now();
+    const [alive, ...hashes] = await Promise.all([
+      this.#pub.zRangeByScore(NODES, now - this.#lostAfterMs, '+inf'),
+      ...rooms.map((room) => this.#pub.hGetAll(presenceKey(room))),
+    ]);
+    const live = new Set(alive as string[]);
+    rooms.forEach((room, i) => {
+      const remote: RemotePresence = new Map();
+      const stale: string[] = [];
+      for (const [f, value] of Object.entries((hashes[i] ?? {}) as Record<string, string>)) {
+        const [node, user] = f.split('\u0001') as [string, string | undefined];
+        if (node === this.node || user === undefined) continue;
+        if (!live.has(node)) {
+          stale.push(f);
+          continue;
+        }
+        const entry = parseEntry(value);
+        if (!entry) continue;
+        let nodes = remote.get(user);
+        if (!nodes) {
+          nodes = new Map();
+          remote.set(user, nodes);
+        }
+        nodes.set(node, entry);
+        if (!this.#heard.has(node)) this.#heard.set(node, now);
+      }
+      // A dead node's fields: whoever reads them first removes them.
+      if (stale.length > 0) this.#pub.hDel(presenceKey(room), stale).catch(() => {});
+      out.set(room, remote);
+    });
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#beat);
+    this.#send(ALL, { n: this.node, e: { t: 'bye' } });
+    await Promise.allSettled([
+      this.#pub.zRem(NODES, this.node),
+      ...[...this.#mine].map(([room, users]) =>
+        this.#pub.hDel(
+          presenceKey(room),
+          [...users].map((u) => field(this.node, u)),
+        ),
+      ),
+    ]);
+    await this.#disconnect();
+  }
+
+  async #disconnect(): Promise<void> {
+    await Promise.allSettled([this.#sub.close(), this.#pub.close()]);
+  }
+
+  #send(channel: string, envelope: Envelope): void {
+    if (this.#closed && envelope.e.t !== 'bye') return;
+    this.#pub.publish(channel, JSON.stringify(envelope)).catch(() => {});
+  }
+
+  #receive(message: string): void {
+    let envelope: Envelope;
+    try {
+      envelope = JSON.parse(message) as Envelope;
+    } catch {
+      this.#log.warn('cluster: an event that is not JSON was ignored');
+      return;
+    }
+    const node = envelope?.n;
+    if (typeof node !== 'string' || typeof envelope.e?.t !== 'string' || node === this.node) return;
+    if (envelope.e.t === 'bye') {
+      this.#lost(node);
+      return;
+    }
+    this.#heard.set(node, Date.now());
+    if (envelope.e.t === 'beat') return;
+    try {
+      this.#listener?.event(node, envelope.e);
+    } catch (error) {
+      this.#log.error('cluster: an event could not be applied', {
+        event: envelope.e.t,
+        error: String(error),
+      });
+    }
+  }
+
+  /** Say this node lives, and drop the nodes that have not said so for too long. */
+  #heartbeat(): void {
+    const now = Date.now();
+    this.#pub.zAdd(NODES, { score: now, value: this.node }).then(
+      (added) => {
+        // Back in the set after the others removed it (this node was too slow to beat, or Redis
+        // restarted empty): they have dropped its presence, so it announces it again.
+        if (Number(added) === 1 && this.#alive && this.#up) {
+          this.#log.warn('cluster: the other nodes had given this node up; announcing its presence again');
+          this.#listener?.connection(true);
+        }
+        this.#alive = true;
+      },
+      () => {},
+    );
+    this.#send(ALL, { n: this.node, e: { t: 'beat' } });
+    for (const [node, at] of this.#heard) {
+      if (now - at <= this.#lostAfterMs) continue;
+      this.#lost(node);
+      this.#pub.zRem(NODES, node).catch(() => {});
+    }
+  }
+
+  #lost(node: string): void {
+    this.#heard.delete(node);
+    this.#log.info('cluster: node gone', { node });
+    this.#listener?.nodeLost(node);
+  }
+
+  #down(error: unknown): void {
+    if (!this.#up || this.#closed) return;
+    this.#up = false;
+    this.#log.warn('cluster: Redis connection lost; polling the database until it is back', {
+      error: String(error),
+    });
+    this.#listener?.connection(false);
+  }
+
+  #ready(): void {
+    if (this.#up || this.#closed || !this.#listener) return;
+    this.#up = true;
+    this.#log.info('cluster: Redis connection back');
+    // Everyone heard meanwhile is fresh again from now: a node that died meanwhile stays silent.
+    const now = Date.now();
+    for (const node of this.#heard.keys()) this.#heard.set(node, now);
+    this.#heartbeat();
+    this.#listener.connection(true);
+  }
+}
+
+function parseEntry(text: string): PresenceEntry | undefined {
+  try {
+    const e = JSON.parse(text) as PresenceEntry;
+    if (
+      typeof e.c === 'number' &&
+      typeof e.b === 'number' &&
+      typeof e.s === 'string' &&
+      typeof e.at === 'number'
+    )
+      return e;
+  } catch {
+    // Not ours.
+  }
+  return undefined;
+}
+
+/** The URL without its password, as it may be logged. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return 'redis://…';
+  }
+}
+
+function why(error: unknown): string {
+  return error instanceof Error ? ` (${error.message})` : '';
+}

@@ -1,0 +1,109 @@
+// The Store boundary: everything the server keeps (transcript, sign-in sessions, console keys, bans,
+// mutes and the audit trail) on one of two databases: a libSQL file or server (the default, one node),
+// or PostgreSQL (`--db postgres://…`, shared by the nodes of a cluster).
+import type { KeyRecords } from '../auth/console-keys.ts';
+import type { Transcript } from '../hub/transcript.ts';
+import { type Metrics, noMetrics } from '../metrics/metrics.ts';
+import type { Pruned } from './append.ts';
+import { DatabaseOpenError, openDatabase } from './db.ts';
+import { KeyStore } from './keys.ts';
+import { type ModerationRecords, ModerationStore } from './moderation.ts';
+import { isPostgres, openPostgres, redactUrl } from './pg/db.ts';
+import { PgKeyStore, PgModerationStore, PgSessionStore } from './pg/records.ts';
+import { PgTranscript } from './pg/transcript.ts';
+import { type SessionLifetimes, SessionStore, type Sessions } from './sessions.ts';
+import { LibsqlTranscript } from './transcript.ts';
+import { WorkerAppender } from './worker-appender.ts';
+
+/** The transcript as the server runs it: the Hub's slice, plus health and shutdown. */
+export interface StoredTranscript extends Transcript {
+  /** Resolves when the database answers reads and takes writes: /healthz. */
+  ping(): Promise<void>;
+  /** One retention batch: of the `limit` messages stored first, delete those older than `before`. */
+  prune(before: number, limit: number): Promise<Pruned>;
+  /** Finish the write path (the database itself closes with the store). */
+  close(): Promise<void>;
+}
+
+/** One open database and everything kept in it. */
+export interface Store {
+  /** Which database: the embedded libSQL one, or PostgreSQL. */
+  readonly kind: 'libsql' | 'postgres';
+  /** Where it is, as logs may show it (no password). */
+  readonly shown: string;
+  readonly transcript: StoredTranscript;
+  readonly keys: KeyRecords;
+  readonly moderation: ModerationRecords;
+  /** Sign-in sessions with these lifetimes. */
+  sessions(lifetimes: SessionLifetimes): Sessions;
+  close(): Promise<void>;
+}
+
+/** How a store is opened. */
+export interface StoreOptions {
+  /** Auth token of a remote libSQL server. */
+  authToken?: string | undefined;
+  /** Where commits, reads and their failures are counted. */
+  metrics?: Metrics | undefined;
+  /** The server appends to a local file from a writer thread; a subcommand does not need one. */
+  writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
+}
+
+export { DatabaseOpenError, isPostgres };
+
+/** Open the database `target` names (a file path, a libSQL URL or a postgres:// URL) and bring it up to date. */
+export async function openStore(target: string, options: StoreOptions = {}): Promise<Store> {
+  if (isPostgres(target)) {
+    const database = await openPostgres(target);
+    const { sql } = database;
+    const transcript = new PgTranscript(sql, options.metrics ?? noMetrics);
+    return {
+      kind: 'postgres',
+      shown: redactUrl(target),
+      transcript,
+      keys: new PgKeyStore(sql),
+      moderation: new PgModerationStore(sql),
+      sessions: (lifetimes) => new PgSessionStore(sql, lifetimes),
+      close: async () => {
+        await transcript.close();
+        await database.close();
+      },
+    };
+  }
+  const database = await openDatabase(target, options.authToken);
+  // A local file is written from its own thread, so commits and their fsync never stall the sockets.
+  const writer =
+    database.local && options.writer
+      ? await WorkerAppender.start(database.url, {
+          script: options.writer.script,
+          onLost: options.writer.onLost,
+        }).catch((error: unknown) => {
+          database.close();
+          throw new DatabaseOpenError(`cannot write to database ${target}: ${(error as Error).message}`);
+        })
+      : undefined;
+  const transcript = new LibsqlTranscript(database, writer, options.metrics ?? noMetrics);
+  const store: Store = {
+    kind: 'libsql',
+    shown: target,
+    transcript,
+    keys: new KeyStore(database),
+    moderation: new ModerationStore(database),
+    sessions: (lifetimes) => new SessionStore(database, lifetimes),
+    close: async () => {
+      await transcript.close();
+      database.close();
+    },
+  };
+  if (database.local && options.writer) {
+    // The promise "echoed means stored" rests on these settings of the connection that commits.
+    const durability = await transcript.durability();
+    if (durability.journalMode !== 'wal' || durability.synchronous !== 2) {
+      await store.close();
+      throw new DatabaseOpenError(
+        `database ${target} does not commit durably (journal_mode=${durability.journalMode}, synchronous=${durability.synchronous}); expected WAL with synchronous=FULL`,
+      );
+    }
+  }
+  return store;
+}
