@@ -6,6 +6,7 @@ import { link, open, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import NativeDatabase from 'libsql';
 import { isRemote } from './db.ts';
+import { isPostgres } from './store.ts';
 
 /** A backup that could not be made; the message is one line for the operator. */
 export class BackupError extends Error {
@@ -37,7 +38,7 @@ async function sync(path: string): Promise<void> {
  * target that appears meanwhile is never overwritten and a failed backup leaves nothing behind.
  */
 export async function backupDatabase(source: string, target: string): Promise<BackupResult> {
-  if (/^postgres(ql)?:\/\//iu.test(source))
+  if (isPostgres(source))
     throw new BackupError(
       'a PostgreSQL database is backed up with its own tools (pg_dump, or base backups with WAL archiving); this copies local database files only',
     );

@@ -8,9 +8,6 @@ import type { Pruned } from './append.ts';
 import { DatabaseOpenError, openDatabase } from './db.ts';
 import { KeyStore } from './keys.ts';
 import { type ModerationRecords, ModerationStore } from './moderation.ts';
-import { isPostgres, openPostgres, redactUrl } from './pg/db.ts';
-import { PgKeyStore, PgModerationStore, PgSessionStore } from './pg/records.ts';
-import { PgTranscript } from './pg/transcript.ts';
 import { type SessionLifetimes, SessionStore, type Sessions } from './sessions.ts';
 import { LibsqlTranscript } from './transcript.ts';
 import { WorkerAppender } from './worker-appender.ts';
@@ -49,27 +46,18 @@ export interface StoreOptions {
   writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
 }
 
-export { DatabaseOpenError, isPostgres };
+export { DatabaseOpenError };
+
+/** Whether `--db` names a PostgreSQL server rather than a libSQL file or server. */
+export function isPostgres(target: string): boolean {
+  return /^postgres(ql)?:\/\//iu.test(target);
+}
 
 /** Open the database `target` names (a file path, a libSQL URL or a postgres:// URL) and bring it up to date. */
 export async function openStore(target: string, options: StoreOptions = {}): Promise<Store> {
-  if (isPostgres(target)) {
-    const database = await openPostgres(target);
-    const { sql } = database;
-    const transcript = new PgTranscript(sql, options.metrics ?? noMetrics);
-    return {
-      kind: 'postgres',
-      shown: redactUrl(target),
-      transcript,
-      keys: new PgKeyStore(sql),
-      moderation: new PgModerationStore(sql),
-      sessions: (lifetimes) => new PgSessionStore(sql, lifetimes),
-      close: async () => {
-        await transcript.close();
-        await database.close();
-      },
-    };
-  }
+  // Loaded only here, so a single node on a file never loads the PostgreSQL client.
+  if (isPostgres(target))
+    return (await import('./pg/store.ts')).openPgStore(target, options.metrics ?? noMetrics);
   const database = await openDatabase(target, options.authToken);
   // A local file is written from its own thread, so commits and their fsync never stall the sockets.
   const writer =

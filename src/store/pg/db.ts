@@ -17,11 +17,6 @@ export interface PgDatabase {
   close(): Promise<void>;
 }
 
-/** Whether `--db` names a PostgreSQL server rather than a libSQL file or server. */
-export function isPostgres(target: string): boolean {
-  return /^postgres(ql)?:\/\//iu.test(target);
-}
-
 const MIGRATIONS = fileURLToPath(new URL('../../../drizzle-pg/', import.meta.url));
 /** Held while migrating, so nodes starting together migrate one after another. */
 const MIGRATION_LOCK = 0x72756e73;
