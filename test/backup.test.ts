@@ -82,9 +82,17 @@ describe('backup', () => {
       );
       const missing = before.filter((id) => !ids.has(id));
       expect(missing).toEqual([]);
-      expect(
-        copy.prepare("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'load'").raw(true).get(),
-      ).toEqual([ids.size]);
+      // The search index came along: it holds every message up to its progress, and the server
+      // indexes the rest (stored in the last moments before the copy) when it next runs.
+      const indexed = copy
+        .prepare("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'load'")
+        .raw(true)
+        .get();
+      const behind = copy
+        .prepare('SELECT count(*) FROM messages WHERE n > (SELECT indexed FROM search_progress)')
+        .raw(true)
+        .get();
+      expect(Number((indexed as unknown[])[0]) + Number((behind as unknown[])[0])).toBe(ids.size);
     } finally {
       copy.close();
     }

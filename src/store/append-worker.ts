@@ -97,6 +97,7 @@ function serve(requests: WriterRequest[]): void {
       if ('durability' in request) post({ n: request.n, durability: appender.durability() });
       else if ('prune' in request)
         post({ n: request.n, pruned: appender.prune(request.prune.before, request.prune.limit) });
+      else if ('index' in request) post({ n: request.n, indexed: appender.index(request.index.limit) });
       else {
         if ('ping' in request) appender.ping();
         if ('probe' in request) appender.probe();

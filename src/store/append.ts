@@ -28,6 +28,11 @@ export interface Appender {
    * transaction; how many went, and how long the transaction held the writer.
    */
   prune(before: number, limit: number): Promise<Pruned>;
+  /**
+   * Add at most `limit` of the messages stored after the search index's progress to it, in one
+   * transaction (INDEX); how many, whether more are waiting, and how long it held the writer.
+   */
+  index(limit: number): Promise<Indexed>;
   /** Stop: resolves when no write is in flight any more. */
   close(): Promise<void>;
 }
@@ -45,6 +50,27 @@ export interface Pruned {
   deleted: number;
   ms: number;
 }
+
+/** What one indexing pass did: messages added to the search index, whether more wait, its time (ms). */
+export interface Indexed {
+  indexed: number;
+  more: boolean;
+  ms: number;
+}
+
+/**
+ * One indexing pass, three statements in one transaction, each taking the pass's `limit`: room
+ * messages (not whispers, not deleted) in the next `limit` rowids after the progress go into the
+ * FTS5 index as one segment; the progress moves to the last of them (or to the newest message, which
+ * is less); then whether any message is stored after it.
+ */
+export const INDEX: readonly string[] = [
+  `INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages
+     WHERE n > (SELECT indexed FROM search_progress) AND n <= (SELECT indexed FROM search_progress) + ?
+       AND recipient IS NULL AND deleted IS NULL`,
+  'UPDATE search_progress SET indexed = min((SELECT coalesce(max(n), 0) FROM messages), indexed + ?)',
+  'SELECT indexed < (SELECT coalesce(max(n), 0) FROM messages) FROM search_progress',
+];
 
 /**
  * One retention batch: of the `limit` messages stored first (cheap to find: the rowid's order), those
@@ -310,6 +336,19 @@ export class SqlAppender implements Appender {
     const started = performance.now();
     const result = await this.#client.execute({ sql: PRUNE, args: [limit, before] });
     return { deleted: result.rowsAffected, ms: performance.now() - started };
+  }
+
+  async index(limit: number): Promise<Indexed> {
+    const started = performance.now();
+    const [inserted, , left] = await this.#client.batch(
+      INDEX.map((sql, i) => ({ sql, args: i < 2 ? [limit] : [] })),
+      'write',
+    );
+    return {
+      indexed: inserted?.rowsAffected ?? 0,
+      more: Boolean(left?.rows[0]?.[0]),
+      ms: performance.now() - started,
+    };
   }
 
   async close(): Promise<void> {}

@@ -8,7 +8,9 @@ import {
   cidQuery,
   type Durability,
   type Found,
+  INDEX,
   INSERT_HEAD,
+  type Indexed,
   idQuery,
   lookups,
   PRUNE,
@@ -141,6 +143,23 @@ export class NativeAppender {
       const { changes } = this.#statement(PRUNE).run(limit, before);
       this.#db.exec('COMMIT');
       return { deleted: Number(changes), ms: performance.now() - started };
+    } catch (error) {
+      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  /** One indexing pass (INDEX), in a transaction of its own. */
+  index(limit: number): Indexed {
+    const started = performance.now();
+    const [insert, advance, left] = INDEX as [string, string, string];
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const { changes } = this.#statement(insert).run(limit);
+      this.#statement(advance).run(limit);
+      const more = Boolean(this.#rows(left, [])[0]?.[0]);
+      this.#db.exec('COMMIT');
+      return { indexed: Number(changes), more, ms: performance.now() - started };
     } catch (error) {
       if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
       throw error;

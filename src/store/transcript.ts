@@ -48,6 +48,15 @@ const SEARCH_SQL = `SELECT ${MESSAGE_COLUMNS.split(', ')
   WHERE messages_fts MATCH ? AND m.room = ? AND m.seq < ? AND m.deleted IS NULL AND m.recipient IS NULL
   ORDER BY messages_fts.rowid DESC LIMIT ?`;
 
+/** Messages one pass of the indexer adds to the search index at most (a few ms of the writer). */
+export const INDEX_BATCH = 1000;
+
+/** How long after a commit the indexer runs, so the commits in between share one pass. */
+export const INDEX_AFTER_MS = 250;
+
+/** Passes a search makes at most to bring the index up to the newest message before it reads. */
+const CATCH_UP_PASSES = 20;
+
 /** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
   readonly #database: Database;
@@ -58,6 +67,10 @@ export class LibsqlTranscript implements Transcript {
   /** The last commit's failure (an append's or a probe's); undefined once one has succeeded. */
   #failing: WritesFailing | undefined;
   #probing: Promise<void> | undefined;
+  /** The indexer: its next pass, the pass running, and whether the transcript is closed. */
+  #indexTimer: ReturnType<typeof setTimeout> | undefined;
+  #indexing: Promise<boolean> | undefined;
+  #closed = false;
 
   /** Appends run on the database's own connection unless another appender (a writer thread) is given. */
   constructor(
@@ -85,6 +98,7 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.append(batch).then(
       (appended) => {
         this.#failing = undefined;
+        this.#indexSoon(INDEX_AFTER_MS);
         return appended;
       },
       (error: unknown) => {
@@ -131,6 +145,7 @@ export class LibsqlTranscript implements Transcript {
     limit: number,
   ): Promise<StoredMessage[]> {
     if (terms.length === 0) return [];
+    await this.#catchUp();
     const rows = await this.#read.query(SEARCH_SQL, [
       ftsQuery(terms),
       room,
@@ -238,8 +253,57 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.durability();
   }
 
+  /**
+   * One pass of the indexer: the search index is filled behind the commits, on the write path, many
+   * messages to a transaction. Resolves whether more messages wait; one pass runs at a time.
+   */
+  #indexPass(): Promise<boolean> {
+    this.#indexing ??= this.#appender
+      .index(INDEX_BATCH)
+      .then(
+        (pass) => pass.more,
+        (error: unknown) => {
+          this.#metrics.databaseError('write');
+          throw error;
+        },
+      )
+      .finally(() => {
+        this.#indexing = undefined;
+      });
+    return this.#indexing;
+  }
+
+  /** Run a pass in `ms` unless one is already due; passes follow each other while more wait. */
+  #indexSoon(ms: number): void {
+    if (this.#indexTimer !== undefined || this.#closed) return;
+    this.#indexTimer = setTimeout(() => {
+      this.#indexTimer = undefined;
+      // A failed pass is counted; the next commit schedules another, and a search catches up.
+      this.#indexPass().then(
+        (more) => {
+          if (more) this.#indexSoon(0);
+        },
+        () => {},
+      );
+    }, ms);
+  }
+
+  /** Bring the index up to the newest message, so a search finds everything echoed before it. */
+  async #catchUp(): Promise<void> {
+    try {
+      for (let pass = 0; pass < CATCH_UP_PASSES && !this.#closed; pass++)
+        if (!(await this.#indexPass())) return;
+    } catch {
+      // Counted by the pass; the search answers from what the index holds.
+    }
+  }
+
   /** Finish and stop the write path; the database itself is closed by its owner. */
-  close(): Promise<void> {
-    return this.#appender.close();
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#indexTimer);
+    this.#indexTimer = undefined;
+    await this.#indexing?.catch(() => {});
+    await this.#appender.close();
   }
 }

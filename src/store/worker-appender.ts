@@ -1,7 +1,7 @@
 // Appends through a writer thread (src/store/append-worker.ts): the Node entry's choice for a file.
 import { Worker } from 'node:worker_threads';
 import type { Appended, NewMessage, ReadMarker } from '../hub/transcript.ts';
-import { type Appender, type Durability, flatten, type Pruned } from './append.ts';
+import { type Appender, type Durability, flatten, type Indexed, type Pruned } from './append.ts';
 import {
   type WriterData,
   WriterError,
@@ -26,7 +26,7 @@ export interface WriterOptions {
   script?: URL | undefined;
 }
 
-type Answer = Appended[] | Durability | Pruned | true;
+type Answer = Appended[] | Durability | Pruned | Indexed | true;
 
 interface Waiting {
   readonly request: WriterTask;
@@ -96,6 +96,10 @@ export class WorkerAppender implements Appender {
 
   prune(before: number, limit: number): Promise<Pruned> {
     return this.#request({ prune: { before, limit } }) as Promise<Pruned>;
+  }
+
+  index(limit: number): Promise<Indexed> {
+    return this.#request({ index: { limit } }) as Promise<Indexed>;
   }
 
   /** Let the writer finish what it holds, close its connection and exit. */
@@ -177,6 +181,7 @@ export class WorkerAppender implements Appender {
           else if ('done' in reply) waiting?.resolve(true);
           else if ('durability' in reply) waiting?.resolve(reply.durability);
           else if ('pruned' in reply) waiting?.resolve(reply.pruned);
+          else if ('indexed' in reply) waiting?.resolve(reply.indexed);
           else waiting?.reject(WriterError.from(reply.error));
         }
       });

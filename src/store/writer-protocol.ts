@@ -1,6 +1,6 @@
 // The messages between the event loop and the transcript writer thread, shared by both sides.
 import type { Appended, ReadMarker } from '../hub/transcript.ts';
-import type { Durability, Pruned } from './append.ts';
+import type { Durability, Indexed, Pruned } from './append.ts';
 
 /** What the thread is started with (its workerData). */
 export interface WriterData {
@@ -10,8 +10,8 @@ export interface WriterData {
 
 /**
  * One piece of work for the thread: a batch of messages (as made by `flatten`; `retried` when a dead
- * thread held it before), read markers, names seen, a ping, a probe, a durability read, or a retention
- * batch.
+ * thread held it before), read markers, names seen, a ping, a probe, a durability read, a retention
+ * batch, or an indexing pass.
  */
 export type WriterTask =
   | { args: Array<string | number | null>; retried: boolean }
@@ -20,7 +20,8 @@ export type WriterTask =
   | { ping: true }
   | { probe: true }
   | { durability: true }
-  | { prune: { before: number; limit: number } };
+  | { prune: { before: number; limit: number } }
+  | { index: { limit: number } };
 
 /** What the event loop asks of the writer thread: tasks, numbered and answered in order, or to close. */
 export type WriterRequest = (WriterTask & { n: number }) | { close: true };
@@ -42,6 +43,7 @@ export type WriterReply =
   | { n: number; done: true }
   | { n: number; durability: Durability }
   | { n: number; pruned: Pruned }
+  | { n: number; indexed: Indexed }
   | { n: number; error: WriterFailure };
 
 /** What a thrown error becomes on its way to the event loop. */
