@@ -71,7 +71,11 @@ export interface HubOptions {
   markerFlushMs?: number;
   /** The group commit's wait before each batch: one turn of I/O unless given (tests hand out turns). */
   yieldToIo?: () => Promise<void>;
-  /** Least time between two commits at a modest rate, so a few messages share one (1 ms). */
+  /**
+   * Least time between two commits at a modest rate, so a few messages share one. Off unless given:
+   * measured at 2,000 msg/s, 1 ms saved no CPU (200 against 195 µs per message) and added 0.9 ms to
+   * p50 and 1.1 ms to p99.
+   */
   commitSpacingMs?: number;
   /** Bans and mutes in force (loaded from the store at start). */
   restrictions?: Restrictions;
@@ -224,7 +228,7 @@ export class Hub {
       onReportError: (error) =>
         this.#log.error('broadcast of a committed batch failed', { error: String(error) }),
       yieldToIo: options.yieldToIo,
-      commitSpacingMs: options.commitSpacingMs ?? 1,
+      commitSpacingMs: options.commitSpacingMs ?? 0,
       onCommitted: (batch, stored, seconds) => metrics.committed(batch, stored, seconds),
     });
   }
