@@ -191,14 +191,18 @@ export async function startServer(
     cluster,
   });
   rooms = () => hub.stats.rooms;
-  if (cluster) {
-    await cluster.start(hub.clusterListener);
-    log.info('cluster node', { node: cluster.node });
-  }
   const closeAll = async (): Promise<void> => {
     await cluster?.close();
     await closeStore();
   };
+  if (cluster) {
+    await cluster.start(hub.clusterListener).catch(async (error: unknown) => {
+      keys.stop();
+      await closeAll();
+      throw new StartError(`cannot join the cluster: ${(error as Error).message}`);
+    });
+    log.info('cluster node', { node: cluster.node });
+  }
 
   let web: WebDoor | undefined;
   let auth: AuthDeps | undefined;

@@ -2,6 +2,7 @@
 // itself promises when several nodes share it (seqs without gaps, cid idempotency, durable settings).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationKey, type NewMessage } from '../src/hub/transcript.ts';
+import { noMetrics } from '../src/metrics/metrics.ts';
 import { searchTerms } from '../src/protocol/search.ts';
 import { openStore, type Store } from '../src/store/store.ts';
 import { postgresBin, startPostgres, type TestPostgres } from '../support/engines.ts';
@@ -137,6 +138,18 @@ describe.runIf(bin)('PostgreSQL store', () => {
       [3, 'release notes are up'],
     ]);
     ada.close();
+  });
+
+  it('counts the database errors of reads and writes, as the embedded store does', async () => {
+    const errors: string[] = [];
+    const store = await openStore(await pg.database('errors'), {
+      metrics: { ...noMetrics, databaseError: (operation) => errors.push(operation) },
+    });
+    await store.close();
+    await expect(store.transcript.lastSeq('ops')).rejects.toThrow();
+    await expect(store.transcript.recent('ops', 10)).rejects.toThrow();
+    await expect(store.transcript.saveMarkers([{ user: 'ada', conversation: 'ops', seq: 1 }])).rejects.toThrow();
+    expect(errors).toEqual(['read', 'read', 'write']);
   });
 
   describe('search and retention', () => {

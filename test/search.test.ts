@@ -197,16 +197,7 @@ describe('a database from before search', () => {
     for (const [i, [room, seq, text, recipient, deleted]] of rows.entries())
       await client.execute({
         sql: 'INSERT INTO messages (id, room, seq, sender, text, ts, recipient, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        args: [
-          `${i}`.padStart(32, '0'),
-          room,
-          seq,
-          'alice',
-          deleted ? '' : text,
-          1_700_000_000 + i,
-          recipient,
-          deleted,
-        ],
+        args: [`old-${i}`, room, seq, 'alice', deleted ? '' : text, 1_700_000_000 + i, recipient, deleted],
       });
     client.close();
 
@@ -277,6 +268,20 @@ describe('the index filled behind the commits', () => {
       database.client.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 0)"),
     ).resolves.toBeDefined();
   });
+
+  it('finds a new message at once after retention emptied a long-used database', async () => {
+    const database = await openDatabase(join(dir, 'emptied.db'));
+    opened.push(database);
+    const transcript = new LibsqlTranscript(database);
+    for (let i = 0; i < 7; i++)
+      await transcript.append(Array.from({ length: 3000 }, (_, k) => msg('ops', `old note ${i}.${k}`)));
+    while ((await ftsRows(database)) < 21_000) await find(transcript, 'old');
+    // Retention takes everything; message numbers are never used again, so the next is 21,001.
+    while ((await transcript.prune(Date.now() / 1000 + 86_400, 5000)).deleted > 0);
+    expect(await find(transcript, 'old')).toEqual([]);
+    await transcript.append([msg('ops', 'the needle')]);
+    expect(texts(await find(transcript, 'needle'))).toEqual(['the needle']);
+  }, 30_000);
 
   it('keeps what the earlier index held when a database from before this change is opened', async () => {
     const path = join(dir, 'triggers.db');

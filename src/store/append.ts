@@ -59,17 +59,18 @@ export interface Indexed {
 }
 
 /**
- * One indexing pass, three statements in one transaction, each taking the pass's `limit`: room
- * messages (not whispers, not deleted) in the next `limit` rowids after the progress go into the
- * FTS5 index as one segment; the progress moves to the last of them (or to the newest message, which
- * is less); then whether any message is stored after it.
+ * One indexing pass, three statements in one transaction, each taking the pass's `limit`: of the next
+ * `limit` messages after the progress (by rowid, which AUTOINCREMENT never reuses), the room messages
+ * (not whispers, not deleted) go into the FTS5 index as one segment; the progress moves to the last
+ * of those `limit` (never back); then whether any message is stored after it.
  */
+const NEXT = `SELECT max(n) FROM (SELECT n FROM messages WHERE n > (SELECT indexed FROM search_progress) ORDER BY n LIMIT ?)`;
 export const INDEX: readonly string[] = [
   `INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages
-     WHERE n > (SELECT indexed FROM search_progress) AND n <= (SELECT indexed FROM search_progress) + ?
+     WHERE n > (SELECT indexed FROM search_progress) AND n <= coalesce((${NEXT}), 0)
        AND recipient IS NULL AND deleted IS NULL`,
-  'UPDATE search_progress SET indexed = min((SELECT coalesce(max(n), 0) FROM messages), indexed + ?)',
-  'SELECT indexed < (SELECT coalesce(max(n), 0) FROM messages) FROM search_progress',
+  `UPDATE search_progress SET indexed = coalesce((${NEXT}), indexed)`,
+  'SELECT EXISTS (SELECT 1 FROM messages WHERE n > (SELECT indexed FROM search_progress))',
 ];
 
 /**

@@ -59,6 +59,14 @@ export class PgTranscript implements Transcript {
     this.#metrics = metrics;
   }
 
+  /** A query whose failure is counted as the database's, a read or a write. */
+  #counted<T>(operation: 'read' | 'write', query: PromiseLike<T>): Promise<T> {
+    return Promise.resolve(query).catch((error: unknown) => {
+      this.#metrics.databaseError(operation);
+      throw error;
+    });
+  }
+
   /**
    * Two transactions in flight: the next one locks its counters only once the last one holds its
    * own, so where they share a conversation the next waits for the last to commit, and seqs follow
@@ -176,9 +184,12 @@ export class PgTranscript implements Transcript {
     order: 'ASC' | 'DESC',
     limit: number,
   ): Promise<StoredMessage[]> {
-    const rows = await this.#sql.unsafe(
-      `SELECT ${COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT $${args.length + 1}`,
-      [...args, limit] as never[],
+    const rows = await this.#counted(
+      'read',
+      this.#sql.unsafe(
+        `SELECT ${COLUMNS} FROM messages WHERE ${where} ORDER BY seq ${order} LIMIT $${args.length + 1}`,
+        [...args, limit] as never[],
+      ),
     );
     const found = rows.map(toMessage);
     return order === 'DESC' ? found.reverse() : found;
@@ -205,78 +216,87 @@ export class PgTranscript implements Transcript {
   ): Promise<StoredMessage[]> {
     if (terms.length === 0) return [];
     const parts = terms.map((term, i) => tsqueryTerm(term, i + 4));
-    const rows = await this.#sql
-      .unsafe(
+    const rows = await this.#counted(
+      'read',
+      this.#sql.unsafe(
         // The expression and predicate of the partial index (migration 0001), so the planner uses it.
         `SELECT ${COLUMNS} FROM messages
          WHERE to_tsvector('runspec_room', text) @@ (${parts.map((p) => p.sql).join(' && ')})
            AND recipient IS NULL AND deleted IS NULL AND room = $1 AND seq < $2
          ORDER BY n DESC LIMIT $3`,
         [room, before ?? 2 ** 31 - 1, limit, ...parts.map((p) => p.arg)],
-      )
-      .catch((error: unknown) => {
-        this.#metrics.databaseError('read');
-        throw error;
-      });
+      ),
+    );
     return rows.map(toMessage);
   }
 
   /** One retention batch; several nodes may run theirs at once (a row is deleted once). */
   async prune(before: number, limit: number): Promise<Pruned> {
     const started = performance.now();
-    const result = await this.#sql.unsafe(PRUNE, [limit, before]).catch((error: unknown) => {
-      this.#metrics.databaseError('write');
-      throw error;
-    });
+    const result = await this.#counted('write', this.#sql.unsafe(PRUNE, [limit, before]));
     return { deleted: result.count, ms: performance.now() - started };
   }
 
   async lastSeq(room: string): Promise<number> {
-    const [row] = await this.#sql`SELECT seq FROM conversations WHERE key = ${room}`;
+    const [row] = await this.#counted('read', this.#sql`SELECT seq FROM conversations WHERE key = ${room}`);
     return Number(row?.seq ?? 0);
   }
 
   async rooms(limit: number): Promise<ConversationHead[]> {
     // Whisper pairs' keys start with U+0001, which no room name can; a counter row with seq 0 was
     // locked by an append that stored nothing.
-    const rows = await this.#sql`SELECT key, seq, ts FROM conversations WHERE ascii(key) > 1 AND seq > 0
-      ORDER BY ts DESC LIMIT ${limit}`;
+    const rows = await this.#counted(
+      'read',
+      this.#sql`SELECT key, seq, ts FROM conversations WHERE ascii(key) > 1 AND seq > 0
+        ORDER BY ts DESC LIMIT ${limit}`,
+    );
     return rows.map((r) => ({ key: String(r.key), seq: Number(r.seq), ts: Number(r.ts) }));
   }
 
   async markers(user: string, conversations?: readonly string[]): Promise<Map<string, number>> {
     if (conversations?.length === 0) return new Map();
-    const rows = conversations
-      ? await this
-          .#sql`SELECT conversation, seq FROM read_markers WHERE "user" = ${user} AND conversation = ANY(${[...conversations]}::text[])`
-      : await this.#sql`SELECT conversation, seq FROM read_markers WHERE "user" = ${user}`;
+    const rows = await this.#counted(
+      'read',
+      conversations
+        ? this
+            .#sql`SELECT conversation, seq FROM read_markers WHERE "user" = ${user} AND conversation = ANY(${[...conversations]}::text[])`
+        : this.#sql`SELECT conversation, seq FROM read_markers WHERE "user" = ${user}`,
+    );
     return new Map(rows.map((r) => [String(r.conversation), Number(r.seq)]));
   }
 
   async saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
     if (markers.length === 0) return;
-    await this.#sql`INSERT INTO read_markers ("user", conversation, seq)
+    await this.#counted(
+      'write',
+      this.#sql`INSERT INTO read_markers ("user", conversation, seq)
       SELECT * FROM unnest(${markers.map((m) => m.user)}::text[], ${markers.map((m) => m.conversation)}::text[], ${markers.map((m) => m.seq)}::int[])
-      ON CONFLICT ("user", conversation) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > read_markers.seq`;
+      ON CONFLICT ("user", conversation) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > read_markers.seq`,
+    );
   }
 
   async unreadWhispers(user: string): Promise<number> {
-    const [row] = await this.#sql`SELECT count(*) AS n FROM messages m
-      LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
-      WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)`;
+    const [row] = await this.#counted(
+      'read',
+      this.#sql`SELECT count(*) AS n FROM messages m
+        LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
+        WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)`,
+    );
     return Number(row?.n ?? 0);
   }
 
   async knows(name: string): Promise<boolean> {
-    return (await this.#sql`SELECT 1 FROM people WHERE name = ${name}`).length > 0;
+    return (await this.#counted('read', this.#sql`SELECT 1 FROM people WHERE name = ${name}`)).length > 0;
   }
 
   async remember(names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
     const now = Math.floor(Date.now() / 1000);
-    await this
-      .#sql`INSERT INTO people (name, first_seen) SELECT n, ${now} FROM unnest(${[...names]}::text[]) AS n
-      ON CONFLICT (name) DO NOTHING`;
+    await this.#counted(
+      'write',
+      this.#sql`INSERT INTO people (name, first_seen) SELECT n, ${now} FROM unnest(${[...names]}::text[]) AS n
+        ON CONFLICT (name) DO NOTHING`,
+    );
   }
 
   /** Answers when the database does; after a failed commit it commits a write that changes nothing. */
