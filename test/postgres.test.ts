@@ -148,7 +148,9 @@ describe.runIf(bin)('PostgreSQL store', () => {
     await store.close();
     await expect(store.transcript.lastSeq('ops')).rejects.toThrow();
     await expect(store.transcript.recent('ops', 10)).rejects.toThrow();
-    await expect(store.transcript.saveMarkers([{ user: 'ada', conversation: 'ops', seq: 1 }])).rejects.toThrow();
+    await expect(
+      store.transcript.saveMarkers([{ user: 'ada', conversation: 'ops', seq: 1 }]),
+    ).rejects.toThrow();
     expect(errors).toEqual(['read', 'read', 'write']);
   });
 
