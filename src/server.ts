@@ -261,6 +261,7 @@ export async function startServer(
       keys,
       limits,
       metrics: metrics.sink,
+      sharedAddresses: cluster?.addresses,
     }).catch(async (error: unknown) => {
       await stopEarly();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');

@@ -19,6 +19,7 @@ import {
   ofType,
   request,
   type TestClient,
+  upgradeStatus,
 } from './helpers/clients.ts';
 import { requireUnderCi } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
@@ -39,11 +40,11 @@ let cleanup: () => Promise<void>;
 const ADMINS = { CONSOLE_ROOM_ADMINS: 'ada' };
 
 /** A node of the cluster. */
-async function node(): Promise<Spawned> {
-  const started = await spawnServer(
-    ['--port', '0', '--ndjson-port', '0', '--db', db, '--redis', redis.url],
-    ADMINS,
-  );
+async function node(env: Record<string, string> = {}): Promise<Spawned> {
+  const started = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', db, '--redis', redis.url], {
+    ...ADMINS,
+    ...env,
+  });
   nodes.add(started);
   return started;
 }
@@ -301,6 +302,30 @@ describe.runIf(bin && hasRedis())('starting a node', () => {
     expect(away.code).toBe(1);
     expect(away.stderr).toMatch(/^runspec-room: error: cannot use Redis redis:\/\/127\.0\.0\.1:1\/?: /mu);
   });
+});
+
+describe.runIf(bin && hasRedis())('limits across nodes', () => {
+  it('the per-address browser limit holds for the cluster: over it, either node refuses; once one leaves, either takes one again', async () => {
+    const limited = { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '2' };
+    const [a, b] = await Promise.all([node(limited), node(limited)]);
+    const ws = (n: Spawned, user: string): string =>
+      `${(n.url as string).replace('http', 'ws')}/ws?user=${user}&room=limits`;
+    const first = await browserClient(a.url as string, 'l1', 'limits');
+    const second = await browserClient(b.url as string, 'l2', 'limits');
+    // Connected, as their people see it (each node shares its count as it admits).
+    await Promise.all([first, second].map((c) => c.waitFor((f) => f.type === 'welcome')));
+    expect(await upgradeStatus(ws(a, 'l3'))).toBe(503);
+    expect(await upgradeStatus(ws(b, 'l3'))).toBe(503);
+    first.close();
+    await first.closed;
+    // Node a gives its count back as the socket closes; node b sees it at its next admission.
+    let status = 0;
+    for (const end = Date.now() + 10_000; status !== 101 && Date.now() < end; )
+      status = await upgradeStatus(ws(b, 'l4'));
+    expect(status).toBe(101);
+    second.close();
+    await Promise.all([stopNode(a), stopNode(b)]);
+  }, 60_000);
 });
 
 describe.runIf(bin && hasRedis())('when something fails', () => {

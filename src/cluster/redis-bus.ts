@@ -3,6 +3,7 @@
 // sorted set of live nodes that every node refreshes with a heartbeat. Works on Redis 7.0: nothing here
 // needs per-field expiry; a dead node's presence is dropped by the others when its heartbeat stops.
 import { createClient, type RedisClientType } from '@redis/client';
+import type { SharedCounts } from '../doors/limits.ts';
 import type {
   ClusterBus,
   ClusterEvent,
@@ -20,6 +21,10 @@ const ALL = `${PREFIX}all`;
 const roomChannel = (room: string): string => `${PREFIX}room:${room}`;
 const userChannel = (user: string): string => `${PREFIX}user:${user}`;
 const presenceKey = (room: string): string => `${PREFIX}presence:${room}`;
+/** Browser connections from one client address: a field per node, its count. */
+const addressKey = (address: string): string => `${PREFIX}address:${address}`;
+/** How long an admission waits for the other nodes' counts before it goes by its own. */
+const ADDRESS_WAIT_MS = 1000;
 /** A presence hash field: node and user (a name cannot hold U+0001). */
 const field = (node: string, user: string): string => `${node}\u0001${user}`;
 
@@ -60,6 +65,8 @@ export class RedisBus implements ClusterBus {
   /** This node's presence fields, per room, so leaving can remove them. */
   readonly #mine = new Map<string, Set<string>>();
   readonly #userWatch = new Map<string, number>();
+  /** This node's browser connections per client address, as shared (sent again after Redis is back). */
+  readonly #addresses = new Map<string, number>();
   #beat: ReturnType<typeof setInterval> | undefined;
   /** This node's first heartbeat is in the set of live nodes. */
   #alive = false;
@@ -234,6 +241,48 @@ export class RedisBus implements ClusterBus {
     return out;
   }
 
+  /** Browser connections per client address across the live nodes: the per-address limit's count. */
+  readonly addresses: SharedCounts = {
+    elsewhere: (address) => this.#elsewhere(address),
+    set: (address, count) => {
+      if (count > 0) this.#addresses.set(address, count);
+      else this.#addresses.delete(address);
+      this.#shareAddress(address, count);
+    },
+  };
+
+  async #elsewhere(address: string): Promise<number> {
+    if (!this.#up) return 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, ADDRESS_WAIT_MS, undefined);
+    });
+    const read = Promise.all([
+      this.#pub.zRangeByScore(NODES, Date.now() - this.#lostAfterMs, '+inf'),
+      this.#pub.hGetAll(addressKey(address)),
+    ]);
+    const answer = await Promise.race([read, late]).finally(() => clearTimeout(timer));
+    if (!answer) return 0;
+    const live = new Set(answer[0] as string[]);
+    let total = 0;
+    const stale: string[] = [];
+    for (const [node, count] of Object.entries(answer[1] as Record<string, string>)) {
+      if (node === this.node) continue;
+      if (live.has(node)) total += Number(count) || 0;
+      else stale.push(node);
+    }
+    // A dead node's counts: whoever reads them first removes them.
+    if (stale.length > 0) this.#pub.hDel(addressKey(address), stale).catch(() => {});
+    return total;
+  }
+
+  #shareAddress(address: string, count: number): void {
+    const key = addressKey(address);
+    (count > 0 ? this.#pub.hSet(key, this.node, String(count)) : this.#pub.hDel(key, this.node)).catch(
+      () => {},
+    );
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -241,6 +290,7 @@ export class RedisBus implements ClusterBus {
     this.#send(ALL, { n: this.node, e: { t: 'bye' } });
     await Promise.allSettled([
       this.#pub.zRem(NODES, this.node),
+      ...[...this.#addresses.keys()].map((address) => this.#pub.hDel(addressKey(address), this.node)),
       ...[...this.#mine].map(([room, users]) =>
         this.#pub.hDel(
           presenceKey(room),
@@ -295,6 +345,7 @@ export class RedisBus implements ClusterBus {
         // restarted empty): they have dropped its presence, so it announces it again.
         if (Number(added) === 1 && this.#alive && this.#up) {
           this.#log.warn('cluster: the other nodes had given this node up; announcing its presence again');
+          for (const [address, count] of this.#addresses) this.#shareAddress(address, count);
           this.#listener?.connection(true);
         }
         this.#alive = true;
@@ -332,6 +383,7 @@ export class RedisBus implements ClusterBus {
     const now = Date.now();
     for (const node of this.#heard.keys()) this.#heard.set(node, now);
     this.#heartbeat();
+    for (const [address, count] of this.#addresses) this.#shareAddress(address, count);
     this.#listener.connection(true);
   }
 }

@@ -12,7 +12,7 @@ import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '.
 import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
-import { ConnectionLimit } from './limits.ts';
+import { ConnectionLimit, type SharedCounts } from './limits.ts';
 import {
   type FloodReason,
   type Pausable,
@@ -106,6 +106,8 @@ export interface BrowserDoorOptions {
   access?: SocketAccess;
   /** Where connections, their ends and throttled frames are counted. */
   metrics?: Metrics | undefined;
+  /** A cluster's connections per address, so the per-address limit holds across its nodes. */
+  sharedAddresses?: SharedCounts | undefined;
 }
 
 /**
@@ -153,7 +155,11 @@ export class BrowserDoor {
 
   constructor(options: BrowserDoorOptions) {
     this.#options = options;
-    this.#connections = new ConnectionLimit(options.limits.maxBrowsers, options.limits.maxBrowsersPerIp);
+    this.#connections = new ConnectionLimit(
+      options.limits.maxBrowsers,
+      options.limits.maxBrowsersPerIp,
+      options.sharedAddresses,
+    );
     this.#throttle = throttleLimits(options.limits);
     this.#access = options.access ?? standardSocketAccess;
     this.#metrics = options.metrics ?? noMetrics;
@@ -191,7 +197,7 @@ export class BrowserDoor {
       const { user, room, since } = parsed.output;
       identity = { user, authenticated: false, room, since, remote };
     }
-    const full = this.#connections.why(remote);
+    const full = await this.#connections.whyShared(remote);
     const release = full ? undefined : this.#connections.acquire(remote);
     if (!release) {
       log.warn('browser refused: connection limit', { remote, limit: full });

@@ -7,6 +7,7 @@ import { createApp } from '../app.ts';
 import type { ConsoleKeys } from '../auth/console-keys.ts';
 import type { Limits } from '../config.ts';
 import { BrowserDoor, type SocketAccess } from '../doors/browser-door.ts';
+import type { SharedCounts } from '../doors/limits.ts';
 import { loadAssets } from '../http/assets.ts';
 import { type AuthDeps, authenticateBrowser } from '../http/auth.ts';
 import { devOriginPolicy, publicOriginPolicy } from '../http/origins.ts';
@@ -38,6 +39,8 @@ export interface WebOptions {
   handshakeTimeoutMs?: number;
   /** Where browser connections are counted. */
   metrics?: Metrics | undefined;
+  /** A cluster's browser connections per address, so the per-address limit holds across nodes. */
+  sharedAddresses?: SharedCounts | undefined;
 }
 
 /** A listening browser door. */
@@ -102,6 +105,7 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     limits: options.limits,
     access: runtime.access,
     metrics: options.metrics,
+    sharedAddresses: options.sharedAddresses,
   });
   const app = createApp({
     hub,
