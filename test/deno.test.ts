@@ -9,6 +9,7 @@ import { describeDoors } from './helpers/door-suite.ts';
 import { makePki } from './helpers/pki.ts';
 import { findDeno, ROOT, requireUnderCi, runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
+import { untilOutput } from './helpers/spawn.ts';
 
 const deno = findDeno();
 requireUnderCi(
@@ -32,11 +33,6 @@ const runDeno = (args: string[], env: Record<string, string> = {}) =>
 let dir: string;
 let cleanup: () => Promise<void>;
 let server: ServerProcess;
-/** Wait until the server has logged a line matching `pattern` (its log lines leave in batches). */
-async function untilOutput(server: ServerProcess, pattern: RegExp): Promise<void> {
-  for (let i = 0; i < 250 && !pattern.test(server.output()); i++) await new Promise((r) => setTimeout(r, 20));
-  expect(server.output()).toMatch(pattern);
-}
 
 const extra: ServerProcess[] = [];
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { consoleClient, ofType } from '../helpers/clients.ts';
 import { tempDir } from '../helpers/server.ts';
-import { type Spawned, spawnServer } from '../helpers/spawn.ts';
+import { type Spawned, spawnServer, untilOutput } from '../helpers/spawn.ts';
 
 describe.skipIf(!haveChromium)('in Chromium, a page of another origin', () => {
   let browser: Browser;
@@ -60,7 +60,7 @@ describe.skipIf(!haveChromium)('in Chromium, a page of another origin', () => {
     const outcome = (await page.evaluate('window.outcome')) as { code: number; got: string[] };
     expect(outcome.got).toEqual([]);
     expect(outcome.code).toBe(1006);
-    expect(room.output()).toMatch(/browser refused: origin not allowed origin=http:\/\/127\.0\.0\.1:\d+/u);
+    await untilOutput(room, /browser refused: origin not allowed origin=http:\/\/127\.0\.0\.1:\d+/u);
     // The room saw no one arrive and nothing posted: the owner's next message is the next thing it gets.
     owner.send({ type: 'message', text: 'barrier' });
     await owner.waitFor((f) => f.type === 'message' && f.text === 'barrier');

@@ -9,6 +9,13 @@ export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url)
 /** A server process and what it printed. */
 export type Spawned = ServerProcess;
 
+/** Wait until the server has logged a line matching `pattern` (its log lines leave in batches). */
+export async function untilOutput(server: { output(): string }, pattern: RegExp): Promise<void> {
+  for (let i = 0; i < 250 && !pattern.test(server.output()); i++) await new Promise((r) => setTimeout(r, 20));
+  if (!pattern.test(server.output()))
+    throw new Error(`the server never logged ${pattern}:\n${server.output()}`);
+}
+
 /** Run the CLI to completion and collect its output. */
 export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string) {
   return runProcess(process.execPath, [MAIN, ...args], cwd === undefined ? { env } : { env, cwd });
