@@ -15,6 +15,17 @@ export interface Log {
   error(event: string, fields?: LogFields): void;
 }
 
+/** A URL as a log line may show it: its password replaced; `fallback` when it does not parse. */
+export function shownUrl(url: string, fallback: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.href;
+  } catch {
+    return fallback;
+  }
+}
+
 function formatValue(value: string | number | boolean): string {
   const s = String(value);
   return /^[\w.:/@+-]+$/u.test(s) ? s : JSON.stringify(s);

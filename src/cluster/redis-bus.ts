@@ -12,7 +12,7 @@ import type {
   RemotePresence,
   Scope,
 } from '../hub/cluster.ts';
-import type { Log } from '../log.ts';
+import { type Log, shownUrl } from '../log.ts';
 
 /** Keys and channels start with this, so a Redis can hold other things besides. */
 const PREFIX = 'runspec-room:';
@@ -117,7 +117,7 @@ export class RedisBus implements ClusterBus {
       clearTimeout(timer);
       await bus.#disconnect();
       throw new Error(
-        `cannot use Redis ${redact(url)}: ${error instanceof Error ? error.message : String(error)}`,
+        `cannot use Redis ${shownUrl(url, 'redis://…')}: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
     clearTimeout(timer);
@@ -402,17 +402,6 @@ function parseEntry(text: string): PresenceEntry | undefined {
     // Not ours.
   }
   return undefined;
-}
-
-/** The URL without its password, as it may be logged. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.href;
-  } catch {
-    return 'redis://…';
-  }
 }
 
 function why(error: unknown): string {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { shownUrl } from '../../log.ts';
 import { DatabaseOpenError } from '../db.ts';
 
 /** The client: tagged-template queries on a small pool. */
@@ -22,15 +23,7 @@ const MIGRATIONS = fileURLToPath(new URL('../../../drizzle-pg/', import.meta.url
 const MIGRATION_LOCK = 0x72756e73;
 
 /** The URL with its password replaced, as it may be logged. */
-export function redactUrl(target: string): string {
-  try {
-    const url = new URL(target);
-    if (url.password) url.password = '***';
-    return url.href;
-  } catch {
-    return 'postgres://…';
-  }
-}
+export const redactUrl = (target: string): string => shownUrl(target, 'postgres://…');
 
 const options = (max: number): postgres.Options<Record<string, never>> => ({
   max,
