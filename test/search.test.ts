@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { conversationKey, type NewMessage } from '../src/hub/transcript.ts';
 import { ErrorCode, RefusalCode } from '../src/protocol/codes.ts';
 import { searchTerms } from '../src/protocol/search.ts';
+import { type Indexed, SqlAppender } from '../src/store/append.ts';
 import { type Database, openDatabase } from '../src/store/db.ts';
 import { ModerationStore } from '../src/store/moderation.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
@@ -267,6 +268,28 @@ describe('the index filled behind the commits', () => {
     await expect(
       database.client.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 0)"),
     ).resolves.toBeDefined();
+  });
+
+  it('writes nothing for a search when nothing was stored since the index caught up', async () => {
+    const database = await openDatabase(join(dir, 'quiet.db'));
+    opened.push(database);
+    let passes = 0;
+    const counted = new (class extends SqlAppender {
+      override index(limit: number): Promise<Indexed> {
+        passes += 1;
+        return super.index(limit);
+      }
+    })(database.client);
+    const transcript = new LibsqlTranscript(database, counted);
+    await transcript.append([msg('ops', 'one deploy')]);
+    expect(texts(await find(transcript, 'deploy'))).toEqual(['one deploy']);
+    const after = passes;
+    expect(after).toBeGreaterThan(0);
+    for (let i = 0; i < 5; i++) expect(await find(transcript, 'deploy')).toHaveLength(1);
+    expect(passes).toBe(after);
+    await transcript.append([msg('ops', 'two deploy')]);
+    expect(await find(transcript, 'deploy')).toHaveLength(2);
+    expect(passes).toBeGreaterThan(after);
   });
 
   it('finds a new message at once after retention emptied a long-used database', async () => {

@@ -71,6 +71,12 @@ export class LibsqlTranscript implements Transcript {
   #indexTimer: ReturnType<typeof setTimeout> | undefined;
   #indexing: Promise<boolean> | undefined;
   #closed = false;
+  /**
+   * Appends answered so far, and how many of them the index is known to hold (-1 at start: the
+   * last run may have left messages unindexed). A search catches up only when the two differ.
+   */
+  #appends = 0;
+  #indexedAt = -1;
 
   /** Appends run on the database's own connection unless another appender (a writer thread) is given. */
   constructor(
@@ -98,6 +104,7 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.append(batch).then(
       (appended) => {
         this.#failing = undefined;
+        this.#appends += 1;
         this.#indexSoon(INDEX_AFTER_MS);
         return appended;
       },
@@ -258,19 +265,21 @@ export class LibsqlTranscript implements Transcript {
    * messages to a transaction. Resolves whether more messages wait; one pass runs at a time.
    */
   #indexPass(): Promise<boolean> {
-    this.#indexing ??= this.#appender
-      .index(INDEX_BATCH)
-      .then(
-        (pass) => pass.more,
-        (error: unknown) => {
-          this.#metrics.databaseError('write');
-          throw error;
-        },
-      )
-      .finally(() => {
-        this.#indexing = undefined;
-      });
+    this.#indexing ??= this.#runPass().finally(() => {
+      this.#indexing = undefined;
+    });
     return this.#indexing;
+  }
+
+  async #runPass(): Promise<boolean> {
+    // Every append answered by now was committed before this pass (the write path keeps order).
+    const at = this.#appends;
+    const pass = await this.#appender.index(INDEX_BATCH).catch((error: unknown) => {
+      this.#metrics.databaseError('write');
+      throw error;
+    });
+    if (!pass.more) this.#indexedAt = at;
+    return pass.more;
   }
 
   /** Run a pass in `ms` unless one is already due; passes follow each other while more wait. */
@@ -291,8 +300,10 @@ export class LibsqlTranscript implements Transcript {
   /** Bring the index up to the newest message, so a search finds everything echoed before it. */
   async #catchUp(): Promise<void> {
     try {
-      for (let pass = 0; pass < CATCH_UP_PASSES && !this.#closed; pass++)
-        if (!(await this.#indexPass())) return;
+      // A pass already running may have begun before the newest append: passes follow until one
+      // began after it. Nothing appended since the last complete pass: no write at all.
+      for (let pass = 0; pass < CATCH_UP_PASSES && !this.#closed && this.#indexedAt !== this.#appends; pass++)
+        await this.#indexPass();
     } catch {
       // Counted by the pass; the search answers from what the index holds.
     }
