@@ -137,7 +137,7 @@ class TestPeer implements Peer {
 async function node(): Promise<{ hub: Hub; bus: TestBus; transcript: SharedTranscript }> {
   const transcript = new SharedTranscript();
   const bus = new TestBus();
-  const hub = new Hub({ transcript, cluster: bus, gapWaitMs: 20 });
+  const hub = new Hub({ transcript, cluster: bus });
   await bus.start(hub.clusterListener);
   return { hub, bus, transcript };
 }
