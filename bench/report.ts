@@ -1,5 +1,5 @@
 // Tables for the terminal and the target checks, from the results of one run.
-import { SERVER_LABELS, type ServerKind } from './servers.ts';
+import { COMMIT_DELAY, SERVER_LABELS, type ServerKind } from './servers.ts';
 import type { Latency } from './stats.ts';
 import type {
   FloorResult,
@@ -320,6 +320,21 @@ export function checkTargets(results: Results): TargetCheck[] {
       target: 'lowload: server CPU <= 2x (a)',
       met: lo.step.serverCpu <= 2 * lp.step.serverCpu,
       detail: `${lo.step.serverCpu} vs ${lp.step.serverCpu} of a core (${lo.cpuPerMessageUs} vs ${lp.cpuPerMessageUs} µs/msg)`,
+    });
+  }
+  const ld = results.lowload.delayed;
+  if (ld && lp) {
+    const disk = results.lowloadDisk?.p99 ?? 0;
+    const bound = lp.step.latency.p99 + disk + 1;
+    checks.push({
+      target: `lowload, ${COMMIT_DELAY} commit delay: p99 <= (a) p99 + the disk's fsync p99 + 1 ms`,
+      met: ld.step.latency.p99 <= bound,
+      detail: `${ld.step.latency.p99} ms vs ${round2(bound)} ms`,
+    });
+    checks.push({
+      target: `lowload, ${COMMIT_DELAY} commit delay: server CPU <= 2x (a)`,
+      met: ld.step.serverCpu <= 2 * lp.step.serverCpu,
+      detail: `${ld.step.serverCpu} vs ${lp.step.serverCpu} of a core (${ld.cpuPerMessageUs} vs ${lp.cpuPerMessageUs} µs/msg)`,
     });
   }
   const io = results.idle.ours;

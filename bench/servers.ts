@@ -7,11 +7,18 @@ import { spawnServerProcess } from '../support/server-process.ts';
 import type { AgentReport } from './agent.ts';
 import type { Target } from './loadgen/clients.ts';
 
-export const SERVER_KINDS = ['ours', 'earlier', 'plain', 'naive', 'socketio'] as const;
+export const SERVER_KINDS = ['ours', 'delayed', 'earlier', 'plain', 'naive', 'socketio'] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
+
+/**
+ * The commit delay the `delayed` server runs with (CONSOLE_ROOM_COMMIT_DELAY): the same build as `ours`,
+ * measured in the low-load workload only, where it trades latency for CPU.
+ */
+export const COMMIT_DELAY = '2ms';
 
 export const SERVER_LABELS: Record<ServerKind, string> = {
   ours: 'runspec-room',
+  delayed: `runspec-room, ${COMMIT_DELAY} commit delay`,
   earlier: 'runspec-room, earlier build',
   plain: '(a) plain ws+net',
   naive: '(b) naive libSQL',
@@ -84,7 +91,7 @@ export interface ServerHandle {
 function command(kind: ServerKind, db: string, options: StartOptions): string[] {
   const node = [process.execPath];
   if (options.gc) node.push('--expose-gc');
-  if (kind === 'ours' || kind === 'earlier') {
+  if (kind === 'ours' || kind === 'delayed' || kind === 'earlier') {
     if (kind === 'earlier' && !earlier) throw new Error('the earlier server needs --earlier DIR');
     if (options.cpuProfDir && kind === 'ours')
       node.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
@@ -94,7 +101,7 @@ function command(kind: ServerKind, db: string, options: StartOptions): string[] 
       'tsx',
       '--import',
       join(ROOT, 'bench/agent-preload.ts'),
-      join(kind === 'ours' ? snapshotRoot() : (earlier as string), 'dist/main.js'),
+      join(kind === 'earlier' ? (earlier as string) : snapshotRoot(), 'dist/main.js'),
       '--port',
       '0',
       '--ndjson-port',
@@ -121,6 +128,7 @@ export async function startServer(kind: ServerKind, options: StartOptions = {}):
     cwd: ROOT,
     env: {
       ...(kind === 'ours' || kind === 'earlier' ? OURS_ENV : {}),
+      ...(kind === 'delayed' ? { ...OURS_ENV, CONSOLE_ROOM_COMMIT_DELAY: COMMIT_DELAY } : {}),
       CONSOLE_ROOM_LOG_LEVEL: 'info',
       BENCH_AGENT_GC: options.gc ? '1' : '0',
     },

@@ -53,6 +53,7 @@ export type Config = Readonly<
     | 'metricsPort'
     | 'metricsHost'
     | 'retentionSeconds'
+    | 'commitDelayMs'
   > & {
     /** Always the loopback address: the console door trusts whoever can connect. */
     ndjsonHost: string;
@@ -170,6 +171,7 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     metricsPort: values.metricsPort,
     metricsHost: values.metricsHost,
     retentionSeconds: values.retentionSeconds,
+    commitDelayMs: values.commitDelayMs,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     trustProxy: values.trustProxy,
     allowedOrigins: values.allowedOrigins ?? [],

@@ -189,6 +189,7 @@ export async function startServer(
     admin: { admins: new Set(config.admins), store: moderation, revoke: keys.revoke },
     metrics: metrics.sink,
     cluster,
+    commitSpacingMs: config.commitDelayMs,
   });
   rooms = () => hub.stats.rooms;
   const closeAll = async (): Promise<void> => {

@@ -127,6 +127,8 @@ describe('configuration', () => {
     expect(run([], { CONSOLE_ROOM_HEARTBEAT: '500ms' }).limits.heartbeatMs).toBe(500);
     expect(run([], { CONSOLE_ROOM_HELLO_TIMEOUT: '2d' }).limits.helloTimeoutMs).toBe(172_800_000);
     expect(run([], { ...signIn, CONSOLE_ROOM_SESSION_IDLE: '3000ms' }).auth?.sessionIdleSeconds).toBe(3);
+    expect(run([], { CONSOLE_ROOM_COMMIT_DELAY: '2ms' }).commitDelayMs).toBe(2);
+    expect(run([]).commitDelayMs).toBe(0);
   });
 
   it.each([
@@ -135,6 +137,7 @@ describe('configuration', () => {
     'CONSOLE_ROOM_FLOOD_TIMEOUT',
     'CONSOLE_ROOM_SESSION_IDLE',
     'CONSOLE_ROOM_SESSION_MAX',
+    'CONSOLE_ROOM_COMMIT_DELAY',
   ])('refuses a duration that is not one, naming %s, with or without sign-in', (name) => {
     for (const bad of ['soon', '25', '-5s', '1.5h', '10 years', 's'])
       for (const env of [{ [name]: bad }, { ...signIn, [name]: bad }]) {
@@ -154,6 +157,7 @@ describe('configuration', () => {
     ['CONSOLE_ROOM_SESSION_IDLE', '0s', 'at least 1s'],
     ['CONSOLE_ROOM_SESSION_IDLE', '1500ms', 'a whole number of seconds'],
     ['CONSOLE_ROOM_SESSION_MAX', '401d', 'at most 400d'],
+    ['CONSOLE_ROOM_COMMIT_DELAY', '1s', 'at most 100ms'],
   ])('refuses %s=%s, which the server could not run with', (name, value, words) => {
     expect(() => run([], { ...signIn, [name]: value })).toThrow(ConfigError);
     expect(() => run([], { ...signIn, [name]: value })).toThrow(`${name} "${value}": must be ${words}`);

@@ -178,3 +178,52 @@ describe('metrics', () => {
         expect(charted, name).toContain(name);
   });
 });
+
+describe('a commit delay (CONSOLE_ROOM_COMMIT_DELAY)', () => {
+  let cleanup: () => Promise<void>;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    const temp = await tempDir();
+    cleanup = temp.cleanup;
+    server = await startTestServer(join(temp.dir, 'room.db'), ['--metrics-port', '0'], {
+      CONSOLE_ROOM_COMMIT_DELAY: '100ms',
+    });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await cleanup?.();
+  });
+
+  it('lets messages sent one after another share a commit, each still echoed once and in order', async () => {
+    const metricsUrl = server.metricsUrl ?? '';
+    const alice = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: 'delay',
+      user: 'alice',
+      protocol: 2,
+    });
+    await alice.waitFor((f) => f.type === 'joined');
+    // The first message commits at once, and starts the delay.
+    await request(alice, { type: 'message', text: 'first' });
+    const before = await scrape(metricsUrl);
+    // Each message is read by the server before the next is sent (the `who` answer, which needs no
+    // commit, follows it), yet none of them is echoed before the delay is over.
+    for (let i = 0; i < 5; i++) {
+      alice.send({ type: 'message', text: `spaced ${i}` });
+      await request(alice, { type: 'who', room: 'delay' });
+    }
+    await alice.waitFor((f) => f.type === 'message' && f.text === 'spaced 4');
+    const after = await scrape(metricsUrl);
+    const grew = (sample: string): number =>
+      value(after, 'runspec_room_commit_batch_size', sample) -
+      value(before, 'runspec_room_commit_batch_size', sample);
+    expect(grew('runspec_room_commit_batch_size_sum')).toBe(5);
+    // Without the delay each would have had a commit (and an fsync) of its own.
+    expect(grew('runspec_room_commit_batch_size_count')).toBeLessThanOrEqual(2);
+    const echoes = alice.frames.filter((f) => f.type === 'message' && String(f.text).startsWith('spaced'));
+    expect(echoes.map((f) => f.text)).toEqual([0, 1, 2, 3, 4].map((i) => `spaced ${i}`));
+    alice.close();
+  });
+});

@@ -265,6 +265,14 @@ export const SETTINGS = {
     doc: 'delete messages, whispers included, older than this, such as `90d` (off unless set): a few hundred at a time, every ten minutes. Sequence numbers never go back; a resume from before what is kept gets `complete: false`',
     table: 'configuration',
   },
+  commitDelayMs: {
+    env: 'CONSOLE_ROOM_COMMIT_DELAY',
+    default: '0ms',
+    schema: duration('0ms', '100ms'),
+    help: 'least time between two commits, so more messages share one fsync (CPU for latency)',
+    doc: 'the least time between the starts of two commits of messages, such as `2ms`: what arrives meanwhile shares the next commit and its fsync, and 16 messages waiting commit at once. Each commit costs the server about as much CPU as the rest of a message, so a quiet server spends less CPU per message, and each message may wait up to this long more for its echo ([Performance](#performance))',
+    table: 'configuration',
+  },
   allowHttp: {
     env: 'CONSOLE_ROOM_OIDC_ALLOW_HTTP',
     default: 'off',
