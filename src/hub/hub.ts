@@ -29,6 +29,7 @@ import {
   RoomOrder,
 } from './cluster.ts';
 import { type ExportRequest, exportRoom } from './export.ts';
+import { FewMap, Grouped } from './grouped.ts';
 import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
@@ -146,7 +147,7 @@ interface Room {
 
 interface Connection {
   /** The rooms this connection is in. */
-  readonly rooms: Map<string, Member>;
+  readonly rooms: FewMap<string, Member>;
   /** When this connection's typing was last relayed, per room. */
   typedAt: Map<string, number> | undefined;
 }
@@ -168,7 +169,7 @@ const POLL_AFTER_MS = 2000;
 export class Hub {
   readonly #rooms = new Map<string, Room>();
   readonly #peers = new Map<Peer, Connection>();
-  readonly #byUser = new Map<string, Set<Peer>>();
+  readonly #byUser = new Grouped<string, Peer>();
   readonly #echoes = new Map<string, Echo>();
   /** Echoes as encoded for their senders: a join's catch-up must not drop one as a duplicate. */
   readonly #echoFrames = new WeakSet<Encoded>();
@@ -260,14 +261,8 @@ export class Hub {
   connect(peer: Peer): void {
     if (this.#peers.has(peer)) return;
     // typedAt only once the connection types: most never do, and an empty Map costs 200 bytes.
-    this.#peers.set(peer, { rooms: new Map(), typedAt: undefined });
-    let mine = this.#byUser.get(peer.user);
-    if (!mine) {
-      mine = new Set();
-      this.#byUser.set(peer.user, mine);
-      this.#bus?.watchUser(peer.user);
-    }
-    mine.add(peer);
+    this.#peers.set(peer, { rooms: new FewMap(), typedAt: undefined });
+    if (this.#byUser.add(peer.user, peer)) this.#bus?.watchUser(peer.user);
     if (!this.#seen.has(peer.user)) {
       this.#seen.add(peer.user);
       // Written behind, many names to a commit: one commit per new connection would cost an fsync each.
@@ -283,10 +278,7 @@ export class Hub {
     if (!connection) return;
     for (const member of [...connection.rooms.values()]) this.#leave(member);
     this.#peers.delete(peer);
-    const mine = this.#byUser.get(peer.user);
-    mine?.delete(peer);
-    if (mine?.size === 0) {
-      this.#byUser.delete(peer.user);
+    if (this.#byUser.delete(peer.user, peer)) {
       this.#markers.forget(peer.user);
       this.#bus?.unwatchUser(peer.user);
     }
@@ -814,7 +806,7 @@ export class Hub {
       return;
     }
     const frame: ServerFrame = { type: 'read', ...target, seq: now };
-    for (const other of this.#byUser.get(peer.user) ?? []) {
+    for (const other of this.#byUser.get(peer.user)) {
       if (other !== peer && other.optedIn) this.#reply(other, frame);
     }
     this.#bus?.publish({ user: peer.user }, { t: 'read', user: peer.user, target, seq: now });
@@ -1136,10 +1128,7 @@ export class Hub {
   #whispered(message: StoredMessage): void {
     const frame = new Encoded(whisperFrame(message));
     const echo = this.#echoes.get(message.id);
-    const to = new Set([
-      ...(this.#byUser.get(message.sender) ?? []),
-      ...(this.#byUser.get(message.recipient ?? '') ?? []),
-    ]);
+    const to = new Set([...this.#byUser.get(message.sender), ...this.#byUser.get(message.recipient ?? '')]);
     let delivered = 0;
     for (const peer of to) {
       if (!peer.optedIn) continue;
@@ -1485,7 +1474,7 @@ export class Hub {
           'room' in event.target ? event.target.room : conversationKey(event.user, event.target.with);
         this.#markers.learn(event.user, key, event.seq);
         const frame: ServerFrame = { type: 'read', ...event.target, seq: event.seq };
-        for (const peer of this.#byUser.get(event.user) ?? []) if (peer.optedIn) this.#reply(peer, frame);
+        for (const peer of this.#byUser.get(event.user)) if (peer.optedIn) this.#reply(peer, frame);
         return;
       }
       case 'restrict':

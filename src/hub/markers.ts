@@ -3,13 +3,25 @@
 import type { Log } from '../log.ts';
 import type { ReadMarker, Transcript } from './transcript.ts';
 
+/**
+ * One user's markers. Most users are in one conversation: that one is kept as a pair, and a Map (about
+ * 200 bytes even with one entry) is made only for a second.
+ */
+type Marks = Map<string, number> | { conversation: string; seq: number };
+
+const markOf = (marks: Marks | undefined, conversation: string): number | undefined => {
+  if (marks === undefined) return undefined;
+  if (marks instanceof Map) return marks.get(conversation);
+  return marks.conversation === conversation ? marks.seq : undefined;
+};
+
 /** Read markers of connected users, written behind. */
 export class ReadMarkers {
   readonly #transcript: Transcript;
   readonly #log: Log;
   readonly #flushMs: number;
   /** user → conversation → seq, for the conversations asked about or read since start. */
-  readonly #known = new Map<string, Map<string, number>>();
+  readonly #known = new Map<string, Marks>();
   readonly #dirty = new Map<string, ReadMarker>();
   /** Markers being written now: the store may not have them yet. */
   readonly #writing = new Map<string, ReadMarker>();
@@ -24,11 +36,11 @@ export class ReadMarkers {
 
   /** How far `user` has read `conversation` (0: nothing read). */
   async get(user: string, conversation: string): Promise<number> {
-    const cached = this.#known.get(user)?.get(conversation);
+    const cached = markOf(this.#known.get(user), conversation);
     if (cached !== undefined) return cached;
     const fromStore = (await this.#transcript.markers(user, [conversation])).get(conversation) ?? 0;
     // Something read meanwhile is newer than what the store had.
-    const now = this.#known.get(user)?.get(conversation);
+    const now = markOf(this.#known.get(user), conversation);
     if (now !== undefined) return now;
     // A user who left and came back may have moved it since, and the store not heard of it yet.
     const key = `${user}\u0000${conversation}`;
@@ -52,8 +64,7 @@ export class ReadMarkers {
 
   /** Another node moved a marker (and writes it): the copy here follows, if it has one. */
   learn(user: string, conversation: string, seq: number): void {
-    const mine = this.#known.get(user);
-    if ((mine?.get(conversation) ?? seq) < seq) mine?.set(conversation, seq);
+    if ((markOf(this.#known.get(user), conversation) ?? seq) < seq) this.#remember(user, conversation, seq);
   }
 
   /** Forget a user who has left (what is not yet written stays queued). */
@@ -91,11 +102,17 @@ export class ReadMarkers {
   }
 
   #remember(user: string, conversation: string, seq: number): void {
-    let mine = this.#known.get(user);
-    if (!mine) {
-      mine = new Map();
-      this.#known.set(user, mine);
-    }
-    mine.set(conversation, seq);
+    const marks = this.#known.get(user);
+    if (marks === undefined) this.#known.set(user, { conversation, seq });
+    else if (marks instanceof Map) marks.set(conversation, seq);
+    else if (marks.conversation === conversation) marks.seq = seq;
+    else
+      this.#known.set(
+        user,
+        new Map([
+          [marks.conversation, marks.seq],
+          [conversation, seq],
+        ]),
+      );
   }
 }
