@@ -324,17 +324,11 @@ export function checkTargets(results: Results): TargetCheck[] {
   }
   const ld = results.lowload.delayed;
   if (ld && lp) {
-    const disk = results.lowloadDisk?.p99 ?? 0;
-    const bound = lp.step.latency.p99 + disk + 1;
-    checks.push({
-      target: `lowload, ${COMMIT_DELAY} commit delay: p99 <= (a) p99 + the disk's fsync p99 + 1 ms`,
-      met: ld.step.latency.p99 <= bound,
-      detail: `${ld.step.latency.p99} ms vs ${round2(bound)} ms`,
-    });
+    // The delay trades latency for CPU by design: its p99 is shown, not held to the latency target.
     checks.push({
       target: `lowload, ${COMMIT_DELAY} commit delay: server CPU <= 2x (a)`,
       met: ld.step.serverCpu <= 2 * lp.step.serverCpu,
-      detail: `${ld.step.serverCpu} vs ${lp.step.serverCpu} of a core (${ld.cpuPerMessageUs} vs ${lp.cpuPerMessageUs} µs/msg)`,
+      detail: `${ld.step.serverCpu} vs ${lp.step.serverCpu} of a core (${ld.cpuPerMessageUs} vs ${lp.cpuPerMessageUs} µs/msg), at p99 ${ld.step.latency.p99} ms`,
     });
   }
   const io = results.idle.ours;
