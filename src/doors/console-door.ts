@@ -97,20 +97,20 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
     helloTimeoutMs: options.helloTimeoutMs ?? DEFAULT_LIMITS.helloTimeoutMs,
     throttle: options.throttle ?? throttleLimits(DEFAULT_LIMITS),
   };
-  const server: Server = createServer(
-    { noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 },
-    (socket) => {
-      if (!door.limit.take(CONSOLE)) {
-        log.warn('console refused: connection limit reached', {
-          remote: `${socket.remoteAddress}:${socket.remotePort}`,
-        });
-        socket.destroy();
-        return;
-      }
-      door.metrics.opened('console');
-      door.connections.add(new ConsoleConnection(socket, door));
-    },
-  );
+  // No TCP keepalive: the door listens on loopback only, where the other end (sshd, or a local
+  // client) cannot vanish without its kernel closing the socket; keepalive cost four setsockopt
+  // calls per console. A silent opted-in console is ended by the heartbeat.
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    if (!door.limit.take(CONSOLE)) {
+      log.warn('console refused: connection limit reached', {
+        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+      });
+      socket.destroy();
+      return;
+    }
+    door.metrics.opened('console');
+    door.connections.add(new ConsoleConnection(socket, door));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
