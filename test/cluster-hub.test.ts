@@ -13,6 +13,7 @@ import { Hub } from '../src/hub/hub.ts';
 import type { Outgoing, Peer } from '../src/hub/peer.ts';
 import type {
   Appended,
+  Arrival,
   ConversationHead,
   NewMessage,
   ReadMarker,
@@ -75,6 +76,9 @@ class SharedTranscript implements Transcript {
   async saveMarkers(_markers: readonly ReadMarker[]): Promise<void> {}
   async unreadWhispers(): Promise<number> {
     return 0;
+  }
+  async arrival(): Promise<Arrival> {
+    return { read: 0, whispers: 0 };
   }
   async knows(): Promise<boolean> {
     return true;

@@ -140,6 +140,26 @@ describe.runIf(bin)('PostgreSQL store', () => {
     ada.close();
   });
 
+  it('answers a welcome with the read marker and the unread whispers in one read, as the embedded store does', async () => {
+    const store = await openStore(await pg.database('arrival'));
+    try {
+      const pair = conversationKey('alice', 'bob');
+      await store.transcript.append([
+        message(pair, 'one', { sender: 'bob', recipient: 'alice' }),
+        message(pair, 'two', { sender: 'bob', recipient: 'alice' }),
+        message(pair, 'mine', { recipient: 'bob' }),
+        message(pair, 'three', { sender: 'bob', recipient: 'alice' }),
+      ]);
+      await store.transcript.saveMarkers([{ user: 'alice', conversation: pair, seq: 2 }]);
+      expect(await store.transcript.arrival('alice', pair)).toEqual({ read: 2, whispers: 1 });
+      expect(await store.transcript.arrival('alice', 'ops')).toEqual({ read: 0, whispers: 1 });
+      expect(await store.transcript.arrival('bob', 'ops')).toEqual({ read: 0, whispers: 1 });
+      expect(await store.transcript.arrival('carol', 'ops')).toEqual({ read: 0, whispers: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('counts the database errors of reads and writes, as the embedded store does', async () => {
     const errors: string[] = [];
     const store = await openStore(await pg.database('errors'), {

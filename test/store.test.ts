@@ -238,6 +238,11 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     expect(await transcript.markers('alice')).toEqual(new Map([[pair, 2]]));
     expect(await transcript.unreadWhispers('alice')).toBe(1);
     expect(await transcript.markers('alice', ['ops'])).toEqual(new Map());
+    // A welcome asks both at once: the marker of the room it opens (0 when none is stored).
+    expect(await transcript.arrival('alice', pair)).toEqual({ read: 2, whispers: 1 });
+    expect(await transcript.arrival('alice', 'ops')).toEqual({ read: 0, whispers: 1 });
+    expect(await transcript.arrival('bob', 'ops')).toEqual({ read: 0, whispers: 1 });
+    expect(await transcript.arrival('carol', 'ops')).toEqual({ read: 0, whispers: 0 });
   });
 
   it('remembers names it has seen', async () => {

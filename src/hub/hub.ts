@@ -367,14 +367,17 @@ export class Hub {
     let read = 0;
     let whispers = 0;
     try {
-      const [loaded, marker, unreadWhispers] = await Promise.all([
+      const [loaded, arrival] = await Promise.all([
         since !== undefined || peer.wantsBackscroll ? this.#history(name, since, addedAt) : undefined,
-        peer.optedIn ? this.#markers.get(peer.user, name) : 0,
-        options.welcome && peer.optedIn ? this.#unreadWhispers(peer.user) : 0,
+        !peer.optedIn
+          ? undefined
+          : options.welcome
+            ? this.#markers.arrival(peer.user, name)
+            : this.#markers.get(peer.user, name).then((marker) => ({ read: marker, whispers: 0 })),
       ]);
       if (loaded) ({ history, complete } = loaded);
-      read = marker;
-      whispers = unreadWhispers;
+      read = arrival?.read ?? 0;
+      whispers = arrival?.whispers ?? 0;
     } catch (error) {
       historyFailed = true;
       this.#log.warn('history unavailable', { room: name, error: String(error) });
@@ -480,12 +483,6 @@ export class Hub {
       for (const name of names) this.#unremembered.add(name);
       this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
     }
-  }
-
-  /** Whispers to `user` it has not read: markers moved but not yet written are written first. */
-  async #unreadWhispers(user: string): Promise<number> {
-    await this.#markers.flush();
-    return this.#transcript.unreadWhispers(user);
   }
 
   /** Take a connection out of a room; it is told `left` (opted-in) and the others see it go. */

@@ -1,7 +1,7 @@
 // Read markers: how far each user has read each conversation. Kept here for the users connected, moved
 // only forward, and written to the store in batches rather than one commit per `read` frame.
 import type { Log } from '../log.ts';
-import type { ReadMarker, Transcript } from './transcript.ts';
+import type { Arrival, ReadMarker, Transcript } from './transcript.ts';
 
 /**
  * One user's markers. Most users are in one conversation: that one is kept as a pair, and a Map (about
@@ -39,6 +39,24 @@ export class ReadMarkers {
     const cached = markOf(this.#known.get(user), conversation);
     if (cached !== undefined) return cached;
     const fromStore = (await this.#transcript.markers(user, [conversation])).get(conversation) ?? 0;
+    return this.#settle(user, conversation, fromStore);
+  }
+
+  /**
+   * What a welcome needs: how far `user` has read `conversation`, and how many whispers to it are
+   * unread. One read of the store when the marker is not known here yet.
+   */
+  async arrival(user: string, conversation: string): Promise<Arrival> {
+    // The count compares whispers with stored markers: what moved here is stored first.
+    await this.flush();
+    const cached = markOf(this.#known.get(user), conversation);
+    if (cached !== undefined) return { read: cached, whispers: await this.#transcript.unreadWhispers(user) };
+    const { read, whispers } = await this.#transcript.arrival(user, conversation);
+    return { read: this.#settle(user, conversation, read), whispers };
+  }
+
+  /** The marker the store had, made current: a newer one read meanwhile or still unwritten wins. */
+  #settle(user: string, conversation: string, fromStore: number): number {
     // Something read meanwhile is newer than what the store had.
     const now = markOf(this.#known.get(user), conversation);
     if (now !== undefined) return now;

@@ -43,6 +43,12 @@ export interface ReadMarker {
   seq: number;
 }
 
+/** What a connection's first room needs from the store: the user's read marker there, and unread whispers. */
+export interface Arrival {
+  read: number;
+  whispers: number;
+}
+
 /** A conversation's newest message, as a room list shows it. */
 export interface ConversationHead {
   key: string;
@@ -111,6 +117,8 @@ export interface Transcript {
   saveMarkers(markers: readonly ReadMarker[]): Promise<void>;
   /** Whispers to `user` newer than its read markers. */
   unreadWhispers(user: string): Promise<number>;
+  /** `user`'s read marker of `conversation` and its unread whispers, in one read (a welcome needs both). */
+  arrival(user: string, conversation: string): Promise<Arrival>;
   /** Whether a name has ever been seen in a room. */
   knows(name: string): Promise<boolean>;
   /** Record names as seen. */

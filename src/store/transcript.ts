@@ -4,6 +4,7 @@ import type { InValue } from '@libsql/client';
 import { sql } from 'drizzle-orm';
 import {
   type Appended,
+  type Arrival,
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
@@ -56,6 +57,13 @@ export const INDEX_AFTER_MS = 250;
 
 /** Passes a search makes at most to bring the index up to the newest message before it reads. */
 const CATCH_UP_PASSES = 20;
+
+/** Whispers to the user (?1) newer than its read marker of each whisper conversation. */
+const UNREAD_WHISPERS = `(SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
+  WHERE m.recipient = ?1 AND m.seq > coalesce(r.seq, 0))`;
+
+/** A welcome's questions as one statement (each read of the store costs more than answering it). */
+const ARRIVAL_SQL = `SELECT coalesce((SELECT seq FROM read_markers WHERE user = ?1 AND conversation = ?2), 0), ${UNREAD_WHISPERS}`;
 
 /** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
@@ -199,12 +207,13 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async unreadWhispers(user: string): Promise<number> {
-    const row = await this.#read.one(
-      `SELECT count(*) FROM messages m LEFT JOIN read_markers r ON r.user = m.recipient AND r.conversation = m.room
-            WHERE m.recipient = ? AND m.seq > coalesce(r.seq, 0)`,
-      [user],
-    );
+    const row = await this.#read.one(`SELECT ${UNREAD_WHISPERS}`, [user]);
     return Number(row?.[0] ?? 0);
+  }
+
+  async arrival(user: string, conversation: string): Promise<Arrival> {
+    const row = await this.#read.one(ARRIVAL_SQL, [user, conversation]);
+    return { read: Number(row?.[0] ?? 0), whispers: Number(row?.[1] ?? 0) };
   }
 
   async knows(name: string): Promise<boolean> {

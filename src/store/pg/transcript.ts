@@ -3,6 +3,7 @@
 // messages with the next seqs and moves the counters, then commits; the Hub broadcasts only after that.
 import {
   type Appended,
+  type Arrival,
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
@@ -283,6 +284,18 @@ export class PgTranscript implements Transcript {
         WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)`,
     );
     return Number(row?.n ?? 0);
+  }
+
+  async arrival(user: string, conversation: string): Promise<Arrival> {
+    const [row] = await this.#counted(
+      'read',
+      this.#sql`SELECT
+        coalesce((SELECT seq FROM read_markers WHERE "user" = ${user} AND conversation = ${conversation}), 0) AS read,
+        (SELECT count(*) FROM messages m
+          LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
+          WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)) AS whispers`,
+    );
+    return { read: Number(row?.read ?? 0), whispers: Number(row?.whispers ?? 0) };
   }
 
   async knows(name: string): Promise<boolean> {
