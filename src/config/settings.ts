@@ -354,7 +354,7 @@ export const SETTINGS = {
     default: `${HEARTBEAT_MS / 1000}s`,
     schema: duration('100ms', '24d'),
     help: 'ping interval; a peer silent for two intervals is disconnected',
-    doc: "browsers are pinged (WebSocket ping), opted-in consoles get a `ping` frame; a peer that has not answered by the next ping is disconnected, so a dead peer leaves within two intervals. Seed consoles get TCP keepalive only (the kernel's timing decides)",
+    doc: 'browsers are pinged (WebSocket ping), opted-in consoles get a `ping` frame; a peer that has not answered by the next ping is disconnected, so a dead peer leaves within two intervals. Seed consoles are not pinged: one leaves when its connection closes (over `ssh -W`, when sshd ends the session)',
     table: 'limits',
   },
   helloTimeoutMs: {
