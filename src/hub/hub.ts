@@ -817,15 +817,19 @@ export class Hub {
       void this.#whoElsewhere(peer, room, ref);
       return;
     }
+    this.#answerWho(peer, room, found ? this.#present(found) : [], ref);
+  }
+
+  /** The `who` answer: everyone present, by name. */
+  #answerWho(peer: Peer, room: string, present: Iterable<[string, Present]>, ref: string | undefined): void {
     const users: WhoEntry[] = [];
-    for (const [user, presence] of found ? this.#present(found) : []) {
+    for (const [user, p] of present)
       users.push({
         user,
-        status: presence.status,
-        kind: presence.browsers > 0 ? 'human' : 'console',
-        connections: presence.connections,
+        status: p.status,
+        kind: p.browsers > 0 ? 'human' : 'console',
+        connections: p.connections,
       });
-    }
     users.sort((a, b) => a.user.localeCompare(b.user));
     this.#reply(peer, { type: 'who', room, users, ...(ref === undefined ? {} : { ref }) });
   }
@@ -1367,19 +1371,12 @@ export class Hub {
     } catch (error) {
       this.#log.warn('presence of other nodes unavailable', { room, error: String(error) });
     }
-    const users: WhoEntry[] = [];
+    const present: Array<[string, Present]> = [];
     for (const [user, nodes] of remote ?? []) {
-      const present = mergePresence(undefined, nodes);
-      if (present)
-        users.push({
-          user,
-          status: present.status,
-          kind: present.browsers > 0 ? 'human' : 'console',
-          connections: present.connections,
-        });
+      const merged = mergePresence(undefined, nodes);
+      if (merged) present.push([user, merged]);
     }
-    users.sort((a, b) => a.user.localeCompare(b.user));
-    this.#reply(peer, { type: 'who', room, users, ...(ref === undefined ? {} : { ref }) });
+    this.#answerWho(peer, room, present, ref);
   }
 
   /** Cluster: how many users are present in each of these rooms that this node has no members in. */
