@@ -5,11 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { CloseCode, ErrorCode, RefusalCode } from '../src/protocol/codes.ts';
 import { type Frame, frameLogOf, openWebSocket } from './helpers/clients.ts';
-import { startIdp, type TestIdp } from './helpers/idp.ts';
+import type { TestIdp } from './helpers/idp.ts';
 import { CookieJar } from './helpers/jar.ts';
-import { makePki, type TestPki } from './helpers/pki.ts';
-import { freePort, tempDir } from './helpers/server.ts';
-import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
+import type { TestPki } from './helpers/pki.ts';
+import { type SignedInServer, startSignedInServer } from './helpers/signed-in.ts';
+import { runCli, type Spawned } from './helpers/spawn.ts';
 import { haveSshKeygen, keyConsole, makeKey, sign, type TestKey } from './helpers/ssh.ts';
 
 if (!haveSshKeygen && process.env.CI)
@@ -22,7 +22,7 @@ describe.skipIf(!haveSshKeygen)('console keys and admins, signed in', () => {
   let origin: string;
   let dir: string;
   let db: string;
-  let cleanup: () => Promise<void>;
+  let signedIn: SignedInServer;
   let adaJar: CookieJar;
   let boJar: CookieJar;
   let adaKey: TestKey;
@@ -60,44 +60,16 @@ describe.skipIf(!haveSshKeygen)('console keys and admins, signed in', () => {
   };
 
   beforeAll(async () => {
-    ({ dir, cleanup } = await tempDir());
+    signedIn = await startSignedInServer({ CONSOLE_ROOM_ADMINS: 'ada' });
+    ({ server, idp, pki, origin, dir } = signedIn);
     db = join(dir, 'room.db');
-    pki = makePki(dir);
-    const port = await freePort();
-    origin = `https://127.0.0.1:${port}`;
-    idp = await startIdp(pki, [origin]);
     adaKey = await makeKey(dir, 'ada');
-    server = await spawnServer(
-      [
-        '--port',
-        String(port),
-        '--ndjson-port',
-        '0',
-        '--db',
-        db,
-        '--tls-cert',
-        pki.certFile,
-        '--tls-key',
-        pki.keyFile,
-      ],
-      {
-        CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
-        CONSOLE_ROOM_OIDC_CLIENT_ID: idp.clientId,
-        CONSOLE_ROOM_OIDC_CLIENT_SECRET: idp.clientSecret,
-        CONSOLE_ROOM_SESSION_SECRET: 'k'.repeat(40),
-        CONSOLE_ROOM_PUBLIC_URL: origin,
-        CONSOLE_ROOM_ADMINS: 'ada',
-        NODE_EXTRA_CA_CERTS: pki.caFile,
-      },
-    );
     adaJar = await signIn('ada');
     boJar = await signIn('bo');
   }, 60_000);
 
   afterAll(async () => {
-    if (server?.proc.exitCode === null) await server.stop();
-    await idp?.stop();
-    await cleanup?.();
+    await signedIn?.stop();
   });
 
   it('a signed-in person adds a key with a label, sees it listed, and the console key then proves their name', async () => {

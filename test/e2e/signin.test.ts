@@ -1,58 +1,25 @@
 // End to end in Chromium with sign-in on: sign in at a real provider, see your name, chat, sign out.
-import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
-import { startIdp, type TestIdp } from '../helpers/idp.ts';
-import { makePki, type TestPki } from '../helpers/pki.ts';
-import { freePort, tempDir } from '../helpers/server.ts';
-import { type Spawned, spawnServer } from '../helpers/spawn.ts';
+import type { TestIdp } from '../helpers/idp.ts';
+import { type SignedInServer, startSignedInServer } from '../helpers/signed-in.ts';
 
 describe.skipIf(!haveChromium)('in Chromium, signed in', () => {
   let browser: Browser;
-  let server: Spawned;
   let idp: TestIdp;
-  let pki: TestPki;
   let origin: string;
-  let cleanup: () => Promise<void>;
+  let signedIn: SignedInServer;
 
   beforeAll(async () => {
-    const tmp = await tempDir();
-    cleanup = tmp.cleanup;
-    pki = makePki(tmp.dir);
-    const port = await freePort();
-    origin = `https://127.0.0.1:${port}`;
-    idp = await startIdp(pki, [origin]);
-    server = await spawnServer(
-      [
-        '--port',
-        String(port),
-        '--ndjson-port',
-        '0',
-        '--db',
-        join(tmp.dir, 'room.db'),
-        '--tls-cert',
-        pki.certFile,
-        '--tls-key',
-        pki.keyFile,
-      ],
-      {
-        CONSOLE_ROOM_OIDC_ISSUER: idp.issuer,
-        CONSOLE_ROOM_OIDC_CLIENT_ID: idp.clientId,
-        CONSOLE_ROOM_OIDC_CLIENT_SECRET: idp.clientSecret,
-        CONSOLE_ROOM_SESSION_SECRET: 's'.repeat(48),
-        CONSOLE_ROOM_PUBLIC_URL: origin,
-        NODE_EXTRA_CA_CERTS: pki.caFile,
-      },
-    );
+    signedIn = await startSignedInServer();
+    ({ idp, origin } = signedIn);
     browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await idp?.stop();
-    await cleanup?.();
+    await signedIn?.stop();
   });
 
   it('a sign-in with a hostile return_to lands on this server, never on another site', async () => {
