@@ -1,44 +1,30 @@
 // End to end in real Chromium against a server with an admin (a console that proved its SSH key): what the
 // page shows of a deleted message, a mute, a kick and a ban.
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AdminServer, startWithAdminConsole } from '../helpers/admin-server.ts';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { type ConsoleClient, request } from '../helpers/clients.ts';
 import { consoleIn, openPage, post } from '../helpers/page.ts';
-import { tempDir } from '../helpers/server.ts';
-import { runCli, type Spawned, spawnServer } from '../helpers/spawn.ts';
-import { haveSshKeygen, keyConsole, makeKey, sign } from '../helpers/ssh.ts';
+import type { Spawned } from '../helpers/spawn.ts';
+import { haveSshKeygen } from '../helpers/ssh.ts';
 
 describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, the page under moderation', () => {
   let browser: Browser;
   let server: Spawned;
-  let cleanup: () => Promise<void>;
+  let admin: AdminServer;
   let ada: ConsoleClient;
   const problems: string[] = [];
 
   beforeAll(async () => {
-    const tmp = await tempDir();
-    cleanup = tmp.cleanup;
-    const db = join(tmp.dir, 'room.db');
-    const key = await makeKey(tmp.dir, 'ada');
-    expect((await runCli(['keys', 'add', 'ada', key.pub, '--db', db])).code).toBe(0);
-    server = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', db], {
-      CONSOLE_ROOM_ADMINS: 'ada',
-    });
-    const proven = await keyConsole(server.consolePort, { room: 'mod-one', user: 'ada', key: key.pub }, (n) =>
-      sign(key.file, n),
-    );
-    expect(proven.answer).toMatchObject({ type: 'welcome', admin: true });
-    ada = proven.client;
+    admin = await startWithAdminConsole('mod-one');
+    ({ server, ada } = admin);
     browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
-    ada?.close();
     await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await cleanup?.();
+    await admin?.stop();
   });
 
   const texts = (page: Page) =>

@@ -1,37 +1,25 @@
 // End to end in Chromium: the search dialog finds a room's messages, newest first and a page at a time, marks
 // the words it found, shows a found message in the room (loading older messages up to it), never lists a
 // deleted message, and takes an unusable search as a hint.
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AdminServer, startWithAdminConsole } from '../helpers/admin-server.ts';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { type ConsoleClient, request } from '../helpers/clients.ts';
 import { consoleIn, fillRoom, openPage, post } from '../helpers/page.ts';
-import { tempDir } from '../helpers/server.ts';
-import { runCli, type Spawned, spawnServer } from '../helpers/spawn.ts';
-import { haveSshKeygen, keyConsole, makeKey, sign } from '../helpers/ssh.ts';
+import type { Spawned } from '../helpers/spawn.ts';
+import { haveSshKeygen } from '../helpers/ssh.ts';
 
 describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, searching a room', () => {
   let browser: Browser;
   let server: Spawned;
-  let cleanup: () => Promise<void>;
+  let admin: AdminServer;
   let ada: ConsoleClient;
   const problems: string[] = [];
 
   beforeAll(async () => {
-    const tmp = await tempDir();
-    cleanup = tmp.cleanup;
-    const db = join(tmp.dir, 'room.db');
-    const key = await makeKey(tmp.dir, 'ada');
-    expect((await runCli(['keys', 'add', 'ada', key.pub, '--db', db])).code).toBe(0);
-    server = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', db], {
-      CONSOLE_ROOM_ADMINS: 'ada',
-    });
-    const proven = await keyConsole(server.consolePort, { room: 'finds', user: 'ada', key: key.pub }, (n) =>
-      sign(key.file, n),
-    );
-    expect(proven.answer).toMatchObject({ type: 'welcome', admin: true });
-    ada = proven.client;
+    admin = await startWithAdminConsole('finds');
+    ({ server, ada } = admin);
     browser = await launchChromium();
 
     // seq 1, then 300 fillers, 25 canaries, an accented match, and a leak that an admin deletes.
@@ -52,10 +40,8 @@ describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, searching a room'
   }, 90_000);
 
   afterAll(async () => {
-    ada?.close();
     await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await cleanup?.();
+    await admin?.stop();
   });
 
   const results = (page: Page) =>
