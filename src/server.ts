@@ -190,6 +190,7 @@ export async function startServer(
     metrics: metrics.sink,
     cluster,
     commitSpacingMs: config.commitDelayMs,
+    retentionSeconds: config.retentionSeconds,
   });
   rooms = () => hub.stats.rooms;
   const closeAll = async (): Promise<void> => {

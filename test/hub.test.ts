@@ -564,6 +564,67 @@ describe('backscroll', () => {
     expect(web.messages.map((m) => m.seq)).toEqual(range(11, 60));
   });
 
+  it('browsers joining a room that is open here get its newest 50 from memory, the same as the store has them', async () => {
+    transcript.seed('ops', 60);
+    const hub = makeHub();
+    const first = browser('ann');
+    await enter(hub, first);
+    expect(transcript.reads.value).toBe(1);
+    const alice = seed('alice');
+    await enter(hub, alice);
+    for (const text of ['one', 'two', 'three']) await hub.message(alice, 'ops', text);
+
+    const later = [browser('bob'), browser('carol')];
+    for (const web of later) await enter(hub, web);
+    expect(transcript.reads.value).toBe(1);
+    const fromStore = (await transcript.recent('ops', 50)).map((m) => ({ type: 'message', ...m }));
+    for (const web of later) expect(web.messages).toEqual(fromStore);
+    expect(later[0]?.messages.map((m) => m.seq)).toEqual(range(14, 63));
+  });
+
+  it('a room with no messages yet gives its joiners an empty backscroll without reading the store, then what was said', async () => {
+    const hub = makeHub();
+    const alice = seed('alice');
+    await enter(hub, alice);
+    const ann = browser('ann');
+    await enter(hub, ann);
+    await hub.message(alice, 'ops', 'first words');
+    const bob = browser('bob');
+    await enter(hub, bob);
+    expect(transcript.reads.value).toBe(0);
+    expect(ann.messages.map((m) => [m.seq, m.text])).toEqual([[1, 'first words']]);
+    expect(bob.messages.map((m) => [m.seq, m.text])).toEqual([[1, 'first words']]);
+  });
+
+  it('past the memory budget for kept messages, joins read the store and still get the right backscroll', async () => {
+    transcript.seed('ops', 60);
+    const hub = makeHub({ recentBytes: 1000 });
+    const alice = seed('alice');
+    await enter(hub, alice);
+    for (const user of ['ann', 'bob', 'carol']) {
+      const web = browser(user);
+      await enter(hub, web);
+      expect(web.messages.map((m) => m.seq)).toEqual(range(11, 60));
+    }
+    expect(transcript.reads.value).toBe(3);
+  });
+
+  it('with retention set, messages older than it are not shown from memory once the store has deleted them', async () => {
+    transcript.seed('ops', 2); // from 2001
+    const hub = makeHub({ retentionSeconds: 3600 });
+    const alice = seed('alice');
+    await enter(hub, alice);
+    const ann = browser('ann');
+    await enter(hub, ann);
+    // The store still had them (retention had not run yet), so the first joiner saw them.
+    expect(ann.messages.map((m) => m.text)).toEqual(['old 1', 'old 2']);
+    transcript.forget('ops', 2);
+    await hub.message(alice, 'ops', 'new');
+    const bob = browser('bob');
+    await enter(hub, bob);
+    expect(bob.messages.map((m) => m.text)).toEqual(['new']);
+  });
+
   it('backscroll carries the stored id, ts, sender and seq of each message', async () => {
     transcript.seed('ops', 1, 'dave');
     const hub = makeHub();
@@ -624,6 +685,7 @@ describe('backscroll', () => {
   });
 
   it('a browser whose history cannot be loaded still joins and receives live messages', async () => {
+    transcript.seed('ops', 1); // history this node has not read yet
     const hub = makeHub();
     transcript.failReads = true;
     const alice = seed('alice');
@@ -680,6 +742,7 @@ describe('catch-up and slowness', () => {
   });
 
   it('a member that is sent more than maxPendingFrames while its join loads is dropped with 4008; the others get everything', async () => {
+    transcript.seed('ops', 1); // history this node has not read yet: the join reads it
     const hub = makeHub({ maxPendingFrames: 3 });
     const alice = seed('alice');
     const carol = seed('carol');
@@ -1781,6 +1844,7 @@ describe('idempotent sends', () => {
   });
 
   it('a message sent while its own join is loading gets its echo with its ref, once', async () => {
+    transcript.seed('ops', 1); // history this node has not read yet: the join reads it
     const hub = makeHub();
     const bob = seed('bob');
     await enter(hub, bob);
@@ -1795,7 +1859,10 @@ describe('idempotent sends', () => {
     reads.resolve();
     await joining;
 
-    expect(web.messages.map((m) => [m.text, m.seq, m.ref])).toEqual([['early', 1, 'r1']]);
+    expect(web.messages.map((m) => [m.text, m.seq, m.ref])).toEqual([
+      ['old 1', 1, undefined],
+      ['early', 2, 'r1'],
+    ]);
     expect(bob.messages.map((m) => m.text)).toEqual(['early']);
   });
 

@@ -89,6 +89,13 @@ export interface HubOptions {
   cluster?: ClusterBus | undefined;
   /** Cluster: how long a message ahead of a gap waits for the gap before it is filled from the store. */
   gapWaitMs?: number;
+  /**
+   * About how many bytes of the newest messages are kept for the open rooms, all together, so that a
+   * join's backscroll needs no read of the store.
+   */
+  recentBytes?: number;
+  /** CONSOLE_ROOM_RETENTION in seconds: a message older than that is not shown from memory either. */
+  retentionSeconds?: number | undefined;
 }
 
 /** How a join goes: resume after `since`, answer `ref`, and (the connection's first room) welcome it. */
@@ -143,7 +150,23 @@ interface Room {
   /** Cluster: messages that came ahead of a gap, and the wait for it. */
   order?: RoomOrder | undefined;
   gap?: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The room's newest messages, oldest first, at most a backscroll of them, through seq `end`. While
+   * `end` is `reported` they are a join's backscroll without a read of the store. Undefined when not
+   * known here.
+   */
+  recent?: Recent | undefined;
 }
+
+interface Recent {
+  readonly messages: StoredMessage[];
+  end: number;
+  /** What the messages take (about), counted against the Hub's recentBytes. */
+  bytes: number;
+}
+
+/** About what one kept message takes: its strings (UTF-16) and the object. */
+const keptSize = (m: StoredMessage): number => 2 * (m.text.length + m.sender.length) + 200;
 
 interface Connection {
   /** The rooms this connection is in. */
@@ -198,6 +221,12 @@ export class Hub {
   readonly #bus: ClusterBus | undefined;
   readonly #gapWaitMs: number;
   readonly #whispersSeen = new Set<string>();
+  readonly #recentBudget: number;
+  readonly #retentionSeconds: number | undefined;
+  /** Bytes of every room's kept messages. */
+  #recentBytes = 0;
+  /** Moves on a delete: a read of the store begun before it is not kept. */
+  #recentEpoch = 0;
   #poll: ReturnType<typeof setInterval> | undefined;
   #pollUntil = 0;
   #closing = false;
@@ -222,6 +251,8 @@ export class Hub {
     this.#metrics = metrics;
     this.#bus = options.cluster;
     this.#gapWaitMs = options.gapWaitMs ?? 50;
+    this.#recentBudget = options.recentBytes ?? 32 * 1024 * 1024;
+    this.#retentionSeconds = options.retentionSeconds;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
     this.#commit = new GroupCommit(options.transcript, (batch) => this.#committed(batch), {
@@ -361,6 +392,10 @@ export class Hub {
     const addedAt = room.reported;
 
     const since = options.since;
+    // The backscroll through addedAt, when the room holds it here; otherwise the store's answer is
+    // kept for the next joins, unless a delete happened while it was read.
+    const kept = since === undefined && peer.wantsBackscroll ? this.#recentOf(room) : undefined;
+    const epoch = this.#recentEpoch;
     let history: StoredMessage[] = [];
     let complete = true;
     let historyFailed = false;
@@ -368,7 +403,11 @@ export class Hub {
     let whispers = 0;
     try {
       const [loaded, arrival] = await Promise.all([
-        since !== undefined || peer.wantsBackscroll ? this.#history(name, since, addedAt) : undefined,
+        kept
+          ? { history: kept, complete: true }
+          : since !== undefined || peer.wantsBackscroll
+            ? this.#history(name, since, addedAt)
+            : undefined,
         !peer.optedIn
           ? undefined
           : options.welcome
@@ -387,6 +426,8 @@ export class Hub {
     // A message the read saw whose broadcast has not come yet will come with it: it is left out
     // here, or it would arrive twice; what was broadcast while loading is held, and follows.
     const horizon = room.reported;
+    if (!kept && since === undefined && peer.wantsBackscroll && !historyFailed)
+      this.#keepRecent(room, history, horizon, epoch);
     const held = member.pending ?? [];
     member.pending = undefined;
     const catchUp: Encoded[] = [];
@@ -445,6 +486,60 @@ export class Hub {
     if (catchUp.length > 0)
       this.#deliver(member, catchUp.length === 1 ? (catchUp[0] as Encoded) : new EncodedRun(catchUp), false);
     this.#metrics.joined();
+  }
+
+  /**
+   * The room's backscroll as kept here, when it is all of it through `reported`: as many messages as a
+   * backscroll shows, or every one the room has had. Undefined when the store must be asked.
+   */
+  #recentOf(room: Room): StoredMessage[] | undefined {
+    const recent = room.recent;
+    if (!recent || recent.end !== room.reported) return undefined;
+    const { messages } = recent;
+    if (messages.length < this.#backscroll && messages.length !== recent.end) return undefined;
+    const oldest = messages[0];
+    const keep = this.#retentionSeconds;
+    if (oldest && keep !== undefined && oldest.ts < Date.now() / 1000 - keep) {
+      // Retention deletes it from the store, if it has not yet: it is not shown from here either.
+      this.#dropRecent(room);
+      return undefined;
+    }
+    return messages.slice();
+  }
+
+  /**
+   * Keep a join's read of the room's newest messages when it is exactly those through `horizon`
+   * (nothing newer, no delete since the read began) and the budget has room for it.
+   */
+  #keepRecent(room: Room, history: StoredMessage[], horizon: number, epoch: number): void {
+    if (room.recent || epoch !== this.#recentEpoch || (history.at(-1)?.seq ?? 0) !== horizon) return;
+    let bytes = 0;
+    for (const m of history) bytes += keptSize(m);
+    if (this.#recentBytes + bytes > this.#recentBudget) return;
+    room.recent = { messages: history.slice(), end: horizon, bytes };
+    this.#recentBytes += bytes;
+  }
+
+  /** A message broadcast to the room joins its kept ones when it is the next; after a gap they go. */
+  #extendRecent(room: Room, recent: Recent, message: StoredMessage): void {
+    if (message.seq <= recent.end) return;
+    if (message.seq !== recent.end + 1) {
+      this.#dropRecent(room);
+      return;
+    }
+    recent.messages.push(message);
+    recent.end = message.seq;
+    let size = keptSize(message);
+    if (recent.messages.length > this.#backscroll) size -= keptSize(recent.messages.shift() as StoredMessage);
+    recent.bytes += size;
+    this.#recentBytes += size;
+    if (this.#recentBytes > this.#recentBudget) this.#dropRecent(room);
+  }
+
+  #dropRecent(room: Room): void {
+    if (!room.recent) return;
+    this.#recentBytes -= room.recent.bytes;
+    room.recent = undefined;
   }
 
   /**
@@ -544,6 +639,8 @@ export class Hub {
     room.ready = lastSeq.then(
       (latest) => {
         room.reported = Math.max(room.reported, latest);
+        // A room with no messages yet: its newest are known here from the start.
+        if (room.reported === 0) room.recent = { messages: [], end: 0, bytes: 0 };
         room.ready = undefined;
         if (room.order) this.#broadcastBatch(this.#release(room));
       },
@@ -563,6 +660,7 @@ export class Hub {
   #forgetIfIdle(room: Room): void {
     if (room.members.size === 0 && room.inflight === 0 && this.#rooms.get(room.name) === room) {
       this.#rooms.delete(room.name);
+      this.#dropRecent(room);
       if (this.#bus) {
         this.#bus.unwatchRoom(room.name);
         clearTimeout(room.gap);
@@ -1019,7 +1117,11 @@ export class Hub {
   /** Tell a room's opted-in members, on every node, that a message is deleted. */
   announceDeleted(room: string, id: string, seq: number): void {
     const found = this.#rooms.get(room);
-    if (found) this.#broadcast(found, { type: 'deleted', room, id, seq }, undefined, true);
+    this.#recentEpoch += 1;
+    if (found) {
+      this.#dropRecent(found);
+      this.#broadcast(found, { type: 'deleted', room, id, seq }, undefined, true);
+    }
     this.#bus?.publish({ room }, { t: 'deleted', room, id, seq });
   }
 
@@ -1081,6 +1183,7 @@ export class Hub {
       const room = this.#rooms.get(message.room);
       if (!room) continue;
       if (message.seq > room.reported) room.reported = message.seq;
+      if (room.recent) this.#extendRecent(room, room.recent, message);
       const frames = new MessageFrames(message);
       const share = byRoom.get(room);
       if (share) share.push(frames);
@@ -1451,6 +1554,8 @@ export class Hub {
       }
       case 'deleted': {
         const room = this.#rooms.get(event.room);
+        this.#recentEpoch += 1;
+        if (room) this.#dropRecent(room);
         if (room)
           this.#broadcast(
             room,
