@@ -159,14 +159,15 @@ interface Room {
 }
 
 interface Recent {
-  readonly messages: StoredMessage[];
+  /** Each with its encodings, made once: for its broadcast, and for every join that shows it. */
+  readonly messages: MessageFrames[];
   end: number;
   /** What the messages take (about), counted against the Hub's recentBytes. */
   bytes: number;
 }
 
-/** About what one kept message takes: its strings (UTF-16) and the object. */
-const keptSize = (m: StoredMessage): number => 2 * (m.text.length + m.sender.length) + 200;
+/** About what one kept message takes: the message, its JSON and UTF-8 encodings, and their objects. */
+const keptSize = (f: MessageFrames): number => 4 * (f.message.text.length + f.message.sender.length) + 600;
 
 interface Connection {
   /** The rooms this connection is in. */
@@ -396,7 +397,7 @@ export class Hub {
     // kept for the next joins, unless a delete happened while it was read.
     const kept = since === undefined && peer.wantsBackscroll ? this.#recentOf(room) : undefined;
     const epoch = this.#recentEpoch;
-    let history: StoredMessage[] = [];
+    let history: readonly MessageFrames[] = [];
     let complete = true;
     let historyFailed = false;
     let read = 0;
@@ -434,10 +435,11 @@ export class Hub {
     let lastSeq = addedAt;
     const shown: Encoded[] = [];
     const shownAt = new Map<number, number>();
-    for (const m of history) {
+    for (const frames of history) {
+      const m = frames.message;
       if (m.seq > horizon) break;
       shownAt.set(m.seq, shown.length);
-      shown.push(new MessageFrames(m).for(peer.optedIn));
+      shown.push(frames.for(peer.optedIn));
       if (m.seq > lastSeq) lastSeq = m.seq;
     }
     // The echo of a message this connection sent while joining answers its ref: it takes the place
@@ -492,14 +494,14 @@ export class Hub {
    * The room's backscroll as kept here, when it is all of it through `reported`: as many messages as a
    * backscroll shows, or every one the room has had. Undefined when the store must be asked.
    */
-  #recentOf(room: Room): StoredMessage[] | undefined {
+  #recentOf(room: Room): MessageFrames[] | undefined {
     const recent = room.recent;
     if (!recent || recent.end !== room.reported) return undefined;
     const { messages } = recent;
     if (messages.length < this.#backscroll && messages.length !== recent.end) return undefined;
     const oldest = messages[0];
     const keep = this.#retentionSeconds;
-    if (oldest && keep !== undefined && oldest.ts < Date.now() / 1000 - keep) {
+    if (oldest && keep !== undefined && oldest.message.ts < Date.now() / 1000 - keep) {
       // Retention deletes it from the store, if it has not yet: it is not shown from here either.
       this.#dropRecent(room);
       return undefined;
@@ -511,8 +513,8 @@ export class Hub {
    * Keep a join's read of the room's newest messages when it is exactly those through `horizon`
    * (nothing newer, no delete since the read began) and the budget has room for it.
    */
-  #keepRecent(room: Room, history: StoredMessage[], horizon: number, epoch: number): void {
-    if (room.recent || epoch !== this.#recentEpoch || (history.at(-1)?.seq ?? 0) !== horizon) return;
+  #keepRecent(room: Room, history: readonly MessageFrames[], horizon: number, epoch: number): void {
+    if (room.recent || epoch !== this.#recentEpoch || (history.at(-1)?.message.seq ?? 0) !== horizon) return;
     let bytes = 0;
     for (const m of history) bytes += keptSize(m);
     if (this.#recentBytes + bytes > this.#recentBudget) return;
@@ -521,16 +523,17 @@ export class Hub {
   }
 
   /** A message broadcast to the room joins its kept ones when it is the next; after a gap they go. */
-  #extendRecent(room: Room, recent: Recent, message: StoredMessage): void {
+  #extendRecent(room: Room, recent: Recent, frames: MessageFrames): void {
+    const { message } = frames;
     if (message.seq <= recent.end) return;
     if (message.seq !== recent.end + 1) {
       this.#dropRecent(room);
       return;
     }
-    recent.messages.push(message);
+    recent.messages.push(frames);
     recent.end = message.seq;
-    let size = keptSize(message);
-    if (recent.messages.length > this.#backscroll) size -= keptSize(recent.messages.shift() as StoredMessage);
+    let size = keptSize(frames);
+    if (recent.messages.length > this.#backscroll) size -= keptSize(recent.messages.shift() as MessageFrames);
     recent.bytes += size;
     this.#recentBytes += size;
     if (this.#recentBytes > this.#recentBudget) this.#dropRecent(room);
@@ -553,15 +556,16 @@ export class Hub {
     room: string,
     since: number | undefined,
     reported: number,
-  ): Promise<{ history: StoredMessage[]; complete: boolean }> {
+  ): Promise<{ history: MessageFrames[]; complete: boolean }> {
+    const framed = (messages: StoredMessage[]): MessageFrames[] => messages.map((m) => new MessageFrames(m));
     if (since === undefined)
-      return { history: await this.#transcript.recent(room, this.#backscroll), complete: true };
+      return { history: framed(await this.#transcript.recent(room, this.#backscroll)), complete: true };
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
     if (missed.length > this.#resumeLimit)
-      return { history: await this.#transcript.recent(room, this.#resumeLimit), complete: false };
+      return { history: framed(await this.#transcript.recent(room, this.#resumeLimit)), complete: false };
     const first = missed[0]?.seq;
     const gap = first === undefined ? since < reported : first > since + 1;
-    return { history: missed, complete: !gap };
+    return { history: framed(missed), complete: !gap };
   }
 
   /** Write the names seen since the last time. */
@@ -1183,8 +1187,8 @@ export class Hub {
       const room = this.#rooms.get(message.room);
       if (!room) continue;
       if (message.seq > room.reported) room.reported = message.seq;
-      if (room.recent) this.#extendRecent(room, room.recent, message);
       const frames = new MessageFrames(message);
+      if (room.recent) this.#extendRecent(room, room.recent, frames);
       const share = byRoom.get(room);
       if (share) share.push(frames);
       else byRoom.set(room, [frames]);
