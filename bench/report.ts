@@ -250,18 +250,34 @@ export function render(results: Results): string {
     );
   }
   if (Object.keys(results.join).length) {
-    out.push('\njoin: WebSocket open to the full backscroll (50 messages) in a room of 10,000 messages');
+    out.push(
+      '\njoin: WebSocket open to the full backscroll (50 messages) in a room of 10,000 messages, one join at a' +
+        '\ntime, each leaving once it has it; the room empty between joins, then with a console staying in it',
+    );
     out.push(
       table(
-        ['server', 'joins', 'incomplete', 'p50 ms', 'p99 ms', 'max ms', 'open p99 ms'],
-        kinds(results.join).map(([k, r]) => [
-          SERVER_LABELS[k],
-          r.joins,
-          r.incomplete,
-          r.toBackscroll.p50,
-          r.toBackscroll.p99,
-          r.toBackscroll.max,
-          r.open.p99,
+        ['server', 'room', 'joins', 'incomplete', 'p50 ms', 'p99 ms', 'max ms', 'server CPU µs/join'],
+        kinds(results.join).flatMap(([k, r]) => [
+          [
+            SERVER_LABELS[k],
+            'empty',
+            r.joins,
+            r.incomplete,
+            r.toBackscroll.p50,
+            r.toBackscroll.p99,
+            r.toBackscroll.max,
+            r.cpuUs,
+          ],
+          [
+            SERVER_LABELS[k],
+            'open',
+            r.joins,
+            r.openRoom.incomplete,
+            r.openRoom.toBackscroll.p50,
+            r.openRoom.toBackscroll.p99,
+            r.openRoom.toBackscroll.max,
+            r.openRoom.cpuUs,
+          ],
         ]),
       ),
     );
@@ -374,8 +390,13 @@ export function checkTargets(results: Results): TargetCheck[] {
   if (jo) {
     checks.push({
       target: 'join: p99 <= 10 ms',
-      met: jo.toBackscroll.p99 <= 10 && jo.incomplete === 0,
-      detail: `p50 ${jo.toBackscroll.p50} ms, p99 ${jo.toBackscroll.p99} ms, ${jo.incomplete} incomplete`,
+      met:
+        jo.toBackscroll.p99 <= 10 &&
+        jo.openRoom.toBackscroll.p99 <= 10 &&
+        jo.incomplete + jo.openRoom.incomplete === 0,
+      detail:
+        `p50 ${jo.toBackscroll.p50} ms, p99 ${jo.toBackscroll.p99} ms (room open: ${jo.openRoom.toBackscroll.p99} ms), ` +
+        `${jo.incomplete + jo.openRoom.incomplete} incomplete`,
     });
   }
   const so = results.slow.ours;

@@ -226,12 +226,15 @@ async function runOne(workload: Workload, kind: ServerKind): Promise<void> {
       results.idle[kind] = { console: consoles, browser: browsers };
       return;
     }
-    case 'join':
-      results.join[kind] = await withServer(kind, false, (s) =>
-        w.join(gen, s, options.joinMessages, options.joins, 50),
+    case 'join': {
+      const r = await withServer(kind, false, (s) => w.join(gen, s, options.joinMessages, options.joins, 50));
+      results.join[kind] = r;
+      log(
+        `  room empty: p50 ${r.toBackscroll.p50} ms p99 ${r.toBackscroll.p99} ms, ${r.cpuUs} µs/join; ` +
+          `room open: p50 ${r.openRoom.toBackscroll.p50} ms p99 ${r.openRoom.toBackscroll.p99} ms, ${r.openRoom.cpuUs} µs/join`,
       );
-      log(`  p50 ${results.join[kind]?.toBackscroll.p50} ms p99 ${results.join[kind]?.toBackscroll.p99} ms`);
       return;
+    }
   }
 }
 

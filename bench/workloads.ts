@@ -2,7 +2,7 @@
 import type { MemberSpec, SenderSpec } from './loadgen/commands.ts';
 import type { LoadGen } from './loadgen/pool.ts';
 import { nowNs } from './loadgen/text.ts';
-import { CpuMeter, machineBusySeconds, RssSampler, rssMiB } from './proc.ts';
+import { CpuMeter, cpuSeconds, machineBusySeconds, RssSampler, rssMiB } from './proc.ts';
 import type { ServerHandle } from './servers.ts';
 import { type Latency, round, sleep, summarize, summarizeValues } from './stats.ts';
 
@@ -392,9 +392,16 @@ export interface JoinResult {
   incomplete: number;
   toBackscroll: Latency;
   open: Latency;
+  /** Server CPU per join, µs. */
+  cpuUs: number;
+  /** The same joins while a console stays in the room, so it is open on the server for each. */
+  openRoom: { incomplete: number; toBackscroll: Latency; cpuUs: number };
 }
 
-/** Fill a room with `messages`, then time `joins` browsers from WebSocket open to the full backscroll. */
+/**
+ * Fill a room with `messages`, then time `joins` browsers from WebSocket open to the full backscroll:
+ * into the room while nobody else is in it, then while a console stays in it.
+ */
 export async function join(
   gen: LoadGen,
   server: ServerHandle,
@@ -409,20 +416,33 @@ export async function join(
     count: messages,
     window: 64,
   });
-  const r = await gen.call<{ toBackscrollUs: number[]; openUs: number[]; incomplete: number }>(0, {
-    op: 'joins',
-    target: server.target,
-    room: 'join',
-    count: joins,
-    backscroll,
-  });
+  const series = async (keepOpen: boolean) => {
+    const cpu = cpuSeconds(server.pid);
+    const r = await gen.call<{ toBackscrollUs: number[]; openUs: number[]; incomplete: number }>(0, {
+      op: 'joins',
+      target: server.target,
+      room: 'join',
+      count: joins,
+      backscroll,
+      keepOpen,
+    });
+    return { ...r, cpuUs: Math.round(((cpuSeconds(server.pid) - cpu) / joins) * 1e6) };
+  };
+  const empty = await series(false);
+  const open = await series(true);
   await gen.close();
   return {
     prefillMessages: messages,
     prefillSeconds: round(prefillMs / 1000, 2),
     joins,
-    incomplete: r.incomplete,
-    toBackscroll: summarizeValues(r.toBackscrollUs),
-    open: summarizeValues(r.openUs),
+    incomplete: empty.incomplete,
+    toBackscroll: summarizeValues(empty.toBackscrollUs),
+    open: summarizeValues(empty.openUs),
+    cpuUs: empty.cpuUs,
+    openRoom: {
+      incomplete: open.incomplete,
+      toBackscroll: summarizeValues(open.toBackscrollUs),
+      cpuUs: open.cpuUs,
+    },
   };
 }

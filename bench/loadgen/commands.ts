@@ -37,7 +37,7 @@ export type Command =
   | { op: 'verify'; sent: [number, number][] }
   | { op: 'pause'; member: number }
   | { op: 'resume'; member: number; waitMs: number }
-  | { op: 'joins'; target: Target; room: string; count: number; backscroll: number }
+  | { op: 'joins'; target: Target; room: string; count: number; backscroll: number; keepOpen: boolean }
   | { op: 'prefill'; target: Target; room: string; count: number; window: number }
   | { op: 'close' };
 

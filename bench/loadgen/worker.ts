@@ -178,8 +178,21 @@ function verify(sentPairs: [number, number][]): VerifyResult {
   return result;
 }
 
-async function joins(target: Target, room: string, count: number, backscroll: number): Promise<JoinResult> {
+/**
+ * Time `count` browsers, one after another, from open to their full backscroll; each leaves once it has
+ * it. With `keepOpen` a console stays in the room meanwhile, so the room is open on the server for
+ * every join; without, the room is empty between joins.
+ */
+async function joins(
+  target: Target,
+  room: string,
+  count: number,
+  backscroll: number,
+  keepOpen: boolean,
+): Promise<JoinResult> {
   const result: JoinResult = { toBackscrollUs: [], openUs: [], incomplete: 0 };
+  const ignore = { onMessage: () => {}, onWelcome: () => {}, onClose: () => {} };
+  const keeper = keepOpen ? await open(target, 'console', room, 'keeper', ignore) : undefined;
   for (let i = 0; i < count; i++) {
     const start = performance.now();
     let opened = 0;
@@ -220,6 +233,7 @@ async function joins(target: Target, room: string, count: number, backscroll: nu
       result.openUs.push(Math.round((opened - start) * 1000));
     }
   }
+  keeper?.close();
   return result;
 }
 
@@ -290,7 +304,7 @@ async function handle(cmd: Command): Promise<unknown> {
       return result;
     }
     case 'joins':
-      return joins(cmd.target, cmd.room, cmd.count, cmd.backscroll);
+      return joins(cmd.target, cmd.room, cmd.count, cmd.backscroll, cmd.keepOpen);
     case 'prefill':
       return prefill(cmd.target, cmd.room, cmd.count, cmd.window);
     case 'close':
