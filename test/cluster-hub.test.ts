@@ -24,6 +24,8 @@ import type {
 /** The store the nodes share: each conversation numbered 1, 2, 3… */
 class SharedTranscript implements Transcript {
   readonly stored: StoredMessage[] = [];
+  /** recent() reads made (a join's backscroll). */
+  recentReads = 0;
 
   search(): Promise<StoredMessage[]> {
     return Promise.resolve([]);
@@ -56,6 +58,7 @@ class SharedTranscript implements Transcript {
     });
   }
   async recent(room: string, limit: number): Promise<StoredMessage[]> {
+    this.recentReads += 1;
     return this.stored.filter((m) => m.room === room).slice(-limit);
   }
   async after(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
@@ -119,12 +122,14 @@ class TestBus implements ClusterBus {
 
 class TestPeer implements Peer {
   readonly frames: Array<Record<string, unknown>> = [];
-  readonly via = 'console' as const;
-  readonly wantsBackscroll = false;
+  readonly via: 'console' | 'browser';
+  readonly wantsBackscroll: boolean;
   readonly optedIn = true;
   readonly user: string;
-  constructor(user: string) {
+  constructor(user: string, via: 'console' | 'browser' = 'console') {
     this.user = user;
+    this.via = via;
+    this.wantsBackscroll = via === 'browser';
   }
   send(frames: Outgoing): void {
     for (const f of frames.parts) this.frames.push(JSON.parse(f.json) as Record<string, unknown>);
@@ -146,8 +151,13 @@ async function node(): Promise<{ hub: Hub; bus: TestBus; transcript: SharedTrans
   return { hub, bus, transcript };
 }
 
-async function joined(hub: Hub, user: string, room: string): Promise<TestPeer> {
-  const peer = new TestPeer(user);
+async function joined(
+  hub: Hub,
+  user: string,
+  room: string,
+  via: 'console' | 'browser' = 'console',
+): Promise<TestPeer> {
+  const peer = new TestPeer(user, via);
   hub.connect(peer);
   await hub.join(peer, room, { welcome: {} });
   return peer;
@@ -208,6 +218,35 @@ describe('a node of a cluster', () => {
     bus.listener?.event('b', { t: 'messages', messages: m.slice(2) });
     await until(() => seqs(alice).length === 5);
     expect(seqs(bob)).toEqual([5]);
+  });
+
+  it('a browser joining where the room is open gets what other nodes said from memory, in order, and their deletes', async () => {
+    const { hub, bus, transcript } = await node();
+    await joined(hub, 'alice', 'ops');
+    const [m1, m2, m3] = ['one', 'two', 'three'].map((text) => transcript.commit('ops', text)) as [
+      StoredMessage,
+      StoredMessage,
+      StoredMessage,
+    ];
+    bus.listener?.event('b', { t: 'messages', messages: [m3] });
+    bus.listener?.event('c', { t: 'messages', messages: [m1, m2] });
+    const bob = await joined(hub, 'bob', 'ops', 'browser');
+    expect(bob.of('message').map((f) => [f.seq, f.text])).toEqual([
+      [1, 'one'],
+      [2, 'two'],
+      [3, 'three'],
+    ]);
+    expect(transcript.recentReads).toBe(0);
+
+    // Another node's admin deletes the second: the store keeps its tombstone, the nodes hear of it.
+    Object.assign(m2, { text: '', deleted: 2 });
+    bus.listener?.event('b', { t: 'deleted', room: 'ops', id: m2.id, seq: 2 });
+    const carol = await joined(hub, 'carol', 'ops', 'browser');
+    expect(carol.of('message').map((f) => [f.seq, f.text, f.deleted])).toEqual([
+      [1, 'one', undefined],
+      [2, '', true],
+      [3, 'three', undefined],
+    ]);
   });
 
   it('announces a user once however many nodes they are on, and away only when the last one goes', async () => {
