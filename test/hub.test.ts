@@ -596,6 +596,49 @@ describe('backscroll', () => {
     expect(bob.messages.map((m) => [m.seq, m.text])).toEqual([[1, 'first words']]);
   });
 
+  it('a message deleted while a join is loading shows deleted to the browsers that join after', async () => {
+    transcript.seed('ops', 2);
+    const hub = makeHub();
+    await enter(hub, seed('alice'));
+    const markers = deferred();
+    transcript.holdMarkers = markers.promise;
+    const ann = browser('ann');
+    const joining = enter(hub, ann);
+    await transcript.reads.reached(1);
+    // The join has read the backscroll; an admin deletes the second message before it completes.
+    const at = transcript.stored.findIndex((m) => m.seq === 2);
+    const original = transcript.stored[at] as StoredMessage;
+    transcript.stored[at] = { ...original, text: '', deleted: 2e9 };
+    hub.announceDeleted('ops', original.id, 2);
+    markers.resolve();
+    await joining;
+    transcript.holdMarkers = undefined;
+    const bob = browser('bob');
+    await enter(hub, bob);
+    expect(bob.messages.map((m) => [m.text, m.deleted])).toEqual([
+      ['old 1', undefined],
+      ['', true],
+    ]);
+  });
+
+  it('a message stored but never broadcast here (a gap) is not left out of later backscrolls', async () => {
+    const hub = makeHub({ backscroll: 2 });
+    const alice = seed('alice');
+    await enter(hub, alice);
+    await hub.message(alice, 'ops', 'one');
+    // Stored by something else: this node never broadcast it.
+    transcript.stored.push({
+      ...(transcript.stored[0] as StoredMessage),
+      id: 'f'.repeat(32),
+      text: 'two',
+      seq: 2,
+    });
+    await hub.message(alice, 'ops', 'three');
+    const ann = browser('ann');
+    await enter(hub, ann);
+    expect(ann.messages.map((m) => m.text)).toEqual(['two', 'three']);
+  });
+
   it('past the memory budget for kept messages, joins read the store and still get the right backscroll', async () => {
     transcript.seed('ops', 60);
     const hub = makeHub({ recentBytes: 1000 });

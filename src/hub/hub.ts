@@ -90,8 +90,9 @@ export interface HubOptions {
   /** Cluster: how long a message ahead of a gap waits for the gap before it is filled from the store. */
   gapWaitMs?: number;
   /**
-   * About how many bytes of the newest messages are kept for the open rooms, all together, so that a
-   * join's backscroll needs no read of the store.
+   * About how many bytes (estimated high) of the newest messages are kept for the open rooms, all
+   * together, so that a join's backscroll needs no read of the store. None are kept in a cluster:
+   * a delete on another node reaches this one only as an event, which the bus may lose.
    */
   recentBytes?: number;
   /** CONSOLE_ROOM_RETENTION in seconds: a message older than that is not shown from memory either. */
@@ -151,9 +152,9 @@ interface Room {
   order?: RoomOrder | undefined;
   gap?: ReturnType<typeof setTimeout> | undefined;
   /**
-   * The room's newest messages, oldest first, at most a backscroll of them, through seq `end`. While
-   * `end` is `reported` they are a join's backscroll without a read of the store. Undefined when not
-   * known here.
+   * The room's newest messages as the store has them, oldest first, at most a backscroll of them,
+   * through seq `end`. While `end` is `reported` they are a join's backscroll without a read of the
+   * store. Undefined when not known here.
    */
   recent?: Recent | undefined;
 }
@@ -166,8 +167,12 @@ interface Recent {
   bytes: number;
 }
 
-/** About what one kept message takes: the message, its JSON and UTF-8 encodings, and their objects. */
-const keptSize = (f: MessageFrames): number => 4 * (f.message.text.length + f.message.sender.length) + 600;
+/**
+ * What one kept message may come to take, estimated high: the message and, for each kind of reader
+ * (opted-in, seed console), its JSON, UTF-8 bytes and the door's wire form, up to 3 bytes a character
+ * each (about 20 bytes a character in all for text outside Latin-1), and their objects.
+ */
+const keptSize = (f: MessageFrames): number => 20 * (f.message.text.length + f.message.sender.length) + 2000;
 
 interface Connection {
   /** The rooms this connection is in. */
@@ -252,7 +257,7 @@ export class Hub {
     this.#metrics = metrics;
     this.#bus = options.cluster;
     this.#gapWaitMs = options.gapWaitMs ?? 50;
-    this.#recentBudget = options.recentBytes ?? 32 * 1024 * 1024;
+    this.#recentBudget = options.recentBytes ?? 64 * 1024 * 1024;
     this.#retentionSeconds = options.retentionSeconds;
     // A batch is a quarter of the unsent bound, so a member is dropped only when it falls behind
     // by several batches, never because one batch arrived at once.
@@ -491,14 +496,14 @@ export class Hub {
   }
 
   /**
-   * The room's backscroll as kept here, when it is all of it through `reported`: as many messages as a
-   * backscroll shows, or every one the room has had. Undefined when the store must be asked.
+   * The room's backscroll as kept here, through `reported` (what the store would answer). Undefined
+   * when the store must be asked.
    */
   #recentOf(room: Room): MessageFrames[] | undefined {
     const recent = room.recent;
+    // `end` moves with `reported` as each message is broadcast; should they ever part, ask the store.
     if (!recent || recent.end !== room.reported) return undefined;
     const { messages } = recent;
-    if (messages.length < this.#backscroll && messages.length !== recent.end) return undefined;
     const oldest = messages[0];
     const keep = this.#retentionSeconds;
     if (oldest && keep !== undefined && oldest.message.ts < Date.now() / 1000 - keep) {
@@ -514,7 +519,8 @@ export class Hub {
    * (nothing newer, no delete since the read began) and the budget has room for it.
    */
   #keepRecent(room: Room, history: readonly MessageFrames[], horizon: number, epoch: number): void {
-    if (room.recent || epoch !== this.#recentEpoch || (history.at(-1)?.message.seq ?? 0) !== horizon) return;
+    if (this.#bus || room.recent || epoch !== this.#recentEpoch) return;
+    if ((history.at(-1)?.message.seq ?? 0) !== horizon) return;
     let bytes = 0;
     for (const m of history) bytes += keptSize(m);
     if (this.#recentBytes + bytes > this.#recentBudget) return;
@@ -644,7 +650,7 @@ export class Hub {
       (latest) => {
         room.reported = Math.max(room.reported, latest);
         // A room with no messages yet: its newest are known here from the start.
-        if (room.reported === 0) room.recent = { messages: [], end: 0, bytes: 0 };
+        if (room.reported === 0 && !this.#bus) room.recent = { messages: [], end: 0, bytes: 0 };
         room.ready = undefined;
         if (room.order) this.#broadcastBatch(this.#release(room));
       },
@@ -1558,8 +1564,6 @@ export class Hub {
       }
       case 'deleted': {
         const room = this.#rooms.get(event.room);
-        this.#recentEpoch += 1;
-        if (room) this.#dropRecent(room);
         if (room)
           this.#broadcast(
             room,
