@@ -639,6 +639,21 @@ describe('backscroll', () => {
     expect(ann.messages.map((m) => m.text)).toEqual(['two', 'three']);
   });
 
+  it('a busy room nobody joins lets go of its kept messages; the next join reads them from the store', async () => {
+    const hub = makeHub({ backscroll: 2 });
+    const alice = seed('alice');
+    await enter(hub, alice);
+    for (const text of ['1', '2', '3', '4']) await hub.message(alice, 'ops', text);
+    const ann = browser('ann');
+    await enter(hub, ann);
+    expect(transcript.reads.value).toBe(0); // four messages: still kept
+    for (const text of ['5', '6', '7', '8', '9']) await hub.message(alice, 'ops', text);
+    const bob = browser('bob');
+    await enter(hub, bob);
+    expect(transcript.reads.value).toBe(1);
+    expect(bob.messages.map((m) => m.text)).toEqual(['8', '9']);
+  });
+
   it('past the memory budget for kept messages, joins read the store and still get the right backscroll', async () => {
     transcript.seed('ops', 60);
     const hub = makeHub({ recentBytes: 1000 });

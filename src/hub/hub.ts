@@ -165,7 +165,16 @@ interface Recent {
   end: number;
   /** What the messages take (about), counted against the Hub's recentBytes. */
   bytes: number;
+  /** Messages broadcast since a join last took them. */
+  unused: number;
 }
+
+/**
+ * A room forgets its kept messages once this many backscrolls' worth were broadcast without a join
+ * taking them: keeping every message of a busy room nobody joins would move each into the old
+ * generation of the heap for nothing (at 20,000 deliveries a second, p99 went from 5 to 35 ms).
+ */
+const UNUSED_BACKSCROLLS = 2;
 
 /**
  * What one kept message may come to take, estimated high: the message and, for each kind of reader
@@ -511,6 +520,7 @@ export class Hub {
       this.#dropRecent(room);
       return undefined;
     }
+    recent.unused = 0;
     return messages.slice();
   }
 
@@ -524,7 +534,7 @@ export class Hub {
     let bytes = 0;
     for (const m of history) bytes += keptSize(m);
     if (this.#recentBytes + bytes > this.#recentBudget) return;
-    room.recent = { messages: history.slice(), end: horizon, bytes };
+    room.recent = { messages: history.slice(), end: horizon, bytes, unused: 0 };
     this.#recentBytes += bytes;
   }
 
@@ -532,7 +542,8 @@ export class Hub {
   #extendRecent(room: Room, recent: Recent, frames: MessageFrames): void {
     const { message } = frames;
     if (message.seq <= recent.end) return;
-    if (message.seq !== recent.end + 1) {
+    recent.unused += 1;
+    if (message.seq !== recent.end + 1 || recent.unused > UNUSED_BACKSCROLLS * this.#backscroll) {
       this.#dropRecent(room);
       return;
     }
@@ -650,7 +661,7 @@ export class Hub {
       (latest) => {
         room.reported = Math.max(room.reported, latest);
         // A room with no messages yet: its newest are known here from the start.
-        if (room.reported === 0 && !this.#bus) room.recent = { messages: [], end: 0, bytes: 0 };
+        if (room.reported === 0 && !this.#bus) room.recent = { messages: [], end: 0, bytes: 0, unused: 0 };
         room.ready = undefined;
         if (room.order) this.#broadcastBatch(this.#release(room));
       },
