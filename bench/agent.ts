@@ -1,5 +1,6 @@
-// In-process reporter for servers under test: on SIGUSR2, print memory (after GC if asked) and event-loop delay.
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+// In-process reporter for servers under test: on SIGUSR2, print memory (after GC if asked), event-loop
+// delay and time spent in garbage collection.
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 
 /** What a server prints on SIGUSR2, after the `BENCH ` prefix. */
 export interface AgentReport {
@@ -8,6 +9,8 @@ export interface AgentReport {
   externalMiB: number;
   /** Event-loop delay since the previous report, in ms (only for processes that opt in). */
   eld?: { p50: number; p99: number; max: number; mean: number };
+  /** Garbage collection since the previous report: pause time in ms, and the major (mark-compact) ones. */
+  gc: { ms: number; major: number };
 }
 
 const MiB = 1024 * 1024;
@@ -19,6 +22,14 @@ const MiB = 1024 * 1024;
 export function installAgent(options: { eventLoopDelay: boolean }): void {
   const eld = options.eventLoopDelay ? monitorEventLoopDelay({ resolution: 10 }) : undefined;
   eld?.enable();
+  const gcSince = { ms: 0, major: 0 };
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gcSince.ms += entry.duration;
+      const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcSince.major += 1;
+    }
+  }).observe({ entryTypes: ['gc'] });
   process.on('SIGUSR2', () => {
     const gc = (globalThis as { gc?: () => void }).gc;
     if (process.env.BENCH_AGENT_GC === '1' && gc) {
@@ -30,7 +41,10 @@ export function installAgent(options: { eventLoopDelay: boolean }): void {
       rssMiB: m.rss / MiB,
       heapUsedMiB: m.heapUsed / MiB,
       externalMiB: (m.external + m.arrayBuffers) / MiB,
+      gc: { ms: gcSince.ms, major: gcSince.major },
     };
+    gcSince.ms = 0;
+    gcSince.major = 0;
     if (eld) {
       report.eld = {
         p50: eld.percentile(50) / 1e6,

@@ -34,6 +34,8 @@ export interface StepResult {
   serverRssMiB: number;
   /** Server event-loop delay p99 (ms), as the server's preloaded bench agent reports it. */
   serverEldP99Ms?: number;
+  /** The server's garbage-collection pauses over the measured window: ms per second, and major ones. */
+  serverGc?: { msPerSecond: number; major: number };
   /** Whole generator process CPU (share of one core) and each worker thread's. */
   genCpu: number;
   genWorkerCpu: number[];
@@ -152,6 +154,7 @@ async function measureStep(
     serverMainCpu: round(serverMainShare, 2),
     serverRssMiB: Math.round(serverRss),
     serverEldP99Ms: report?.eld ? round(report.eld.p99, 2) : undefined,
+    serverGc: report ? { msPerSecond: round(report.gc.ms / seconds, 1), major: report.gc.major } : undefined,
     genCpu: round(genShare, 2),
     genWorkerCpu: collected.usage.map((u) => round(u.cpu, 2)),
     genWorkerElu: collected.usage.map((u) => round(u.elu, 2)),
