@@ -90,7 +90,7 @@ export interface HubOptions {
   /** Cluster: how long a message ahead of a gap waits for the gap before it is filled from the store. */
   gapWaitMs?: number;
   /**
-   * About how many bytes (estimated high) of the newest messages are kept for the open rooms, all
+   * About how many bytes of the newest messages are kept for the open rooms, all
    * together, so that a join's backscroll needs no read of the store. None are kept in a cluster:
    * a delete on another node reaches this one only as an event, which the bus may lose.
    */
@@ -160,8 +160,14 @@ interface Room {
 }
 
 interface Recent {
-  /** Each with its encodings, made once: for its broadcast, and for every join that shows it. */
-  readonly messages: MessageFrames[];
+  /**
+   * Each kept message as an opted-in reader gets it (its broadcast made this JSON already): one string
+   * each, which the garbage collector keeps for next to nothing, not the message and its encodings.
+   */
+  readonly json: string[];
+  /** When each was sent (retention). */
+  readonly ts: number[];
+  /** The seq of the newest; the others precede it without a gap. */
   end: number;
   /** What the messages take (about), counted against the Hub's recentBytes. */
   bytes: number;
@@ -171,17 +177,20 @@ interface Recent {
 
 /**
  * A room forgets its kept messages once this many backscrolls' worth were broadcast without a join
- * taking them: keeping every message of a busy room nobody joins would move each into the old
- * generation of the heap for nothing (at 20,000 deliveries a second, p99 went from 5 to 35 ms).
+ * taking them: a busy room nobody joins would otherwise move each of its messages into the old
+ * generation of the heap for nothing.
  */
 const UNUSED_BACKSCROLLS = 2;
 
-/**
- * What one kept message may come to take, estimated high: the message and, for each kind of reader
- * (opted-in, seed console), its JSON, UTF-8 bytes and the door's wire form, up to 3 bytes a character
- * each (about 20 bytes a character in all for text outside Latin-1), and their objects.
- */
-const keptSize = (f: MessageFrames): number => 20 * (f.message.text.length + f.message.sender.length) + 2000;
+/** What one kept message takes: its JSON (two bytes a character at most) and its place in the lists. */
+const keptSize = (json: string): number => 2 * json.length + 32;
+
+/** A join's backscroll or resume, as its peer gets it; `read` is what the store answered, if it was asked. */
+interface Loaded {
+  history: readonly Encoded[];
+  complete: boolean;
+  read?: readonly MessageFrames[];
+}
 
 interface Connection {
   /** The rooms this connection is in. */
@@ -409,27 +418,29 @@ export class Hub {
     const since = options.since;
     // The backscroll through addedAt, when the room holds it here; otherwise the store's answer is
     // kept for the next joins, unless a delete happened while it was read.
-    const kept = since === undefined && peer.wantsBackscroll ? this.#recentOf(room) : undefined;
+    const keeps = since === undefined && peer.wantsBackscroll && peer.optedIn;
+    const kept = keeps ? this.#recentOf(room) : undefined;
+    const fromMemory: Loaded | undefined = kept && { history: kept, complete: true };
     const epoch = this.#recentEpoch;
-    let history: readonly MessageFrames[] = [];
+    let history: readonly Encoded[] = [];
+    let fromStore: readonly MessageFrames[] | undefined;
     let complete = true;
     let historyFailed = false;
     let read = 0;
     let whispers = 0;
     try {
       const [loaded, arrival] = await Promise.all([
-        kept
-          ? { history: kept, complete: true }
-          : since !== undefined || peer.wantsBackscroll
-            ? this.#history(name, since, addedAt)
-            : undefined,
+        fromMemory ??
+          (since !== undefined || peer.wantsBackscroll
+            ? this.#history(name, since, addedAt, peer.optedIn)
+            : undefined),
         !peer.optedIn
           ? undefined
           : options.welcome
             ? this.#markers.arrival(peer.user, name)
             : this.#markers.get(peer.user, name).then((marker) => ({ read: marker, whispers: 0 })),
       ]);
-      if (loaded) ({ history, complete } = loaded);
+      if (loaded) ({ history, complete, read: fromStore } = loaded);
       read = arrival?.read ?? 0;
       whispers = arrival?.whispers ?? 0;
     } catch (error) {
@@ -441,20 +452,19 @@ export class Hub {
     // A message the read saw whose broadcast has not come yet will come with it: it is left out
     // here, or it would arrive twice; what was broadcast while loading is held, and follows.
     const horizon = room.reported;
-    if (!kept && since === undefined && peer.wantsBackscroll && !historyFailed)
-      this.#keepRecent(room, history, horizon, epoch);
+    if (keeps && fromStore && !historyFailed) this.#keepRecent(room, fromStore, horizon, epoch);
     const held = member.pending ?? [];
     member.pending = undefined;
     const catchUp: Encoded[] = [];
     let lastSeq = addedAt;
     const shown: Encoded[] = [];
     const shownAt = new Map<number, number>();
-    for (const frames of history) {
-      const m = frames.message;
-      if (m.seq > horizon) break;
-      shownAt.set(m.seq, shown.length);
-      shown.push(frames.for(peer.optedIn));
-      if (m.seq > lastSeq) lastSeq = m.seq;
+    for (const frame of history) {
+      const seq = frame.seq ?? 0;
+      if (seq > horizon) break;
+      shownAt.set(seq, shown.length);
+      shown.push(frame);
+      if (seq > lastSeq) lastSeq = seq;
     }
     // The echo of a message this connection sent while joining answers its ref: it takes the place
     // of the catch-up's copy of that message, or follows joined when the catch-up has none.
@@ -508,33 +518,34 @@ export class Hub {
    * The room's backscroll as kept here, through `reported` (what the store would answer). Undefined
    * when the store must be asked.
    */
-  #recentOf(room: Room): MessageFrames[] | undefined {
+  #recentOf(room: Room): Encoded[] | undefined {
     const recent = room.recent;
     // `end` moves with `reported` as each message is broadcast; should they ever part, ask the store.
     if (!recent || recent.end !== room.reported) return undefined;
-    const { messages } = recent;
-    const oldest = messages[0];
+    const oldest = recent.ts[0];
     const keep = this.#retentionSeconds;
-    if (oldest && keep !== undefined && oldest.message.ts < Date.now() / 1000 - keep) {
+    if (oldest !== undefined && keep !== undefined && oldest < Date.now() / 1000 - keep) {
       // Retention deletes it from the store, if it has not yet: it is not shown from here either.
       this.#dropRecent(room);
       return undefined;
     }
     recent.unused = 0;
-    return messages.slice();
+    const first = recent.end - recent.json.length + 1;
+    return recent.json.map((json, i) => new Encoded({ json, seq: first + i }));
   }
 
   /**
    * Keep a join's read of the room's newest messages when it is exactly those through `horizon`
    * (nothing newer, no delete since the read began) and the budget has room for it.
    */
-  #keepRecent(room: Room, history: readonly MessageFrames[], horizon: number, epoch: number): void {
+  #keepRecent(room: Room, read: readonly MessageFrames[], horizon: number, epoch: number): void {
     if (this.#bus || room.recent || epoch !== this.#recentEpoch) return;
-    if ((history.at(-1)?.message.seq ?? 0) !== horizon) return;
+    if ((read.at(-1)?.message.seq ?? 0) !== horizon) return;
+    const json = read.map((f) => f.rich.json);
     let bytes = 0;
-    for (const m of history) bytes += keptSize(m);
+    for (const j of json) bytes += keptSize(j);
     if (this.#recentBytes + bytes > this.#recentBudget) return;
-    room.recent = { messages: history.slice(), end: horizon, bytes, unused: 0 };
+    room.recent = { json, ts: read.map((f) => f.message.ts), end: horizon, bytes, unused: 0 };
     this.#recentBytes += bytes;
   }
 
@@ -547,10 +558,15 @@ export class Hub {
       this.#dropRecent(room);
       return;
     }
-    recent.messages.push(frames);
+    const { json } = frames.rich;
+    recent.json.push(json);
+    recent.ts.push(message.ts);
     recent.end = message.seq;
-    let size = keptSize(frames);
-    if (recent.messages.length > this.#backscroll) size -= keptSize(recent.messages.shift() as MessageFrames);
+    let size = keptSize(json);
+    if (recent.json.length > this.#backscroll) {
+      size -= keptSize(recent.json.shift() as string);
+      recent.ts.shift();
+    }
     recent.bytes += size;
     this.#recentBytes += size;
     if (this.#recentBytes > this.#recentBudget) this.#dropRecent(room);
@@ -573,16 +589,19 @@ export class Hub {
     room: string,
     since: number | undefined,
     reported: number,
-  ): Promise<{ history: MessageFrames[]; complete: boolean }> {
-    const framed = (messages: StoredMessage[]): MessageFrames[] => messages.map((m) => new MessageFrames(m));
-    if (since === undefined)
-      return { history: framed(await this.#transcript.recent(room, this.#backscroll)), complete: true };
+    optedIn: boolean,
+  ): Promise<Loaded> {
+    const loaded = (messages: StoredMessage[], complete: boolean): Loaded => {
+      const read = messages.map((m) => new MessageFrames(m));
+      return { history: read.map((f) => f.for(optedIn)), complete, read };
+    };
+    if (since === undefined) return loaded(await this.#transcript.recent(room, this.#backscroll), true);
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
     if (missed.length > this.#resumeLimit)
-      return { history: framed(await this.#transcript.recent(room, this.#resumeLimit)), complete: false };
+      return loaded(await this.#transcript.recent(room, this.#resumeLimit), false);
     const first = missed[0]?.seq;
     const gap = first === undefined ? since < reported : first > since + 1;
-    return { history: framed(missed), complete: !gap };
+    return loaded(missed, !gap);
   }
 
   /** Write the names seen since the last time. */
@@ -661,7 +680,8 @@ export class Hub {
       (latest) => {
         room.reported = Math.max(room.reported, latest);
         // A room with no messages yet: its newest are known here from the start.
-        if (room.reported === 0 && !this.#bus) room.recent = { messages: [], end: 0, bytes: 0, unused: 0 };
+        if (room.reported === 0 && !this.#bus)
+          room.recent = { json: [], ts: [], end: 0, bytes: 0, unused: 0 };
         room.ready = undefined;
         if (room.order) this.#broadcastBatch(this.#release(room));
       },
