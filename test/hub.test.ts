@@ -654,6 +654,105 @@ describe('backscroll', () => {
     expect(bob.messages.map((m) => m.text)).toEqual(['8', '9']);
   });
 
+  it("an admin's delete shows as a tombstone to browsers that join after it", async () => {
+    transcript.seed('ops', 3);
+    const hub = makeHub();
+    await enter(hub, seed('alice'));
+    await enter(hub, browser('ann'));
+    const at = transcript.stored.findIndex((m) => m.seq === 2);
+    const original = transcript.stored[at] as StoredMessage;
+    transcript.stored[at] = { ...original, text: '', deleted: 2e9 };
+    hub.announceDeleted('ops', original.id, 2);
+    const bob = browser('bob');
+    await enter(hub, bob);
+    expect(bob.messages.map((m) => [m.text, m.deleted])).toEqual([
+      ['old 1', undefined],
+      ['', true],
+      ['old 3', undefined],
+    ]);
+  });
+
+  it('a message broadcast while a join that read the store is finishing reaches the browsers that join later', async () => {
+    transcript.seed('ops', 3);
+    const hub = makeHub();
+    const alice = seed('alice');
+    await enter(hub, alice);
+    const markers = deferred();
+    transcript.holdMarkers = markers.promise;
+    const ann = browser('ann');
+    const joining = enter(hub, ann);
+    await transcript.reads.reached(1);
+    await hub.message(alice, 'ops', 'new');
+    markers.resolve();
+    await joining;
+    transcript.holdMarkers = undefined;
+    const bob = browser('bob');
+    await enter(hub, bob);
+    const all = [
+      [1, 'old 1'],
+      [2, 'old 2'],
+      [3, 'old 3'],
+      [4, 'new'],
+    ];
+    expect(ann.messages.map((m) => [m.seq, m.text])).toEqual(all);
+    expect(bob.messages.map((m) => [m.seq, m.text])).toEqual(all);
+  });
+
+  it('a message sent while its join is served from memory gets its echo with its ref, once, after the backscroll', async () => {
+    const hub = makeHub();
+    const bob = seed('bob');
+    await enter(hub, bob);
+    await hub.message(bob, 'ops', 'hello');
+    const markers = deferred();
+    transcript.holdMarkers = markers.promise;
+    const web = browser('ann');
+    const joining = enter(hub, web);
+    await hub.message(web, 'ops', 'early', { cid: 'c1', ref: 'r1' });
+    markers.resolve();
+    await joining;
+    expect(transcript.reads.value).toBe(0);
+    expect(web.messages.map((m) => [m.text, m.seq, m.ref])).toEqual([
+      ['hello', 1, undefined],
+      ['early', 2, 'r1'],
+    ]);
+  });
+
+  it('the backscroll from memory is the very JSON the store path gives: via, cid and tombstones alike, no ref', async () => {
+    transcript.seed('ops', 2);
+    const at = transcript.stored.findIndex((m) => m.seq === 1);
+    transcript.stored[at] = { ...(transcript.stored[at] as StoredMessage), text: '', deleted: 5 };
+    const hub = makeHub();
+    await enter(hub, seed('alice'));
+    const ann = browser('ann');
+    await enter(hub, ann);
+    await hub.message(ann, 'ops', 'mine', { cid: 'c1', ref: 'r1' });
+    const cc = console2('cc');
+    await enter(hub, cc);
+    await hub.message(cc, 'ops', 'theirs', { cid: 'c2', ref: 'r2' });
+    const fromMemory = browser('bob');
+    await enter(hub, fromMemory);
+    const fromStore = browser('carol');
+    await enter(makeHub(), fromStore);
+    expect(transcript.reads.value).toBe(2);
+    const json = (p: FakePeer): string[] => p.encoded.filter((e) => e.seq !== undefined).map((e) => e.json);
+    expect(json(fromMemory)).toHaveLength(4);
+    expect(json(fromMemory)).toEqual(json(fromStore));
+    expect(json(fromMemory).some((j) => j.includes('"ref"'))).toBe(false);
+  });
+
+  it('a room that closes gives its kept messages back to the memory budget', async () => {
+    transcript.seed('a', 3);
+    transcript.seed('b', 3);
+    const hub = makeHub({ recentBytes: 1500 }); // room for one room's three
+    const x = browser('x');
+    await enter(hub, x, 'a');
+    hub.disconnect(x);
+    await enter(hub, seed('alice'), 'b');
+    await enter(hub, browser('y'), 'b');
+    await enter(hub, browser('z'), 'b');
+    expect(transcript.reads.value).toBe(2);
+  });
+
   it('past the memory budget for kept messages, joins read the store and still get the right backscroll', async () => {
     transcript.seed('ops', 60);
     const hub = makeHub({ recentBytes: 1000 });
@@ -681,6 +780,21 @@ describe('backscroll', () => {
     const bob = browser('bob');
     await enter(hub, bob);
     expect(bob.messages.map((m) => m.text)).toEqual(['new']);
+  });
+
+  it('with retention set, joins do not read the store again and again for messages past it that the store still has', async () => {
+    transcript.seed('ops', 2); // from 2001
+    const hub = makeHub({ retentionSeconds: 3600 });
+    await enter(hub, seed('alice'));
+    const first = browser('first');
+    await enter(hub, first);
+    expect(first.messages.map((m) => m.text)).toEqual(['old 1', 'old 2']); // the store had them
+    for (const user of ['b', 'c', 'd']) {
+      const web = browser(user);
+      await enter(hub, web);
+      expect(web.messages).toEqual([]);
+    }
+    expect(transcript.reads.value).toBe(1);
   });
 
   it('backscroll carries the stored id, ts, sender and seq of each message', async () => {

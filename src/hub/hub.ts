@@ -522,13 +522,7 @@ export class Hub {
     const recent = room.recent;
     // `end` moves with `reported` as each message is broadcast; should they ever part, ask the store.
     if (!recent || recent.end !== room.reported) return undefined;
-    const oldest = recent.ts[0];
-    const keep = this.#retentionSeconds;
-    if (oldest !== undefined && keep !== undefined && oldest < Date.now() / 1000 - keep) {
-      // Retention deletes it from the store, if it has not yet: it is not shown from here either.
-      this.#dropRecent(room);
-      return undefined;
-    }
+    this.#expire(recent);
     recent.unused = 0;
     const first = recent.end - recent.json.length + 1;
     return recent.json.map((json, i) => new Encoded({ json, seq: first + i }));
@@ -547,6 +541,22 @@ export class Hub {
     if (this.#recentBytes + bytes > this.#recentBudget) return;
     room.recent = { json, ts: read.map((f) => f.message.ts), end: horizon, bytes, unused: 0 };
     this.#recentBytes += bytes;
+  }
+
+  /**
+   * Let go of kept messages older than the retention: the store deletes them (if it has not yet, its
+   * next pass does), and they are not shown from here.
+   */
+  #expire(recent: Recent): void {
+    const keep = this.#retentionSeconds;
+    if (keep === undefined) return;
+    const before = Date.now() / 1000 - keep;
+    while ((recent.ts[0] ?? before) < before) {
+      const gone = keptSize(recent.json.shift() as string);
+      recent.ts.shift();
+      recent.bytes -= gone;
+      this.#recentBytes -= gone;
+    }
   }
 
   /** A message broadcast to the room joins its kept ones when it is the next; after a gap they go. */
