@@ -254,7 +254,8 @@ export function render(results: Results): string {
   if (Object.keys(results.join).length) {
     out.push(
       '\njoin: WebSocket open to the full backscroll (50 messages) in a room of 10,000 messages, one join at a' +
-        '\ntime, each leaving once it has it; the room empty between joins, then with a console staying in it',
+        '\ntime, each leaving once it has it; the room empty between joins, then with a console staying in it' +
+        '\n(server CPU from /proc in 10 ms ticks: to about 50 µs per join over 200)',
     );
     out.push(
       table(
