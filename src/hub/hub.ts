@@ -90,9 +90,9 @@ export interface HubOptions {
   /** Cluster: how long a message ahead of a gap waits for the gap before it is filled from the store. */
   gapWaitMs?: number;
   /**
-   * About how many bytes of the newest messages are kept for the open rooms, all
-   * together, so that a join's backscroll needs no read of the store. None are kept in a cluster:
-   * a delete on another node reaches this one only as an event, which the bus may lose.
+   * About how many bytes of the newest messages are kept for the open rooms, all together, so that a
+   * join's backscroll needs no read of the store. None are kept in a cluster: a delete on another
+   * node reaches this one only as an event, which the bus may lose.
    */
   recentBytes?: number;
   /** CONSOLE_ROOM_RETENTION in seconds: a message older than that is not shown from memory either. */
@@ -452,7 +452,7 @@ export class Hub {
     // A message the read saw whose broadcast has not come yet will come with it: it is left out
     // here, or it would arrive twice; what was broadcast while loading is held, and follows.
     const horizon = room.reported;
-    if (keeps && fromStore && !historyFailed) this.#keepRecent(room, fromStore, horizon, epoch);
+    if (keeps && fromStore) this.#keepRecent(room, fromStore, horizon, epoch);
     const held = member.pending ?? [];
     member.pending = undefined;
     const catchUp: Encoded[] = [];
