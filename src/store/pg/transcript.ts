@@ -276,13 +276,15 @@ export class PgTranscript implements Transcript {
     );
   }
 
+  /** Whispers to `user` newer than its read marker of each whisper conversation, as a subquery. */
+  #unreadWhispersOf(user: string) {
+    return this.#sql`(SELECT count(*) FROM messages m
+      LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
+      WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0))`;
+  }
+
   async unreadWhispers(user: string): Promise<number> {
-    const [row] = await this.#counted(
-      'read',
-      this.#sql`SELECT count(*) AS n FROM messages m
-        LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
-        WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)`,
-    );
+    const [row] = await this.#counted('read', this.#sql`SELECT ${this.#unreadWhispersOf(user)} AS n`);
     return Number(row?.n ?? 0);
   }
 
@@ -291,9 +293,7 @@ export class PgTranscript implements Transcript {
       'read',
       this.#sql`SELECT
         coalesce((SELECT seq FROM read_markers WHERE "user" = ${user} AND conversation = ${conversation}), 0) AS read,
-        (SELECT count(*) FROM messages m
-          LEFT JOIN read_markers r ON r."user" = m.recipient AND r.conversation = m.room
-          WHERE m.recipient = ${user} AND m.seq > coalesce(r.seq, 0)) AS whispers`,
+        ${this.#unreadWhispersOf(user)} AS whispers`,
     );
     return { read: Number(row?.read ?? 0), whispers: Number(row?.whispers ?? 0) };
   }
