@@ -155,6 +155,9 @@ describe.runIf(bin)('PostgreSQL store', () => {
       expect(await store.transcript.arrival('alice', 'ops')).toEqual({ read: 0, whispers: 1 });
       expect(await store.transcript.arrival('bob', 'ops')).toEqual({ read: 0, whispers: 1 });
       expect(await store.transcript.arrival('carol', 'ops')).toEqual({ read: 0, whispers: 0 });
+      // The count alone, as a welcome asks it when the marker is known already.
+      expect(await store.transcript.unreadWhispers('alice')).toBe(1);
+      expect(await store.transcript.unreadWhispers('carol')).toBe(0);
     } finally {
       await store.close();
     }
