@@ -2,8 +2,22 @@
 import { BlockList, isIPv4 } from 'node:net';
 import type { Context } from 'hono';
 
-/** Addresses the trust list covers. */
-export function trustList(items: readonly string[]): BlockList {
+/** An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as the IPv4 address it is. */
+function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/iu.exec(address);
+  if (mapped?.[1]) return { address: mapped[1], type: 'ipv4' };
+  return { address, type: isIPv4(address) ? 'ipv4' : 'ipv6' };
+}
+
+/** Whether a peer's address is a proxy whose forwarding headers are believed. */
+export type Trusted = (address: string) => boolean;
+
+/**
+ * The addresses the trust list covers. With none (the default) nothing is asked per request: a
+ * BlockList check builds an address object each time, twice per browser connection.
+ */
+export function trustList(items: readonly string[]): Trusted {
+  if (items.length === 0) return () => false;
   const list = new BlockList();
   for (const item of items) {
     if (item === 'loopback') {
@@ -16,13 +30,11 @@ export function trustList(items: readonly string[]): BlockList {
     if (bits === undefined) list.addAddress(address, type);
     else list.addSubnet(address, Number(bits), type);
   }
-  return list;
-}
-
-function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/iu.exec(address);
-  if (mapped?.[1]) return { address: mapped[1], type: 'ipv4' };
-  return { address, type: isIPv4(address) ? 'ipv4' : 'ipv6' };
+  return (raw) => {
+    if (!raw) return false;
+    const { address, type } = normalise(raw);
+    return list.check(address, type);
+  };
 }
 
 /** The directly connected peer of a request, as a runtime reports it. */
@@ -39,12 +51,7 @@ export interface Hop {
 }
 
 /** The client address and https-ness of requests, honouring forwarding headers from trusted proxies. */
-export function clientInfo(trusted: BlockList, peer: PeerOf) {
-  const isTrusted = (raw: string): boolean => {
-    if (!raw) return false;
-    const { address, type } = normalise(raw);
-    return trusted.check(address, type);
-  };
+export function clientInfo(isTrusted: Trusted, peer: PeerOf) {
   const hop = (c: Context): Hop => ({ ...peer(c), header: (name) => c.req.header(name) });
   const of = {
     /** The client's address, from a request at any stage (before a framework has seen it, too). */
