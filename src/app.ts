@@ -15,11 +15,13 @@ import { escapeHtml, htmlPage } from './http/page.ts';
 import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import type { Hub } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
+import { bannedMessage } from './hub/restrictions.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { RefusalCode } from './protocol/codes.ts';
 import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
 import { SEARCH_MAX } from './protocol/search.ts';
+import type { Session } from './store/sessions.ts';
 
 /** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
@@ -198,25 +200,40 @@ export function createApp(deps: AppDeps): Hono {
   );
   app.get('/static/:file{[A-Za-z0-9_.-]+}', (c) => serve(c, c.req.param('file')));
 
+  /**
+   * A room is read over HTTP as over the protocol: someone banned from it may not, until the ban ends.
+   * Without sign-in nobody's name is known here, so there is nobody to refuse.
+   */
+  const bannedReader = (c: Context, session: Session | undefined, room: string) => {
+    const ban = session && hub.banOf(room, session.user.name);
+    if (!ban) return undefined;
+    log.info('read refused: banned', { room, user: session.user.name });
+    return refuse(c, 403, RefusalCode.Banned, bannedMessage(ban));
+  };
+
   // A room's history for the page (and scripts): the same pages as the protocol's history request.
   app.get('/api/rooms/:room/messages', async (c) => {
     c.header('cache-control', 'no-store');
-    if (auth && !(await readSession(c, auth)))
-      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const session = auth && (await readSession(c, auth));
+    if (auth && !session) return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
     const parsed = v.safeParse(HistoryQuery, { ...c.req.query(), room: c.req.param('room') });
     if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
     const { room, before, after, limit } = parsed.output;
+    const banned = bannedReader(c, session, room);
+    if (banned) return banned;
     const page = await hub.page(room, { before, after, limit });
     return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
   });
 
   // A room's whole transcript (or what follows `since`), streamed a page at a time.
   app.get('/api/rooms/:room/export', async (c) => {
-    if (auth && !(await readSession(c, auth)))
-      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const session = auth && (await readSession(c, auth));
+    if (auth && !session) return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
     const parsed = v.safeParse(ExportQuery, { ...c.req.query(), room: c.req.param('room') });
     if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
     const { room, since, format } = parsed.output;
+    const banned = bannedReader(c, session, room);
+    if (banned) return banned;
     const chunks = hub.export({ room, since: since ?? 0, format });
     const encoder = new TextEncoder();
     const body = new ReadableStream<Uint8Array>({
@@ -247,11 +264,13 @@ export function createApp(deps: AppDeps): Hono {
   // A room's messages that match a search, newest first: the same answer as the protocol's search.
   app.get('/api/rooms/:room/search', async (c) => {
     c.header('cache-control', 'no-store');
-    if (auth && !(await readSession(c, auth)))
-      return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
+    const session = auth && (await readSession(c, auth));
+    if (auth && !session) return refuse(c, 401, RefusalCode.Unauthenticated, 'sign in first');
     const parsed = v.safeParse(SearchQuery, { ...c.req.query(), room: c.req.param('room') });
     if (!parsed.success) return refuse(c, 400, RefusalCode.BadQuery, parsed.issues[0].message);
     const { room, q, before, limit } = parsed.output;
+    const banned = bannedReader(c, session, room);
+    if (banned) return banned;
     const found = await hub.find(room, q, { before, limit });
     return c.json({ room, q, messages: found.messages.map(historyFrame), more: found.more });
   });

@@ -34,7 +34,7 @@ import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
-import { Restrictions } from './restrictions.ts';
+import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
 import {
   type Committed,
   conversationKey,
@@ -376,13 +376,12 @@ export class Hub {
     }
     const ban = this.#restrictions.find('ban', name, peer.user);
     if (ban) {
-      const until = ban.until === undefined ? '' : ` until ${new Date(ban.until * 1000).toISOString()}`;
       this.#log.info('join refused: banned', { room: name, user: peer.user });
       if (options.welcome) {
         // The room the connection was opened for: it has nowhere to be, and must not come straight back.
-        this.#error(peer, ErrorCode.Banned, `you are banned from ${name}${until}`, options.welcome.ref);
+        this.#error(peer, ErrorCode.Banned, bannedMessage(ban), options.welcome.ref);
         this.#drop(peer, CloseCode.Forbidden, 'banned from the room');
-      } else this.#error(peer, ErrorCode.Banned, `you are banned from ${name}${until}`, options.ref);
+      } else this.#error(peer, ErrorCode.Banned, bannedMessage(ban), options.ref);
       return;
     }
     if (connection.rooms.size >= this.#maxRooms) {
@@ -1049,6 +1048,14 @@ export class Hub {
     });
   }
 
+  /**
+   * The ban keeping `user` out of `room` now, if any. A banned user may not read the room either: the
+   * HTTP history, search and export ask this before they answer.
+   */
+  banOf(room: string, user: string): Restriction | undefined {
+    return this.#restrictions.find('ban', room, user);
+  }
+
   /** A page of a conversation, as `history` answers it (also for the browser's HTTP history). */
   async page(
     key: string,
@@ -1087,8 +1094,9 @@ export class Hub {
     page: { before?: number | undefined; limit?: number | undefined },
     ref?: string,
   ): Promise<void> {
-    if (this.#restrictions.find('ban', room, peer.user)) {
-      this.#error(peer, ErrorCode.Banned, `you are banned from ${room}`, ref);
+    const ban = this.#restrictions.find('ban', room, peer.user);
+    if (ban) {
+      this.#error(peer, ErrorCode.Banned, bannedMessage(ban), ref);
       return;
     }
     let found: { messages: StoredMessage[]; more: boolean };

@@ -53,3 +53,9 @@ export class Restrictions {
     return found;
   }
 }
+
+/** What a banned user is told: the room, and until when if the ban ends. */
+export function bannedMessage(ban: Restriction): string {
+  const until = ban.until === undefined ? '' : ` until ${new Date(ban.until * 1000).toISOString()}`;
+  return `you are banned from ${ban.room}${until}`;
+}

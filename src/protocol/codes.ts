@@ -58,6 +58,8 @@ export const RefusalCode = {
   BadHost: 'bad_host',
   /** No valid sign-in session (401). */
   Unauthenticated: 'unauthenticated',
+  /** Banned from the room asked about: its history, search and export are refused too (403). */
+  Banned: 'banned',
   /** A query parameter failed validation (400). */
   BadQuery: 'bad_query',
   /** A request body failed validation (400). */

@@ -1,9 +1,9 @@
 // End to end in Chromium, signed in at a real provider: the console keys panel (add, a bad key, remove,
-// and what a console sees of each) and an admin's actions on people and messages, seen from the other side.
+// and what a console sees of each) and an admin's actions on people and messages, seen from the other side and over HTTP.
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../src/protocol/codes.ts';
+import { ErrorCode, RefusalCode } from '../../src/protocol/codes.ts';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { type ConsoleClient, request } from '../helpers/clients.ts';
 import { consoleIn, say } from '../helpers/page.ts';
@@ -166,6 +166,45 @@ describe.skipIf(!haveChromium || !haveSshKeygen)(
         expect(await request(cy, { type: 'join', room: 'mod-room' })).toMatchObject({ type: 'joined' });
       } finally {
         cy.close();
+        await ada.context().close();
+        await bo.context().close();
+      }
+      expect(problems).toEqual([]);
+    }, 90_000);
+
+    it('someone banned from a room cannot read it over HTTP either: its messages, search and export answer 403 banned until the ban is lifted', async () => {
+      const ada = await room.signIn(browser, 'ada', 'ban-room', { problems });
+      const bo = await room.signIn(browser, 'bo', 'ban-room', { problems });
+      // With the page's own cookies, as a script of the page or a copied link would ask.
+      const reads = ['messages', 'search?q=friday', 'export'].map(
+        (path) => `${room.origin}/api/rooms/ban-room/${path}`,
+      );
+      const statuses = (page: Page) =>
+        Promise.all(reads.map(async (url) => (await page.request.get(url)).status()));
+      try {
+        await say(ada, 'the plan for friday');
+        await bo.waitForSelector('#transcript li.message:has-text("the plan for friday")');
+        expect(await statuses(bo)).toEqual([200, 200, 200]);
+
+        await ada.click('#presence li[data-user="bo"] button.person-actions');
+        await ada.click('#moderate-dialog button[data-action="ban"]');
+        await bo.waitForSelector('#join-view:not([hidden])');
+        for (const url of reads) {
+          const answer = await bo.request.get(url);
+          expect(answer.status(), url).toBe(403);
+          const { error } = (await answer.json()) as { error: { code: string; message: string } };
+          expect(error.code).toBe(RefusalCode.Banned);
+          expect(error.message).toMatch(/^you are banned from ban-room/u);
+        }
+        // Nobody else is refused.
+        expect(await statuses(ada)).toEqual([200, 200, 200]);
+
+        await ada.click('#moderate');
+        await ada.fill('#moderate-user', 'bo');
+        await ada.click('#moderate-dialog button[data-action="unban"]');
+        await ada.waitForSelector('#notice >> text=bo may join ban-room again.');
+        expect(await statuses(bo)).toEqual([200, 200, 200]);
+      } finally {
         await ada.context().close();
         await bo.context().close();
       }
