@@ -2,6 +2,7 @@
 // per room seen identically on every node, presence and `who` for the whole cluster, whispers and admin
 // actions across nodes, and what survives a node's kill -9, a Redis restart and a PostgreSQL crash.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { ErrorCode } from '../src/protocol/codes.ts';
 import {
   hasRedis,
@@ -324,6 +325,27 @@ describe.runIf(bin && hasRedis())('limits across nodes', () => {
       status = await upgradeStatus(ws(b, 'l4'));
     expect(status).toBe(101);
     second.close();
+    await Promise.all([stopNode(a), stopNode(b)]);
+  }, 60_000);
+
+  it('a flood from one address at both nodes at once gets no more than the limit in, in all', async () => {
+    const limited = { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '3' };
+    const [a, b] = await Promise.all([node(limited), node(limited)]);
+    const opened: WebSocket[] = [];
+    const open = (n: Spawned, i: number) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${(n.url as string).replace('http', 'ws')}/ws?user=f${i}&room=flood`);
+        ws.once('open', () => {
+          opened.push(ws);
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+        ws.once('error', () => resolve(0));
+      });
+    const statuses = await Promise.all(Array.from({ length: 16 }, (_, i) => open(i % 2 ? a : b, i)));
+    expect(statuses.filter((s) => s === 101)).toHaveLength(3);
+    expect(statuses.filter((s) => s !== 101).every((s) => s === 503)).toBe(true);
+    for (const ws of opened) ws.close();
     await Promise.all([stopNode(a), stopNode(b)]);
   }, 60_000);
 });

@@ -25,6 +25,30 @@ const presenceKey = (room: string): string => `${PREFIX}presence:${room}`;
 const addressKey = (address: string): string => `${PREFIX}address:${address}`;
 /** How long an admission waits for the other nodes' counts before it goes by its own. */
 const ADDRESS_WAIT_MS = 1000;
+/**
+ * Claim a place for one more connection from an address: KEYS address hash (a count per node) and
+ * the live-node set; ARGV this node, its count with the new one, the limit, and the oldest heartbeat
+ * still alive. Sets this node's count and answers 1 when the live nodes then hold at most the limit,
+ * else answers 0 and changes nothing. The counts of nodes no longer alive are removed.
+ */
+const CLAIM_ADDRESS = `
+local others = 0
+local counts = redis.call('HGETALL', KEYS[1])
+for i = 1, #counts, 2 do
+  local node = counts[i]
+  if node ~= ARGV[1] then
+    local beat = redis.call('ZSCORE', KEYS[2], node)
+    if beat and tonumber(beat) >= tonumber(ARGV[4]) then
+      others = others + (tonumber(counts[i + 1]) or 0)
+    else
+      redis.call('HDEL', KEYS[1], node)
+    end
+  end
+end
+if others + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
 /** A presence hash field: node and user (a name cannot hold U+0001). */
 const field = (node: string, user: string): string => `${node}\u0001${user}`;
 
@@ -243,37 +267,33 @@ export class RedisBus implements ClusterBus {
 
   /** Browser connections per client address across the live nodes: the per-address limit's count. */
   readonly addresses: SharedCounts = {
-    elsewhere: (address) => this.#elsewhere(address),
+    claim: (address, count, limit) => this.#claim(address, count, limit),
     set: (address, count) => {
-      if (count > 0) this.#addresses.set(address, count);
-      else this.#addresses.delete(address);
+      this.#remember(address, count);
       this.#shareAddress(address, count);
     },
   };
 
-  async #elsewhere(address: string): Promise<number> {
-    if (!this.#up) return 0;
+  #remember(address: string, count: number): void {
+    if (count > 0) this.#addresses.set(address, count);
+    else this.#addresses.delete(address);
+  }
+
+  /** One script run: Redis runs nothing else meanwhile, so no other node's claim comes between. */
+  async #claim(address: string, count: number, limit: number): Promise<boolean> {
+    this.#remember(address, count);
+    if (!this.#up) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(resolve, ADDRESS_WAIT_MS, undefined);
+    const late = new Promise<true>((resolve) => {
+      timer = setTimeout(resolve, ADDRESS_WAIT_MS, true);
     });
-    const read = Promise.all([
-      this.#pub.zRangeByScore(NODES, Date.now() - this.#lostAfterMs, '+inf'),
-      this.#pub.hGetAll(addressKey(address)),
-    ]);
-    const answer = await Promise.race([read, late]).finally(() => clearTimeout(timer));
-    if (!answer) return 0;
-    const live = new Set(answer[0] as string[]);
-    let total = 0;
-    const stale: string[] = [];
-    for (const [node, count] of Object.entries(answer[1] as Record<string, string>)) {
-      if (node === this.node) continue;
-      if (live.has(node)) total += Number(count) || 0;
-      else stale.push(node);
-    }
-    // A dead node's counts: whoever reads them first removes them.
-    if (stale.length > 0) this.#pub.hDel(addressKey(address), stale).catch(() => {});
-    return total;
+    const claimed = this.#pub
+      .eval(CLAIM_ADDRESS, {
+        keys: [addressKey(address), NODES],
+        arguments: [this.node, String(count), String(limit), String(Date.now() - this.#lostAfterMs)],
+      })
+      .then((answer) => Number(answer) === 1);
+    return Promise.race([claimed, late]).finally(() => clearTimeout(timer));
   }
 
   #shareAddress(address: string, count: number): void {

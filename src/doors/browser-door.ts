@@ -197,12 +197,13 @@ export class BrowserDoor {
       const { user, room, since } = parsed.output;
       identity = { user, authenticated: false, room, since, remote };
     }
-    const full = await this.#connections.whyShared(remote);
-    const release = full ? undefined : this.#connections.acquire(remote);
-    if (!release) {
-      log.warn('browser refused: connection limit', { remote, limit: full });
+    const release = await this.#connections.acquireShared(remote);
+    if (typeof release === 'string') {
+      log.warn('browser refused: connection limit', { remote, limit: release });
       const message =
-        full === 'total' ? 'the server is at its connection limit' : 'too many connections from your address';
+        release === 'total'
+          ? 'the server is at its connection limit'
+          : 'too many connections from your address';
       return refusal(503, RefusalCode.TooManyConnections, message);
     }
     return { ok: true, identity, release };

@@ -1,12 +1,17 @@
 // Connection counting per door and per client address, for clean refusals at the limits.
 
 /**
- * Connections per key on the other nodes of a cluster, so a per-key limit holds for the cluster:
- * what this node counts is shared, and what the others count is asked for at admission.
+ * Connections per key on the other nodes of a cluster, so a per-key limit holds for the cluster: each
+ * node records how many it holds, and an admission claims its place in one step against the others.
  */
 export interface SharedCounts {
-  /** How many connections from `key` the other live nodes hold now (0 when that cannot be known). */
-  elsewhere(key: string): Promise<number>;
+  /**
+   * Record that this node holds `count` connections from `key` (the new one included) if the other
+   * live nodes then hold at most `limit - count`; whether it was recorded. One step: two nodes
+   * claiming the last place at the same instant cannot both have it. True when the others cannot be
+   * asked in time (each node then counts its own).
+   */
+  claim(key: string, count: number, limit: number): Promise<boolean>;
   /** This node now holds `count` connections from `key`. */
   set(key: string, count: number): void;
 }
@@ -26,15 +31,20 @@ export class ConnectionLimit {
   }
 
   /**
-   * `why`, with the other nodes' connections from `key` counted against the per-key limit (a cluster):
-   * two nodes admitting at the same moment may each let one more in.
+   * Count a connection from `key`, with the other nodes' connections from it counted against the
+   * per-key limit (a cluster): its release, or why it was refused. It is counted here before the
+   * cluster is asked, so admissions on this node at the same time count each other too.
    */
-  async whyShared(key: string): Promise<'total' | 'per_key' | undefined> {
-    const here = this.why(key);
-    if (here || !this.#shared) return here;
-    const elsewhere = await this.#shared.elsewhere(key).catch(() => 0);
-    if ((this.#perKey.get(key) ?? 0) + elsewhere >= this.#maxPerKey) return 'per_key';
-    return this.why(key);
+  async acquireShared(key: string): Promise<(() => void) | 'total' | 'per_key'> {
+    const why = this.why(key);
+    if (why) return why;
+    const count = this.#count(key);
+    const release = this.#releaseOf(key);
+    if (!this.#shared) return release;
+    // Any answer but a refusal admits: with Redis away each node counts its own.
+    if (await this.#shared.claim(key, count, this.#maxPerKey).catch(() => true)) return release;
+    release();
+    return 'per_key';
   }
 
   /** Whether one more connection from `key` would be within the limits (checked before an upgrade). */
@@ -46,7 +56,11 @@ export class ConnectionLimit {
 
   /** Count a connection; returns its release, or undefined when a limit is reached. */
   acquire(key: string): (() => void) | undefined {
-    if (!this.take(key)) return undefined;
+    return this.take(key) ? this.#releaseOf(key) : undefined;
+  }
+
+  /** Gives back one counted connection, once however often it is called. */
+  #releaseOf(key: string): () => void {
     let released = false;
     return () => {
       if (released) return;
@@ -58,11 +72,16 @@ export class ConnectionLimit {
   /** Count a connection if the limits allow it; whether they did. Each take is given back once. */
   take(key: string): boolean {
     if (this.why(key)) return false;
+    this.#shared?.set(key, this.#count(key));
+    return true;
+  }
+
+  /** One more connection from `key`, counted here; how many there are now. */
+  #count(key: string): number {
     this.#total += 1;
     const count = (this.#perKey.get(key) ?? 0) + 1;
     this.#perKey.set(key, count);
-    this.#shared?.set(key, count);
-    return true;
+    return count;
   }
 
   /** Give back what one take counted. */
