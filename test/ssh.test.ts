@@ -20,7 +20,8 @@ describe.skipIf(!haveSsh)('over SSH', () => {
     dir = tmp.dir;
     cleanup = tmp.cleanup;
     server = await startTestServer(join(dir, 'room.db'));
-    sshd = await startSshd(dir);
+    // The deployment guide's keepalive, at a second instead of 15 so the test is quick.
+    sshd = await startSshd(dir, ['ClientAliveInterval 1', 'ClientAliveCountMax 2']);
   }, 30_000);
 
   afterAll(async () => {
@@ -75,5 +76,28 @@ describe.skipIf(!haveSsh)('over SSH', () => {
       10_000,
     );
     watcher.close();
+  }, 30_000);
+
+  it('a seed console whose ssh stops answering (a laptop asleep, a network gone) leaves the room once sshd gives up on it', async () => {
+    const watcher = await browserClient(server.url, 'watcher', 'night');
+    await watcher.waitFor((f) => f.type === 'welcome');
+    const [program = 'ssh', ...options] = sshd.sshCommand;
+    const ssh = spawn(program, [...options, '-W', `localhost:${server.consolePort}`, sshd.host], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    try {
+      ssh.stdin?.write(`${JSON.stringify({ type: 'hello', room: 'night', user: 'bob@laptop' })}\n`);
+      await watcher.waitFor((f) => f.type === 'presence' && f.user === 'bob@laptop', 15_000);
+      // Its TCP connection stays up (the kernel still answers), but nothing answers sshd any more.
+      ssh.kill('SIGSTOP');
+      const gone = await watcher.waitFor(
+        (f) => f.type === 'presence' && f.user === 'bob@laptop' && f.status === 'away',
+        15_000,
+      );
+      expect(gone).toMatchObject({ room: 'night', status: 'away' });
+    } finally {
+      ssh.kill('SIGKILL');
+      watcher.close();
+    }
   }, 30_000);
 });

@@ -21,8 +21,11 @@ export interface TestSshd {
   stop(): void;
 }
 
-/** Start sshd in `dir` (keys, config and pid file go there), accepting the generated client key for root. */
-export async function startSshd(dir: string): Promise<TestSshd> {
+/**
+ * Start sshd in `dir` (keys, config and pid file go there), accepting the generated client key for
+ * root; `settings` are further sshd_config lines.
+ */
+export async function startSshd(dir: string, settings: readonly string[] = []): Promise<TestSshd> {
   for (const name of ['host', 'client']) {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, name)]);
   }
@@ -42,6 +45,7 @@ export async function startSshd(dir: string): Promise<TestSshd> {
     'AllowTcpForwarding yes',
     'StrictModes no',
     'UsePAM no',
+    ...settings,
   ].join('\n');
   await writeFile(join(dir, 'sshd_config'), `${config}\n`);
   execFileSync('mkdir', ['-p', '/run/sshd']);
