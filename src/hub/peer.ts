@@ -1,8 +1,6 @@
 // The Hub's view of a connection (a door adapts its socket to Peer), and a frame encoded once for all.
 import type { ServerFrame } from '../protocol/frames.ts';
 
-const encoder = new TextEncoder();
-
 /**
  * What a peer is handed: one encoded frame, or a run of them for the same room. However many members
  * receive it, each wire form a door makes of it is made once: doors keep their forms in `memo`.
@@ -39,8 +37,8 @@ class Memo {
 }
 
 /**
- * A server frame serialised once and shared by every recipient of a broadcast: its JSON text, its
- * UTF-8 bytes, and whatever wire forms the doors memoise on it.
+ * A server frame serialised once and shared by every recipient of a broadcast: its JSON text, and
+ * whatever wire forms the doors memoise on it.
  */
 export class Encoded implements Outgoing {
   /** The frame as JSON text. */
@@ -48,7 +46,6 @@ export class Encoded implements Outgoing {
   /** The message's sequence number, for message frames. */
   readonly seq: number | undefined;
   readonly #memo = new Memo();
-  #utf8: Uint8Array | undefined;
 
   constructor(frame: ServerFrame | { json: string; seq: number | undefined }) {
     if ('json' in frame) {
@@ -62,12 +59,6 @@ export class Encoded implements Outgoing {
 
   get parts(): readonly Encoded[] {
     return [this];
-  }
-
-  /** UTF-8 bytes of the JSON text. */
-  get utf8(): Uint8Array {
-    this.#utf8 ??= encoder.encode(this.json);
-    return this.#utf8;
   }
 
   memo<T>(key: symbol, make: (out: Outgoing) => T): T {
@@ -87,20 +78,6 @@ export class EncodedRun implements Outgoing {
   memo<T>(key: symbol, make: (out: Outgoing) => T): T {
     return this.#memo.get(key, () => make(this));
   }
-}
-
-/** The chunks one after another in one array. */
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  let size = 0;
-  for (const c of chunks) size += c.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /** A connection, as a door presents it to the Hub. */

@@ -35,7 +35,7 @@ const access: SocketAccess = {
     const raw = ws.raw as WebSocket;
     const socket = tcpSocketOf(raw);
     if (socket && raw.readyState === raw.OPEN) socket.write(websocketFrames(frames));
-    else for (const frame of frames.parts) raw.send(frame.utf8, { binary: false });
+    else for (const frame of frames.parts) raw.send(frame.json);
   },
   bufferedAmount: (ws) => (ws.raw as WebSocket).bufferedAmount,
   pause: (ws) => (ws.raw as WebSocket).pause(),
