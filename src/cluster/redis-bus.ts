@@ -91,6 +91,8 @@ export class RedisBus implements ClusterBus {
   readonly #userWatch = new Map<string, number>();
   /** This node's browser connections per client address, as shared (sent again after Redis is back). */
   readonly #addresses = new Map<string, number>();
+  /** Claims have been failing (said once in the log until one works again). */
+  #claimFailing = false;
   #beat: ReturnType<typeof setInterval> | undefined;
   /** This node's first heartbeat is in the set of live nodes. */
   #alive = false;
@@ -279,20 +281,46 @@ export class RedisBus implements ClusterBus {
     else this.#addresses.delete(address);
   }
 
-  /** One script run: Redis runs nothing else meanwhile, so no other node's claim comes between. */
+  /**
+   * One script run: Redis runs nothing else meanwhile, so no other node's claim comes between. An
+   * answer later than ADDRESS_WAIT_MS, or none, lets the connection in: what this node then holds is
+   * recorded once the script is done (the same connection, so after it), or the others would count
+   * one too few from here on.
+   */
   async #claim(address: string, count: number, limit: number): Promise<boolean> {
     this.#remember(address, count);
     if (!this.#up) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let admitted = false;
     const late = new Promise<true>((resolve) => {
-      timer = setTimeout(resolve, ADDRESS_WAIT_MS, true);
+      timer = setTimeout(() => {
+        admitted = true;
+        resolve(true);
+      }, ADDRESS_WAIT_MS);
     });
+    const recordHeld = (): void => this.#shareAddress(address, this.#addresses.get(address) ?? 0);
     const claimed = this.#pub
       .eval(CLAIM_ADDRESS, {
         keys: [addressKey(address), NODES],
         arguments: [this.node, String(count), String(limit), String(Date.now() - this.#lostAfterMs)],
       })
-      .then((answer) => Number(answer) === 1);
+      .then(
+        (answer) => {
+          this.#claimFailing = false;
+          const recorded = Number(answer) === 1;
+          if (!recorded && admitted) recordHeld();
+          return recorded;
+        },
+        (error: unknown) => {
+          if (!this.#claimFailing)
+            this.#log.warn('cluster: per-address counts cannot be claimed; each node counts its own', {
+              error: String(error),
+            });
+          this.#claimFailing = true;
+          recordHeld();
+          return true;
+        },
+      );
     return Promise.race([claimed, late]).finally(() => clearTimeout(timer));
   }
 

@@ -1,0 +1,87 @@
+// The per-address browser limit across the nodes of a cluster, on a real Redis: two nodes' connection
+// counts (ConnectionLimit over RedisBus) in one process, so the order of their claims can be arranged.
+import { createClient } from '@redis/client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisBus } from '../src/cluster/redis-bus.ts';
+import { ConnectionLimit } from '../src/doors/limits.ts';
+import type { ClusterListener } from '../src/hub/cluster.ts';
+import { silentLog } from '../src/log.ts';
+import { hasRedis, startRedis, type TestRedis } from '../support/engines.ts';
+import { requireUnderCi } from './helpers/process.ts';
+
+requireUnderCi('cluster limit', hasRedis(), 'redis-server is missing');
+
+const ADDRESS = '198.51.100.7';
+const LIMIT = 3;
+const quiet: ClusterListener = { event() {}, nodeLost() {}, connection() {} };
+
+describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () => {
+  let redis: TestRedis;
+  let admin: ReturnType<typeof createClient>;
+  let buses: RedisBus[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    admin = createClient({ url: redis.url });
+    await admin.connect();
+  });
+
+  afterEach(async () => {
+    await Promise.all(buses.map((bus) => bus.close()));
+    buses = [];
+    await admin.flushAll();
+  });
+
+  afterAll(async () => {
+    await admin?.close();
+    await redis?.stop();
+  });
+
+  /** A node's browser connection counts: 3 per address, shared through its own bus. */
+  async function node(): Promise<{ limit: ConnectionLimit; bus: RedisBus }> {
+    const bus = await RedisBus.connect(redis.url, silentLog);
+    await bus.start(quiet);
+    buses.push(bus);
+    return { limit: new ConnectionLimit(10_000, LIMIT, bus.addresses), bus };
+  }
+
+  /** What Redis holds for the address: each node's count. */
+  const held = async (): Promise<Record<string, string>> => admin.hGetAll(`runspec-room:address:${ADDRESS}`);
+
+  async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+    for (const end = Date.now() + 10_000; !(await check()); ) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('sixteen at once over two nodes: exactly the limit gets in, and once they leave, exactly the limit again', async () => {
+    const [a, b] = await Promise.all([node(), node()]);
+    for (let round = 0; round < 2; round++) {
+      const outcomes = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).limit.acquireShared(ADDRESS)),
+      );
+      const admitted = outcomes.filter((o) => typeof o === 'function');
+      expect(admitted).toHaveLength(LIMIT);
+      expect(outcomes.filter((o) => o === 'per_key')).toHaveLength(16 - LIMIT);
+      for (const release of admitted) release();
+      await until(async () => Object.keys(await held()).length === 0, 'both counts given back');
+    }
+  });
+
+  it('a claim Redis answers late lets the connection in, and what the node holds is recorded once Redis answers', async () => {
+    const [a, b] = await Promise.all([node(), node()]);
+    const inA = [await a.limit.acquireShared(ADDRESS), await a.limit.acquireShared(ADDRESS)];
+    const inB = await b.limit.acquireShared(ADDRESS);
+    expect([...inA, inB].every((o) => typeof o === 'function')).toBe(true);
+    // Redis answers nobody for 1.5 s, longer than an admission waits (1 s): node a lets a fourth in.
+    await admin.sendCommand(['CLIENT', 'PAUSE', '1500', 'ALL']);
+    expect(typeof (await a.limit.acquireShared(ADDRESS))).toBe('function');
+    // Its claim then runs and is refused (2 + 1 + 1 > 3); the 3 node a holds are recorded all the same.
+    await until(async () => (await held())[a.bus.node] === '3', "node a's count of 3");
+    // So when node b's one leaves, the address is still at its limit on node a alone.
+    if (typeof inB === 'function') inB();
+    await until(async () => (await held())[b.bus.node] === undefined, "node b's count given back");
+    expect(await b.limit.acquireShared(ADDRESS)).toBe('per_key');
+  });
+});
