@@ -47,6 +47,25 @@ describe('trusted proxies', () => {
     expect(loopback.isSecure(ctx('198.51.100.9', {}, true))).toBe(true);
   });
 
+  it('trusts loopback as Node writes it, and nothing that only looks like it', () => {
+    for (const address of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1', '::FFFF:127.0.0.1'])
+      expect(loopback.remoteAddress(ctx(address, { 'x-forwarded-for': '203.0.113.7' })), address).toBe(
+        '203.0.113.7',
+      );
+    for (const address of [
+      '128.0.0.1',
+      '127.0.0.256',
+      '127.0.0',
+      '::2',
+      '::ffff:128.0.0.1',
+      '1127.0.0.1',
+      '',
+    ])
+      expect(loopback.remoteAddress(ctx(address, { 'x-forwarded-for': '203.0.113.7' })), address).toBe(
+        address,
+      );
+  });
+
   it('trusts nobody with "none"', () => {
     const none = clientInfo(trustList([]), peer);
     expect(none.remoteAddress(ctx('127.0.0.1', { 'x-forwarded-for': '203.0.113.7' }))).toBe('127.0.0.1');

@@ -12,19 +12,24 @@ function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } 
 /** Whether a peer's address is a proxy whose forwarding headers are believed. */
 export type Trusted = (address: string) => boolean;
 
+/** A loopback address as Node reports one: 127.0.0.0/8, ::1, or IPv4-mapped 127.0.0.0/8. */
+function isLoopback(raw: string): boolean {
+  if (raw === '::1') return true;
+  const v4 = raw.length > 7 && raw.slice(0, 7).toLowerCase() === '::ffff:' ? raw.slice(7) : raw;
+  return v4.startsWith('127.') && isIPv4(v4);
+}
+
 /**
- * The addresses the trust list covers. With none (the default) nothing is asked per request: a
- * BlockList check builds an address object each time, twice per browser connection.
+ * The addresses the trust list covers. `loopback` (the default) is told by the address's text; a
+ * BlockList check builds an address object each time, and is asked only for the list's other items.
+ * With `none` nothing is asked at all.
  */
 export function trustList(items: readonly string[]): Trusted {
-  if (items.length === 0) return () => false;
+  const loopback = items.includes('loopback');
+  const others = items.filter((item) => item !== 'loopback');
+  if (others.length === 0) return loopback ? isLoopback : () => false;
   const list = new BlockList();
-  for (const item of items) {
-    if (item === 'loopback') {
-      list.addSubnet('127.0.0.0', 8, 'ipv4');
-      list.addAddress('::1', 'ipv6');
-      continue;
-    }
+  for (const item of others) {
     const [address = '', bits] = item.split('/');
     const type = isIPv4(address) ? 'ipv4' : 'ipv6';
     if (bits === undefined) list.addAddress(address, type);
@@ -32,6 +37,7 @@ export function trustList(items: readonly string[]): Trusted {
   }
   return (raw) => {
     if (!raw) return false;
+    if (loopback && isLoopback(raw)) return true;
     const { address, type } = normalise(raw);
     return list.check(address, type);
   };
