@@ -54,12 +54,17 @@ function documentedServerBlock(): string {
  * test certificate, passing to `upstreams`; resolves once it accepts connections.
  */
 async function startNginx(dir: string, pki: TestPki, port: number, upstreams: string[]) {
-  const server = documentedServerBlock()
-    .replace('listen 443 ssl;', `listen 127.0.0.1:${port} ssl;`)
-    .replace('/etc/ssl/room.crt', pki.certFile)
-    .replace('/etc/ssl/room.key', pki.keyFile)
-    .replace('proxy_pass http://127.0.0.1:8080;', 'proxy_pass http://nodes;');
-  expect(server).toContain('proxy_pass http://nodes;');
+  // Each of these must be in the example as written: a changed example fails here, not elsewhere.
+  let server = documentedServerBlock();
+  for (const [from, to] of [
+    ['listen 443 ssl;', `listen 127.0.0.1:${port} ssl;`],
+    ['/etc/ssl/room.crt', pki.certFile],
+    ['/etc/ssl/room.key', pki.keyFile],
+    ['proxy_pass http://127.0.0.1:8080;', 'proxy_pass http://nodes;'],
+  ] as const) {
+    expect(server, 'the nginx example of docs/deployment.md').toContain(from);
+    server = server.replace(from, to);
+  }
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
@@ -186,6 +191,14 @@ describe.runIf(haveNginx && bin && hasRedis())(
       };
     }
 
+    /** Until `check` holds, asked every 20 ms for at most 10 s. */
+    async function until(check: () => Promise<boolean>): Promise<void> {
+      for (const end = Date.now() + 10_000; !(await check()); ) {
+        if (Date.now() > end) throw new Error('timed out');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+
     const connectionsOf = async (n: Spawned): Promise<number> =>
       ((await (await fetch(new URL('/healthz', n.url))).json()) as { connections: number }).connections;
 
@@ -235,7 +248,10 @@ describe.runIf(haveNginx && bin && hasRedis())(
       );
       for (const order of orders) expect(order).toEqual(orders[0]);
       expect(ofType(people[0]?.frames ?? [], 'message').map((f) => f.seq)).toEqual([1, 2, 3, 4]);
+      // Gone from both nodes before the next test counts what each holds.
       for (const p of people) p.ws.close();
+      await Promise.all(people.map((p) => p.closed));
+      await until(async () => (await Promise.all(nodes.map(connectionsOf))).every((n) => n === 0));
     }, 30_000);
 
     // Last: it stops a node.
