@@ -1,7 +1,9 @@
 // The Hub as one node of a cluster, with a bus the test drives: each room delivered strictly in seq
 // order whatever order the nodes' messages arrive in, gaps filled from the store, duplicates dropped,
-// and presence merged across nodes (one arrival, one departure, a lost node's users away once).
+// and presence merged across nodes (one arrival, one departure, a lost node's users away once), and
+// bans read again when the bus comes back.
 import { describe, expect, it } from 'vitest';
+import type { AdminStore } from '../src/hub/admin.ts';
 import type {
   ClusterBus,
   ClusterEvent,
@@ -11,6 +13,7 @@ import type {
 } from '../src/hub/cluster.ts';
 import { Hub } from '../src/hub/hub.ts';
 import type { Outgoing, Peer } from '../src/hub/peer.ts';
+import type { Restriction } from '../src/hub/restrictions.ts';
 import type {
   Appended,
   Arrival,
@@ -264,5 +267,60 @@ describe('a node of a cluster', () => {
     expect(alice.of('presence').filter((f) => f.user === 'carol')).toHaveLength(1);
     hub.disconnect(carol);
     expect(alice.of('presence').filter((f) => f.user === 'carol')).toHaveLength(1);
+  });
+
+  describe('bans, when the bus comes back', () => {
+    const ban: Restriction = { kind: 'ban', room: 'ops', user: 'mallory', by: 'ada', at: 1 };
+
+    /** A node whose bans and mutes are stored in `restrictions` (the store answers when it does). */
+    async function moderated(restrictions: () => Promise<Restriction[]>) {
+      const store: AdminStore = {
+        restrictions,
+        restrict: async () => {},
+        lift: async () => true,
+        tombstone: async () => undefined,
+        audit: async () => {},
+      };
+      const bus = new TestBus();
+      const hub = new Hub({ transcript: new SharedTranscript(), cluster: bus, admin: { store } });
+      await bus.start(hub.clusterListener);
+      return { hub, bus };
+    }
+
+    it('a ban stored while the bus was down, its event lost, takes its user out of the room once it is back', async () => {
+      const stored: Restriction[] = [];
+      const { hub, bus } = await moderated(async () => stored);
+      const mallory = await joined(hub, 'mallory', 'ops');
+      bus.listener?.connection(false);
+      stored.push(ban);
+      bus.listener?.connection(true);
+      await until(() => mallory.of('kicked').length > 0);
+      expect(mallory.of('kicked')).toEqual([{ type: 'kicked', room: 'ops', by: 'ada', banned: true }]);
+      await hub.join(mallory, 'ops');
+      expect(mallory.of('error').at(-1)).toMatchObject({ code: 'banned' });
+    });
+
+    it('a lift heard while the bans are read is not undone by that read', async () => {
+      let answer: (all: Restriction[]) => void = () => {};
+      const { hub, bus } = await moderated(
+        () =>
+          new Promise((resolve) => {
+            answer = resolve;
+          }),
+      );
+      const mallory = await joined(hub, 'mallory', 'ops');
+      bus.listener?.connection(false);
+      bus.listener?.connection(true);
+      // The read began before the ban was lifted on another node, and answers after its event came.
+      bus.listener?.event('b', { t: 'lift', kind: 'ban', room: 'ops', user: 'mallory' });
+      answer([ban]);
+      // The answer is applied in the microtasks that follow it: done before the next turn.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(mallory.of('kicked')).toEqual([]);
+      const again = await joined(hub, 'mallory', 'dev');
+      await hub.join(again, 'ops');
+      expect(again.of('error')).toEqual([]);
+      expect(again.of('joined').map((f) => f.room)).toEqual(['dev', 'ops']);
+    });
   });
 });

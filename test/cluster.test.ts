@@ -24,7 +24,7 @@ import {
 } from './helpers/clients.ts';
 import { requireUnderCi } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
-import { runCli, type Spawned, spawnServer } from './helpers/spawn.ts';
+import { runCli, type Spawned, spawnServer, untilOutput } from './helpers/spawn.ts';
 import { haveSshKeygen, keyConsole, makeKey, sign, type TestKey } from './helpers/ssh.ts';
 
 const bin = postgresBin();
@@ -431,6 +431,40 @@ describe.runIf(bin && hasRedis())('when something fails', () => {
     for (const client of [watcher, sender]) client.close();
     await Promise.all([stopNode(a), stopNode(b)]);
   }, 60_000);
+
+  it.runIf(haveSshKeygen)(
+    'a ban made while Redis is away reaches the other node once it is back: its member there is taken out and cannot join again',
+    async () => {
+      const [a, b] = await Promise.all([node(), node()]);
+      const key = await makeKey(dir, 'ada-redis-away');
+      expect((await runCli(['keys', 'add', 'ada', key.pub, '--db', db])).code).toBe(0);
+      const { client: ada, answer } = await keyConsole(
+        a.consolePort,
+        { room: 'lobby-away', user: 'ada', key: key.pub },
+        (n) => sign(key.file, n),
+      );
+      expect(answer).toMatchObject({ type: 'welcome', admin: true });
+      const eve = await member(b, 'eve-away', 'ban-away');
+      // Redis goes away for long enough to ban: the ban is stored, its events are lost.
+      const restarting = redis.restart(3000);
+      await untilOutput(a, /cluster: Redis connection lost/u);
+      expect(await request(ada, { type: 'ban', room: 'ban-away', user: 'eve-away' })).toMatchObject({
+        type: 'ack',
+      });
+      await restarting;
+      // Node b reads the bans again once Redis is back: eve is taken out there, as by the ban itself.
+      expect(await eve.waitFor((f) => f.type === 'kicked' && f.room === 'ban-away', 20_000)).toMatchObject({
+        by: 'ada',
+        banned: true,
+      });
+      expect(await request(eve, { type: 'join', room: 'ban-away' })).toMatchObject({
+        code: ErrorCode.Banned,
+      });
+      for (const client of [ada, eve]) client.close();
+      await Promise.all([stopNode(a), stopNode(b)]);
+    },
+    60_000,
+  );
 
   it('pg_ctl stop -m immediate, then start: every echoed message is stored, and meanwhile senders got errors, never echoes', async () => {
     const a = await node();

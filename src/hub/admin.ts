@@ -27,6 +27,8 @@ export interface AuditEntry {
 
 /** What admin actions need of the store: each write lands together with its audit line. */
 export interface AdminStore {
+  /** The bans and mutes in force; those that have ended are removed. */
+  restrictions(now?: number): Promise<Restriction[]>;
   /** Set (or replace) a ban or mute. */
   restrict(restriction: Restriction, entry: AuditEntry): Promise<void>;
   /** Lift a ban or mute; whether one was stored. */
@@ -155,12 +157,7 @@ export class Admin {
           await store.restrict(restriction, entry);
           this.#restrictions.set(restriction);
           hub.restricted?.({ set: restriction });
-          if (frame.type === 'ban')
-            await hub.expel(frame.room, frame.user, {
-              ...kicked(frame.room, peer.user, frame.reason),
-              banned: true,
-              ...(frame.until === undefined ? {} : { until: frame.until }),
-            });
+          if (frame.type === 'ban') await hub.expel(frame.room, frame.user, bannedFrame(restriction));
           done();
           return;
         }
@@ -208,4 +205,13 @@ export class Admin {
 
 function kicked(room: string, by: string, reason: string | undefined): ServerFrame & { type: 'kicked' } {
   return { type: 'kicked', room, by, banned: false, ...(reason === undefined ? {} : { reason }) };
+}
+
+/** What the members a ban takes out of its room are told. */
+export function bannedFrame(ban: Restriction): ServerFrame & { type: 'kicked' } {
+  return {
+    ...kicked(ban.room, ban.by, ban.reason),
+    banned: true,
+    ...(ban.until === undefined ? {} : { until: ban.until }),
+  };
 }

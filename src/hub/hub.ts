@@ -16,7 +16,7 @@ import {
   type WhoEntry,
 } from '../protocol/frames.ts';
 import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
-import { Admin, type AdminOptions, type RestrictionChange } from './admin.ts';
+import { Admin, type AdminOptions, bannedFrame, type RestrictionChange } from './admin.ts';
 import {
   applyPresence,
   type ClusterBus,
@@ -240,6 +240,10 @@ export class Hub {
   readonly #typingEveryMs: number;
   readonly #typingLapseMs: number;
   readonly #restrictions: Restrictions;
+  /** Where bans and mutes are stored: read again when the cluster's bus is back. */
+  readonly #restrictionStore: AdminOptions['store'];
+  /** While they are read again: the changes made or heard meanwhile, applied again after the read. */
+  #restrictionsMeanwhile: RestrictionChange[] | undefined;
   readonly #admin: Admin;
   readonly #metrics: Metrics;
   readonly #bus: ClusterBus | undefined;
@@ -271,6 +275,7 @@ export class Hub {
     this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
+    this.#restrictionStore = options.admin?.store;
     const metrics = options.metrics ?? noMetrics;
     this.#metrics = metrics;
     this.#bus = options.cluster;
@@ -1186,6 +1191,7 @@ export class Hub {
 
   /** A ban or mute was set or lifted here: the other nodes enforce it too. */
   restricted(change: RestrictionChange): void {
+    this.#restrictionsMeanwhile?.push(change);
     if (!this.#bus) return;
     if ('set' in change) this.#bus.publish('all', { t: 'restrict', restriction: change.set });
     else this.#bus.publish('all', { t: 'lift', ...change.lift });
@@ -1635,9 +1641,11 @@ export class Hub {
       }
       case 'restrict':
         this.#restrictions.set(event.restriction);
+        this.#restrictionsMeanwhile?.push({ set: event.restriction });
         return;
       case 'lift':
         this.#restrictions.lift(event.kind, event.room, event.user);
+        this.#restrictionsMeanwhile?.push({ lift: { kind: event.kind, room: event.room, user: event.user } });
         return;
     }
   }
@@ -1681,6 +1689,7 @@ export class Hub {
   async #reannounce(): Promise<void> {
     const bus = this.#bus;
     if (!bus) return;
+    void this.#reloadRestrictions();
     const rooms = [...this.#rooms.values()].filter((r) => r.remote);
     for (const room of rooms) for (const user of room.users.keys()) this.#share(room, user);
     let fresh: Map<string, RemotePresence>;
@@ -1697,6 +1706,36 @@ export class Hub {
       const before = new Map([...users].map((u) => [u, this.#view(room, u)] as const));
       room.remote = now;
       for (const user of users) this.#presenceMoved(room, user, before.get(user));
+    }
+  }
+
+  /**
+   * Bans and mutes as the store has them, in place of what this node holds: one set or lifted on
+   * another node while the bus was down reached this node only as an event, which was lost. What
+   * changes while they are read is applied again after.
+   */
+  async #reloadRestrictions(): Promise<void> {
+    const store = this.#restrictionStore;
+    if (!store || this.#restrictionsMeanwhile) return;
+    const meanwhile: RestrictionChange[] = [];
+    this.#restrictionsMeanwhile = meanwhile;
+    try {
+      const stored = await store.restrictions();
+      const known = (r: Restriction) => this.#restrictions.find(r.kind, r.room, r.user) !== undefined;
+      const banned = stored.filter((r) => r.kind === 'ban' && !known(r));
+      this.#restrictions.replace(stored);
+      for (const change of meanwhile) {
+        if ('set' in change) this.#restrictions.set(change.set);
+        else this.#restrictions.lift(change.lift.kind, change.lift.room, change.lift.user);
+      }
+      // A ban not heard of: whoever it names is taken out of the room here, as on the admin's node.
+      for (const ban of banned)
+        if (this.#restrictions.find('ban', ban.room, ban.user))
+          this.#expelHere(ban.room, ban.user, bannedFrame(ban));
+    } catch (error) {
+      this.#log.warn('bans and mutes not read again', { error: String(error) });
+    } finally {
+      this.#restrictionsMeanwhile = undefined;
     }
   }
 

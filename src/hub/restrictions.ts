@@ -29,6 +29,12 @@ export class Restrictions {
     for (const r of initial) this.set(r);
   }
 
+  /** Hold exactly `all`, in place of what was held. */
+  replace(all: Iterable<Restriction>): void {
+    this.#all.clear();
+    for (const r of all) this.set(r);
+  }
+
   /** Set (or replace) a ban or mute. */
   set(restriction: Restriction): void {
     this.#all.set(keyOf(restriction.kind, restriction.room, restriction.user), restriction);

@@ -39,8 +39,6 @@ export interface AuditRecord extends AuditEntry {
 
 /** What the server and `runspec-room audit` need of moderation, on either database. */
 export interface ModerationRecords extends AdminStore {
-  /** The bans and mutes in force; those that have ended are removed. */
-  restrictions(now?: number): Promise<Restriction[]>;
   /** The newest `limit` audit lines, or the first `limit` after line `after`; oldest first. */
   auditTrail(options: { limit: number; after?: number | undefined }): Promise<AuditRecord[]>;
 }
