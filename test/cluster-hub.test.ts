@@ -300,6 +300,28 @@ describe('a node of a cluster', () => {
       expect(mallory.of('error').at(-1)).toMatchObject({ code: 'banned' });
     });
 
+    it('back again while its bans are still being read: they are read once more after, so a ban lost in between holds', async () => {
+      const answers: Array<(all: Restriction[]) => void> = [];
+      const { hub, bus } = await moderated(
+        () =>
+          new Promise((resolve) => {
+            answers.push(resolve);
+          }),
+      );
+      const mallory = await joined(hub, 'mallory', 'ops');
+      bus.listener?.connection(false);
+      bus.listener?.connection(true);
+      expect(answers).toHaveLength(1);
+      // Down and back once more while the first read runs; the ban is stored meanwhile.
+      bus.listener?.connection(false);
+      bus.listener?.connection(true);
+      answers[0]?.([]);
+      await until(() => answers.length === 2);
+      answers[1]?.([ban]);
+      await until(() => mallory.of('kicked').length > 0);
+      expect(mallory.of('kicked')).toEqual([{ type: 'kicked', room: 'ops', by: 'ada', banned: true }]);
+    });
+
     it('a lift heard while the bans are read is not undone by that read', async () => {
       let answer: (all: Restriction[]) => void = () => {};
       const { hub, bus } = await moderated(

@@ -74,8 +74,8 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
     const inA = [await a.limit.acquireShared(ADDRESS), await a.limit.acquireShared(ADDRESS)];
     const inB = await b.limit.acquireShared(ADDRESS);
     expect([...inA, inB].every((o) => typeof o === 'function')).toBe(true);
-    // Redis answers nobody for 1.5 s, longer than an admission waits (1 s): node a lets a fourth in.
-    await admin.sendCommand(['CLIENT', 'PAUSE', '1500', 'ALL']);
+    // Redis answers nobody for 3 s, longer than an admission waits (1 s): node a lets a fourth in.
+    await admin.sendCommand(['CLIENT', 'PAUSE', '3000', 'ALL']);
     expect(typeof (await a.limit.acquireShared(ADDRESS))).toBe('function');
     // Its claim then runs and is refused (2 + 1 + 1 > 3); the 3 node a holds are recorded all the same.
     await until(async () => (await held())[a.bus.node] === '3', "node a's count of 3");

@@ -313,7 +313,7 @@ export class RedisBus implements ClusterBus {
         },
         (error: unknown) => {
           if (!this.#claimFailing)
-            this.#log.warn('cluster: per-address counts cannot be claimed; each node counts its own', {
+            this.#log.warn('cluster: a per-address claim failed; this node counts its own until one works', {
               error: String(error),
             });
           this.#claimFailing = true;

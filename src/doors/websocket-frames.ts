@@ -32,7 +32,8 @@ export function websocketFrames(out: Outgoing): Uint8Array {
 /** One unmasked, final text frame of `text` (a server never masks), written at `at`; its length. */
 function putTextFrame(into: Uint8Array, at: number, text: string): number {
   // The payload goes after the longest header, then moves up behind the header it needs.
-  const n = encoder.encodeInto(text, into.subarray(at + MAX_HEAD)).written;
+  const { read, written: n } = encoder.encodeInto(text, into.subarray(at + MAX_HEAD));
+  if (read !== text.length) throw new Error('a frame did not fit the room made for it');
   const head = n < 126 ? 2 : n < 65536 ? 4 : MAX_HEAD;
   if (head < MAX_HEAD) into.copyWithin(at + head, at + MAX_HEAD, at + MAX_HEAD + n);
   into[at] = 0x81; // FIN + text

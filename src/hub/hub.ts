@@ -211,6 +211,8 @@ const WHISPERS_REMEMBERED = 10_000;
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
+/** How long a read of the bans and mutes, when the bus is back, may take before it is given up. */
+const RESTRICTIONS_READ_MS = 10_000;
 
 /** Routes messages, whispers and presence between the members of each room. */
 export class Hub {
@@ -244,6 +246,8 @@ export class Hub {
   readonly #restrictionStore: AdminOptions['store'];
   /** While they are read again: the changes made or heard meanwhile, applied again after the read. */
   #restrictionsMeanwhile: RestrictionChange[] | undefined;
+  /** Asked to read them again while a read ran. */
+  #restrictionsAgain = false;
   readonly #admin: Admin;
   readonly #metrics: Metrics;
   readonly #bus: ClusterBus | undefined;
@@ -1712,31 +1716,47 @@ export class Hub {
   /**
    * Bans and mutes as the store has them, in place of what this node holds: one set or lifted on
    * another node while the bus was down reached this node only as an event, which was lost. What
-   * changes while they are read is applied again after.
+   * changes while they are read is applied again after. Asked again while a read runs, it reads once
+   * more when that one is done (that read may predate what was lost meanwhile); a read gets
+   * RESTRICTIONS_READ_MS.
    */
   async #reloadRestrictions(): Promise<void> {
     const store = this.#restrictionStore;
-    if (!store || this.#restrictionsMeanwhile) return;
-    const meanwhile: RestrictionChange[] = [];
-    this.#restrictionsMeanwhile = meanwhile;
-    try {
-      const stored = await store.restrictions();
-      const known = (r: Restriction) => this.#restrictions.find(r.kind, r.room, r.user) !== undefined;
-      const banned = stored.filter((r) => r.kind === 'ban' && !known(r));
-      this.#restrictions.replace(stored);
-      for (const change of meanwhile) {
-        if ('set' in change) this.#restrictions.set(change.set);
-        else this.#restrictions.lift(change.lift.kind, change.lift.room, change.lift.user);
-      }
-      // A ban not heard of: whoever it names is taken out of the room here, as on the admin's node.
-      for (const ban of banned)
-        if (this.#restrictions.find('ban', ban.room, ban.user))
-          this.#expelHere(ban.room, ban.user, bannedFrame(ban));
-    } catch (error) {
-      this.#log.warn('bans and mutes not read again', { error: String(error) });
-    } finally {
-      this.#restrictionsMeanwhile = undefined;
+    if (!store) return;
+    if (this.#restrictionsMeanwhile) {
+      this.#restrictionsAgain = true;
+      return;
     }
+    do {
+      this.#restrictionsAgain = false;
+      const meanwhile: RestrictionChange[] = [];
+      this.#restrictionsMeanwhile = meanwhile;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        const stored = await Promise.race([
+          store.restrictions(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('no answer in time')), RESTRICTIONS_READ_MS);
+          }),
+        ]);
+        const known = (r: Restriction) => this.#restrictions.find(r.kind, r.room, r.user) !== undefined;
+        const banned = stored.filter((r) => r.kind === 'ban' && !known(r));
+        this.#restrictions.replace(stored);
+        for (const change of meanwhile) {
+          if ('set' in change) this.#restrictions.set(change.set);
+          else this.#restrictions.lift(change.lift.kind, change.lift.room, change.lift.user);
+        }
+        // A ban not heard of: whoever it names is taken out of the room here, as on the admin's node.
+        for (const ban of banned)
+          if (this.#restrictions.find('ban', ban.room, ban.user))
+            this.#expelHere(ban.room, ban.user, bannedFrame(ban));
+      } catch (error) {
+        this.#log.warn('bans and mutes not read again', { error: String(error) });
+      } finally {
+        clearTimeout(timer);
+        this.#restrictionsMeanwhile = undefined;
+      }
+    } while (this.#restrictionsAgain);
   }
 
   #welcomeFrame(
