@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
-import { COMMANDS, CommandError, commandsHelp, UsageError } from './cli/commands.ts';
+import { CLIENT_COMMANDS } from './cli/client-commands.ts';
+import { CommandError, commandsHelp, STORE_COMMANDS, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
@@ -15,6 +16,8 @@ function fail(message: string, code: number): never {
   process.stderr.write(`runspec-room: error: ${message}\n`);
   process.exit(code);
 }
+
+const COMMANDS = { ...STORE_COMMANDS, ...CLIENT_COMMANDS };
 
 /** A subcommand (`runspec-room keys …`), when the first argument names one; else undefined. */
 async function subcommand(argv: string[]): Promise<number | undefined> {
@@ -58,7 +61,7 @@ async function main(): Promise<void> {
     throw error;
   }
   if (command.kind === 'help') {
-    process.stdout.write(helpText() + commandsHelp());
+    process.stdout.write(helpText() + commandsHelp(COMMANDS));
     return;
   }
   if (command.kind === 'version') {

@@ -10,6 +10,7 @@ import { makePki } from './helpers/pki.ts';
 import { findDeno, ROOT, requireUnderCi, runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
 import { untilOutput } from './helpers/spawn.ts';
+import { haveSshKeygen, makeKey } from './helpers/ssh.ts';
 
 const deno = findDeno();
 requireUnderCi(
@@ -200,6 +201,51 @@ describe.skipIf(!deno)('on Deno', () => {
       expect(version.code).toBe(0);
       expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/u);
     });
+
+    it.runIf(haveSshKeygen)(
+      'runs the database subcommands: keys, audit, export and backup, on the running server’s file',
+      async () => {
+        const db = join(dir, 'room.db');
+        // Something to export: a console's message through the running Deno server.
+        const writer = await consoleClient(server.consolePort, {
+          type: 'hello',
+          room: 'deno-cli',
+          user: 'ann',
+          protocol: 2,
+        });
+        writer.send({ type: 'message', room: 'deno-cli', text: 'from deno' });
+        await writer.waitFor((f) => f.type === 'message' && f.text === 'from deno');
+        writer.close();
+        const key = await makeKey(dir, 'ann-deno');
+        const added = await runDeno(['keys', 'add', 'ann', key.pubFile, '--db', db]);
+        expect(added.stderr).not.toContain('error');
+        expect(added.code).toBe(0);
+        const listed = await runDeno(['keys', 'list', '--db', db]);
+        expect(listed.code).toBe(0);
+        expect(listed.stdout).toContain(key.fingerprint);
+        const audit = await runDeno(['audit', '--db', db]);
+        expect(audit.code).toBe(0);
+        expect(audit.stdout).toContain('key_add');
+        const exported = await runDeno(['export', '--room', 'deno-cli', '--db', db]);
+        expect(exported.code).toBe(0);
+        expect(
+          exported.stdout
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l)),
+        ).toMatchObject([{ type: 'message', room: 'deno-cli', sender: 'ann', text: 'from deno', seq: 1 }]);
+        const copy = join(dir, 'copy.db');
+        const backup = await runDeno(['backup', '--db', db, copy]);
+        expect(backup.code).toBe(0);
+        expect((await runDeno(['export', '--room', 'deno-cli', '--db', copy])).stdout).toBe(exported.stdout);
+        // The clients are Node's, and it says so.
+        const mcp = await runDeno(['mcp']);
+        expect(mcp.code).toBe(2);
+        expect(mcp.stderr).toMatch(/^runspec-room: error: mcp runs on Node: npx runspec-room mcp/mu);
+        expect((await runDeno(['--help'])).stdout).toMatch(/Commands .*\n(?:.*\n)*\s+keys\s/u);
+      },
+      60_000,
+    );
 
     it('ends with one clear line and exit code 2 on a bad flag, and 1 when a port is in use', async () => {
       const bad = await runDeno(['--port', 'http']);

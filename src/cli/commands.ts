@@ -15,8 +15,11 @@ export interface CommandContext {
 /** A subcommand: runs to completion and says how the process should exit. */
 export type Command = (context: CommandContext) => Promise<number>;
 
-/** The subcommands, by name, with one line of help each. */
-export const COMMANDS: Record<string, { help: string; load: () => Promise<Command> }> = {
+/** Subcommands by name, each with one line of help and how to load it. */
+export type CommandTable = Record<string, { help: string; load: () => Promise<Command> }>;
+
+/** The subcommands that work on the database: on Node and on Deno. */
+export const STORE_COMMANDS: CommandTable = {
   keys: {
     help: 'add, list or remove the SSH keys that prove console names',
     load: async () => (await import('./keys.ts')).default,
@@ -33,14 +36,6 @@ export const COMMANDS: Record<string, { help: string; load: () => Promise<Comman
     help: 'copy the database, consistently, while the server runs',
     load: async () => (await import('./backup.ts')).default,
   },
-  console: {
-    help: 'a console for a room: the transcript and a prompt, or stdin lines sent as messages',
-    load: async () => (await import('../client/terminal.ts')).runConsole,
-  },
-  mcp: {
-    help: 'a Model Context Protocol server over stdio, so an agent uses rooms as tools',
-    load: async () => (await import('../client/mcp.ts')).runMcp,
-  },
 };
 
 /** A usage mistake in a subcommand's arguments: one line, exit code 2. */
@@ -53,15 +48,15 @@ export class CommandError extends Error {
   override readonly name = 'CommandError';
 }
 
-/** The --help lines listing the subcommands. */
-export function commandsHelp(): string {
-  const names = Object.keys(COMMANDS);
+/** The --help lines listing the subcommands of `table`. */
+export function commandsHelp(table: CommandTable): string {
+  const names = Object.keys(table);
   if (names.length === 0) return '';
   const width = Math.max(...names.map((n) => n.length));
   return [
     '',
     'Commands (runspec-room COMMAND --help for each):',
-    ...names.map((name) => `  ${name.padEnd(width)}  ${COMMANDS[name]?.help ?? ''}`),
+    ...names.map((name) => `  ${name.padEnd(width)}  ${table[name]?.help ?? ''}`),
     '',
   ].join('\n');
 }
