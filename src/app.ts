@@ -22,6 +22,7 @@ import { RefusalCode } from './protocol/codes.ts';
 import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
 import { SEARCH_MAX } from './protocol/search.ts';
 import type { Session } from './store/sessions.ts';
+import { withTimeout } from './timeout.ts';
 
 /** Everything the app needs; runtime-specific pieces come from the runtime adapter. */
 export interface AppDeps {
@@ -307,12 +308,4 @@ function problemPage(status: number, message: string): Response {
     `<p>${escapeHtml(message)}</p><p><a href="/login">Sign in</a> · <a href="/">Home</a></p>`,
     'problem',
   );
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -54,11 +54,6 @@ export class ConnectionLimit {
     return undefined;
   }
 
-  /** Count a connection; returns its release, or undefined when a limit is reached. */
-  acquire(key: string): (() => void) | undefined {
-    return this.take(key) ? this.#releaseOf(key) : undefined;
-  }
-
   /** Gives back one counted connection, once however often it is called. */
   #releaseOf(key: string): () => void {
     let released = false;

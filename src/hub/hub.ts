@@ -16,6 +16,7 @@ import {
   type WhoEntry,
 } from '../protocol/frames.ts';
 import { SEARCH_DEFAULT, searchTerms } from '../protocol/search.ts';
+import { withTimeout } from '../timeout.ts';
 import { Admin, type AdminOptions, bannedFrame, type RestrictionChange } from './admin.ts';
 import {
   applyPresence,
@@ -1644,12 +1645,10 @@ export class Hub {
         return;
       }
       case 'restrict':
-        this.#restrictions.set(event.restriction);
-        this.#restrictionsMeanwhile?.push({ set: event.restriction });
+        this.#heardRestriction({ set: event.restriction });
         return;
       case 'lift':
-        this.#restrictions.lift(event.kind, event.room, event.user);
-        this.#restrictionsMeanwhile?.push({ lift: { kind: event.kind, room: event.room, user: event.user } });
+        this.#heardRestriction({ lift: { kind: event.kind, room: event.room, user: event.user } });
         return;
     }
   }
@@ -1713,6 +1712,17 @@ export class Hub {
     }
   }
 
+  /** Another node set or lifted a ban or mute: it holds here too (and again after a read under way). */
+  #heardRestriction(change: RestrictionChange): void {
+    this.#applyRestriction(change);
+    this.#restrictionsMeanwhile?.push(change);
+  }
+
+  #applyRestriction(change: RestrictionChange): void {
+    if ('set' in change) this.#restrictions.set(change.set);
+    else this.#restrictions.lift(change.lift.kind, change.lift.room, change.lift.user);
+  }
+
   /**
    * Bans and mutes as the store has them, in place of what this node holds: one set or lifted on
    * another node while the bus was down reached this node only as an event, which was lost. What
@@ -1731,21 +1741,12 @@ export class Hub {
       this.#restrictionsAgain = false;
       const meanwhile: RestrictionChange[] = [];
       this.#restrictionsMeanwhile = meanwhile;
-      let timer: ReturnType<typeof setTimeout> | undefined;
       try {
-        const stored = await Promise.race([
-          store.restrictions(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('no answer in time')), RESTRICTIONS_READ_MS);
-          }),
-        ]);
+        const stored = await withTimeout(store.restrictions(), RESTRICTIONS_READ_MS);
         const known = (r: Restriction) => this.#restrictions.find(r.kind, r.room, r.user) !== undefined;
         const banned = stored.filter((r) => r.kind === 'ban' && !known(r));
         this.#restrictions.replace(stored);
-        for (const change of meanwhile) {
-          if ('set' in change) this.#restrictions.set(change.set);
-          else this.#restrictions.lift(change.lift.kind, change.lift.room, change.lift.user);
-        }
+        for (const change of meanwhile) this.#applyRestriction(change);
         // A ban not heard of: whoever it names is taken out of the room here, as on the admin's node.
         for (const ban of banned)
           if (this.#restrictions.find('ban', ban.room, ban.user))
@@ -1753,7 +1754,6 @@ export class Hub {
       } catch (error) {
         this.#log.warn('bans and mutes not read again', { error: String(error) });
       } finally {
-        clearTimeout(timer);
         this.#restrictionsMeanwhile = undefined;
       }
     } while (this.#restrictionsAgain);
