@@ -1,6 +1,7 @@
 // Several nodes on one PostgreSQL and one Redis, each its own process (dist/main.js): one gapless order
 // per room seen identically on every node, presence and `who` for the whole cluster, whispers and admin
 // actions across nodes, and what survives a node's kill -9, a Redis restart and a PostgreSQL crash.
+import { createClient } from '@redis/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ErrorCode } from '../src/protocol/codes.ts';
@@ -507,11 +508,32 @@ describe.runIf(bin && hasRedis())('when something fails', () => {
     const room = 'ghosts';
     const alice = await member(a, 'alice', room);
     await member(c, 'ghost', room);
+    // The dead node also leaves presence in a room nobody opens again, and a browser's address count.
+    const attic = await browserClient(c.url as string, 'ghost', 'attic');
+    await attic.waitFor((f) => f.type === 'welcome');
     await alice.waitFor((f) => f.type === 'presence' && f.user === 'ghost' && f.status === 'available');
+    const redisClient = createClient({ url: redis.url });
+    await redisClient.connect();
+    const atticKey = 'runspec-room:presence:attic';
+    const addressKey = 'runspec-room:address:127.0.0.1';
+    const [cNode] = Object.keys(await redisClient.hGetAll(atticKey)).map((f) => f.split('\u0001')[0]);
+    expect(cNode).toMatch(/^[0-9a-f]{16}$/u);
+    expect(await redisClient.hExists(addressKey, cNode as string)).toBe(1);
     const killedAt = Date.now();
     await stopNode(c, 'SIGKILL');
     await alice.waitFor((f) => f.type === 'presence' && f.user === 'ghost' && f.status === 'away', 30_000);
     expect(Date.now() - killedAt).toBeLessThanOrEqual(30_000);
+    // Redis keeps nothing of it: its fields go with the first heartbeat that finds it silent.
+    const leftovers = async (): Promise<number> =>
+      (await redisClient.exists([atticKey, `runspec-room:keys:${cNode}`])) +
+      (await redisClient.hExists(addressKey, cNode as string));
+    try {
+      for (const end = Date.now() + 10_000; (await leftovers()) > 0 && Date.now() < end; )
+        await new Promise((r) => setTimeout(r, 100));
+      expect(await leftovers()).toBe(0);
+    } finally {
+      await redisClient.close();
+    }
     // A node started afterwards (the dead one restarted) sees no ghost either.
     const again = await node();
     const late = await member(again, 'late', room);

@@ -2,6 +2,8 @@
 // room, per user, and one for all), a hash per room with each node's share of its presence, and a
 // sorted set of live nodes that every node refreshes with a heartbeat. Works on Redis 7.0: nothing here
 // needs per-field expiry; a dead node's presence is dropped by the others when its heartbeat stops.
+// Heartbeats are stamped and judged by Redis's clock, so a node whose own clock is off is not taken
+// for dead, nor a dead one for alive.
 import { createClient, type RedisClientType } from '@redis/client';
 import type { SharedCounts } from '../doors/limits.ts';
 import type {
@@ -23,22 +25,35 @@ const userChannel = (user: string): string => `${PREFIX}user:${user}`;
 const presenceKey = (room: string): string => `${PREFIX}presence:${room}`;
 /** Browser connections from one client address: a field per node, its count. */
 const addressKey = (address: string): string => `${PREFIX}address:${address}`;
+/**
+ * The keys in which a node holds fields (presence and address hashes), a field each: what the
+ * others remove once the node is gone, even from rooms and addresses nobody comes back to.
+ */
+const NODE_KEYS = `${PREFIX}keys:`;
+const nodeKeys = (node: string): string => `${NODE_KEYS}${node}`;
 /** How long an admission waits for the other nodes' counts before it goes by its own. */
 const ADDRESS_WAIT_MS = 1000;
+/** Redis's clock in milliseconds, the one clock all nodes' heartbeats are stamped and judged by. */
+const NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
 /**
- * Claim a place for one more connection from an address: KEYS address hash (a count per node) and
- * the live-node set; ARGV this node, its count with the new one, the limit, and the oldest heartbeat
- * still alive. Sets this node's count and answers 1 when the live nodes then hold at most the limit,
- * else answers 0 and changes nothing. The counts of nodes no longer alive are removed.
+ * Claim a place for one more connection from an address: KEYS address hash (a count per node), the
+ * live-node set and this node's key list; ARGV this node, its count with the new one, the limit, and
+ * how long a node may go without a heartbeat. Sets this node's count and answers 1 when the live
+ * nodes then hold at most the limit, else answers 0 and changes nothing. The counts of nodes no
+ * longer alive are removed.
  */
-const CLAIM_ADDRESS = `
+const CLAIM_ADDRESS = `${NOW}
+local alive = now - tonumber(ARGV[4])
 local others = 0
 local counts = redis.call('HGETALL', KEYS[1])
 for i = 1, #counts, 2 do
   local node = counts[i]
   if node ~= ARGV[1] then
     local beat = redis.call('ZSCORE', KEYS[2], node)
-    if beat and tonumber(beat) >= tonumber(ARGV[4]) then
+    if beat and tonumber(beat) >= alive then
       others = others + (tonumber(counts[i + 1]) or 0)
     else
       redis.call('HDEL', KEYS[1], node)
@@ -47,7 +62,35 @@ for i = 1, #counts, 2 do
 end
 if others + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], KEYS[1], '1')
 return 1
+`;
+/**
+ * A heartbeat: KEYS the live-node set; ARGV this node, how long a node may go without one, and the
+ * prefix of the nodes' key lists. Stamps this node with Redis's time, and removes every node silent
+ * for longer: its fields in each key of its list (a presence field is NODE U+0001 USER, an address
+ * field NODE), then its list (emptied, Redis drops it) and its place in the set. Answers whether
+ * this node was added (it had been given up, or Redis restarted empty) and the nodes removed.
+ */
+const HEARTBEAT = `${NOW}
+local added = redis.call('ZADD', KEYS[1], now, ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
+for _, node in ipairs(gone) do
+  local list = ARGV[3] .. node
+  local mine = node .. '\\1'
+  for _, key in ipairs(redis.call('HKEYS', list)) do
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if f == node or string.sub(f, 1, #mine) == mine then redis.call('HDEL', key, f) end
+    end
+    redis.call('HDEL', list, key)
+  end
+  redis.call('ZREM', KEYS[1], node)
+end
+return {added, gone}
+`;
+/** KEYS the live-node set; ARGV how long a node may go without a heartbeat: the nodes alive. */
+const LIVE_NODES = `${NOW}
+return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 `;
 /** A presence hash field: node and user (a name cannot hold U+0001). */
 const field = (node: string, user: string): string => `${node}\u0001${user}`;
@@ -83,6 +126,8 @@ export class RedisBus implements ClusterBus {
   readonly #log: Log;
   readonly #heartbeatMs: number;
   readonly #lostAfterMs: number;
+  /** This node's key list (NODE_KEYS). */
+  readonly #keys = nodeKeys(this.node);
   #listener: ClusterListener | undefined;
   /** Other nodes, and when each was last heard from. */
   readonly #heard = new Map<string, number>();
@@ -93,6 +138,8 @@ export class RedisBus implements ClusterBus {
   readonly #addresses = new Map<string, number>();
   /** Claims have been failing (said once in the log until one works again). */
   #claimFailing = false;
+  /** Heartbeats have been failing (said once in the log until one works again). */
+  #beatFailing = false;
   #beat: ReturnType<typeof setInterval> | undefined;
   /** This node's first heartbeat is in the set of live nodes. */
   #alive = false;
@@ -223,10 +270,14 @@ export class RedisBus implements ClusterBus {
       }
       mine.add(user);
       this.#pub.hSet(key, f, JSON.stringify(entry)).catch(() => {});
+      this.#pub.hSet(this.#keys, key, '1').catch(() => {});
     } else {
       mine?.delete(user);
-      if (mine?.size === 0) this.#mine.delete(room);
       this.#pub.hDel(key, f).catch(() => {});
+      if (mine?.size === 0) {
+        this.#mine.delete(room);
+        this.#pub.hDel(this.#keys, key).catch(() => {});
+      }
     }
     this.#send(roomChannel(room), { n: this.node, e: { t: 'presence', room, user, entry } });
   }
@@ -236,7 +287,7 @@ export class RedisBus implements ClusterBus {
     if (rooms.length === 0) return out;
     const now = Date.now();
     const [alive, ...hashes] = await Promise.all([
-      this.#pub.zRangeByScore(NODES, now - this.#lostAfterMs, '+inf'),
+      this.#pub.eval(LIVE_NODES, { keys: [NODES], arguments: [String(this.#lostAfterMs)] }),
       ...rooms.map((room) => this.#pub.hGetAll(presenceKey(room))),
     ]);
     const live = new Set(alive as string[]);
@@ -301,8 +352,8 @@ export class RedisBus implements ClusterBus {
     const recordHeld = (): void => this.#shareAddress(address, this.#addresses.get(address) ?? 0);
     const claimed = this.#pub
       .eval(CLAIM_ADDRESS, {
-        keys: [addressKey(address), NODES],
-        arguments: [this.node, String(count), String(limit), String(Date.now() - this.#lostAfterMs)],
+        keys: [addressKey(address), NODES, this.#keys],
+        arguments: [this.node, String(count), String(limit), String(this.#lostAfterMs)],
       })
       .then(
         (answer) => {
@@ -326,9 +377,13 @@ export class RedisBus implements ClusterBus {
 
   #shareAddress(address: string, count: number): void {
     const key = addressKey(address);
-    (count > 0 ? this.#pub.hSet(key, this.node, String(count)) : this.#pub.hDel(key, this.node)).catch(
-      () => {},
-    );
+    if (count > 0) {
+      this.#pub.hSet(key, this.node, String(count)).catch(() => {});
+      this.#pub.hSet(this.#keys, key, '1').catch(() => {});
+    } else {
+      this.#pub.hDel(key, this.node).catch(() => {});
+      this.#pub.hDel(this.#keys, key).catch(() => {});
+    }
   }
 
   async close(): Promise<void> {
@@ -336,6 +391,7 @@ export class RedisBus implements ClusterBus {
     this.#closed = true;
     clearInterval(this.#beat);
     this.#send(ALL, { n: this.node, e: { t: 'bye' } });
+    const keys = [...[...this.#addresses.keys()].map(addressKey), ...[...this.#mine.keys()].map(presenceKey)];
     await Promise.allSettled([
       this.#pub.zRem(NODES, this.node),
       ...[...this.#addresses.keys()].map((address) => this.#pub.hDel(addressKey(address), this.node)),
@@ -345,6 +401,7 @@ export class RedisBus implements ClusterBus {
           [...users].map((u) => field(this.node, u)),
         ),
       ),
+      ...(keys.length > 0 ? [this.#pub.hDel(this.#keys, keys)] : []),
     ]);
     await this.#disconnect();
   }
@@ -387,25 +444,35 @@ export class RedisBus implements ClusterBus {
   /** Say this node lives, and drop the nodes that have not said so for too long. */
   #heartbeat(): void {
     const now = Date.now();
-    this.#pub.zAdd(NODES, { score: now, value: this.node }).then(
-      (added) => {
-        // Back in the set after the others removed it (this node was too slow to beat, or Redis
-        // restarted empty): they have dropped its presence, so it announces it again.
-        if (Number(added) === 1 && this.#alive && this.#up) {
-          this.#log.warn('cluster: the other nodes had given this node up; announcing its presence again');
-          for (const [address, count] of this.#addresses) this.#shareAddress(address, count);
-          this.#listener?.connection(true);
-        }
-        this.#alive = true;
-      },
-      () => {},
-    );
+    this.#pub
+      .eval(HEARTBEAT, { keys: [NODES], arguments: [this.node, String(this.#lostAfterMs), NODE_KEYS] })
+      .then(
+        (answer) => {
+          const [added] = answer as [number, string[]];
+          // Back in the set after the others removed it (this node was too slow to beat, or Redis
+          // restarted empty): they have dropped its presence, so it announces it again.
+          if (Number(added) === 1 && this.#alive && this.#up) {
+            this.#log.warn('cluster: the other nodes had given this node up; announcing its presence again');
+            for (const [address, count] of this.#addresses) this.#shareAddress(address, count);
+            this.#listener?.connection(true);
+          }
+          this.#alive = true;
+          this.#beatFailing = false;
+        },
+        (error: unknown) => {
+          // Redis away is said once by #down; a refusal (an ACL without EVAL or TIME) is said here.
+          if (this.#beatFailing || !this.#up) return;
+          this.#beatFailing = true;
+          this.#log.warn('cluster: a heartbeat failed; the other nodes will take this node for gone', {
+            error: String(error),
+          });
+        },
+      );
     this.#send(ALL, { n: this.node, e: { t: 'beat' } });
-    for (const [node, at] of this.#heard) {
-      if (now - at <= this.#lostAfterMs) continue;
-      this.#lost(node);
-      this.#pub.zRem(NODES, node).catch(() => {});
-    }
+    // Silent on the bus for too long (by this node's clock, which only measures the time since it
+    // last heard): its users are away here. Its fields in Redis go with the heartbeat that finds it
+    // silent by Redis's clock.
+    for (const [node, at] of this.#heard) if (now - at > this.#lostAfterMs) this.#lost(node);
   }
 
   #lost(node: string): void {

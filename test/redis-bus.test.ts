@@ -1,7 +1,8 @@
-// The per-address browser limit across the nodes of a cluster, on a real Redis: two nodes' connection
-// counts (ConnectionLimit over RedisBus) in one process, so the order of their claims can be arranged.
+// The cluster bus on a real Redis, two nodes in one process so the order of their steps can be
+// arranged: the per-address browser limit across nodes (ConnectionLimit over RedisBus), and a node
+// whose clock is off.
 import { createClient } from '@redis/client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisBus } from '../src/cluster/redis-bus.ts';
 import { ConnectionLimit } from '../src/doors/limits.ts';
 import type { ClusterListener } from '../src/hub/cluster.ts';
@@ -9,7 +10,7 @@ import { silentLog } from '../src/log.ts';
 import { hasRedis, startRedis, type TestRedis } from '../support/engines.ts';
 import { requireUnderCi } from './helpers/process.ts';
 
-requireUnderCi('cluster limit', hasRedis(), 'redis-server is missing');
+requireUnderCi('cluster bus', hasRedis(), 'redis-server is missing');
 
 const ADDRESS = '198.51.100.7';
 const LIMIT = 3;
@@ -83,5 +84,26 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
     if (typeof inB === 'function') inB();
     await until(async () => (await held())[b.bus.node] === undefined, "node b's count given back");
     expect(await b.limit.acquireShared(ADDRESS)).toBe('per_key');
+  });
+
+  it('a node whose clock runs a minute ahead takes nobody for gone, and is not taken for gone', async () => {
+    const [a, b] = await Promise.all([node(), node()]);
+    b.bus.setPresence('ops', 'bo', { c: 1, b: 0, s: 'available', at: Date.now() });
+    const release = await a.limit.acquireShared(ADDRESS);
+    expect(typeof release).toBe('function');
+    await until(async () => (await held())[a.bus.node] === '1', "node a's count");
+    const ahead = Date.now() + 60_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => ahead);
+    try {
+      // Node a, a minute ahead, still sees bo on node b.
+      const seen = (await a.bus.presenceOf(['ops'])).get('ops');
+      expect([...(seen?.get('bo')?.keys() ?? [])]).toEqual([b.bus.node]);
+      // And node b's claims still count node a's browser: two more fill the limit of 3, a third is refused.
+      expect(typeof (await b.limit.acquireShared(ADDRESS))).toBe('function');
+      expect(typeof (await b.limit.acquireShared(ADDRESS))).toBe('function');
+      expect(await b.limit.acquireShared(ADDRESS)).toBe('per_key');
+    } finally {
+      clock.mockRestore();
+    }
   });
 });
