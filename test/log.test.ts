@@ -16,9 +16,9 @@ describe('log lines', () => {
     });
     log.warn('console refused', { ok: false, reason: 'a "quoted" reason' });
     expect(lines[0]).toMatch(
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info  browser joined room=ops user="zoë k" remote=127\.0\.0\.1:5000 n=3$/u,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info {2}browser joined room=ops user="zoë k" remote=127\.0\.0\.1:5000 n=3$/u,
     );
-    expect(lines[1]).toMatch(/ warn  console refused ok=false reason="a \\"quoted\\" reason"$/u);
+    expect(lines[1]).toMatch(/ warn {2}console refused ok=false reason="a \\"quoted\\" reason"$/u);
     const stamp = Date.parse(lines[0]?.split(' ')[0] ?? '');
     expect(stamp).toBeGreaterThanOrEqual(before);
     expect(stamp).toBeLessThanOrEqual(Date.now());
@@ -46,7 +46,7 @@ describe('log lines', () => {
     expect(writes).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(writes).toHaveLength(1);
-    expect(writes[0]).toMatch(/ info  one\n.* info  two\n$/u);
+    expect(writes[0]).toMatch(/ info {2}one\n.* info {2}two\n$/u);
     log.error('boom');
     expect(writes).toHaveLength(2);
   });
