@@ -8,7 +8,9 @@ import { drizzle } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Appended, conversationKey, type NewMessage } from '../src/hub/transcript.ts';
+import { SqlAppender } from '../src/store/append.ts';
 import { type Database, DatabaseOpenError, openDatabase } from '../src/store/db.ts';
+import { NativeAppender } from '../src/store/native-append.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
 import { CRASHING_WRITER_THREAD, WRITER_THREAD } from './helpers/writer-thread.ts';
@@ -278,6 +280,39 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
   it('answers a ping', async () => {
     const { transcript } = await open();
     await expect(transcript.ping()).resolves.toBeUndefined();
+  });
+});
+
+describe('an appender keeps the newest seqs of the conversations used most recently, and no more', () => {
+  const rooms = Array.from({ length: 10 }, (_, i) => `once-${i}`);
+
+  it('on the writer thread: ten rooms used once, three kept, and each goes on numbering after it was let go', async () => {
+    const { database } = await open();
+    const appender = new NativeAppender(dbPath, 3);
+    appender.setPragmas();
+    try {
+      for (const room of rooms) appender.write([{ batch: [msg(room, 'hello')], retried: false }]);
+      expect(appender.seqsKept).toBe(3);
+      const [again] = appender.write([{ batch: rooms.map((room) => msg(room, 'again')), retried: false }]);
+      expect(seqsOf(again as Appended[])).toEqual(rooms.map(() => 2));
+      expect(appender.seqsKept).toBe(3);
+      expect(await scalar(database, "SELECT count(*) FROM messages WHERE text = 'again' AND seq = 2")).toBe(
+        10,
+      );
+    } finally {
+      appender.close();
+    }
+  });
+
+  it('on a client connection (a remote database): the same', async () => {
+    const { database } = await open();
+    const appender = new SqlAppender(database.client, 3);
+    for (const room of rooms) await appender.append([msg(room, 'hello')]);
+    expect(appender.seqsKept).toBe(3);
+    expect(seqsOf(await appender.append(rooms.map((room) => msg(room, 'again'))))).toEqual(
+      rooms.map(() => 2),
+    );
+    expect(appender.seqsKept).toBe(3);
   });
 });
 

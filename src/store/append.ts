@@ -237,6 +237,29 @@ export const cidKey = (m: { room: string; sender: string; cid?: string | undefin
   `${m.room}\u0000${m.sender}\u0000${m.cid ?? ''}`;
 
 /**
+ * How many conversations' newest seqs an appender keeps (about 100 bytes each): the busy ones. A
+ * conversation not kept is read from the database at its next message, so rooms and whisper pairs
+ * used once do not stay in memory for the life of the server.
+ */
+export const KEPT_SEQS = 10_000;
+
+/** Record conversations' new newest seqs in `last` as the most recent, then forget the least recent beyond `cap`. */
+export function keepSeqs(
+  last: Map<string, number>,
+  seqs: Iterable<readonly [string, number]>,
+  cap: number,
+): void {
+  for (const [room, seq] of seqs) {
+    last.delete(room);
+    last.set(room, seq);
+  }
+  for (const room of last.keys()) {
+    if (last.size <= cap) break;
+    last.delete(room);
+  }
+}
+
+/**
  * Appends on one libSQL client connection (the path for a remote database), which must be the only
  * one writing messages: each conversation's next seq is kept here and handed out without asking the
  * database, so a batch is one INSERT. SQL text is built once per batch size.
@@ -246,11 +269,18 @@ export class SqlAppender implements Appender {
   readonly inFlight = 1;
   readonly #client: Client;
   readonly #insertSql = new Map<number, string>();
-  /** The newest seq of each conversation written or read here. */
+  /** The newest seq of conversations written or read here, the most recent last (KEPT_SEQS). */
   readonly #last = new Map<string, number>();
+  readonly #kept: number;
 
-  constructor(client: Client) {
+  constructor(client: Client, kept = KEPT_SEQS) {
     this.#client = client;
+    this.#kept = kept;
+  }
+
+  /** How many conversations' newest seqs are kept. */
+  get seqsKept(): number {
+    return this.#last.size;
   }
 
   async append(batch: readonly NewMessage[]): Promise<Appended[]> {
@@ -276,8 +306,8 @@ export class SqlAppender implements Appender {
         for (const room of plan.next.keys()) this.#last.delete(room);
         throw error;
       }
-      for (const [room, seq] of plan.next) this.#last.set(room, seq);
     }
+    keepSeqs(this.#last, plan.next, this.#kept);
     return plan.outcomes;
   }
 

@@ -12,6 +12,8 @@ import {
   INSERT_HEAD,
   type Indexed,
   idQuery,
+  KEPT_SEQS,
+  keepSeqs,
   lookups,
   PRUNE,
   type Pruned,
@@ -41,10 +43,18 @@ type Statement = Database.Statement;
 export class NativeAppender {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Statement>();
+  /** The newest seq of conversations written or read here, the most recent last (KEPT_SEQS). */
   readonly #last = new Map<string, number>();
+  readonly #kept: number;
 
-  constructor(path: string) {
+  constructor(path: string, kept = KEPT_SEQS) {
     this.#db = new Database(path);
+    this.#kept = kept;
+  }
+
+  /** How many conversations' newest seqs are kept. */
+  get seqsKept(): number {
+    return this.#last.size;
   }
 
   /** The settings every writing connection runs with (see db.ts). */
@@ -99,7 +109,7 @@ export class NativeAppender {
         return undefined;
       });
       this.#db.exec('COMMIT');
-      for (const [room, seq] of next) this.#last.set(room, seq);
+      keepSeqs(this.#last, next, this.#kept);
       return outcomes;
     } catch (error) {
       if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
