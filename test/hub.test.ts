@@ -2804,6 +2804,64 @@ describe('read markers', () => {
     expect(again.welcomes[0]).toMatchObject({ read: 8, unread: 2 });
   });
 
+  it('a console joining and leaving room after room keeps markers for the most recent ones only; an older one is read again, right', async () => {
+    transcript.seed('ops', 5);
+    const hub = makeHub({ marksPerUser: 2 });
+    const ann = console2('ann');
+    await enter(hub, ann);
+    await hub.read(ann, { room: 'ops' }, 4);
+    hub.leave(ann, 'ops');
+    for (const room of ['r1', 'r2']) {
+      await hub.join(ann, room, {});
+      hub.leave(ann, room);
+    }
+    const reads = transcript.markerReads.value;
+    ann.clear();
+    await hub.join(ann, 'ops', { ref: 'back' });
+    // Let go for r1 and r2, so the store is asked; the marker moved here (not yet written) still holds.
+    expect(transcript.markerReads.value).toBe(reads + 1);
+    expect(ann.frames.at(-1)).toMatchObject({ type: 'joined', room: 'ops', read: 4, unread: 1, ref: 'back' });
+  });
+
+  it('a marker read that ends after its user has gone keeps nothing: back later, they get what the store has then', async () => {
+    transcript.seed('ops', 5);
+    const hub = makeHub();
+    const held = deferred();
+    transcript.holdMarkers = held.promise;
+    const ann = console2('ann');
+    const entering = enter(hub, ann).catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    hub.disconnect(ann);
+    held.resolve();
+    await entering;
+    transcript.holdMarkers = undefined;
+    // Meanwhile they read on (on another node, or another server before a restart): the store has 4.
+    transcript.setMarker('ann', 'ops', 4);
+    const again = console2('ann');
+    await enter(hub, again, 'ops', { ref: 'back' });
+    expect(again.frames.at(-1)).toMatchObject({ type: 'joined', room: 'ops', read: 4, unread: 1 });
+  });
+
+  it('names kept as seen are bounded: the oldest is let go, and a whisper to it asks the store', async () => {
+    const hub = makeHub({ seenNames: 2 });
+    const bo = console2('bo');
+    await enter(hub, bo);
+    for (const name of ['old', 'mid', 'new']) {
+      const peer = seed(name);
+      hub.connect(peer);
+      hub.disconnect(peer);
+    }
+    // Not written yet (names go to the store behind, within a second): only the Hub knows them.
+    expect(transcript.names.size).toBe(0);
+    bo.clear();
+    await hub.whisper(bo, 'new', 'kept', { ref: 'w1' });
+    await hub.whisper(bo, 'old', 'let go', { ref: 'w2' });
+    expect(bo.frames.map((f) => [f.type, 'ref' in f ? f.ref : undefined])).toEqual([
+      ['whisper', 'w1'],
+      ['error', 'w2'],
+    ]);
+  });
+
   it('a user who comes back while their marker is being written is welcomed with what they read', async () => {
     transcript.seed('ops', 10);
     const hub = makeHub({ markerFlushMs: 5 });

@@ -71,6 +71,10 @@ export interface HubOptions {
   typingLapseMs?: number;
   /** Read markers are written to the store this long after they move. */
   markerFlushMs?: number;
+  /** Read markers kept per connected user, the most recently used (MARKS_PER_USER). */
+  marksPerUser?: number;
+  /** Names known to have been here, kept to spare the store a question (SEEN_NAMES). */
+  seenNames?: number;
   /** The group commit's wait before each batch: one turn of I/O unless given (tests hand out turns). */
   yieldToIo?: () => Promise<void>;
   /**
@@ -209,6 +213,11 @@ interface Echo {
 const BROWSER = 'browser';
 /** Whisper ids a node remembers having delivered (a whisper reaches it once per person it concerns). */
 const WHISPERS_REMEMBERED = 10_000;
+/**
+ * Names kept as seen (about 100 bytes each). Names come from consoles' hellos too, so a run that
+ * sees more (a script trying name after name) lets the oldest go rather than growing.
+ */
+export const SEEN_NAMES = 10_000;
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
@@ -223,8 +232,13 @@ export class Hub {
   readonly #echoes = new Map<string, Echo>();
   /** Echoes as encoded for their senders: a join's catch-up must not drop one as a duplicate. */
   readonly #echoFrames = new WeakSet<Encoded>();
-  /** Names remembered this run; the rest of those ever seen are in the store. */
+  /**
+   * Names seen this run, the most recent last, at most #seenCap (SEEN_NAMES): a name seen is in the
+   * store or about to be. One let go is written again when it comes back (nothing changes in the
+   * store) and a whisper to it asks the store.
+   */
   readonly #seen = new Set<string>();
+  readonly #seenCap: number;
   /** Names seen and not yet written. */
   readonly #unremembered = new Set<string>();
   #rememberTimer: ReturnType<typeof setTimeout> | undefined;
@@ -277,7 +291,11 @@ export class Hub {
     this.#typingEveryMs = options.typingEveryMs ?? 2000;
     this.#typingLapseMs = options.typingLapseMs ?? 6000;
     this.#markerFlushMs = options.markerFlushMs ?? 1000;
-    this.#markers = new ReadMarkers(options.transcript, this.#log, this.#markerFlushMs);
+    this.#seenCap = options.seenNames ?? SEEN_NAMES;
+    this.#markers = new ReadMarkers(options.transcript, this.#log, (user) => this.#byUser.has(user), {
+      flushMs: this.#markerFlushMs,
+      ...(options.marksPerUser === undefined ? {} : { perUser: options.marksPerUser }),
+    });
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
     this.#restrictionStore = options.admin?.store;
@@ -329,7 +347,7 @@ export class Hub {
     this.#peers.set(peer, { rooms: new FewMap(), typedAt: undefined });
     if (this.#byUser.add(peer.user, peer)) this.#bus?.watchUser(peer.user);
     if (!this.#seen.has(peer.user)) {
-      this.#seen.add(peer.user);
+      this.#see(peer.user);
       // Written behind, many names to a commit: one commit per new connection would cost an fsync each.
       this.#unremembered.add(peer.user);
       this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
@@ -623,6 +641,14 @@ export class Hub {
     return loaded(missed, !gap);
   }
 
+  #see(name: string): void {
+    this.#seen.add(name);
+    for (const oldest of this.#seen) {
+      if (this.#seen.size <= this.#seenCap) break;
+      this.#seen.delete(oldest);
+    }
+  }
+
   /** Write the names seen since the last time. */
   async #remember(): Promise<void> {
     clearTimeout(this.#rememberTimer);
@@ -803,7 +829,7 @@ export class Hub {
         );
         return;
       }
-      this.#seen.add(to);
+      this.#see(to);
     }
     const message = this.#stamp(peer, conversationKey(peer.user, to), text, options.cid);
     message.recipient = to;

@@ -15,12 +15,25 @@ const markOf = (marks: Marks | undefined, conversation: string): number | undefi
   return marks.conversation === conversation ? marks.seq : undefined;
 };
 
+/**
+ * How many conversations' markers are kept for one user, the most recently used (about 100 bytes
+ * each): more than a connection's rooms (100 by default) and the whispers it reads. One let go is
+ * read from the store again when it is asked about, so joining and leaving room after room, or
+ * marking one whisper conversation after another, does not grow the server.
+ */
+export const MARKS_PER_USER = 256;
+
 /** Read markers of connected users, written behind. */
 export class ReadMarkers {
   readonly #transcript: Transcript;
   readonly #log: Log;
   readonly #flushMs: number;
-  /** user → conversation → seq, for the conversations asked about or read since start. */
+  readonly #connected: (user: string) => boolean;
+  readonly #perUser: number;
+  /**
+   * user → conversation → seq, for connected users (forgotten when their last connection goes) and
+   * the conversations asked about or read while connected, at most #perUser each.
+   */
   readonly #known = new Map<string, Marks>();
   readonly #dirty = new Map<string, ReadMarker>();
   /** Markers being written now: the store may not have them yet. */
@@ -28,10 +41,18 @@ export class ReadMarkers {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
-  constructor(transcript: Transcript, log: Log, flushMs = 1000) {
+  /** `connected` says whether a user has a connection here: only theirs are kept. */
+  constructor(
+    transcript: Transcript,
+    log: Log,
+    connected: (user: string) => boolean,
+    options: { flushMs?: number; perUser?: number } = {},
+  ) {
     this.#transcript = transcript;
     this.#log = log;
-    this.#flushMs = flushMs;
+    this.#connected = connected;
+    this.#flushMs = options.flushMs ?? 1000;
+    this.#perUser = options.perUser ?? MARKS_PER_USER;
   }
 
   /** How far `user` has read `conversation` (0: nothing read). */
@@ -119,11 +140,22 @@ export class ReadMarkers {
     return this.#flushing;
   }
 
+  /**
+   * Keep `user`'s marker as the most recently used. A store read that ends after its user's last
+   * connection went keeps nothing: forget() has run, and nothing would forget it again.
+   */
   #remember(user: string, conversation: string, seq: number): void {
+    if (!this.#connected(user)) return;
     const marks = this.#known.get(user);
     if (marks === undefined) this.#known.set(user, { conversation, seq });
-    else if (marks instanceof Map) marks.set(conversation, seq);
-    else if (marks.conversation === conversation) marks.seq = seq;
+    else if (marks instanceof Map) {
+      marks.delete(conversation);
+      marks.set(conversation, seq);
+      for (const oldest of marks.keys()) {
+        if (marks.size <= this.#perUser) break;
+        marks.delete(oldest);
+      }
+    } else if (marks.conversation === conversation) marks.seq = seq;
     else
       this.#known.set(
         user,
