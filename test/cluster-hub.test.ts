@@ -67,7 +67,9 @@ class SharedTranscript implements Transcript {
   async before(room: string, seq: number, limit: number): Promise<StoredMessage[]> {
     return this.stored.filter((m) => m.room === room && m.seq < seq).slice(-limit);
   }
+  failLastSeq = false;
   async lastSeq(room: string): Promise<number> {
+    if (this.failLastSeq) throw new Error('database is locked');
     return this.last(room);
   }
   async rooms(): Promise<ConversationHead[]> {
@@ -102,10 +104,17 @@ class TestBus implements ClusterBus {
   publish(_scope: unknown, event: ClusterEvent): void {
     this.published.push(event);
   }
-  async watchRoom(): Promise<RemotePresence> {
+  /** Rooms this node listens to, and how many times over. */
+  readonly watching = new Map<string, number>();
+  async watchRoom(room: string): Promise<RemotePresence> {
+    this.watching.set(room, (this.watching.get(room) ?? 0) + 1);
     return this.remote;
   }
-  unwatchRoom(): void {}
+  unwatchRoom(room: string): void {
+    const n = (this.watching.get(room) ?? 0) - 1;
+    if (n > 0) this.watching.set(room, n);
+    else this.watching.delete(room);
+  }
   watchUser(): void {}
   unwatchUser(): void {}
   async online(): Promise<boolean> {
@@ -245,6 +254,24 @@ describe('a node of a cluster', () => {
       [2, '', true],
       [3, 'three', undefined],
     ]);
+  });
+
+  it('a room that cannot be opened while the database fails leaves no subscription behind, and opens once it is back', async () => {
+    const { hub, bus, transcript } = await node();
+    const ann = new TestPeer('ann');
+    hub.connect(ann);
+    transcript.failLastSeq = true;
+    for (const room of ['a', 'b', 'c']) await hub.join(ann, room, { ref: room });
+    expect(ann.of('error').map((f) => [f.code, f.ref])).toEqual([
+      ['store_unavailable', 'a'],
+      ['store_unavailable', 'b'],
+      ['store_unavailable', 'c'],
+    ]);
+    expect([...bus.watching]).toEqual([]);
+    transcript.failLastSeq = false;
+    await hub.join(ann, 'a', { ref: 'again' });
+    expect(ann.of('joined').map((f) => f.ref)).toEqual(['again']);
+    expect([...bus.watching]).toEqual([['a', 1]]);
   });
 
   it('announces a user once however many nodes they are on, and away only when the last one goes', async () => {

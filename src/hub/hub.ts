@@ -732,7 +732,10 @@ export class Hub {
       },
       (error: unknown) => {
         this.#log.warn('room unavailable', { room: name, error: String(error) });
-        if (this.#rooms.get(name) === room) this.#rooms.delete(name);
+        if (this.#rooms.get(name) === room) {
+          this.#rooms.delete(name);
+          this.#bus?.unwatchRoom(name);
+        }
         throw error;
       },
     );
