@@ -280,15 +280,17 @@ export function createApp(deps: AppDeps): Hono {
     const admission = await door.admit(upgradeRequestOf(c, deps.remoteAddress(c)));
     if (!admission.ok) return refuse(c, admission.status, admission.code, admission.message);
     const events = door.events(admission);
+    let response: Response | undefined;
     try {
-      const response = await deps.upgradeWebSocket(c, events);
-      if (response) return response;
+      response = await deps.upgradeWebSocket(c, events);
     } catch (error) {
       events.onClose?.({ code: 1006 } as CloseEvent, undefined as never);
       throw error;
     }
+    if (response?.status === 101) return response;
+    // No socket opens (Deno answers a handshake it refuses itself): the admission's place goes back.
     events.onClose?.({ code: 1006 } as CloseEvent, undefined as never);
-    return refuse(c, 400, RefusalCode.BadUpgrade, 'not a valid WebSocket upgrade');
+    return response ?? refuse(c, 400, RefusalCode.BadUpgrade, 'not a valid WebSocket upgrade');
   });
 
   app.notFound((c) => refuse(c, 404, RefusalCode.NotFound, 'not found'));

@@ -1,4 +1,5 @@
 // The server on Deno (`deno task start`): both doors over real sockets, the page, TLS, the CLI, shutdown.
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -83,6 +84,29 @@ describe.skipIf(!deno)('on Deno', () => {
       expect(await upgrade(`?user=${encodeURIComponent('evil\u202etxt')}&room=ops`)).toBe(400);
       expect(await upgrade('?user=alice&room=ops')).toBe(101);
       expect((await fetch(`${server.url}/ws?user=alice&room=ops`)).status).toBe(426);
+    });
+
+    it('an upgrade Deno refuses (no Sec-WebSocket-Key) gives its place back: more of them than the per-address limit, then a browser still gets in', async () => {
+      const url = new URL(`${server.url}/ws?user=alice&room=keyless`);
+      const keyless = (): Promise<number> =>
+        new Promise((resolve, reject) => {
+          const request = httpRequest(url, { headers: { connection: 'Upgrade', upgrade: 'websocket' } });
+          request.on('response', (response) => {
+            response.resume();
+            resolve(response.statusCode ?? 0);
+          });
+          request.on('upgrade', (_response, socket) => {
+            socket.destroy();
+            resolve(101);
+          });
+          request.on('error', reject);
+          request.end();
+        });
+      // The shipped limit: 100 open browser connections per client address.
+      for (let i = 0; i < 110; i++) expect(await keyless()).toBe(400);
+      expect(
+        await upgradeStatus(`${(server.url as string).replace('http', 'ws')}/ws?user=alice&room=keyless`),
+      ).toBe(101);
     });
 
     it('closes a socket that sends a frame over 64 KiB (1009) and nobody else notices', async () => {
