@@ -1,5 +1,6 @@
 // Signed in with a real OpenID Provider: people manage their console keys over /api/keys (the page's
 // panel), a removed key ends its consoles at once, and a signed-in admin acts from the browser door.
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
@@ -113,6 +114,41 @@ describe.skipIf(!haveSshKeygen)('console keys and admins, signed in', () => {
     expect([taken.status, JSON.parse(taken.body).error.code]).toEqual([409, RefusalCode.KeyConflict]);
     const cached = await api(adaJar, 'GET', '/api/keys');
     expect(cached.headers['cache-control']).toBe('no-store');
+  });
+
+  it('a key upload that never ends is refused with 413 once it passes the limit, without waiting for its end', async () => {
+    const url = new URL('/api/keys', origin);
+    const sent = { bytes: 0 };
+    const status = await new Promise<number>((resolve, reject) => {
+      const request = httpsRequest(url, {
+        method: 'POST',
+        ca: pki.ca,
+        headers: { origin, cookie: adaJar.header(url), 'content-type': 'application/json' },
+      });
+      request.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+        request.destroy();
+      });
+      request.on('error', (error) => {
+        if (sent.bytes < 8 * 1024 * 1024) reject(error);
+      });
+      // Chunked, 1 KiB at a time, for as long as the server reads: up to 8 MiB, then it fails.
+      const chunk = Buffer.alloc(1024, 'a');
+      const more = (): void => {
+        while (sent.bytes < 8 * 1024 * 1024) {
+          sent.bytes += chunk.length;
+          if (!request.write(chunk)) {
+            request.once('drain', more);
+            return;
+          }
+        }
+        reject(new Error('8 MiB sent and no answer'));
+      };
+      request.write('{"key": "');
+      more();
+    });
+    expect(status).toBe(413);
   });
 
   it('removing a key on the page closes its live console at once, with revoked; someone else cannot remove it', async () => {

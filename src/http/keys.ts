@@ -1,6 +1,7 @@
 // The page's console keys: a signed-in person lists, adds and removes the SSH keys that prove their
 // name at the console door. Removing one closes its consoles at once.
 import type { Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
 import type { ConsoleKeys } from '../auth/console-keys.ts';
 import { RefusalCode } from '../protocol/codes.ts';
@@ -57,16 +58,17 @@ export function addKeyRoutes(app: Hono, auth: AuthDeps, keys: ConsoleKeys): void
     return c.json({ user, keys: (await keys.list(user)).map(shown) });
   });
 
-  app.post('/api/keys', async (c) => {
+  // The body is counted as it arrives (chunked too) and refused at BODY_MAX bytes, never held whole.
+  const limit = bodyLimit({
+    maxSize: BODY_MAX,
+    onError: (c) => refuse(c, 413, RefusalCode.BadRequest, 'the request is too large'),
+  });
+  app.post('/api/keys', limit, async (c) => {
     const user = await who(c, true);
     if (typeof user !== 'string') return user;
-    const length = Number(c.req.header('content-length') ?? 0);
-    if (length > BODY_MAX) return refuse(c, 413, RefusalCode.BadRequest, 'the request is too large');
     let body: unknown;
     try {
-      const text = await c.req.text();
-      if (text.length > BODY_MAX) return refuse(c, 413, RefusalCode.BadRequest, 'the request is too large');
-      body = JSON.parse(text);
+      body = JSON.parse(await c.req.text());
     } catch {
       return refuse(
         c,
