@@ -1,7 +1,8 @@
 // Upgrade requests from a hostile client: every one is answered and let go, so none can hold a
 // descriptor; a handshake that stalls is cut; and in dev mode only the server's own pages get in.
 import { readdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
 import { devOriginPolicy } from '../src/http/origins.ts';
@@ -14,6 +15,7 @@ import { nodeRuntime } from '../src/web/node.ts';
 import type { Wiring } from '../src/web/start.ts';
 import { bareApp } from './helpers/app.ts';
 import { browserClient, ofType, upgradeStatus } from './helpers/clients.ts';
+import { makePki } from './helpers/pki.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 import { spawnServer } from './helpers/spawn.ts';
 
@@ -47,6 +49,74 @@ function raw(request: string, target = port): Promise<{ response: string; closed
     socket.write(request);
   });
 }
+
+describe('connections that never finish a request', () => {
+  it('one that sends nothing, and one that sends half its headers, are closed after 10 s; a browser meanwhile gets in', async () => {
+    const started = performance.now();
+    const closedAfter = (socket: ReturnType<typeof connect>): Promise<number> =>
+      new Promise((resolve) => {
+        socket.on('error', () => {});
+        socket.resume();
+        socket.once('close', () => resolve(performance.now() - started));
+      });
+    const silent = connect({ port, host: '127.0.0.1' });
+    const half = connect({ port, host: '127.0.0.1' }, () =>
+      half.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'),
+    );
+    const closings = [closedAfter(silent), closedAfter(half)];
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/ws?user=meanwhile&room=deadlines`)).toBe(101);
+    for (const ms of await Promise.all(closings)) {
+      expect(ms).toBeGreaterThanOrEqual(9_500);
+      expect(ms).toBeLessThan(13_000);
+    }
+  }, 20_000);
+
+  it('over TLS: one that never starts its handshake, and one silent after it, are closed after 10 s', async () => {
+    const tmp = await tempDir();
+    const pki = makePki(tmp.dir);
+    const tls = await spawnServer([
+      '--port',
+      '0',
+      '--ndjson-port',
+      '0',
+      '--db',
+      `${tmp.dir}/room.db`,
+      '--tls-cert',
+      pki.certFile,
+      '--tls-key',
+      pki.keyFile,
+    ]);
+    try {
+      const tlsPort = Number(new URL(tls.url as string).port);
+      const started = performance.now();
+      const closedAfter = (socket: {
+        on: Socket['on'];
+        once: Socket['once'];
+        resume(): void;
+      }): Promise<number> =>
+        new Promise((resolve) => {
+          socket.on('error', () => {});
+          socket.resume();
+          socket.once('close', () => resolve(performance.now() - started));
+        });
+      const noHandshake = connect({ port: tlsPort, host: '127.0.0.1' });
+      const handshaken = tlsConnect({
+        port: tlsPort,
+        host: '127.0.0.1',
+        ca: pki.ca,
+        servername: 'localhost',
+      });
+      await new Promise((resolve, reject) => handshaken.once('secureConnect', resolve).once('error', reject));
+      for (const ms of await Promise.all([closedAfter(noHandshake), closedAfter(handshaken)])) {
+        expect(ms).toBeGreaterThanOrEqual(9_500);
+        expect(ms).toBeLessThan(13_000);
+      }
+    } finally {
+      await tls.stop();
+      await tmp.cleanup();
+    }
+  }, 30_000);
+});
 
 describe('upgrade requests that are not WebSocket upgrades of /ws', () => {
   it.each([

@@ -26,6 +26,20 @@ import {
 /** An upgraded socket that has not completed its WebSocket handshake by then is cut. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * A connection has this long to send a request's headers: from connecting (or, over TLS, from the
+ * end of its handshake, which has as long), and from the first byte of each next request. Node
+ * times only the second, so one that connects and sends nothing would otherwise keep its
+ * descriptor for good. A request's body has REQUEST_TIMEOUT_MS. Checked every second.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+const DEADLINES = {
+  headersTimeout: HEADERS_TIMEOUT_MS,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+  connectionsCheckingInterval: 1000,
+};
+
 // Every socket of a broadcast gets the same bytes, framed once, instead of ws building a header and
 // writing header and payload for each socket. ws writes each of its own frames (pings, close) whole
 // and at once, with compression off, so frames never interleave; once closing, sends go through ws,
@@ -250,14 +264,30 @@ async function listen(
     ? serve({
         ...common,
         createServer: createHttpsServer,
-        serverOptions: { cert: Buffer.from(options.tls.cert), key: Buffer.from(options.tls.key) },
+        serverOptions: {
+          ...DEADLINES,
+          handshakeTimeout: HEADERS_TIMEOUT_MS,
+          cert: Buffer.from(options.tls.cert),
+          key: Buffer.from(options.tls.key),
+        },
       })
-    : serve(common);
+    : serve({ ...common, serverOptions: DEADLINES });
+
+  // A connection that has sent no request by the deadline is cut (Node's own clock starts at the
+  // first byte). The timer holds the socket until then, nothing after.
+  const spoke = new WeakSet<Socket>();
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    setTimeout(() => {
+      if (!spoke.has(socket) && !socket.destroyed) socket.destroy();
+    }, HEADERS_TIMEOUT_MS).unref();
+  });
+  server.on('request', (request: IncomingMessage) => spoke.add(request.socket));
 
   // Every upgrade is answered here. With a listener for them, Node hands each upgrade's socket to it
   // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    spoke.add(socket);
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
