@@ -274,20 +274,28 @@ async function listen(
     : serve({ ...common, serverOptions: DEADLINES });
 
   // A connection that has sent no request by the deadline is cut (Node's own clock starts at the
-  // first byte). The timer holds the socket until then, nothing after.
-  const spoke = new WeakSet<Socket>();
+  // first byte): connections wait here, oldest first, until their first request or upgrade.
+  const unspoken = new Map<Socket, number>();
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    setTimeout(() => {
-      if (!spoke.has(socket) && !socket.destroyed) socket.destroy();
-    }, HEADERS_TIMEOUT_MS).unref();
+    unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
   });
-  server.on('request', (request: IncomingMessage) => spoke.add(request.socket));
+  server.on('request', (request: IncomingMessage) => unspoken.delete(request.socket));
+  const silence = setInterval(() => {
+    const now = performance.now();
+    for (const [socket, deadline] of unspoken) {
+      if (!socket.destroyed && deadline > now) break;
+      unspoken.delete(socket);
+      socket.destroy();
+    }
+  }, 1000);
+  silence.unref();
+  server.once('close', () => clearInterval(silence));
 
   // Every upgrade is answered here. With a listener for them, Node hands each upgrade's socket to it
   // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    spoke.add(socket);
+    unspoken.delete(socket);
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
