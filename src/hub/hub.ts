@@ -71,7 +71,7 @@ export interface HubOptions {
   typingLapseMs?: number;
   /** Read markers are written to the store this long after they move. */
   markerFlushMs?: number;
-  /** Read markers kept per connected user, the most recently used (MARKS_PER_USER). */
+  /** Conversations whose read markers are kept per connected user (MARKS_PER_USER). */
   marksPerUser?: number;
   /** Names known to have been here, kept to spare the store a question (SEEN_NAMES). */
   seenNames?: number;
@@ -233,7 +233,7 @@ export class Hub {
   /** Echoes as encoded for their senders: a join's catch-up must not drop one as a duplicate. */
   readonly #echoFrames = new WeakSet<Encoded>();
   /**
-   * Names seen this run, the most recent last, at most #seenCap (SEEN_NAMES): a name seen is in the
+   * Names seen this run, in the order first seen, at most #seenCap (SEEN_NAMES): a name seen is in the
    * store or about to be. One let go is written again when it comes back (nothing changes in the
    * store) and a whisper to it asks the store.
    */
@@ -241,6 +241,8 @@ export class Hub {
   readonly #seenCap: number;
   /** Names seen and not yet written. */
   readonly #unremembered = new Set<string>();
+  /** Names in a write that has not answered yet. */
+  readonly #remembering = new Set<string>();
   #rememberTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #markerFlushMs: number;
   readonly #transcript: Transcript;
@@ -656,12 +658,21 @@ export class Hub {
     if (this.#unremembered.size === 0) return;
     const names = [...this.#unremembered];
     this.#unremembered.clear();
+    for (const name of names) this.#remembering.add(name);
     try {
       await this.#transcript.remember(names);
     } catch (error) {
       this.#log.warn('names not remembered; trying again', { error: String(error) });
+      // Kept for the next try up to the bound of names seen; past it (the store down for long, new
+      // names all the while), the oldest are let go: they are written when they come back.
       for (const name of names) this.#unremembered.add(name);
+      for (const oldest of this.#unremembered) {
+        if (this.#unremembered.size <= this.#seenCap) break;
+        this.#unremembered.delete(oldest);
+      }
       this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
+    } finally {
+      for (const name of names) this.#remembering.delete(name);
     }
   }
 
@@ -813,7 +824,12 @@ export class Hub {
     text: string,
     options: { cid?: string | undefined; ref?: string | undefined } = {},
   ): Promise<void> {
-    if (!this.#byUser.has(to) && !this.#seen.has(to)) {
+    if (
+      !this.#byUser.has(to) &&
+      !this.#seen.has(to) &&
+      !this.#unremembered.has(to) &&
+      !this.#remembering.has(to)
+    ) {
       let known: boolean;
       try {
         // A name first seen on another node a moment ago may not be stored yet.

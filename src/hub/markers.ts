@@ -16,10 +16,10 @@ const markOf = (marks: Marks | undefined, conversation: string): number | undefi
 };
 
 /**
- * How many conversations' markers are kept for one user, the most recently used (about 100 bytes
- * each): more than a connection's rooms (100 by default) and the whispers it reads. One let go is
- * read from the store again when it is asked about, so joining and leaving room after room, or
- * marking one whisper conversation after another, does not grow the server.
+ * How many conversations' markers are kept for one user, the one unchanged longest let go first
+ * (about 100 bytes each): more than a connection's rooms (100 by default) and the whispers it
+ * reads. One let go is read from the store again when it is asked about, so joining and leaving
+ * room after room, or marking one whisper conversation after another, does not grow the server.
  */
 export const MARKS_PER_USER = 256;
 
@@ -141,7 +141,7 @@ export class ReadMarkers {
   }
 
   /**
-   * Keep `user`'s marker as the most recently used. A store read that ends after its user's last
+   * Keep `user`'s marker, as the newest of theirs. A store read that ends after its user's last
    * connection went keeps nothing: forget() has run, and nothing would forget it again.
    */
   #remember(user: string, conversation: string, seq: number): void {
