@@ -9,6 +9,7 @@ import type { ClusterListener } from '../src/hub/cluster.ts';
 import { silentLog } from '../src/log.ts';
 import { hasRedis, startRedis, type TestRedis } from '../support/engines.ts';
 import { requireUnderCi } from './helpers/process.ts';
+import { tcpProxy } from './helpers/tcp-proxy.ts';
 
 requireUnderCi('cluster bus', hasRedis(), 'redis-server is missing');
 
@@ -104,6 +105,38 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
       expect(await b.limit.acquireShared(ADDRESS)).toBe('per_key');
     } finally {
       clock.mockRestore();
+    }
+  });
+
+  it('removals lost while Redis was away are made once it is back, and a stop then leaves nothing of the node', async () => {
+    const proxy = await tcpProxy(Number(new URL(redis.url).port));
+    const up: boolean[] = [];
+    const bus = await RedisBus.connect(`redis://127.0.0.1:${proxy.port}`, silentLog);
+    await bus.start({ ...quiet, connection: (isUp) => up.push(isUp) });
+    buses.push(bus);
+    const limit = new ConnectionLimit(10_000, LIMIT, bus.addresses);
+    const presence = async (): Promise<Record<string, string>> => admin.hGetAll('runspec-room:presence:ops');
+    try {
+      const release = await limit.acquireShared(ADDRESS);
+      bus.setPresence('ops', 'x', { c: 1, b: 0, s: 'available', at: Date.now() });
+      await until(async () => (await held())[bus.node] === '1', "the node's count");
+      await until(async () => Object.keys(await presence()).length === 1, "the node's presence");
+      // Redis out of reach: the browser leaves and x goes, but neither removal gets there.
+      proxy.hold();
+      proxy.cut();
+      await until(async () => up.includes(false), 'the bus to see Redis gone');
+      if (typeof release === 'function') release();
+      bus.setPresence('ops', 'x', null);
+      proxy.release();
+      await until(async () => up.at(-1) === true, 'the bus to be back');
+      await until(
+        async () => (await held())[bus.node] === undefined && Object.keys(await presence()).length === 0,
+        'the lost removals made',
+      );
+      await bus.close();
+      expect(await admin.keys('runspec-room:*')).toEqual([]);
+    } finally {
+      await proxy.close();
     }
   });
 });

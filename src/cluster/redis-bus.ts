@@ -4,7 +4,7 @@
 // needs per-field expiry; a dead node's presence is dropped by the others when its heartbeat stops.
 // Heartbeats are stamped and judged by Redis's clock, so a node whose own clock is off is not taken
 // for dead, nor a dead one for alive.
-import { createClient, type RedisClientType } from '@redis/client';
+import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import type { SharedCounts } from '../doors/limits.ts';
 import type {
   ClusterBus,
@@ -26,17 +26,29 @@ const presenceKey = (room: string): string => `${PREFIX}presence:${room}`;
 /** Browser connections from one client address: a field per node, its count. */
 const addressKey = (address: string): string => `${PREFIX}address:${address}`;
 /**
- * The keys in which a node holds fields (presence and address hashes), a field each: what the
- * others remove once the node is gone, even from rooms and addresses nobody comes back to.
+ * The fields a node holds in presence and address hashes, a field each (KEY U+0000 FIELD): what
+ * is removed once the node is gone, even from rooms and addresses nobody comes back to.
  */
 const NODE_KEYS = `${PREFIX}keys:`;
 const nodeKeys = (node: string): string => `${NODE_KEYS}${node}`;
+/** An entry of a node's list: a hash and the node's field in it (no key or field holds U+0000). */
+const listed = (key: string, f: string): string => `${key}\u0000${f}`;
 /** How long an admission waits for the other nodes' counts before it goes by its own. */
 const ADDRESS_WAIT_MS = 1000;
 /** Redis's clock in milliseconds, the one clock all nodes' heartbeats are stamped and judged by. */
 const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+/** Remove every field a node's list names, then the list (emptied, Redis drops it). */
+const FORGET = `
+local function forget(list)
+  for _, e in ipairs(redis.call('HKEYS', list)) do
+    local at = string.find(e, '\\0', 1, true)
+    if at then redis.call('HDEL', string.sub(e, 1, at - 1), string.sub(e, at + 1)) end
+    redis.call('HDEL', list, e)
+  end
+end
 `;
 /**
  * Claim a place for one more connection from an address: KEYS address hash (a count per node), the
@@ -62,31 +74,33 @@ for i = 1, #counts, 2 do
 end
 if others + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[3], KEYS[1], '1')
+redis.call('HSET', KEYS[3], KEYS[1] .. '\\0' .. ARGV[1], '1')
 return 1
 `;
 /**
  * A heartbeat: KEYS the live-node set; ARGV this node, how long a node may go without one, and the
- * prefix of the nodes' key lists. Stamps this node with Redis's time, and removes every node silent
- * for longer: its fields in each key of its list (a presence field is NODE U+0001 USER, an address
- * field NODE), then its list (emptied, Redis drops it) and its place in the set. Answers whether
- * this node was added (it had been given up, or Redis restarted empty) and the nodes removed.
+ * prefix of the nodes' lists. Stamps this node with Redis's time, and removes every node silent for
+ * longer: the fields its list names, and its place in the set. Answers whether this node was added
+ * (it had been given up, or Redis restarted empty) and the nodes removed.
  */
-const HEARTBEAT = `${NOW}
+const HEARTBEAT = `${NOW}${FORGET}
 local added = redis.call('ZADD', KEYS[1], now, ARGV[1])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
 for _, node in ipairs(gone) do
-  local list = ARGV[3] .. node
-  local mine = node .. '\\1'
-  for _, key in ipairs(redis.call('HKEYS', list)) do
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-      if f == node or string.sub(f, 1, #mine) == mine then redis.call('HDEL', key, f) end
-    end
-    redis.call('HDEL', list, key)
-  end
+  forget(ARGV[3] .. node)
   redis.call('ZREM', KEYS[1], node)
 end
 return {added, gone}
+`;
+/**
+ * KEYS this node's list and the live-node set; ARGV this node, and 1 to leave the set too. Removes
+ * every field the list names: on a stop, and when Redis is back (removals meanwhile were lost; what
+ * the node holds is then written again).
+ */
+const FORGET_SELF = `${FORGET}
+forget(KEYS[1])
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
 `;
 /** KEYS the live-node set; ARGV how long a node may go without a heartbeat: the nodes alive. */
 const LIVE_NODES = `${NOW}
@@ -270,14 +284,12 @@ export class RedisBus implements ClusterBus {
       }
       mine.add(user);
       this.#pub.hSet(key, f, JSON.stringify(entry)).catch(() => {});
-      this.#pub.hSet(this.#keys, key, '1').catch(() => {});
+      this.#pub.hSet(this.#keys, listed(key, f), '1').catch(() => {});
     } else {
       mine?.delete(user);
+      if (mine?.size === 0) this.#mine.delete(room);
       this.#pub.hDel(key, f).catch(() => {});
-      if (mine?.size === 0) {
-        this.#mine.delete(room);
-        this.#pub.hDel(this.#keys, key).catch(() => {});
-      }
+      this.#pub.hDel(this.#keys, listed(key, f)).catch(() => {});
     }
     this.#send(roomChannel(room), { n: this.node, e: { t: 'presence', room, user, entry } });
   }
@@ -285,7 +297,7 @@ export class RedisBus implements ClusterBus {
   async presenceOf(rooms: readonly string[]): Promise<Map<string, RemotePresence>> {
     const out = new Map<string, RemotePresence>();
     if (rooms.length === 0) return out;
-    const now = Date.now();
+    const now = performance.now();
     const [alive, ...hashes] = await Promise.all([
       this.#pub.eval(LIVE_NODES, { keys: [NODES], arguments: [String(this.#lostAfterMs)] }),
       ...rooms.map((room) => this.#pub.hGetAll(presenceKey(room))),
@@ -379,10 +391,10 @@ export class RedisBus implements ClusterBus {
     const key = addressKey(address);
     if (count > 0) {
       this.#pub.hSet(key, this.node, String(count)).catch(() => {});
-      this.#pub.hSet(this.#keys, key, '1').catch(() => {});
+      this.#pub.hSet(this.#keys, listed(key, this.node), '1').catch(() => {});
     } else {
       this.#pub.hDel(key, this.node).catch(() => {});
-      this.#pub.hDel(this.#keys, key).catch(() => {});
+      this.#pub.hDel(this.#keys, listed(key, this.node)).catch(() => {});
     }
   }
 
@@ -391,9 +403,10 @@ export class RedisBus implements ClusterBus {
     this.#closed = true;
     clearInterval(this.#beat);
     this.#send(ALL, { n: this.node, e: { t: 'bye' } });
-    const keys = [...[...this.#addresses.keys()].map(addressKey), ...[...this.#mine.keys()].map(presenceKey)];
+    // Everything its list names (removals lost while Redis was away included), and what it holds
+    // now, in case the list missed some of it the same way.
     await Promise.allSettled([
-      this.#pub.zRem(NODES, this.node),
+      this.#forgetSelf(true),
       ...[...this.#addresses.keys()].map((address) => this.#pub.hDel(addressKey(address), this.node)),
       ...[...this.#mine].map(([room, users]) =>
         this.#pub.hDel(
@@ -401,9 +414,16 @@ export class RedisBus implements ClusterBus {
           [...users].map((u) => field(this.node, u)),
         ),
       ),
-      ...(keys.length > 0 ? [this.#pub.hDel(this.#keys, keys)] : []),
     ]);
     await this.#disconnect();
+  }
+
+  /** Remove every field this node's list names (FORGET_SELF), and with `leave` its heartbeat. */
+  #forgetSelf(leave: boolean): Promise<unknown> {
+    return this.#pub.eval(FORGET_SELF, {
+      keys: [this.#keys, NODES],
+      arguments: [this.node, leave ? '1' : '0'],
+    });
   }
 
   async #disconnect(): Promise<void> {
@@ -429,7 +449,7 @@ export class RedisBus implements ClusterBus {
       this.#lost(node);
       return;
     }
-    this.#heard.set(node, Date.now());
+    this.#heard.set(node, performance.now());
     if (envelope.e.t === 'beat') return;
     try {
       this.#listener?.event(node, envelope.e);
@@ -443,7 +463,7 @@ export class RedisBus implements ClusterBus {
 
   /** Say this node lives, and drop the nodes that have not said so for too long. */
   #heartbeat(): void {
-    const now = Date.now();
+    const now = performance.now();
     this.#pub
       .eval(HEARTBEAT, { keys: [NODES], arguments: [this.node, String(this.#lostAfterMs), NODE_KEYS] })
       .then(
@@ -461,7 +481,7 @@ export class RedisBus implements ClusterBus {
         },
         (error: unknown) => {
           // Redis away is said once by #down; a refusal (an ACL without EVAL or TIME) is said here.
-          if (this.#beatFailing || !this.#up) return;
+          if (this.#beatFailing || !(error instanceof ErrorReply)) return;
           this.#beatFailing = true;
           this.#log.warn('cluster: a heartbeat failed; the other nodes will take this node for gone', {
             error: String(error),
@@ -469,8 +489,8 @@ export class RedisBus implements ClusterBus {
         },
       );
     this.#send(ALL, { n: this.node, e: { t: 'beat' } });
-    // Silent on the bus for too long (by this node's clock, which only measures the time since it
-    // last heard): its users are away here. Its fields in Redis go with the heartbeat that finds it
+    // Silent on the bus for too long (by this node's monotonic clock: only the time since it last
+    // heard counts, so a step of the wall clock changes nothing): its users are away here. Its fields in Redis go with the heartbeat that finds it
     // silent by Redis's clock.
     for (const [node, at] of this.#heard) if (now - at > this.#lostAfterMs) this.#lost(node);
   }
@@ -495,8 +515,11 @@ export class RedisBus implements ClusterBus {
     this.#up = true;
     this.#log.info('cluster: Redis connection back');
     // Everyone heard meanwhile is fresh again from now: a node that died meanwhile stays silent.
-    const now = Date.now();
+    const now = performance.now();
     for (const node of this.#heard.keys()) this.#heard.set(node, now);
+    // Removals made while Redis was away were lost: all this node's fields go, and what it holds is
+    // written again (its addresses here, its presence by the Hub), in that order on one connection.
+    this.#forgetSelf(false).catch(() => {});
     this.#heartbeat();
     for (const [address, count] of this.#addresses) this.#shareAddress(address, count);
     this.#listener.connection(true);
