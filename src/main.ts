@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Node entry: parse flags and environment, start the server, stop it gracefully on SIGINT/SIGTERM.
+import { readFileSync } from 'node:fs';
 import { CLIENT_COMMANDS } from './cli/client-commands.ts';
 import { CommandError, commandsHelp, STORE_COMMANDS, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
+import { descriptorShortfall, openFilesLimit } from './descriptors.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
 import { VERSION } from './version.ts';
@@ -92,8 +94,19 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  const short = descriptorShortfall(openFiles(), config.limits);
+  if (short) log.warn('the descriptor limit is below what the connection limits allow', short);
   // Only now: a signal that comes before its handler kills the process outright, without a graceful stop.
   log.info('ready', { version: VERSION });
+}
+
+/** This process's limit on open files, where the system says (Linux). */
+function openFiles(): number | undefined {
+  try {
+    return openFilesLimit(readFileSync('/proc/self/limits', 'utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import pkg from '../package.json' with { type: 'json' };
 import { SETTING_ROWS, settingName } from '../src/config.ts';
 import { VERSION } from '../src/version.ts';
+import { spawnServerProcess } from '../support/server-process.ts';
 import { browserClient, consoleClient, ofType } from './helpers/clients.ts';
 import { runProcess } from './helpers/process.ts';
 import { tempDir } from './helpers/server.ts';
@@ -186,6 +187,40 @@ describe('command line', () => {
     running.push(s);
     expect(s.consolePort).toBeGreaterThan(1);
     expect(s.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/u);
+  });
+
+  it('says at start when the descriptor limit is below what the connection limits allow, and how to fix it', async () => {
+    // As under systemd's default soft limit.
+    const start = async (env: Record<string, string> = {}): Promise<string> => {
+      const s = await spawnServerProcess(
+        'sh',
+        [
+          '-c',
+          'ulimit -n 1024 && exec "$0" "$@"',
+          process.execPath,
+          MAIN,
+          '--port',
+          '0',
+          '--ndjson-port',
+          '0',
+          '--db',
+          await dbPath(),
+        ],
+        { env },
+      );
+      running.push(s);
+      const output = s.output();
+      await s.stop();
+      return output;
+    };
+    const shipped = await start();
+    expect(shipped).toMatch(
+      /warn {2}the descriptor limit is below what the connection limits allow limit=1024 needed=40064 fix="raise it \(ulimit -n, LimitNOFILE=/u,
+    );
+    // Limits that fit: nothing to say.
+    const fitting = await start({ CONSOLE_ROOM_MAX_BROWSERS: '500', CONSOLE_ROOM_MAX_CONSOLES: '400' });
+    expect(fitting).toContain(' ready ');
+    expect(fitting).not.toContain('descriptor limit');
   });
 
   it('--ndjson-only serves consoles and no web door', async () => {
