@@ -2,6 +2,7 @@
 // each console holds one. A service manager's default (systemd: 1024) is far below the shipped
 // limits, and past it connections fail to be accepted; a start says so once.
 import type { Limits } from './config.ts';
+import type { Log } from './log.ts';
 
 /** Descriptors a server uses besides connections: database files, listening sockets, the writer. */
 const OWN_DESCRIPTORS = 64;
@@ -12,16 +13,26 @@ export function openFilesLimit(limitsText: string): number | undefined {
   return soft === undefined ? undefined : Number(soft);
 }
 
-/** A warning's fields when `limit` descriptors cannot hold the connection limits; else undefined. */
-export function descriptorShortfall(
-  limit: number | undefined,
+/**
+ * Warn once when the open-files limit cannot hold the connection limits. `readLimits` reads
+ * /proc/self/limits as the runtime does; where it cannot (not Linux), nothing is said.
+ */
+export function warnIfFewDescriptors(
+  readLimits: () => string,
   limits: Pick<Limits, 'maxBrowsers' | 'maxConsoles'>,
-): { limit: number; needed: number; fix: string } | undefined {
+  log: Log,
+): void {
+  let limit: number | undefined;
+  try {
+    limit = openFilesLimit(readLimits());
+  } catch {
+    return;
+  }
   const needed = limits.maxBrowsers + limits.maxConsoles + OWN_DESCRIPTORS;
-  if (limit === undefined || limit >= needed) return undefined;
-  return {
+  if (limit === undefined || limit >= needed) return;
+  log.warn('the descriptor limit is below what the connection limits allow', {
     limit,
     needed,
     fix: 'raise it (ulimit -n, LimitNOFILE= in a systemd unit) or lower CONSOLE_ROOM_MAX_BROWSERS and CONSOLE_ROOM_MAX_CONSOLES',
-  };
+  });
 }

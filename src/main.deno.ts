@@ -1,7 +1,7 @@
 // Deno entry: the same flags, environment, logs and exit codes as the Node entry, with Deno's web door.
 import { CommandError, commandsHelp, STORE_COMMANDS, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
-import { descriptorShortfall, openFilesLimit } from './descriptors.ts';
+import { warnIfFewDescriptors } from './descriptors.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer, type WebStarter } from './server.ts';
 import { VERSION } from './version.ts';
@@ -118,19 +118,9 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener('SIGINT', () => stop('SIGINT'));
   Deno.addSignalListener('SIGTERM', () => stop('SIGTERM'));
-  const short = descriptorShortfall(openFiles(), config.limits);
-  if (short) log.warn('the descriptor limit is below what the connection limits allow', short);
+  warnIfFewDescriptors(() => Deno.readTextFileSync('/proc/self/limits'), config.limits, log);
   // Only now: a signal that comes before its listener kills the process outright, without a graceful stop.
   log.info('ready', { version: VERSION, runtime: `deno/${Deno.version.deno}` });
-}
-
-/** This process's limit on open files, where the system says (Linux). */
-function openFiles(): number | undefined {
-  try {
-    return openFilesLimit(Deno.readTextFileSync('/proc/self/limits'));
-  } catch {
-    return undefined;
-  }
 }
 
 main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { CLIENT_COMMANDS } from './cli/client-commands.ts';
 import { CommandError, commandsHelp, STORE_COMMANDS, UsageError } from './cli/commands.ts';
 import { ConfigError, helpText, parseCommand } from './config.ts';
-import { descriptorShortfall, openFilesLimit } from './descriptors.ts';
+import { warnIfFewDescriptors } from './descriptors.ts';
 import { batchedWriter, createLog } from './log.ts';
 import { StartError, startServer } from './server.ts';
 import { VERSION } from './version.ts';
@@ -94,19 +94,9 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
-  const short = descriptorShortfall(openFiles(), config.limits);
-  if (short) log.warn('the descriptor limit is below what the connection limits allow', short);
+  warnIfFewDescriptors(() => readFileSync('/proc/self/limits', 'utf8'), config.limits, log);
   // Only now: a signal that comes before its handler kills the process outright, without a graceful stop.
   log.info('ready', { version: VERSION });
-}
-
-/** This process's limit on open files, where the system says (Linux). */
-function openFiles(): number | undefined {
-  try {
-    return openFilesLimit(readFileSync('/proc/self/limits', 'utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 main().catch((error: unknown) => fail(error instanceof Error ? error.message : String(error), 1));

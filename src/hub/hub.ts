@@ -1,6 +1,7 @@
 // The Hub: rooms, members, presence, stamping and broadcast, whispers, typing and read markers. It
 // knows peers, never sockets. A peer may be in several rooms; each (peer, room) is a member.
 
+import { dropOldest } from '../bounded.ts';
 import { type Log, silentLog } from '../log.ts';
 import { type Metrics, noMetrics } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
@@ -645,10 +646,7 @@ export class Hub {
 
   #see(name: string): void {
     this.#seen.add(name);
-    for (const oldest of this.#seen) {
-      if (this.#seen.size <= this.#seenCap) break;
-      this.#seen.delete(oldest);
-    }
+    dropOldest(this.#seen, this.#seenCap);
   }
 
   /** Write the names seen since the last time. */
@@ -666,10 +664,7 @@ export class Hub {
       // Kept for the next try up to the bound of names seen; past it (the store down for long, new
       // names all the while), the oldest are let go: they are written when they come back.
       for (const name of names) this.#unremembered.add(name);
-      for (const oldest of this.#unremembered) {
-        if (this.#unremembered.size <= this.#seenCap) break;
-        this.#unremembered.delete(oldest);
-      }
+      dropOldest(this.#unremembered, this.#seenCap);
       this.#rememberTimer ??= setTimeout(() => void this.#remember(), this.#markerFlushMs);
     } finally {
       for (const name of names) this.#remembering.delete(name);
@@ -1512,8 +1507,7 @@ export class Hub {
   #sawWhisper(id: string): boolean {
     if (this.#whispersSeen.has(id)) return true;
     this.#whispersSeen.add(id);
-    if (this.#whispersSeen.size > WHISPERS_REMEMBERED)
-      this.#whispersSeen.delete(this.#whispersSeen.values().next().value as string);
+    dropOldest(this.#whispersSeen, WHISPERS_REMEMBERED);
     return false;
   }
 

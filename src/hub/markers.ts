@@ -1,5 +1,6 @@
 // Read markers: how far each user has read each conversation. Kept here for the users connected, moved
 // only forward, and written to the store in batches rather than one commit per `read` frame.
+import { dropOldest } from '../bounded.ts';
 import type { Log } from '../log.ts';
 import type { Arrival, ReadMarker, Transcript } from './transcript.ts';
 
@@ -151,10 +152,7 @@ export class ReadMarkers {
     else if (marks instanceof Map) {
       marks.delete(conversation);
       marks.set(conversation, seq);
-      for (const oldest of marks.keys()) {
-        if (marks.size <= this.#perUser) break;
-        marks.delete(oldest);
-      }
+      dropOldest(marks, this.#perUser);
     } else if (marks.conversation === conversation) marks.seq = seq;
     else
       this.#known.set(

@@ -1,6 +1,7 @@
 // The transcript's write path: deciding each batch (planAppend), and the appender for a remote database
 // (SqlAppender); a local file is written by NativeAppender on the writer thread.
 import type { Client, InStatement } from '@libsql/client';
+import { dropOldest } from '../bounded.ts';
 import type { Appended, NewMessage, ReadMarker, StoredMessage } from '../hub/transcript.ts';
 
 /** Stores what the Hub writes; the transcript's reads stay elsewhere. */
@@ -253,10 +254,7 @@ export function keepSeqs(
     last.delete(room);
     last.set(room, seq);
   }
-  for (const room of last.keys()) {
-    if (last.size <= cap) break;
-    last.delete(room);
-  }
+  dropOldest(last, cap);
 }
 
 /**
