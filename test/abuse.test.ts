@@ -217,7 +217,7 @@ describe('connection limits', () => {
     expect(await upgradeStatus(`${s.url.replace('http', 'ws')}/ws?user=b&room=ops`)).toBe(503);
   });
 
-  it('closes consoles over the console limit at once, and the ones inside keep working', async () => {
+  it('closes consoles over the console limit at once, before their hello is heard, and the ones inside keep working', async () => {
     const s = await server({ CONSOLE_ROOM_MAX_CONSOLES: '1' });
     const inside = await consoleClient(s.consolePort, {
       type: 'hello',
@@ -226,10 +226,32 @@ describe('connection limits', () => {
       protocol: 2,
     });
     await inside.waitFor((f) => f.type === 'welcome');
-    const outside = await consoleClient(s.consolePort);
-    await outside.closed;
+    const outside = await consoleClient(s.consolePort, {
+      type: 'hello',
+      room: 'ops',
+      user: 'outside',
+      protocol: 2,
+    });
+    const heard = await Promise.race([
+      outside.closed.then(() => 'closed'),
+      outside.waitFor((f) => f.type === 'welcome').then(() => 'welcomed'),
+    ]);
+    expect(heard).toBe('closed');
+    expect(outside.frames).toEqual([]);
+    expect(s.hub.roomSize('ops')).toBe(1);
     inside.send({ type: 'message', text: 'ok' });
     await inside.waitFor((f) => f.type === 'message');
+    // Its place is given back when it leaves.
+    inside.close();
+    await inside.closed;
+    await untilRoomSize(s, 'ops', 0);
+    const next = await consoleClient(s.consolePort, {
+      type: 'hello',
+      room: 'ops',
+      user: 'next',
+      protocol: 2,
+    });
+    await next.waitFor((f) => f.type === 'welcome');
   });
 });
 

@@ -67,7 +67,9 @@ export class ConnectionLimit {
   /** Count a connection if the limits allow it; whether they did. Each take is given back once. */
   take(key: string): boolean {
     if (this.why(key)) return false;
-    this.#shared?.set(key, this.#count(key));
+    // Counted apart from the call: `shared?.set(key, count(key))` would skip the count without a cluster.
+    const count = this.#count(key);
+    this.#shared?.set(key, count);
     return true;
   }
 
