@@ -1,7 +1,10 @@
 // Whether the process may open as many descriptors as its connection limits allow: each browser and
-// each console holds one. A service manager's default (systemd: 1024) is far below the shipped
-// limits, and past it connections fail to be accepted; a start says so once.
+// each console holds one, and the browser door up to PAGE_CONNECTIONS more. Node raises its soft
+// limit to the hard one itself, so what counts is the hard limit: a container or shell that sets
+// 1,024 is far below the shipped limits, and past it connections fail to be accepted; a start says
+// so once.
 import type { Limits } from './config.ts';
+import { browserConnectionCap } from './doors/limits.ts';
 import type { Log } from './log.ts';
 
 /** Descriptors a server uses besides connections: database files, listening sockets, the writer. */
@@ -28,7 +31,7 @@ export function warnIfFewDescriptors(
   } catch {
     return;
   }
-  const needed = limits.maxBrowsers + limits.maxConsoles + OWN_DESCRIPTORS;
+  const needed = browserConnectionCap(limits) + limits.maxConsoles + OWN_DESCRIPTORS;
   if (limit === undefined || limit >= needed) return;
   log.warn('the descriptor limit is below what the connection limits allow', {
     limit,

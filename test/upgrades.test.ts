@@ -1,5 +1,6 @@
 // Upgrade requests from a hostile client: every one is answered and let go, so none can hold a
-// descriptor; a handshake that stalls is cut; and in dev mode only the server's own pages get in.
+// descriptor; a handshake that stalls is cut; bare connections are capped per address and in all;
+// and in dev mode only the server's own pages get in.
 import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -14,10 +15,10 @@ import { RefusalCode } from '../src/protocol/codes.ts';
 import { nodeRuntime } from '../src/web/node.ts';
 import type { Wiring } from '../src/web/start.ts';
 import { bareApp } from './helpers/app.ts';
-import { browserClient, ofType, upgradeStatus } from './helpers/clients.ts';
+import { browserClient, consoleClient, ofType, upgradeStatus } from './helpers/clients.ts';
 import { makePki } from './helpers/pki.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
-import { spawnServer } from './helpers/spawn.ts';
+import { spawnServer, untilOutput } from './helpers/spawn.ts';
 
 let server: TestServer;
 let cleanup: () => Promise<void>;
@@ -108,6 +109,158 @@ describe('connections that never finish a request', () => {
       }
     } finally {
       await tls.stop();
+      await tmp.cleanup();
+    }
+  }, 30_000);
+});
+
+describe('bare connections cannot take the server from everyone else', () => {
+  /** Open `n` TCP connections that send nothing; resolves once all are connected. */
+  const bare = (target: number, n: number): Promise<Socket[]> =>
+    Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const socket = connect({ port: target, host: '127.0.0.1' }, () => resolve(socket));
+            socket.once('error', reject);
+          }),
+      ),
+    );
+  const closed = (socket: Socket): Promise<void> =>
+    new Promise((resolve) => {
+      socket.on('error', () => {});
+      if (socket.destroyed) resolve();
+      else socket.once('close', () => resolve());
+    });
+  /** Whether the server closes the connection within `ms` (its 10 s header deadline is far longer). */
+  const closedWithin = (socket: Socket, ms: number): Promise<boolean> =>
+    Promise.race([
+      closed(socket).then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), ms)),
+    ]);
+  /** Upgrades until one is taken: a connection let go is given back when the server hears it close. */
+  const untilUpgraded = async (url: string): Promise<number> => {
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 101; i++) {
+      status = await upgradeStatus(url);
+      if (status !== 101) await new Promise((r) => setTimeout(r, 20));
+    }
+    return status;
+  };
+
+  it('one address that is not a trusted proxy holds at most twice its WebSocket limit; past it a connection is closed at once, and a place comes back when one closes', async () => {
+    const tmp = await tempDir();
+    const limited = await spawnServer(
+      ['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
+      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '5' },
+    );
+    try {
+      const target = Number(new URL(limited.url as string).port);
+      const held = await bare(target, 10);
+      const [over] = await bare(target, 1);
+      expect(await closedWithin(over as Socket, 3_000)).toBe(true);
+      // The ten are still open: the refusal took none of them.
+      expect(held.filter((s) => s.destroyed)).toEqual([]);
+      await untilOutput(
+        limited,
+        /browser connections refused: too many from one address remote=127\.0\.0\.1 limit=10/u,
+      );
+      held[0]?.destroy();
+      expect(await untilUpgraded(`ws://127.0.0.1:${target}/ws?user=back&room=lobby`)).toBe(101);
+      for (const s of held) s.destroy();
+    } finally {
+      await limited.stop();
+      await tmp.cleanup();
+    }
+  }, 20_000);
+
+  it('over TLS, an address gets its places back as its connections close', async () => {
+    const tmp = await tempDir();
+    const pki = makePki(tmp.dir);
+    const tls = await spawnServer(
+      [
+        ...['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
+        ...['--tls-cert', pki.certFile, '--tls-key', pki.keyFile],
+      ],
+      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '2' },
+    );
+    try {
+      const tlsPort = Number(new URL(tls.url as string).port);
+      const handshake = (): Promise<boolean> =>
+        new Promise((resolve) => {
+          const socket = tlsConnect({
+            port: tlsPort,
+            host: '127.0.0.1',
+            ca: pki.ca,
+            servername: 'localhost',
+          });
+          socket.once('secureConnect', () => {
+            socket.once('close', () => resolve(true));
+            socket.end();
+          });
+          socket.once('error', () => resolve(false));
+        });
+      // Four at a time (the most it may hold), five times: places that leaked would refuse the later ones.
+      for (let round = 0; round < 5; round++)
+        expect(await Promise.all([handshake(), handshake(), handshake(), handshake()])).toEqual([
+          true,
+          true,
+          true,
+          true,
+        ]);
+      expect(tls.output()).not.toContain('too many from one address');
+    } finally {
+      await tls.stop();
+      await tmp.cleanup();
+    }
+  }, 20_000);
+
+  it('connections from a trusted proxy are not held to that', async () => {
+    const tmp = await tempDir();
+    const proxied = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`], {
+      CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '5',
+    });
+    try {
+      const target = Number(new URL(proxied.url as string).port);
+      const held = await bare(target, 15);
+      // Accepted in order: once a later connection is answered, a refusal of any of the 15 would show.
+      expect(await upgradeStatus(`ws://127.0.0.1:${target}/ws?user=later&room=lobby`)).toBe(101);
+      expect(held.filter((s) => s.destroyed)).toEqual([]);
+      for (const s of held) s.destroy();
+    } finally {
+      await proxied.stop();
+      await tmp.cleanup();
+    }
+  }, 20_000);
+
+  it('the door holds at most its WebSocket limit and 1,024 more; past it a connection is closed at once while consoles keep getting in', async () => {
+    const tmp = await tempDir();
+    const small = await spawnServer(['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`], {
+      CONSOLE_ROOM_MAX_BROWSERS: '1',
+    });
+    try {
+      const target = Number(new URL(small.url as string).port);
+      const consolePort = Number(
+        /console door listening address=127\.0\.0\.1:(\d+)/u.exec(small.output())?.[1],
+      );
+      const held = await bare(target, 1 + 1024);
+      const [over] = await bare(target, 1);
+      expect(await closedWithin(over as Socket, 3_000)).toBe(true);
+      await untilOutput(small, /browser connections refused: the door holds all it may limit=1025/u);
+      const operator = await consoleClient(consolePort, {
+        type: 'hello',
+        room: 'ops',
+        user: 'operator',
+        protocol: 2,
+      });
+      await operator.waitFor((f) => f.type === 'welcome');
+      operator.close();
+      held[0]?.destroy();
+      expect(await untilUpgraded(`ws://127.0.0.1:${target}/ws?user=back&room=lobby`)).toBe(101);
+      for (const s of held) s.destroy();
+    } finally {
+      await small.stop();
       await tmp.cleanup();
     }
   }, 30_000);

@@ -16,6 +16,25 @@ export interface SharedCounts {
   set(key: string, count: number): void;
 }
 
+/**
+ * Connections the browser door holds besides its WebSockets: pages, API requests, and connections
+ * not yet at a request or an upgrade. With the WebSocket limit this bounds the door's descriptors,
+ * so a flood of bare connections cannot use up the process's and lock the console door out too.
+ */
+export const PAGE_CONNECTIONS = 1024;
+
+/** The most connections the browser door holds at once; more are closed as they come. */
+export const browserConnectionCap = (limits: { maxBrowsers: number }): number =>
+  limits.maxBrowsers + PAGE_CONNECTIONS;
+
+/**
+ * The most connections one directly connected address (not a trusted proxy) may hold to the browser
+ * door, WebSockets and the rest: its WebSockets' limit, and as many again for its pages, requests
+ * and handshakes. One address can then hold neither the descriptors nor the door's capacity.
+ */
+export const connectionsPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
+  2 * limits.maxBrowsersPerIp;
+
 /** Counts open connections in total and per key (a client address). */
 export class ConnectionLimit {
   readonly #maxTotal: number;

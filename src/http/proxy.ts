@@ -60,6 +60,8 @@ export interface Hop {
 export function clientInfo(isTrusted: Trusted, peer: PeerOf) {
   const hop = (c: Context): Hop => ({ ...peer(c), header: (name) => c.req.header(name) });
   const of = {
+    /** Whether a directly connected peer is a proxy whose forwarding headers are believed. */
+    trusted: isTrusted,
     /** The client's address, from a request at any stage (before a framework has seen it, too). */
     address(request: Hop): string {
       if (!isTrusted(request.address)) return request.address;

@@ -8,6 +8,7 @@ import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
+import { browserConnectionCap, ConnectionLimit, connectionsPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
 import type { Log } from '../log.ts';
@@ -215,6 +216,49 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
+/** How often at most a kind of refused connection is logged: a flood of them does not flood the log. */
+const REFUSALS_LOGGED_MS = 10_000;
+
+/**
+ * A warning for refused connections: the first at once, then at most one each REFUSALS_LOGGED_MS,
+ * saying how many more were refused since.
+ */
+function refusalWarning(log: Log, event: string): (fields: Record<string, string | number>) => void {
+  let quiet: ReturnType<typeof setTimeout> | undefined;
+  let more = 0;
+  let last: Record<string, string | number> = {};
+  const lapse = (): void => {
+    quiet = undefined;
+    if (more === 0) return;
+    log.warn(event, { ...last, more });
+    more = 0;
+    quiet = setTimeout(lapse, REFUSALS_LOGGED_MS);
+    quiet.unref();
+  };
+  return (fields) => {
+    last = fields;
+    if (quiet) {
+      more += 1;
+      return;
+    }
+    log.warn(event, fields);
+    quiet = setTimeout(lapse, REFUSALS_LOGGED_MS);
+    quiet.unref();
+  };
+}
+
+/** Where a connection counted against its address keeps that address. */
+const COUNTED = Symbol('counted address');
+type Counted = Socket & { [COUNTED]?: { limit: ConnectionLimit; address: string } };
+
+/** A counted connection closed (`this` is its socket; one listener for all, no closure each). */
+function giveBack(this: Counted): void {
+  const counted = this[COUNTED];
+  if (!counted) return;
+  this[COUNTED] = undefined;
+  counted.limit.give(counted.address);
+}
+
 /** For errors of a socket that its close handles (made once: a closure made per upgrade would keep the upgrade's scope alive). */
 function ignore(): void {}
 
@@ -273,11 +317,32 @@ async function listen(
       })
     : serve({ ...common, serverOptions: DEADLINES });
 
+  // The door holds at most its WebSockets' limit and PAGE_CONNECTIONS more, and one address that is
+  // not a trusted proxy at most connectionsPerAddress (its WebSockets included): past either, a new
+  // connection is closed as it comes. Bare connections can then take neither the descriptors both
+  // doors need nor everyone else's way in.
+  server.maxConnections = browserConnectionCap(options.limits);
+  const full = refusalWarning(log, 'browser connections refused: the door holds all it may');
+  server.on('drop', () => full({ limit: server.maxConnections }));
+  const perAddress = new ConnectionLimit(Number.POSITIVE_INFINITY, connectionsPerAddress(options.limits));
+  const crowded = refusalWarning(log, 'browser connections refused: too many from one address');
+  server.on('connection', (socket: Counted) => {
+    const address = socket.remoteAddress ?? '';
+    if (wiring.client.trusted(address)) return;
+    if (!perAddress.take(address)) {
+      crowded({ remote: address, limit: connectionsPerAddress(options.limits) });
+      socket.destroy();
+      return;
+    }
+    socket[COUNTED] = { limit: perAddress, address };
+    socket.on('close', giveBack);
+  });
+
   // A connection that has sent no request by the deadline is cut (Node's own clock starts at the
   // first byte): connections wait here, oldest first, until their first request or upgrade.
   const unspoken = new Map<Socket, number>();
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
+    if (!socket.destroyed) unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
   });
   server.on('request', (request: IncomingMessage) => unspoken.delete(request.socket));
   const silence = setInterval(() => {
