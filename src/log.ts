@@ -66,6 +66,37 @@ export function createLog(level: LogLevel, write: (line: string) => void): Log {
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
+/** How often at most a throttled warning is repeated. */
+export const WARNING_EVERY_MS = 10_000;
+
+/**
+ * A warning for something that may come in floods (refused connections): the first at once, then
+ * at most one each WARNING_EVERY_MS with the latest fields and how many more came since.
+ */
+export function throttledWarning(log: Log, event: string): (fields: LogFields) => void {
+  let quiet: ReturnType<typeof setTimeout> | undefined;
+  let more = 0;
+  let last: LogFields = {};
+  const lapse = (): void => {
+    quiet = undefined;
+    if (more === 0) return;
+    log.warn(event, { ...last, more });
+    more = 0;
+    quiet = setTimeout(lapse, WARNING_EVERY_MS);
+    (quiet as { unref?: () => void }).unref?.();
+  };
+  return (fields) => {
+    last = fields;
+    if (quiet) {
+      more += 1;
+      return;
+    }
+    log.warn(event, fields);
+    quiet = setTimeout(lapse, WARNING_EVERY_MS);
+    (quiet as { unref?: () => void }).unref?.();
+  };
+}
+
 /** A logger that drops everything (for tests and embedding). */
 export const silentLog: Log = createLog('silent', () => {});
 

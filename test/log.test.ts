@@ -1,6 +1,6 @@
 // The server's log lines: one per event, `TIMESTAMP LEVEL event key=value…`, at or above the level set.
-import { describe, expect, it } from 'vitest';
-import { batchedWriter, createLog } from '../src/log.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { batchedWriter, createLog, throttledWarning, WARNING_EVERY_MS } from '../src/log.ts';
 
 describe('log lines', () => {
   it('are the time, the level and the event, then each field as key=value, quoted only when it must be', () => {
@@ -49,5 +49,34 @@ describe('log lines', () => {
     expect(writes[0]).toMatch(/ info {2}one\n.* info {2}two\n$/u);
     log.error('boom');
     expect(writes).toHaveLength(2);
+  });
+});
+
+describe('a warning that may come in floods', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('is written at once, then at most once each 10 s with how many more came, and at once again after a quiet spell', () => {
+    vi.useFakeTimers();
+    const lines: string[] = [];
+    const warn = throttledWarning(
+      createLog('info', (line) => lines.push(line)),
+      'console refused: connection limit reached',
+    );
+    for (let port = 1; port <= 1000; port++) warn({ remote: `127.0.0.1:${port}`, limit: 5 });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /warn {2}console refused: connection limit reached remote=127\.0\.0\.1:1 limit=5$/u,
+    );
+    vi.advanceTimersByTime(WARNING_EVERY_MS);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/remote=127\.0\.0\.1:1000 limit=5 more=999$/u);
+    // Nothing more came: the next window says nothing, and the one after that is written at once.
+    vi.advanceTimersByTime(WARNING_EVERY_MS);
+    expect(lines).toHaveLength(2);
+    warn({ remote: '127.0.0.1:1001', limit: 5 });
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toMatch(/remote=127\.0\.0\.1:1001 limit=5$/u);
   });
 });

@@ -4,7 +4,7 @@ import type { Challenge, ConsoleIdentity, HelloVerdict, LiveConsole } from '../a
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
-import type { Log } from '../log.ts';
+import { type Log, throttledWarning } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
@@ -100,10 +100,13 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
   // No TCP keepalive: the door listens on loopback only, where the other end (sshd, or a local
   // client) cannot vanish without its kernel closing the socket; keepalive cost four setsockopt
   // calls per console. A silent opted-in console is ended by the heartbeat.
+  // One line at once, then one each 10 s with how many more: a flood past the limit does not flood the log.
+  const refused = throttledWarning(log, 'console refused: connection limit reached');
   const server: Server = createServer({ noDelay: true }, (socket) => {
     if (!door.limit.take(CONSOLE)) {
-      log.warn('console refused: connection limit reached', {
+      refused({
         remote: `${socket.remoteAddress}:${socket.remotePort}`,
+        limit: door.options.maxConnections ?? DEFAULT_LIMITS.maxConsoles,
       });
       socket.destroy();
       return;

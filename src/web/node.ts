@@ -11,7 +11,7 @@ import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
 import { browserConnectionCap, ConnectionLimit, connectionsPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
-import type { Log } from '../log.ts';
+import { type Log, throttledWarning } from '../log.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
 import { tcpSocketOf } from './library-internals.ts';
@@ -216,37 +216,6 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** How often at most a kind of refused connection is logged: a flood of them does not flood the log. */
-const REFUSALS_LOGGED_MS = 10_000;
-
-/**
- * A warning for refused connections: the first at once, then at most one each REFUSALS_LOGGED_MS,
- * saying how many more were refused since.
- */
-function refusalWarning(log: Log, event: string): (fields: Record<string, string | number>) => void {
-  let quiet: ReturnType<typeof setTimeout> | undefined;
-  let more = 0;
-  let last: Record<string, string | number> = {};
-  const lapse = (): void => {
-    quiet = undefined;
-    if (more === 0) return;
-    log.warn(event, { ...last, more });
-    more = 0;
-    quiet = setTimeout(lapse, REFUSALS_LOGGED_MS);
-    quiet.unref();
-  };
-  return (fields) => {
-    last = fields;
-    if (quiet) {
-      more += 1;
-      return;
-    }
-    log.warn(event, fields);
-    quiet = setTimeout(lapse, REFUSALS_LOGGED_MS);
-    quiet.unref();
-  };
-}
-
 /** Where a connection counted against its address keeps that address. */
 const COUNTED = Symbol('counted address');
 type Counted = Socket & { [COUNTED]?: { limit: ConnectionLimit; address: string } };
@@ -322,10 +291,10 @@ async function listen(
   // connection is closed as it comes. Bare connections can then take neither the descriptors both
   // doors need nor everyone else's way in.
   server.maxConnections = browserConnectionCap(options.limits);
-  const full = refusalWarning(log, 'browser connections refused: the door holds all it may');
+  const full = throttledWarning(log, 'browser connections refused: the door holds all it may');
   server.on('drop', () => full({ limit: server.maxConnections }));
   const perAddress = new ConnectionLimit(Number.POSITIVE_INFINITY, connectionsPerAddress(options.limits));
-  const crowded = refusalWarning(log, 'browser connections refused: too many from one address');
+  const crowded = throttledWarning(log, 'browser connections refused: too many from one address');
   server.on('connection', (socket: Counted) => {
     const address = socket.remoteAddress ?? '';
     if (wiring.client.trusted(address)) return;
