@@ -136,6 +136,13 @@ describe('browser door: input at the door', () => {
     });
   });
 
+  it('answers a history page of up to 200 messages over HTTP, and 400 for more', async () => {
+    expect((await fetch(`${server.url}/api/rooms/ops/messages?limit=200`)).status).toBe(200);
+    const over = await fetch(`${server.url}/api/rooms/ops/messages?limit=201`);
+    expect(over.status).toBe(400);
+    expect(await over.json()).toMatchObject({ error: { code: 'bad_query' } });
+  });
+
   it('explains a refusal in a JSON body, and answers a plain GET with 426', async () => {
     // Browsers cannot read the body of a refused upgrade, but scripts and operators can.
     const res = await bareApp().app.request('/ws?user=alice', { headers: { upgrade: 'websocket' } });

@@ -119,6 +119,18 @@ describe('LineSplitter', () => {
     expect(split.lines).toEqual([]);
   });
 
+  it('reports a line one byte over the cap as overflow when its newline comes in the same chunk', () => {
+    const whole = new Uint8Array(CAP + 2).fill(0x61);
+    whole[CAP + 1] = 0x0a;
+    expect(new LineSplitter(CAP).push(whole).overflow).toBe(true);
+    // The cap reached in one chunk, the byte past it and the newline in the next.
+    const splitter = new LineSplitter(CAP);
+    expect(splitter.push(new Uint8Array(CAP).fill(0x61)).overflow).toBe(false);
+    const split = splitter.push(bytes('x\n'));
+    expect(split.overflow).toBe(true);
+    expect(split.lines).toEqual([]);
+  });
+
   it('reports overflow when the cap is passed across several chunks', () => {
     const splitter = new LineSplitter(CAP);
     expect(splitter.push(new Uint8Array(CAP - 10).fill(0x61)).overflow).toBe(false);
