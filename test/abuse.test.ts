@@ -538,6 +538,29 @@ describe('refused frames, with the shipped defaults', () => {
     }
   }, 30_000);
 
+  it('a console that is answered before its hello and never reads is closed once what waits for it passes the unsent limit', async () => {
+    const tmp = await tempDir();
+    cleanups.push(tmp.cleanup);
+    // The unsent limit under test is small; the rate is lifted so its answers pile up within seconds
+    // (at the shipped 50 a second they would take many minutes to fill the kernel's buffers).
+    const spawned = await spawnServer(['--ndjson-only', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`], {
+      CONSOLE_ROOM_MAX_UNSENT: '65536',
+      CONSOLE_ROOM_RATE_BURST: '1000000',
+      CONSOLE_ROOM_RATE_PER_SECOND: '1000000',
+    });
+    try {
+      const attacker = await consoleClient(spawned.consolePort);
+      attacker.socket.pause();
+      attacker.raw(`${JSON.stringify({ type: 'x', protocol: 2 })}\n`);
+      // 256k bad lines, each answered with an error frame of about 100 bytes: 25 MB, never read.
+      const junk = 'x\n'.repeat(1 << 16);
+      for (let i = 0; i < 4; i++) attacker.raw(junk);
+      await untilOutput(spawned, /console closed: it does not read what it is sent/u);
+    } finally {
+      await spawned.stop();
+    }
+  }, 30_000);
+
   it('a browser sending bad frames is slowed to the rate: error frames come no faster than the frames are taken', async () => {
     const s = await server({});
     const bad = await browserClient(s.url, 'bad', 'ops');
