@@ -3,7 +3,7 @@
 // and in dev mode only the server's own pages get in.
 import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, parseCommand } from '../src/config.ts';
 import { devOriginPolicy } from '../src/http/origins.ts';
@@ -149,7 +149,23 @@ describe('bare connections cannot take the server from everyone else', () => {
     return status;
   };
 
-  it('one address that is not a trusted proxy holds at most twice its WebSocket limit; past it a connection is closed at once, and a place comes back when one closes', async () => {
+  /** Send GET /healthz on `socket` (kept alive); resolves with the status line of the answer. */
+  const ask = (socket: Socket | TLSSocket): Promise<string> =>
+    new Promise((resolve) => {
+      let answer = '';
+      const onData = (chunk: Buffer): void => {
+        answer += chunk.toString('latin1');
+        if (!answer.includes('\r\n')) return;
+        socket.off('data', onData);
+        resolve(answer.split('\r\n')[0] ?? '');
+      };
+      socket.on('data', onData);
+      socket.once('close', () => resolve(answer.split('\r\n')[0] ?? ''));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    });
+  const WAITING = 64; // the floor of the per-address count, above CONSOLE_ROOM_MAX_BROWSERS_PER_IP=5
+
+  it('an address that is not a trusted proxy may hold 64 connections that have not sent a request; the next is closed at once, and one that sends a request gives its place back', async () => {
     const tmp = await tempDir();
     const limited = await spawnServer(
       ['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
@@ -157,25 +173,29 @@ describe('bare connections cannot take the server from everyone else', () => {
     );
     try {
       const target = Number(new URL(limited.url as string).port);
-      const held = await bare(target, 10);
+      // Connections that have been answered (a page's, kept alive) do not count.
+      const answered = await bare(target, WAITING);
+      expect(new Set(await Promise.all(answered.map(ask)))).toEqual(new Set(['HTTP/1.1 200 OK']));
+      const held = await bare(target, WAITING);
       const [over] = await bare(target, 1);
       expect(await closedWithin(over as Socket, 3_000)).toBe(true);
-      // The ten are still open: the refusal took none of them.
-      expect(held.filter((s) => s.destroyed)).toEqual([]);
+      expect([...answered, ...held].filter((s) => s.destroyed)).toEqual([]);
       await untilOutput(
         limited,
-        /browser connections refused: too many from one address remote=127\.0\.0\.1 limit=10/u,
+        /browser connections refused: too many waiting from one address remote=127\.0\.0\.1 limit=64/u,
       );
-      held[0]?.destroy();
-      expect(await untilUpgraded(`ws://127.0.0.1:${target}/ws?user=back&room=lobby`)).toBe(101);
-      for (const s of held) s.destroy();
+      // One of them asks: its place goes back, and a new connection is served.
+      expect(await ask(held[0] as Socket)).toBe('HTTP/1.1 200 OK');
+      const [next] = await bare(target, 1);
+      expect(await ask(next as Socket)).toBe('HTTP/1.1 200 OK');
+      for (const s of [...answered, ...held, next as Socket]) s.destroy();
     } finally {
       await limited.stop();
       await tmp.cleanup();
     }
   }, 20_000);
 
-  it('over TLS, an address gets its places back as its connections close', async () => {
+  it('over TLS the count runs from connecting through the handshake to the first request', async () => {
     const tmp = await tempDir();
     const pki = makePki(tmp.dir);
     const tls = await spawnServer(
@@ -183,11 +203,11 @@ describe('bare connections cannot take the server from everyone else', () => {
         ...['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
         ...['--tls-cert', pki.certFile, '--tls-key', pki.keyFile],
       ],
-      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '2' },
+      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '5' },
     );
     try {
       const tlsPort = Number(new URL(tls.url as string).port);
-      const handshake = (): Promise<boolean> =>
+      const handshake = (): Promise<TLSSocket | undefined> =>
         new Promise((resolve) => {
           const socket = tlsConnect({
             port: tlsPort,
@@ -195,21 +215,21 @@ describe('bare connections cannot take the server from everyone else', () => {
             ca: pki.ca,
             servername: 'localhost',
           });
-          socket.once('secureConnect', () => {
-            socket.once('close', () => resolve(true));
-            socket.end();
-          });
-          socket.once('error', () => resolve(false));
+          socket.once('secureConnect', () => resolve(socket));
+          socket.once('error', () => resolve(undefined));
         });
-      // Four at a time (the most it may hold), five times: places that leaked would refuse the later ones.
-      for (let round = 0; round < 5; round++)
-        expect(await Promise.all([handshake(), handshake(), handshake(), handshake()])).toEqual([
-          true,
-          true,
-          true,
-          true,
-        ]);
-      expect(tls.output()).not.toContain('too many from one address');
+      const first = await Promise.all(Array.from({ length: WAITING }, handshake));
+      expect(first.filter((s) => s === undefined)).toEqual([]);
+      // Handshaken but silent, they all count: a bare TCP connection past them is closed at once.
+      const [over] = await bare(tlsPort, 1);
+      expect(await closedWithin(over as Socket, 3_000)).toBe(true);
+      // Each asks once: every place goes back, and as many new connections get through their handshake.
+      expect(new Set(await Promise.all((first as TLSSocket[]).map(ask)))).toEqual(
+        new Set(['HTTP/1.1 200 OK']),
+      );
+      const second = await Promise.all(Array.from({ length: WAITING }, handshake));
+      expect(second.filter((s) => s === undefined)).toEqual([]);
+      for (const s of [...first, ...second]) s?.destroy();
     } finally {
       await tls.stop();
       await tmp.cleanup();
@@ -223,8 +243,8 @@ describe('bare connections cannot take the server from everyone else', () => {
     });
     try {
       const target = Number(new URL(proxied.url as string).port);
-      const held = await bare(target, 15);
-      // Accepted in order: once a later connection is answered, a refusal of any of the 15 would show.
+      const held = await bare(target, WAITING + 16);
+      // Accepted in order: once a later connection is answered, a refusal of any of them would show.
       expect(await upgradeStatus(`ws://127.0.0.1:${target}/ws?user=later&room=lobby`)).toBe(101);
       expect(held.filter((s) => s.destroyed)).toEqual([]);
       for (const s of held) s.destroy();

@@ -312,7 +312,7 @@ export const SETTINGS = {
     default: '20000',
     schema: Count,
     help: 'open browser connections in total',
-    doc: 'open browser connections; more are refused with HTTP 503. The door holds at most 1,024 connections more than this of any kind (pages, requests, connections yet to send one); past that a new connection is closed as it comes',
+    doc: 'open browser connections; more are refused with HTTP 503. On Node the door also holds at most 1,024 connections more than this of any kind (pages, requests, connections yet to send one); past that a new connection is closed as it comes',
     table: 'limits',
   },
   maxBrowsersPerIp: {
@@ -320,7 +320,7 @@ export const SETTINGS = {
     default: '100',
     schema: Count,
     help: 'open browser connections per client address',
-    doc: 'open browser connections per client address (through trusted proxies); more get 503. An address connected directly (not a `--trust-proxy` one) may hold twice this many connections of any kind; past that a new one is closed as it comes',
+    doc: 'open browser connections per client address (through trusted proxies); more get 503. On Node an address connected directly (not a `--trust-proxy` one) may also hold at most this many connections that have not sent a request yet (over TLS: through the handshake), and at least 64; past that a new one is closed as it comes',
     table: 'limits',
   },
   maxConsoles: {

@@ -28,12 +28,14 @@ export const browserConnectionCap = (limits: { maxBrowsers: number }): number =>
   limits.maxBrowsers + PAGE_CONNECTIONS;
 
 /**
- * The most connections one directly connected address (not a trusted proxy) may hold to the browser
- * door, WebSockets and the rest: its WebSockets' limit, and as many again for its pages, requests
- * and handshakes. One address can then hold neither the descriptors nor the door's capacity.
+ * The most connections one directly connected address (not a trusted proxy) may hold open that have
+ * not yet sent a request (over TLS: from connecting, through the handshake, to the first request): its
+ * WebSockets' limit, and at least 64, so a browser's parallel page loads behind one address always
+ * fit. A connection that has sent a request no longer counts; kept alive, it goes after 5 s idle. One
+ * address can then hold neither the descriptors nor the door's capacity with bare connections.
  */
-export const connectionsPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
-  2 * limits.maxBrowsersPerIp;
+export const waitingPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
+  Math.max(limits.maxBrowsersPerIp, 64);
 
 /** Counts open connections in total and per key (a client address). */
 export class ConnectionLimit {

@@ -8,13 +8,13 @@ import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
-import { browserConnectionCap, ConnectionLimit, connectionsPerAddress } from '../doors/limits.ts';
+import { browserConnectionCap, ConnectionLimit, waitingPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
 import { type Log, throttledWarning } from '../log.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
-import { tcpSocketOf } from './library-internals.ts';
+import { tcpSocketOf, tcpSocketUnder } from './library-internals.ts';
 import {
   type Listening,
   startWebOn,
@@ -216,17 +216,9 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** Where a connection counted against its address keeps that address. */
-const COUNTED = Symbol('counted address');
-type Counted = Socket & { [COUNTED]?: { limit: ConnectionLimit; address: string } };
-
-/** A counted connection closed (`this` is its socket; one listener for all, no closure each). */
-function giveBack(this: Counted): void {
-  const counted = this[COUNTED];
-  if (!counted) return;
-  this[COUNTED] = undefined;
-  counted.limit.give(counted.address);
-}
+/** Where a connection counted against its address until its first request keeps that address. */
+const WAITING = Symbol('waiting address');
+type Waiting = Socket & { [WAITING]?: string };
 
 /** For errors of a socket that its close handles (made once: a closure made per upgrade would keep the upgrade's scope alive). */
 function ignore(): void {}
@@ -286,25 +278,36 @@ async function listen(
       })
     : serve({ ...common, serverOptions: DEADLINES });
 
-  // The door holds at most its WebSockets' limit and PAGE_CONNECTIONS more, and one address that is
-  // not a trusted proxy at most connectionsPerAddress (its WebSockets included): past either, a new
-  // connection is closed as it comes. Bare connections can then take neither the descriptors both
-  // doors need nor everyone else's way in.
+  // The door holds at most its WebSockets' limit and PAGE_CONNECTIONS more, and an address that is
+  // not a trusted proxy at most waitingPerAddress connections that have not sent a request yet: past
+  // either, a new connection is closed as it comes. Bare connections can then take neither the
+  // descriptors both doors need nor everyone else's way in; page loads and WebSockets, which send
+  // their request at once, are not held back by the second.
   server.maxConnections = browserConnectionCap(options.limits);
   const full = throttledWarning(log, 'browser connections refused: the door holds all it may');
   server.on('drop', () => full({ limit: server.maxConnections }));
-  const perAddress = new ConnectionLimit(Number.POSITIVE_INFINITY, connectionsPerAddress(options.limits));
-  const crowded = throttledWarning(log, 'browser connections refused: too many from one address');
-  server.on('connection', (socket: Counted) => {
+  const waitingLimit = waitingPerAddress(options.limits);
+  const waiting = new ConnectionLimit(Number.POSITIVE_INFINITY, waitingLimit);
+  const crowded = throttledWarning(log, 'browser connections refused: too many waiting from one address');
+  /** A counted connection sent its first request, or closed (`this` is its TCP socket): its place goes back. */
+  function spoke(this: Waiting): void {
+    const address = this[WAITING];
+    if (address === undefined) return;
+    this[WAITING] = undefined;
+    this.off('close', spoke);
+    waiting.give(address);
+  }
+  // Before Node's own listener: a refused connection gets no HTTP parser or TLS state made for it.
+  server.prependListener('connection', (socket: Waiting) => {
     const address = socket.remoteAddress ?? '';
     if (wiring.client.trusted(address)) return;
-    if (!perAddress.take(address)) {
-      crowded({ remote: address, limit: connectionsPerAddress(options.limits) });
+    if (!waiting.take(address)) {
+      crowded({ remote: address, limit: waitingLimit });
       socket.destroy();
       return;
     }
-    socket[COUNTED] = { limit: perAddress, address };
-    socket.on('close', giveBack);
+    socket[WAITING] = address;
+    socket.on('close', spoke);
   });
 
   // A connection that has sent no request by the deadline is cut (Node's own clock starts at the
@@ -313,7 +316,10 @@ async function listen(
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     if (!socket.destroyed) unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
   });
-  server.on('request', (request: IncomingMessage) => unspoken.delete(request.socket));
+  server.on('request', (request: IncomingMessage) => {
+    unspoken.delete(request.socket);
+    spoke.call(tcpSocketUnder(request.socket));
+  });
   const silence = setInterval(() => {
     const now = performance.now();
     for (const [socket, deadline] of unspoken) {
@@ -330,6 +336,7 @@ async function listen(
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     unspoken.delete(socket);
+    spoke.call(tcpSocketUnder(socket));
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
