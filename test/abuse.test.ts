@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { DEFAULT_LIMITS } from '../src/config.ts';
 import { CloseCode, ErrorCode, NoticeCode } from '../src/protocol/codes.ts';
 import {
+  type BrowserClient,
   barrier,
   browserClient,
   type ConsoleClient,
@@ -43,6 +44,40 @@ async function server(env: Record<string, string>): Promise<TestServer> {
   const s = await startTestServer(`${tmp.dir}/room.db`, [], env);
   running.push(s);
   return s;
+}
+
+/** Burst size and count of the load below: 4 senders × 200 messages of 16,000 characters. */
+const LOADED = { senders: 4, each: 200 };
+
+/**
+ * A room `ops` with a reading browser and one that has stopped reading, then 12.8 MB sent into it by
+ * four consoles within their bursts: far past 1 MiB and what the kernel buffers for the stopped one.
+ */
+async function loadedRoom(
+  s: TestServer,
+  stopped: string,
+): Promise<{ reader: BrowserClient; paused: BrowserClient }> {
+  const reader = await browserClient(s.url, 'reader', 'ops');
+  await reader.waitFor((f) => f.type === 'welcome');
+  const paused = await browserClient(s.url, stopped, 'ops');
+  await paused.waitFor((f) => f.type === 'welcome');
+  (paused.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const senders = await Promise.all(
+    Array.from({ length: LOADED.senders }, async (_, n) => {
+      const sender = await consoleClient(s.consolePort, {
+        type: 'hello',
+        room: 'ops',
+        user: `sender${n}`,
+        protocol: 2,
+      });
+      await sender.waitFor((f) => f.type === 'welcome');
+      return sender;
+    }),
+  );
+  const body = 'x'.repeat(16_000);
+  for (const [n, sender] of senders.entries())
+    for (let i = 0; i < LOADED.each; i++) sender.send({ type: 'message', text: `${n} ${i} ${body}` });
+  return { reader, paused };
 }
 
 describe('flood control, with the shipped defaults', () => {
@@ -332,30 +367,13 @@ describe('limits set in the environment reach the doors', () => {
 
   it('CONSOLE_ROOM_MAX_UNSENT: a browser that stops reading is kept while what waits for it is under a raised limit', async () => {
     const s = await server({ CONSOLE_ROOM_MAX_UNSENT: String(64 * 1024 * 1024) });
-    const reader = await browserClient(s.url, 'reader', 'ops');
-    await reader.waitFor((f) => f.type === 'welcome');
-    const paused = await browserClient(s.url, 'paused', 'ops');
-    await paused.waitFor((f) => f.type === 'welcome');
-    (paused.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    // 12.8 MB: past the shipped 1 MiB and what the kernel buffers (the slow-consumer test below is
-    // disconnected by the same load), within 64 MiB.
-    const senders = await Promise.all(
-      [0, 1, 2, 3].map(async (n) => {
-        const sender = await consoleClient(s.consolePort, {
-          type: 'hello',
-          room: 'ops',
-          user: `s${n}`,
-          protocol: 2,
-        });
-        await sender.waitFor((f) => f.type === 'welcome');
-        return sender;
-      }),
-    );
-    const body = 'x'.repeat(16_000);
-    for (const [n, sender] of senders.entries())
-      for (let i = 0; i < 200; i++) sender.send({ type: 'message', text: `${n} ${i} ${body}` });
-    for (const n of [0, 1, 2, 3])
-      await reader.waitFor((f) => f.type === 'message' && String(f.text).startsWith(`${n} 199 `), 30_000);
+    // The load the slow-consumer test below is disconnected by, within 64 MiB.
+    const { reader, paused } = await loadedRoom(s, 'paused');
+    for (let n = 0; n < LOADED.senders; n++)
+      await reader.waitFor(
+        (f) => f.type === 'message' && String(f.text).startsWith(`${n} ${LOADED.each - 1} `),
+        30_000,
+      );
     expect(paused.ws.readyState).toBe(WebSocket.OPEN);
     expect(
       ofType(reader.frames, 'presence').filter((f) => f.user === 'paused' && f.status === 'away'),
@@ -366,40 +384,20 @@ describe('limits set in the environment reach the doors', () => {
 describe('slow consumers', () => {
   it('disconnects a browser that stops reading (4008) while the others keep receiving everything', async () => {
     const s = await server({ CONSOLE_ROOM_MAX_UNSENT: String(256 * 1024) });
-    const reader = await browserClient(s.url, 'reader', 'ops');
-    await reader.waitFor((f) => f.type === 'welcome');
-    const laggard = await browserClient(s.url, 'laggard', 'ops');
-    await laggard.waitFor((f) => f.type === 'welcome');
-    (laggard.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    // 12.8 MB, far past the bound plus what the kernel buffers, from four senders within their bursts.
-    const senders = await Promise.all(
-      [0, 1, 2, 3].map(async (n) => {
-        const sender = await consoleClient(s.consolePort, {
-          type: 'hello',
-          room: 'ops',
-          user: `sender${n}`,
-          protocol: 2,
-        });
-        await sender.waitFor((f) => f.type === 'welcome');
-        return sender;
-      }),
-    );
-    const body = 'x'.repeat(16_000);
-    const each = 200;
-    for (const [n, sender] of senders.entries())
-      for (let i = 0; i < each; i++) sender.send({ type: 'message', text: `${n} ${i} ${body}` });
+    const { reader } = await loadedRoom(s, 'laggard');
+    const { senders, each } = LOADED;
     await reader.waitFor((f) => f.type === 'presence' && f.user === 'laggard' && f.status === 'away', 20_000);
-    for (let n = 0; n < senders.length; n++)
+    for (let n = 0; n < senders; n++)
       await reader.waitFor(
         (f) => f.type === 'message' && String(f.text).startsWith(`${n} ${each - 1} `),
         20_000,
       );
     const got = ofType(reader.frames, 'message').map((f) => String(f.text).split(' ', 2).join(' '));
-    for (let n = 0; n < senders.length; n++)
+    for (let n = 0; n < senders; n++)
       expect(got.filter((t) => t.startsWith(`${n} `))).toEqual(
         Array.from({ length: each }, (_, i) => `${n} ${i}`),
       );
-    expect(s.hub.roomSize('ops')).toBe(1 + senders.length);
+    expect(s.hub.roomSize('ops')).toBe(1 + senders);
   }, 40_000);
 
   it('disconnects a console that stops reading', async () => {
