@@ -215,10 +215,13 @@ export class RedisBus implements ClusterBus {
   async start(listener: ClusterListener): Promise<void> {
     this.#listener = listener;
     this.#up = true;
-    // Publishes fail quietly while Redis is away; the subscriber's connection says whether events flow.
-    this.#pub.on('error', () => {});
+    // Either connection lost, Redis is away: events are missed, or what this node writes is dropped
+    // (the publishing connection queues nothing while it is away). Both must be back before the
+    // lost removals are made and what this node holds is written again: with only the subscriber
+    // back, those writes would be dropped too and the node's stale fields kept for good.
+    this.#pub.on('error', (error: unknown) => this.#down(error));
     this.#sub.on('error', (error: unknown) => this.#down(error));
-    // The subscriber's connection decides: while it is down, events are being missed.
+    this.#pub.on('ready', () => this.#ready());
     this.#sub.on('ready', () => this.#ready());
     await this.#sub.subscribe(ALL, (message) => this.#receive(message));
     this.#heartbeat();
@@ -511,7 +514,7 @@ export class RedisBus implements ClusterBus {
   }
 
   #ready(): void {
-    if (this.#up || this.#closed || !this.#listener) return;
+    if (this.#up || this.#closed || !this.#listener || !this.#pub.isReady || !this.#sub.isReady) return;
     this.#up = true;
     this.#log.info('cluster: Redis connection back');
     // Everyone heard meanwhile is fresh again from now: a node that died meanwhile stays silent.
