@@ -139,4 +139,45 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
       await proxy.close();
     }
   });
+
+  it('the publishing connection lost alone counts as Redis away: what went missing meanwhile is made once it is back', async () => {
+    const proxy = await tcpProxy(Number(new URL(redis.url).port));
+    const up: boolean[] = [];
+    const bus = await RedisBus.connect(`redis://127.0.0.1:${proxy.port}`, silentLog);
+    await bus.start({ ...quiet, connection: (isUp) => up.push(isUp) });
+    buses.push(bus);
+    const limit = new ConnectionLimit(10_000, LIMIT, bus.addresses);
+    const presence = async (): Promise<Record<string, string>> => admin.hGetAll('runspec-room:presence:ops');
+    try {
+      const release = await limit.acquireShared(ADDRESS);
+      bus.setPresence('ops', 'x', { c: 1, b: 0, s: 'available', at: Date.now() });
+      await until(async () => (await held())[bus.node] === '1', "the node's count");
+      await until(async () => Object.keys(await presence()).length === 1, "the node's presence");
+      // Only the publishing connection (the one not subscribed) is killed, and it cannot come back
+      // until released; the subscriber stays up throughout.
+      const own = Number(await admin.sendCommand(['CLIENT', 'ID']));
+      const clients = String(await admin.sendCommand(['CLIENT', 'LIST']))
+        .trim()
+        .split('\n');
+      const publishing = clients
+        .map((line) =>
+          Object.fromEntries(line.split(' ').map((pair) => pair.split('=', 2) as [string, string])),
+        )
+        .filter((c) => Number(c.id) !== own && c.sub === '0' && c.psub === '0');
+      expect(publishing).toHaveLength(1);
+      proxy.hold();
+      await admin.sendCommand(['CLIENT', 'KILL', 'ID', String(publishing[0]?.id)]);
+      await until(async () => up.includes(false), 'the bus to see Redis gone');
+      if (typeof release === 'function') release();
+      bus.setPresence('ops', 'x', null);
+      proxy.release();
+      await until(async () => up.at(-1) === true, 'the bus to be back');
+      await until(
+        async () => (await held())[bus.node] === undefined && Object.keys(await presence()).length === 0,
+        'the lost removals made',
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
 });
