@@ -328,7 +328,7 @@ export const SETTINGS = {
     default: '20000',
     schema: Count,
     help: 'open console connections in total',
-    doc: 'open console connections; more are closed at once, with a log line',
+    doc: 'open console connections; more are closed at once, before their hello is read, with a log line (then one each 10 s while it lasts, saying how many more)',
     table: 'limits',
   },
   maxRooms: {
