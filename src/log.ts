@@ -77,23 +77,22 @@ export function throttledWarning(log: Log, event: string): (fields: LogFields) =
   let quiet: ReturnType<typeof setTimeout> | undefined;
   let more = 0;
   let last: LogFields = {};
-  const lapse = (): void => {
-    quiet = undefined;
-    if (more === 0) return;
-    log.warn(event, { ...last, more });
-    more = 0;
-    quiet = setTimeout(lapse, WARNING_EVERY_MS);
-    (quiet as { unref?: () => void }).unref?.();
-  };
-  return (fields) => {
-    last = fields;
-    if (quiet) {
-      more += 1;
-      return;
-    }
+  /** Write a line, and keep quiet for the next WARNING_EVERY_MS. */
+  const say = (fields: LogFields): void => {
     log.warn(event, fields);
     quiet = setTimeout(lapse, WARNING_EVERY_MS);
     (quiet as { unref?: () => void }).unref?.();
+  };
+  const lapse = (): void => {
+    quiet = undefined;
+    if (more === 0) return;
+    say({ ...last, more });
+    more = 0;
+  };
+  return (fields) => {
+    last = fields;
+    if (quiet) more += 1;
+    else say(fields);
   };
 }
 

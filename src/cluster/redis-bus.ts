@@ -493,8 +493,8 @@ export class RedisBus implements ClusterBus {
       );
     this.#send(ALL, { n: this.node, e: { t: 'beat' } });
     // Silent on the bus for too long (by this node's monotonic clock: only the time since it last
-    // heard counts, so a step of the wall clock changes nothing): its users are away here. Its fields in Redis go with the heartbeat that finds it
-    // silent by Redis's clock.
+    // heard counts, so a step of the wall clock changes nothing): its users are away here. Its
+    // fields in Redis go with the heartbeat that finds it silent by Redis's clock.
     for (const [node, at] of this.#heard) if (now - at > this.#lostAfterMs) this.#lost(node);
   }
 

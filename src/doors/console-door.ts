@@ -85,11 +85,12 @@ interface DoorState {
 /** Start listening; rejects with the listen error (for example EADDRINUSE). */
 export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<ConsoleDoor> {
   const { log } = options;
+  const maxConnections = options.maxConnections ?? DEFAULT_LIMITS.maxConsoles;
   const door: DoorState = {
     options,
     log,
     metrics: options.metrics ?? noMetrics,
-    limit: new ConnectionLimit(options.maxConnections ?? DEFAULT_LIMITS.maxConsoles),
+    limit: new ConnectionLimit(maxConnections),
     connections: new Set(),
     heartbeats: new Set(),
     maxUnsent: options.maxUnsentBytes ?? DEFAULT_LIMITS.maxUnsentBytes,
@@ -106,7 +107,7 @@ export async function startConsoleDoor(options: ConsoleDoorOptions): Promise<Con
     if (!door.limit.take(CONSOLE)) {
       refused({
         remote: `${socket.remoteAddress}:${socket.remotePort}`,
-        limit: door.options.maxConnections ?? DEFAULT_LIMITS.maxConsoles,
+        limit: maxConnections,
       });
       socket.destroy();
       return;

@@ -316,10 +316,12 @@ async function listen(
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     if (!socket.destroyed) unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
   });
-  server.on('request', (request: IncomingMessage) => {
-    unspoken.delete(request.socket);
-    spoke.call(tcpSocketUnder(request.socket));
-  });
+  /** A connection's first request (or upgrade) came: it is neither cut for silence nor counted as waiting. */
+  const spoken = (socket: Socket): void => {
+    unspoken.delete(socket);
+    spoke.call(tcpSocketUnder(socket));
+  };
+  server.on('request', (request: IncomingMessage) => spoken(request.socket));
   const silence = setInterval(() => {
     const now = performance.now();
     for (const [socket, deadline] of unspoken) {
@@ -335,8 +337,7 @@ async function listen(
   // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    unspoken.delete(socket);
-    spoke.call(tcpSocketUnder(socket));
+    spoken(socket);
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
