@@ -2842,15 +2842,20 @@ describe('read markers', () => {
     expect(again.frames.at(-1)).toMatchObject({ type: 'joined', room: 'ops', read: 4, unread: 1 });
   });
 
-  it('names kept as seen are bounded: the oldest, once written, is let go, and a whisper to it asks the store', async () => {
-    const hub = makeHub({ seenNames: 2 });
-    const bo = console2('bo');
-    await enter(hub, bo);
-    for (const name of ['old', 'mid', 'new']) {
+  /** Seed consoles under `names` connect and leave at once, in that order: each name is seen. */
+  const comeAndGo = (hub: Hub, names: readonly string[]): void => {
+    for (const name of names) {
       const peer = seed(name);
       hub.connect(peer);
       hub.disconnect(peer);
     }
+  };
+
+  it('names kept as seen are bounded: the oldest, once written, is let go, and a whisper to it asks the store', async () => {
+    const hub = makeHub({ seenNames: 2 });
+    const bo = console2('bo');
+    await enter(hub, bo);
+    comeAndGo(hub, ['old', 'mid', 'new']);
     // Names are written behind, within a second (the shipped interval).
     await vi.waitFor(() => expect([...transcript.names].sort()).toEqual(['bo', 'mid', 'new', 'old']), {
       timeout: 5000,
@@ -2869,11 +2874,7 @@ describe('read markers', () => {
     const hub = makeHub({ seenNames: 2 });
     const bo = console2('bo');
     await enter(hub, bo);
-    for (const name of ['old', 'mid', 'new']) {
-      const peer = seed(name);
-      hub.connect(peer);
-      hub.disconnect(peer);
-    }
+    comeAndGo(hub, ['old', 'mid', 'new']);
     expect(transcript.names.size).toBe(0); // written behind, within a second
     bo.clear();
     await hub.whisper(bo, 'old', 'still known', { ref: 'w1' });

@@ -9,7 +9,7 @@ import type { ClusterListener } from '../src/hub/cluster.ts';
 import { silentLog } from '../src/log.ts';
 import { hasRedis, startRedis, type TestRedis } from '../support/engines.ts';
 import { requireUnderCi } from './helpers/process.ts';
-import { tcpProxy } from './helpers/tcp-proxy.ts';
+import { type TcpProxy, tcpProxy } from './helpers/tcp-proxy.ts';
 
 requireUnderCi('cluster bus', hasRedis(), 'redis-server is missing');
 
@@ -55,6 +55,45 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+
+  const presence = async (): Promise<Record<string, string>> => admin.hGetAll('runspec-room:presence:ops');
+
+  /**
+   * A node whose link to Redis runs through a proxy the test controls, holding one browser from
+   * ADDRESS and x's presence in ops, both seen in Redis.
+   */
+  async function nodeBehindProxy() {
+    const proxy = await tcpProxy(Number(new URL(redis.url).port));
+    const up: boolean[] = [];
+    const bus = await RedisBus.connect(`redis://127.0.0.1:${proxy.port}`, silentLog);
+    await bus.start({ ...quiet, connection: (isUp) => up.push(isUp) });
+    buses.push(bus);
+    const release = await new ConnectionLimit(10_000, LIMIT, bus.addresses).acquireShared(ADDRESS);
+    bus.setPresence('ops', 'x', { c: 1, b: 0, s: 'available', at: Date.now() });
+    await until(async () => (await held())[bus.node] === '1', "the node's count");
+    await until(async () => Object.keys(await presence()).length === 1, "the node's presence");
+    return { proxy, up, bus, release };
+  }
+
+  /**
+   * With Redis away for the node, its browser leaves and x goes; once the proxy lets it back, both
+   * removals, lost meanwhile, are made.
+   */
+  async function leaveWhileAway(
+    proxy: TcpProxy,
+    up: boolean[],
+    bus: RedisBus,
+    release: Awaited<ReturnType<ConnectionLimit['acquireShared']>>,
+  ): Promise<void> {
+    if (typeof release === 'function') release();
+    bus.setPresence('ops', 'x', null);
+    proxy.release();
+    await until(async () => up.at(-1) === true, 'the bus to be back');
+    await until(
+      async () => (await held())[bus.node] === undefined && Object.keys(await presence()).length === 0,
+      'the lost removals made',
+    );
   }
 
   it('sixteen at once over two nodes: exactly the limit gets in, and once they leave, exactly the limit again', async () => {
@@ -109,30 +148,13 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
   });
 
   it('removals lost while Redis was away are made once it is back, and a stop then leaves nothing of the node', async () => {
-    const proxy = await tcpProxy(Number(new URL(redis.url).port));
-    const up: boolean[] = [];
-    const bus = await RedisBus.connect(`redis://127.0.0.1:${proxy.port}`, silentLog);
-    await bus.start({ ...quiet, connection: (isUp) => up.push(isUp) });
-    buses.push(bus);
-    const limit = new ConnectionLimit(10_000, LIMIT, bus.addresses);
-    const presence = async (): Promise<Record<string, string>> => admin.hGetAll('runspec-room:presence:ops');
+    const { proxy, up, bus, release } = await nodeBehindProxy();
     try {
-      const release = await limit.acquireShared(ADDRESS);
-      bus.setPresence('ops', 'x', { c: 1, b: 0, s: 'available', at: Date.now() });
-      await until(async () => (await held())[bus.node] === '1', "the node's count");
-      await until(async () => Object.keys(await presence()).length === 1, "the node's presence");
       // Redis out of reach: the browser leaves and x goes, but neither removal gets there.
       proxy.hold();
       proxy.cut();
       await until(async () => up.includes(false), 'the bus to see Redis gone');
-      if (typeof release === 'function') release();
-      bus.setPresence('ops', 'x', null);
-      proxy.release();
-      await until(async () => up.at(-1) === true, 'the bus to be back');
-      await until(
-        async () => (await held())[bus.node] === undefined && Object.keys(await presence()).length === 0,
-        'the lost removals made',
-      );
+      await leaveWhileAway(proxy, up, bus, release);
       await bus.close();
       expect(await admin.keys('runspec-room:*')).toEqual([]);
     } finally {
@@ -141,18 +163,8 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
   });
 
   it('the publishing connection lost alone counts as Redis away: what went missing meanwhile is made once it is back', async () => {
-    const proxy = await tcpProxy(Number(new URL(redis.url).port));
-    const up: boolean[] = [];
-    const bus = await RedisBus.connect(`redis://127.0.0.1:${proxy.port}`, silentLog);
-    await bus.start({ ...quiet, connection: (isUp) => up.push(isUp) });
-    buses.push(bus);
-    const limit = new ConnectionLimit(10_000, LIMIT, bus.addresses);
-    const presence = async (): Promise<Record<string, string>> => admin.hGetAll('runspec-room:presence:ops');
+    const { proxy, up, bus, release } = await nodeBehindProxy();
     try {
-      const release = await limit.acquireShared(ADDRESS);
-      bus.setPresence('ops', 'x', { c: 1, b: 0, s: 'available', at: Date.now() });
-      await until(async () => (await held())[bus.node] === '1', "the node's count");
-      await until(async () => Object.keys(await presence()).length === 1, "the node's presence");
       // Only the publishing connection (the one not subscribed) is killed, and it cannot come back
       // until released; the subscriber stays up throughout.
       const own = Number(await admin.sendCommand(['CLIENT', 'ID']));
@@ -168,14 +180,7 @@ describe.runIf(hasRedis())('the per-address limit, two nodes on one Redis', () =
       proxy.hold();
       await admin.sendCommand(['CLIENT', 'KILL', 'ID', String(publishing[0]?.id)]);
       await until(async () => up.includes(false), 'the bus to see Redis gone');
-      if (typeof release === 'function') release();
-      bus.setPresence('ops', 'x', null);
-      proxy.release();
-      await until(async () => up.at(-1) === true, 'the bus to be back');
-      await until(
-        async () => (await held())[bus.node] === undefined && Object.keys(await presence()).length === 0,
-        'the lost removals made',
-      );
+      await leaveWhileAway(proxy, up, bus, release);
     } finally {
       await proxy.close();
     }
