@@ -13,6 +13,7 @@ import {
   type ConsoleClient,
   consoleClient,
   ofType,
+  openWebSocket,
   upgradeStatus,
 } from './helpers/clients.ts';
 import { Count } from './helpers/events.ts';
@@ -251,6 +252,46 @@ describe('connection limits', () => {
     await a.closed;
     await untilRoomSize(s, 'ops', 1);
     expect(await upgradeStatus(url)).toBe(101);
+  });
+
+  it('counts an IPv6 browser with its /64 and an IPv4-mapped one as its IPv4 address against the per-address limit', async () => {
+    const s = await server({ CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '2' });
+    // The test's loopback connection is a trusted proxy (the default), so X-Forwarded-For names the client.
+    const from = (address: string, user: string) =>
+      openWebSocket(`${s.url.replace('http', 'ws')}/ws?user=${user}&room=ops`, {
+        headers: { 'x-forwarded-for': address },
+      });
+    const held: WebSocket[] = [];
+    for (const [address, user] of [
+      ['2001:db8:5:6::1', 'a'],
+      ['2001:db8:5:6:abcd:ef01:2:3', 'b'],
+    ] as const) {
+      const ws = await from(address, user);
+      if (typeof ws === 'number') throw new Error(`${address} refused with ${ws}`);
+      held.push(ws);
+    }
+    // Another address of the same /64, written long-hand: the network holds its two.
+    expect(
+      await upgradeStatus(`${s.url.replace('http', 'ws')}/ws?user=c&room=ops`, {
+        headers: { 'x-forwarded-for': '2001:0db8:0005:0006:ffff::9' },
+      }),
+    ).toBe(503);
+    // The next /64 is someone else.
+    expect(
+      await upgradeStatus(`${s.url.replace('http', 'ws')}/ws?user=d&room=ops`, {
+        headers: { 'x-forwarded-for': '2001:db8:5:7::1' },
+      }),
+    ).toBe(101);
+    // An IPv4 client seen as IPv4-mapped IPv6 is the same client.
+    const v4 = await from('203.0.113.7', 'e');
+    const mapped = await from('::ffff:203.0.113.7', 'f');
+    expect([typeof v4, typeof mapped]).toEqual(['object', 'object']);
+    expect(
+      await upgradeStatus(`${s.url.replace('http', 'ws')}/ws?user=g&room=ops`, {
+        headers: { 'x-forwarded-for': '203.0.113.7' },
+      }),
+    ).toBe(503);
+    for (const ws of [...held, v4, mapped]) if (typeof ws !== 'number') ws.close();
   });
 
   it('refuses browsers over the total limit with 503', async () => {

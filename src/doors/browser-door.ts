@@ -12,7 +12,7 @@ import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '.
 import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
-import { ConnectionLimit, type SharedCounts } from './limits.ts';
+import { addressGroup, ConnectionLimit, type SharedCounts } from './limits.ts';
 import {
   type FloodReason,
   type Pausable,
@@ -197,9 +197,14 @@ export class BrowserDoor {
       const { user, room, since } = parsed.output;
       identity = { user, authenticated: false, room, since, remote };
     }
-    const release = await this.#connections.acquireShared(remote);
+    const group = addressGroup(remote);
+    const release = await this.#connections.acquireShared(group);
     if (typeof release === 'string') {
-      log.warn('browser refused: connection limit', { remote, limit: release });
+      log.warn('browser refused: connection limit', {
+        remote,
+        ...(group === remote ? {} : { counted: group }),
+        limit: release,
+      });
       const message =
         release === 'total'
           ? 'the server is at its connection limit'

@@ -37,6 +37,71 @@ export const browserConnectionCap = (limits: { maxBrowsers: number }): number =>
 export const waitingPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
   Math.max(limits.maxBrowsersPerIp, 64);
 
+/**
+ * The key a client address is counted under by the per-address limits. An IPv6 client holds a whole
+ * /64 (a home, an office, a phone), as an IPv4 client holds one address behind its NAT: counted by the
+ * exact address, it could open the limit's worth from each of 2^64. So an IPv6 address counts with
+ * its /64 (`2001:db8:1:2::/64`), an IPv4-mapped one (`::ffff:203.0.113.7`) as its IPv4 address, and
+ * anything else as it is written.
+ */
+export function addressGroup(address: string): string {
+  if (!address.includes(':')) return address;
+  const hextets = ipv6Hextets(address);
+  if (!hextets) return address;
+  const [a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0] = hextets;
+  if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff) {
+    return `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`;
+  }
+  return `${ipv6Text([a, b, c, d, 0, 0, 0, 0])}/64`;
+}
+
+/** Eight groups as IPv6 text, the longest run of two or more zero groups written `::` (RFC 5952). */
+function ipv6Text(hextets: readonly number[]): string {
+  let start = -1;
+  let length = 1;
+  for (let i = 0; i < hextets.length; i++) {
+    let j = i;
+    while (j < hextets.length && hextets[j] === 0) j++;
+    if (j - i > length) [start, length] = [i, j - i];
+    i = j;
+  }
+  const text = (from: number, to: number): string =>
+    hextets
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(':');
+  return start < 0 ? text(0, 8) : `${text(0, start)}::${text(start + length, 8)}`;
+}
+
+const HEXTET = /^[0-9a-f]{1,4}$/iu;
+const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/u;
+
+/** An IPv6 address's eight 16-bit groups (zone and brackets dropped), or undefined if it is not one. */
+function ipv6Hextets(address: string): number[] | undefined {
+  let text = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
+  const zone = text.indexOf('%');
+  if (zone >= 0) text = text.slice(0, zone);
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
+  const groups = (half: string | undefined): string[] => (half ? half.split(':') : []);
+  const head = groups(halves[0]);
+  const tail = groups(halves[1]);
+  // A trailing dotted IPv4 address is the last two groups.
+  const last = halves.length === 2 ? tail : head;
+  const dotted = DOTTED.exec(last.at(-1) ?? '');
+  if (dotted) {
+    const octets = dotted.slice(1).map(Number);
+    if (octets.some((o) => o > 255)) return undefined;
+    const [p = 0, q = 0, r = 0, s = 0] = octets;
+    last.splice(-1, 1, ((p << 8) | q).toString(16), ((r << 8) | s).toString(16));
+  }
+  const given = head.length + tail.length;
+  if (halves.length === 2 ? given > 7 : given !== 8) return undefined;
+  if (![...head, ...tail].every((x) => HEXTET.test(x))) return undefined;
+  const parse = (x: string): number => Number.parseInt(x, 16);
+  return [...head.map(parse), ...new Array<number>(8 - given).fill(0), ...tail.map(parse)];
+}
+
 /** Counts open connections in total and per key (a client address). */
 export class ConnectionLimit {
   readonly #maxTotal: number;

@@ -8,7 +8,7 @@ import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
-import { browserConnectionCap, ConnectionLimit, waitingPerAddress } from '../doors/limits.ts';
+import { addressGroup, browserConnectionCap, ConnectionLimit, waitingPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
 import { type Log, throttledWarning } from '../log.ts';
@@ -216,7 +216,7 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** Where a connection counted against its address until its first request keeps that address. */
+/** Where a connection counted against its address until its first request keeps the key it is counted under. */
 const WAITING = Symbol('waiting address');
 type Waiting = Socket & { [WAITING]?: string };
 
@@ -301,12 +301,13 @@ async function listen(
   server.prependListener('connection', (socket: Waiting) => {
     const address = socket.remoteAddress ?? '';
     if (wiring.client.trusted(address)) return;
-    if (!waiting.take(address)) {
-      crowded({ remote: address, limit: waitingLimit });
+    const group = addressGroup(address);
+    if (!waiting.take(group)) {
+      crowded({ remote: address, ...(group === address ? {} : { counted: group }), limit: waitingLimit });
       socket.destroy();
       return;
     }
-    socket[WAITING] = address;
+    socket[WAITING] = group;
     socket.on('close', spoke);
   });
 
