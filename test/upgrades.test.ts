@@ -165,7 +165,7 @@ describe('bare connections cannot take the server from everyone else', () => {
     });
   const WAITING = 64; // the floor of the per-address count, above CONSOLE_ROOM_MAX_BROWSERS_PER_IP=5
 
-  it('an address that is not a trusted proxy may hold 64 connections that have not sent a request; the next is closed at once, and one that sends a request gives its place back', async () => {
+  it('an address that is not a trusted proxy may hold 64 connections that are not WebSockets: past them a new one is closed at once, or takes the place of one kept alive idle', async () => {
     const tmp = await tempDir();
     const limited = await spawnServer(
       ['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
@@ -173,29 +173,64 @@ describe('bare connections cannot take the server from everyone else', () => {
     );
     try {
       const target = Number(new URL(limited.url as string).port);
-      // Connections that have been answered (a page's, kept alive) do not count.
-      const answered = await bare(target, WAITING);
-      expect(new Set(await Promise.all(answered.map(ask)))).toEqual(new Set(['HTTP/1.1 200 OK']));
       const held = await bare(target, WAITING);
       const [over] = await bare(target, 1);
       expect(await closedWithin(over as Socket, 3_000)).toBe(true);
-      expect([...answered, ...held].filter((s) => s.destroyed)).toEqual([]);
+      expect(held.filter((s) => s.destroyed)).toEqual([]);
       await untilOutput(
         limited,
-        /browser connections refused: too many waiting from one address remote=127\.0\.0\.1 limit=64/u,
+        /browser connections refused: too many from one address remote=127\.0\.0\.1 limit=64/u,
       );
-      // One of them asks: its place goes back, and a new connection is served.
-      expect(await ask(held[0] as Socket)).toBe('HTTP/1.1 200 OK');
+      // One of them is answered and kept alive: idle, it makes room for the next one, and only it.
+      const [idle, ...silent] = held as [Socket, ...Socket[]];
+      expect(await ask(idle)).toBe('HTTP/1.1 200 OK');
       const [next] = await bare(target, 1);
+      expect(await closedWithin(idle, 3_000)).toBe(true);
       expect(await ask(next as Socket)).toBe('HTTP/1.1 200 OK');
-      for (const s of [...answered, ...held, next as Socket]) s.destroy();
+      expect(silent.filter((s) => s.destroyed)).toEqual([]);
+      for (const s of [...silent, next as Socket]) s.destroy();
     } finally {
       await limited.stop();
       await tmp.cleanup();
     }
   }, 20_000);
 
-  it('over TLS the count runs from connecting through the handshake to the first request', async () => {
+  it("connections kept alive with requests count too: one address cannot hold more than 64 of the door's places with them, and another address is served", async () => {
+    const tmp = await tempDir();
+    const limited = await spawnServer(
+      ['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
+      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '5', CONSOLE_ROOM_MAX_BROWSERS: '1' },
+    );
+    try {
+      const target = Number(new URL(limited.url as string).port);
+      // More than the door holds in all (1 + 1,024), each connection asking and kept alive.
+      const opened: Socket[] = [];
+      const answers: string[] = [];
+      for (let i = 0; i < 1100; i += WAITING) {
+        const batch = await bare(target, Math.min(WAITING, 1100 - i));
+        opened.push(...batch);
+        answers.push(...(await Promise.all(batch.map(ask))));
+      }
+      expect(new Set(answers)).toEqual(new Set(['HTTP/1.1 200 OK']));
+      // Each new one took the place of one idle longer: all but 64 are closed, the newest 64 open.
+      await Promise.all(opened.slice(0, -WAITING).map(closed));
+      expect(opened.slice(-WAITING).filter((s) => s.destroyed)).toEqual([]);
+      // The door is not full: a client from another address gets in.
+      const other = await new Promise<Socket>((resolve, reject) => {
+        const socket = connect({ port: target, host: '127.0.0.1', localAddress: '127.0.0.2' }, () =>
+          resolve(socket),
+        );
+        socket.once('error', reject);
+      });
+      expect(await ask(other)).toBe('HTTP/1.1 200 OK');
+      for (const s of [...opened, other]) s.destroy();
+    } finally {
+      await limited.stop();
+      await tmp.cleanup();
+    }
+  }, 30_000);
+
+  it('over TLS a connection counts from connecting, through the handshake; answered and idle, it makes room', async () => {
     const tmp = await tempDir();
     const pki = makePki(tmp.dir);
     const tls = await spawnServer(
@@ -223,7 +258,7 @@ describe('bare connections cannot take the server from everyone else', () => {
       // Handshaken but silent, they all count: a bare TCP connection past them is closed at once.
       const [over] = await bare(tlsPort, 1);
       expect(await closedWithin(over as Socket, 3_000)).toBe(true);
-      // Each asks once: every place goes back, and as many new connections get through their handshake.
+      // Each asks once and idles: as many new connections get through their handshake, each in the place of one.
       expect(new Set(await Promise.all((first as TLSSocket[]).map(ask)))).toEqual(
         new Set(['HTTP/1.1 200 OK']),
       );

@@ -320,7 +320,7 @@ export const SETTINGS = {
     default: '100',
     schema: Count,
     help: 'open browser connections per client address',
-    doc: 'open browser connections per client address (through trusted proxies; an IPv6 address counts with its /64); more get 503. On Node an address connected directly (not a `--trust-proxy` one) may also hold at most this many connections that have not sent a request yet (over TLS: through the handshake), and at least 64; past that a new one is closed as it comes',
+    doc: 'open browser connections per client address (through trusted proxies; an IPv6 address counts with its /64); more get 503. On Node an address connected directly (not a `--trust-proxy` one) may also hold at most this many connections that are not WebSockets (waiting for a request, in one, or kept alive), and at least 64; past that its longest idle one is closed to make room, or with none idle the new one as it comes',
     table: 'limits',
   },
   maxConsoles: {

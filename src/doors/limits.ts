@@ -28,13 +28,14 @@ export const browserConnectionCap = (limits: { maxBrowsers: number }): number =>
   limits.maxBrowsers + PAGE_CONNECTIONS;
 
 /**
- * The most connections one directly connected address (not a trusted proxy) may hold open that have
- * not yet sent a request (over TLS: from connecting, through the handshake, to the first request): its
- * WebSockets' limit, and at least 64, so a browser's parallel page loads behind one address always
- * fit. A connection that has sent a request no longer counts; kept alive, it goes after 5 s idle. One
- * address can then hold neither the descriptors nor the door's capacity with bare connections.
+ * The most connections one directly connected address (not a trusted proxy) may hold open that are
+ * not WebSockets: waiting for their first request (over TLS from connecting, through the handshake),
+ * in a request, or kept alive between requests. Its WebSockets' limit, and at least 64, so a
+ * browser's parallel page loads behind one address always fit; at the limit its idle kept-alive
+ * connections make room for new ones. One address can then hold neither the descriptors nor the
+ * door's capacity, with bare connections or with requests that keep them alive.
  */
-export const waitingPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
+export const connectionsPerAddress = (limits: { maxBrowsersPerIp: number }): number =>
   Math.max(limits.maxBrowsersPerIp, 64);
 
 /**

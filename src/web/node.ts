@@ -8,13 +8,14 @@ import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
-import { addressGroup, browserConnectionCap, ConnectionLimit, waitingPerAddress } from '../doors/limits.ts';
+import { browserConnectionCap, connectionsPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
 import { type Log, throttledWarning } from '../log.ts';
 import { RefusalCode } from '../protocol/codes.ts';
 import { MAX_FRAME_BYTES } from '../protocol/constants.ts';
-import { tcpSocketOf, tcpSocketUnder } from './library-internals.ts';
+import { countPerAddress } from './address-connections.ts';
+import { tcpSocketOf } from './library-internals.ts';
 import {
   type Listening,
   startWebOn,
@@ -216,10 +217,6 @@ function refuseUpgrade(socket: Socket, status: number, code: RefusalCode, messag
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** Where a connection counted against its address until its first request keeps the key it is counted under. */
-const WAITING = Symbol('waiting address');
-type Waiting = Socket & { [WAITING]?: string };
-
 /** For errors of a socket that its close handles (made once: a closure made per upgrade would keep the upgrade's scope alive). */
 function ignore(): void {}
 
@@ -279,36 +276,17 @@ async function listen(
     : serve({ ...common, serverOptions: DEADLINES });
 
   // The door holds at most its WebSockets' limit and PAGE_CONNECTIONS more, and an address that is
-  // not a trusted proxy at most waitingPerAddress connections that have not sent a request yet: past
-  // either, a new connection is closed as it comes. Bare connections can then take neither the
-  // descriptors both doors need nor everyone else's way in; page loads and WebSockets, which send
-  // their request at once, are not held back by the second.
+  // not a trusted proxy at most connectionsPerAddress that are not WebSockets (its idle kept-alive
+  // ones make room first): past either, a new connection is closed as it comes. Connections, bare or
+  // kept busy with requests, can then take neither the descriptors both doors need nor everyone
+  // else's way in.
   server.maxConnections = browserConnectionCap(options.limits);
   const full = throttledWarning(log, 'browser connections refused: the door holds all it may');
   server.on('drop', () => full({ limit: server.maxConnections }));
-  const waitingLimit = waitingPerAddress(options.limits);
-  const waiting = new ConnectionLimit(Number.POSITIVE_INFINITY, waitingLimit);
-  const crowded = throttledWarning(log, 'browser connections refused: too many waiting from one address');
-  /** A counted connection sent its first request, or closed (`this` is its TCP socket): its place goes back. */
-  function spoke(this: Waiting): void {
-    const address = this[WAITING];
-    if (address === undefined) return;
-    this[WAITING] = undefined;
-    this.off('close', spoke);
-    waiting.give(address);
-  }
-  // Before Node's own listener: a refused connection gets no HTTP parser or TLS state made for it.
-  server.prependListener('connection', (socket: Waiting) => {
-    const address = socket.remoteAddress ?? '';
-    if (wiring.client.trusted(address)) return;
-    const group = addressGroup(address);
-    if (!waiting.take(group)) {
-      crowded({ remote: address, ...(group === address ? {} : { counted: group }), limit: waitingLimit });
-      socket.destroy();
-      return;
-    }
-    socket[WAITING] = group;
-    socket.on('close', spoke);
+  const perAddress = countPerAddress(server, {
+    limit: connectionsPerAddress(options.limits),
+    trusted: wiring.client.trusted,
+    log,
   });
 
   // A connection that has sent no request by the deadline is cut (Node's own clock starts at the
@@ -317,12 +295,7 @@ async function listen(
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     if (!socket.destroyed) unspoken.set(socket, performance.now() + HEADERS_TIMEOUT_MS);
   });
-  /** A connection's first request (or upgrade) came: it is neither cut for silence nor counted as waiting. */
-  const spoken = (socket: Socket): void => {
-    unspoken.delete(socket);
-    spoke.call(tcpSocketUnder(socket));
-  };
-  server.on('request', (request: IncomingMessage) => spoken(request.socket));
+  server.on('request', (request: IncomingMessage) => unspoken.delete(request.socket));
   const silence = setInterval(() => {
     const now = performance.now();
     for (const [socket, deadline] of unspoken) {
@@ -338,7 +311,8 @@ async function listen(
   // alone: one not answered keeps its descriptor until the process runs out. A WebSocket upgrade of
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    spoken(socket);
+    unspoken.delete(socket);
+    perAddress.upgraded(socket);
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
