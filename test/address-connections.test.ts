@@ -97,6 +97,24 @@ describe('connections per address that are not WebSockets', () => {
     expect(await ask(last, '/')).toBe('HTTP/1.1 200 OK');
   });
 
+  it('an idle connection that has begun its next request is not closed to make room', async () => {
+    const { port } = await limitedServer();
+    const sending = await open(port);
+    const idle = await open(port);
+    expect(await ask(sending, '/')).toBe('HTTP/1.1 200 OK');
+    expect(await ask(idle, '/')).toBe('HTTP/1.1 200 OK');
+    // Answered first, `sending` has been idle longer, but half of its next request has come.
+    sending.write('GET / HTTP/1.1\r\nHo');
+    // The other is asked again after: answered, the server has read what `sending` wrote before.
+    expect(await ask(idle, '/')).toBe('HTTP/1.1 200 OK');
+    const next = await open(port);
+    await once(idle, 'close');
+    sending.write('st: x\r\n\r\n');
+    const [answer] = (await once(sending, 'data')) as [Buffer];
+    expect(answer.toString('latin1').split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(closedNow(next)).toBe(false);
+  });
+
   it('a connection that upgrades no longer counts', async () => {
     const { port } = await limitedServer();
     const upgraded = await open(port);

@@ -230,6 +230,43 @@ describe('bare connections cannot take the server from everyone else', () => {
     }
   }, 30_000);
 
+  it('an upgrade refused counts until its connection closes: refused upgrades cannot get past the per-address count', async () => {
+    const tmp = await tempDir();
+    const limited = await spawnServer(
+      ['--port', '0', '--ndjson-port', '0', '--db', `${tmp.dir}/room.db`, '--trust-proxy', 'none'],
+      { CONSOLE_ROOM_MAX_BROWSERS_PER_IP: '5' },
+    );
+    /** A connection whose upgrade of another path is refused (404); it never closes its side. */
+    const refused = (target: number): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = connect({ port: target, host: '127.0.0.1', allowHalfOpen: true }, () =>
+          socket.write(
+            'GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+          ),
+        );
+        socket.once('data', () => resolve(socket));
+        socket.once('error', reject);
+      });
+    try {
+      const target = Number(new URL(limited.url as string).port);
+      // The server lets a refused connection go after 1 s: the next one must come within it.
+      let closedAtOnce = false;
+      for (let attempt = 0; attempt < 3 && !closedAtOnce; attempt++) {
+        const started = performance.now();
+        const held = await Promise.all(Array.from({ length: WAITING }, () => refused(target)));
+        const [over] = await bare(target, 1);
+        const inTime = performance.now() - started < 800;
+        closedAtOnce = (await closedWithin(over as Socket, 3_000)) && inTime;
+        for (const s of [...held, over as Socket]) s.destroy();
+        await Promise.all(held.map(closed));
+      }
+      expect(closedAtOnce).toBe(true);
+    } finally {
+      await limited.stop();
+      await tmp.cleanup();
+    }
+  }, 30_000);
+
   it('over TLS a connection counts from connecting, through the handshake; answered and idle, it makes room', async () => {
     const tmp = await tempDir();
     const pki = makePki(tmp.dir);

@@ -17,13 +17,18 @@ interface Counted {
   requests: number;
   /** When its last request was answered, while it has none in progress; undefined before its first. */
   idleSince: number | undefined;
+  /** Bytes it had sent by then: more since, and a next request (or the rest of an upload) is coming. */
+  readWhenIdle: number;
 }
 
 const COUNTED = Symbol('counted connection');
 type Tracked = Socket & { [COUNTED]?: Counted };
 
 export interface AddressConnections {
-  /** A connection became a WebSocket upgrade: the door's admission counts it from here. */
+  /**
+   * A connection became a WebSocket (its handshake answered with 101): the door's admission counts
+   * it from here. An upgrade refused or still being admitted counts here until it closes.
+   */
   upgraded(socket: Socket): void;
 }
 
@@ -54,13 +59,18 @@ export function countPerAddress(
   function onClose(this: Tracked): void {
     forget(this);
   }
-  /** The group's connection idle the longest, if any is idle. */
+  /**
+   * The group's connection idle the longest, if any is idle: answered, with no request in progress
+   * and nothing read since (a next request's first bytes, or the rest of an upload answered early).
+   */
   function longestIdle(group: Set<Tracked>): Tracked | undefined {
     let found: Tracked | undefined;
     let since = Number.POSITIVE_INFINITY;
     for (const socket of group) {
-      const idle = socket[COUNTED]?.idleSince;
-      if (idle !== undefined && idle < since) [found, since] = [socket, idle];
+      const counted = socket[COUNTED];
+      const idle = counted?.idleSince;
+      if (idle === undefined || idle >= since || socket.bytesRead !== counted?.readWhenIdle) continue;
+      [found, since] = [socket, idle];
     }
     return found;
   }
@@ -88,18 +98,21 @@ export function countPerAddress(
       byGroup.set(key, group);
     }
     group.add(socket);
-    socket[COUNTED] = { group: key, requests: 0, idleSince: undefined };
+    socket[COUNTED] = { group: key, requests: 0, idleSince: undefined, readWhenIdle: 0 };
     socket.on('close', onClose);
   });
 
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    const counted = (tcpSocketUnder(request.socket) as Tracked)[COUNTED];
+    const socket: Tracked = tcpSocketUnder(request.socket);
+    const counted = socket[COUNTED];
     if (!counted) return;
     counted.requests += 1;
     counted.idleSince = undefined;
     response.once('close', () => {
       counted.requests -= 1;
-      if (counted.requests === 0) counted.idleSince = performance.now();
+      if (counted.requests > 0) return;
+      counted.idleSince = performance.now();
+      counted.readWhenIdle = socket.bytesRead;
     });
   });
 

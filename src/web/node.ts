@@ -155,6 +155,7 @@ async function admitAndUpgrade(
   request: IncomingMessage,
   socket: Socket,
   head: Buffer,
+  opened: () => void,
 ): Promise<void> {
   const hop = {
     address: request.socket.remoteAddress ?? '',
@@ -183,6 +184,7 @@ async function admitAndUpgrade(
   wss.once('headers', addHeaders);
   try {
     wss.handleUpgrade(request, socket, head, (ws) => {
+      opened();
       wss.emit('connection', ws, request);
       wire(ws, events);
     });
@@ -312,7 +314,6 @@ async function listen(
   // /ws is admitted by the door and handed to ws, and has so long to become a WebSocket.
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     unspoken.delete(socket);
-    perAddress.upgraded(socket);
     socket.on('error', ignore);
     const problem = upgradeProblem(request);
     if (problem) {
@@ -332,11 +333,14 @@ async function listen(
       socket.off('close', settled);
     };
     socket.once('close', settled);
-    admitAndUpgrade(wiring, wss, request, socket, head).then(settled, (error: unknown) => {
-      settled();
-      log.error('upgrade failed', { error: String(error) });
-      refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
-    });
+    admitAndUpgrade(wiring, wss, request, socket, head, () => perAddress.upgraded(socket)).then(
+      settled,
+      (error: unknown) => {
+        settled();
+        log.error('upgrade failed', { error: String(error) });
+        refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
+      },
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
