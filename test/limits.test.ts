@@ -30,6 +30,18 @@ describe('a client address is counted with the network one client holds', () => 
     expect(addressGroup('203.0.113.7')).toBe('203.0.113.7');
   });
 
+  it('counts an address translated from IPv4 (64:ff9b::/96) as the IPv4 address in it', () => {
+    expect(addressGroup('64:ff9b::203.0.113.7')).toBe('203.0.113.7');
+    expect(addressGroup('64:ff9b::cb00:7107')).toBe('203.0.113.7');
+    expect(addressGroup('64:ff9b:1::1')).toBe('64:ff9b:1::/64');
+  });
+
+  it('leaves out a port a proxy wrote after the address', () => {
+    expect(addressGroup('203.0.113.7:51234')).toBe('203.0.113.7');
+    expect(addressGroup('[2001:db8:1:2::5]:443')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('[::ffff:203.0.113.7]:80')).toBe('203.0.113.7');
+  });
+
   it('counts anything that is not an IP address as it is written', () => {
     for (const address of [
       '',

@@ -42,15 +42,22 @@ export const connectionsPerAddress = (limits: { maxBrowsersPerIp: number }): num
  * The key a client address is counted under by the per-address limits. An IPv6 client holds a whole
  * /64 (a home, an office, a phone), as an IPv4 client holds one address behind its NAT: counted by the
  * exact address, it could open the limit's worth from each of 2^64. So an IPv6 address counts with
- * its /64 (`2001:db8:1:2::/64`), an IPv4-mapped one (`::ffff:203.0.113.7`) as its IPv4 address, and
- * anything else as it is written.
+ * its /64 (`2001:db8:1:2::/64`); one that carries an IPv4 client's address (IPv4-mapped
+ * `::ffff:203.0.113.7`, or translated `64:ff9b::203.0.113.7`) as that IPv4 address; a port that a
+ * proxy wrote after the address (`203.0.113.7:51234`, `[2001:db8::1]:443`) is not part of it; and
+ * anything else counts as it is written.
  */
 export function addressGroup(address: string): string {
-  if (!address.includes(':')) return address;
-  const hextets = ipv6Hextets(address);
+  const withPort = IPV4_PORT.exec(address) ?? IPV6_PORT.exec(address);
+  const host = withPort?.[1] ?? address;
+  if (!host.includes(':')) return host;
+  const hextets = ipv6Hextets(host);
   if (!hextets) return address;
   const [a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0] = hextets;
-  if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff) {
+  const zeros = c === 0 && d === 0 && e === 0;
+  const mapped = a === 0 && b === 0 && zeros && f === 0xffff;
+  const translated = a === 0x64 && b === 0xff9b && zeros && f === 0;
+  if (mapped || translated) {
     return `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`;
   }
   return `${ipv6Text([a, b, c, d, 0, 0, 0, 0])}/64`;
@@ -74,6 +81,8 @@ function ipv6Text(hextets: readonly number[]): string {
   return start < 0 ? text(0, 8) : `${text(0, start)}::${text(start + length, 8)}`;
 }
 
+const IPV4_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/u;
+const IPV6_PORT = /^\[([0-9A-Fa-f:.]+)\]:\d{1,5}$/u;
 const HEXTET = /^[0-9a-f]{1,4}$/iu;
 const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/u;
 
