@@ -6,6 +6,7 @@ import { type Client, createClient, type InValue } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import NativeDatabase from 'libsql';
+import { SearchBusy } from '../hub/transcript.ts';
 import * as schema from './schema.ts';
 
 /** Rows of a read: each row its columns' values, in order. */
@@ -20,6 +21,7 @@ export interface Reads {
    * A read that may walk many rows, handed to `each` a slice at a time with a turn of the event loop
    * between slices, until `each` says stop (true) or the rows end. One at a time, each on one snapshot
    * of the database. Absent where a statement does not hold the event loop (a remote database).
+   * Rejects with SearchBusy when WALKS_QUEUED are under way already.
    */
   walk?(sql: string, args: readonly InValue[], each: (row: unknown[]) => boolean): Promise<void>;
   close(): void;
@@ -27,6 +29,9 @@ export interface Reads {
 
 /** Rows a walk hands over between two turns of the event loop: a few milliseconds of it. */
 export const WALK_SLICE = 4096;
+
+/** Walks that may be under way at once, the one walking and those waiting their turn; one more is refused with SearchBusy. */
+export const WALKS_QUEUED = 16;
 
 const nextTurn = (): Promise<void> =>
   new Promise((resolve) =>
@@ -133,6 +138,7 @@ function nativeReads(path: string): Reads {
   // left open across turns holds its connection's snapshot, which other reads must not be held to,
   // and libSQL cannot end a statement stopped halfway but by closing its connection.
   let walking: Promise<void> = Promise.resolve();
+  let queued = 0;
   const walk = async (sql: string, args: readonly InValue[], each: (row: unknown[]) => boolean) => {
     const walker = new NativeDatabase(path);
     try {
@@ -157,7 +163,13 @@ function nativeReads(path: string): Reads {
     query: async (sql, args) => statement(sql).all(...args) as Rows,
     one: async (sql, args) => (statement(sql).get(...args) as unknown[] | undefined) ?? undefined,
     walk: (sql, args, each) => {
-      const done = walking.then(() => walk(sql, args, each));
+      if (queued >= WALKS_QUEUED) return Promise.reject(new SearchBusy());
+      queued += 1;
+      const done = walking
+        .then(() => walk(sql, args, each))
+        .finally(() => {
+          queued -= 1;
+        });
       walking = done.catch(() => {});
       return done;
     },

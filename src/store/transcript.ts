@@ -8,6 +8,7 @@ import {
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
+  SearchBusy,
   type StoredMessage,
   type Transcript,
   WriteFailure,
@@ -102,7 +103,7 @@ export class LibsqlTranscript implements Transcript {
     this.#metrics = metrics;
     const counted = <T>(read: Promise<T>): Promise<T> =>
       read.catch((error: unknown) => {
-        metrics.databaseError('read');
+        if (!(error instanceof SearchBusy)) metrics.databaseError('read');
         throw error;
       });
     const { read } = database;
