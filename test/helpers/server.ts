@@ -1,4 +1,5 @@
 // Starting a real server in-process (real sockets, a real libSQL file in a temp dir) for tests.
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -42,12 +43,28 @@ export async function startTestServer(
 
 /** A port that was free a moment ago (for servers that must come back on the same port). */
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((resolve) => s.close(resolve));
-  return port;
+  // Below the range the kernel hands out for port 0 and outgoing connections: a server restarted on
+  // this port must not find it taken by its own console door's port 0, or anyone's, meanwhile.
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+    .trim()
+    .split(/\s+/u)
+    .map(Number);
+  const below = Math.max(low && low > 12_000 ? low : 32_768, 12_000);
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (below - 10_000));
+    if (handedOut.has(port)) continue;
+    const s = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise((resolve) => s.close(resolve));
+    handedOut.add(port);
+    return port;
+  }
 }
+const handedOut = new Set<number>();
 
 /** Wait until `room` has `size` members (a seed console's hello gets no reply to wait on). */
 export async function untilRoomSize(
