@@ -9,11 +9,11 @@ import { createClient } from '@libsql/client';
 import { drizzle } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { conversationKey, type NewMessage, SearchBusy, type StoredMessage } from '../src/hub/transcript.ts';
+import { conversationKey, type NewMessage } from '../src/hub/transcript.ts';
 import { ErrorCode, RefusalCode } from '../src/protocol/codes.ts';
 import { searchTerms } from '../src/protocol/search.ts';
 import { type Indexed, SqlAppender } from '../src/store/append.ts';
-import { type Database, openDatabase, WALK_SLICE, WALKS_QUEUED } from '../src/store/db.ts';
+import { type Database, openDatabase } from '../src/store/db.ts';
 import { ModerationStore } from '../src/store/moderation.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
@@ -304,41 +304,6 @@ describe('the index filled behind the commits', () => {
     expect(await find(transcript, 'old')).toEqual([]);
     await transcript.append([msg('ops', 'the needle')]);
     expect(texts(await find(transcript, 'needle'))).toEqual(['the needle']);
-  }, 30_000);
-
-  it("a search walking through other rooms' matches lets every other connection be served meanwhile, and at most 16 searches are under way at once", async () => {
-    const database = await openDatabase(join(dir, 'walk.db'));
-    opened.push(database);
-    const transcript = new LibsqlTranscript(database);
-    // The one match in the room is older than 42,000 in another: the search walks all of them first.
-    await transcript.append([msg('ops', 'a common word, once here')]);
-    for (let i = 0; i < 14; i++)
-      await transcript.append(Array.from({ length: 3000 }, (_, k) => msg('busy', `a common word ${i}.${k}`)));
-    while ((await ftsRows(database)) < 42_001) await find(transcript, 'nothing');
-    // Turns of the event loop while it runs: in one statement there were none.
-    let turns = 0;
-    let searching = true;
-    const turn = (): void => {
-      if (!searching) return;
-      turns += 1;
-      setImmediate(turn);
-    };
-    setImmediate(turn);
-    const found = await find(transcript, 'common');
-    searching = false;
-    expect(texts(found)).toEqual(['a common word, once here']);
-    expect(turns).toBeGreaterThanOrEqual(Math.floor(42_000 / WALK_SLICE));
-    // WALKS_QUEUED take their turns; one more is refused at once.
-    const all = await Promise.allSettled(
-      Array.from({ length: WALKS_QUEUED + 1 }, () => find(transcript, 'common')),
-    );
-    const refused = all.filter((r) => r.status === 'rejected');
-    expect(refused.map((r) => (r as PromiseRejectedResult).reason)).toEqual([new SearchBusy()]);
-    expect(
-      all
-        .filter((r) => r.status === 'fulfilled')
-        .map((r) => texts((r as PromiseFulfilledResult<StoredMessage[]>).value)),
-    ).toEqual(Array.from({ length: WALKS_QUEUED }, () => ['a common word, once here']));
   }, 30_000);
 
   it('keeps what the earlier index held when a database from before this change is opened', async () => {

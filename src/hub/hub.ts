@@ -42,7 +42,6 @@ import {
   conversationKey,
   GroupCommit,
   type NewMessage,
-  SearchBusy,
   type StoredMessage,
   type Transcript,
 } from './transcript.ts';
@@ -1154,14 +1153,8 @@ export class Hub {
     try {
       found = await this.find(room, q, page);
     } catch (error) {
-      const busy = error instanceof SearchBusy;
-      if (!busy) this.#log.warn('search unavailable', { error: String(error) });
-      this.#error(
-        peer,
-        ErrorCode.StoreUnavailable,
-        busy ? error.message : 'the search could not be done',
-        ref,
-      );
+      this.#log.warn('search unavailable', { error: String(error) });
+      this.#error(peer, ErrorCode.StoreUnavailable, 'the search could not be done', ref);
       return;
     }
     this.#reply(peer, {

@@ -73,14 +73,6 @@ export const WriteFailure = { ReadOnly: 'read-only', Full: 'full', Error: 'error
 export type WriteFailure = (typeof WriteFailure)[keyof typeof WriteFailure];
 
 /** The store's last commit failed, and so did a write tried since: `database` says why. */
-/** A search refused because as many wait already as may: others are taking the store's time. */
-export class SearchBusy extends Error {
-  override readonly name = 'SearchBusy';
-  constructor() {
-    super('the server is busy with other searches; try again in a moment');
-  }
-}
-
 export class WritesFailing extends Error {
   override readonly name = 'WritesFailing';
   readonly database: WriteFailure;

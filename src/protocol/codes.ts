@@ -68,8 +68,6 @@ export const RefusalCode = {
   BadKey: 'bad_key',
   /** A console key enrolled already, or one more than a name may have (409). */
   KeyConflict: 'key_conflict',
-  /** As many searches are under way as may be (503, with Retry-After). */
-  Busy: 'busy',
   NotFound: 'not_found',
   Internal: 'internal',
 } as const;

@@ -6,7 +6,6 @@ import { type Client, createClient, type InValue } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import NativeDatabase from 'libsql';
-import { SearchBusy } from '../hub/transcript.ts';
 import * as schema from './schema.ts';
 
 /** Rows of a read: each row its columns' values, in order. */
@@ -17,26 +16,8 @@ export interface Reads {
   query(sql: string, args: readonly InValue[]): Promise<Rows>;
   /** The first row only (cheaper where one is all there can be). */
   one(sql: string, args: readonly InValue[]): Promise<unknown[] | undefined>;
-  /**
-   * A read that may walk many rows, handed to `each` a slice at a time with a turn of the event loop
-   * between slices, until `each` says stop (true) or the rows end. One at a time, each on one snapshot
-   * of the database. Absent where a statement does not hold the event loop (a remote database).
-   * Rejects with SearchBusy when WALKS_QUEUED are under way already.
-   */
-  walk?(sql: string, args: readonly InValue[], each: (row: unknown[]) => boolean): Promise<void>;
   close(): void;
 }
-
-/** Rows a walk hands over between two turns of the event loop: a few milliseconds of it. */
-export const WALK_SLICE = 4096;
-
-/** Walks that may be under way at once, the one walking and those waiting their turn; one more is refused with SearchBusy. */
-export const WALKS_QUEUED = 16;
-
-const nextTurn = (): Promise<void> =>
-  new Promise((resolve) =>
-    typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0),
-  );
 
 /** The open database: the Drizzle handle, its client, and whether it is a local file. */
 export interface Database {
@@ -134,45 +115,9 @@ function nativeReads(path: string): Reads {
     }
     return prepared;
   };
-  // Walks run one after another, each on a connection of its own, closed when it ends: a statement
-  // left open across turns holds its connection's snapshot, which other reads must not be held to,
-  // and libSQL cannot end a statement stopped halfway but by closing its connection.
-  let walking: Promise<void> = Promise.resolve();
-  let queued = 0;
-  const walk = async (sql: string, args: readonly InValue[], each: (row: unknown[]) => boolean) => {
-    const walker = new NativeDatabase(path);
-    try {
-      walker.exec('PRAGMA busy_timeout = 5000');
-      walker.exec('PRAGMA query_only = ON');
-      const rows = walker
-        .prepare(sql)
-        .raw(true)
-        .iterate(...args) as Iterator<unknown[]>;
-      for (;;) {
-        for (let n = 0; n < WALK_SLICE; n++) {
-          const next = rows.next();
-          if (next.done || each(next.value)) return;
-        }
-        await nextTurn();
-      }
-    } finally {
-      walker.close();
-    }
-  };
   return {
     query: async (sql, args) => statement(sql).all(...args) as Rows,
     one: async (sql, args) => (statement(sql).get(...args) as unknown[] | undefined) ?? undefined,
-    walk: (sql, args, each) => {
-      if (queued >= WALKS_QUEUED) return Promise.reject(new SearchBusy());
-      queued += 1;
-      const done = walking
-        .then(() => walk(sql, args, each))
-        .finally(() => {
-          queued -= 1;
-        });
-      walking = done.catch(() => {});
-      return done;
-    },
     close: () => connection.close(),
   };
 }

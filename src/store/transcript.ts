@@ -8,7 +8,6 @@ import {
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
-  SearchBusy,
   type StoredMessage,
   type Transcript,
   WriteFailure,
@@ -49,11 +48,6 @@ const SEARCH_SQL = `SELECT ${MESSAGE_COLUMNS.split(', ')
   .join(', ')} FROM messages_fts CROSS JOIN messages m ON m.n = messages_fts.rowid
   WHERE messages_fts MATCH ? AND m.room = ? AND m.seq < ? AND m.deleted IS NULL AND m.recipient IS NULL
   ORDER BY messages_fts.rowid DESC LIMIT ?`;
-
-/** The same search walked row by row: each of the index's matches, with its message's n where it is one. */
-const SEARCH_WALK_SQL = `SELECT CASE WHEN m.room = ?2 AND m.seq < ?3 AND m.deleted IS NULL AND m.recipient IS NULL
-  THEN m.n END FROM messages_fts CROSS JOIN messages m ON m.n = messages_fts.rowid
-  WHERE messages_fts MATCH ?1 ORDER BY messages_fts.rowid DESC`;
 
 /** Messages one pass of the indexer adds to the search index at most (a few ms of the writer). */
 export const INDEX_BATCH = 1000;
@@ -103,16 +97,13 @@ export class LibsqlTranscript implements Transcript {
     this.#metrics = metrics;
     const counted = <T>(read: Promise<T>): Promise<T> =>
       read.catch((error: unknown) => {
-        if (!(error instanceof SearchBusy)) metrics.databaseError('read');
+        metrics.databaseError('read');
         throw error;
       });
     const { read } = database;
     this.#read = {
       query: (sql, args) => counted(read.query(sql, args)),
       one: (sql, args) => counted(read.one(sql, args)),
-      ...(read.walk && {
-        walk: (sql, args, each) => counted(read.walk?.(sql, args, each) ?? Promise.resolve()),
-      }),
       close: () => read.close(),
     };
   }
@@ -170,24 +161,12 @@ export class LibsqlTranscript implements Transcript {
   ): Promise<StoredMessage[]> {
     if (terms.length === 0) return [];
     await this.#catchUp();
-    const args = [ftsQuery(terms), room, before ?? Number.MAX_SAFE_INTEGER];
-    if (!this.#read.walk) {
-      const rows = await this.#read.query(SEARCH_SQL, [...args, limit]);
-      return rows.map((r) => rowToMessage(r));
-    }
-    // The index's matches, newest first, a slice at a time: a word common in other rooms and rare in
-    // this one is walked through all of theirs, and in one statement that held the event loop (170 ms
-    // for 500,000 messages, every connection waiting).
-    const found: number[] = [];
-    await this.#read.walk(SEARCH_WALK_SQL, args, (row) => {
-      if (row[0] !== null) found.push(Number(row[0]));
-      return found.length >= limit;
-    });
-    if (found.length === 0) return [];
-    const rows = await this.#read.query(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE n IN (${found.map(() => '?').join(', ')}) AND deleted IS NULL ORDER BY n DESC`,
-      found,
-    );
+    const rows = await this.#read.query(SEARCH_SQL, [
+      ftsQuery(terms),
+      room,
+      before ?? Number.MAX_SAFE_INTEGER,
+      limit,
+    ]);
     return rows.map((r) => rowToMessage(r));
   }
 
