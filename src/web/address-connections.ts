@@ -33,10 +33,11 @@ export interface AddressConnections {
 }
 
 /**
- * Count the connections of `server` (Node's HTTP or HTTPS server) per address group, at most `limit` each. An address at its
- * limit has its longest idle kept-alive connection closed to make room for a new one (a browser
- * opens another when it needs one); with none idle, the new connection is closed as it comes, before
- * Node has made an HTTP parser or TLS state for it. Trusted proxies are not counted.
+ * Count the connections of `server` (Node's HTTP or HTTPS server) per address group, at most
+ * `limit` each. An address at its limit has its longest idle kept-alive connection closed to make
+ * room for a new one (a browser opens another when it needs one); with none idle, the new connection
+ * is closed as it comes, before Node has made an HTTP parser or TLS state for it. Trusted proxies are
+ * not counted.
  */
 export function countPerAddress(
   server: EventEmitter,
