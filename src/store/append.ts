@@ -62,12 +62,13 @@ export interface Indexed {
 /**
  * One indexing pass, three statements in one transaction, each taking the pass's `limit`: of the next
  * `limit` messages after the progress (by rowid, which AUTOINCREMENT never reuses), the room messages
- * (not whispers, not deleted) go into the FTS5 index as one segment; the progress moves to the last
- * of those `limit` (never back); then whether any message is stored after it.
+ * (not whispers, not deleted) go into the FTS5 index as one segment, each with its room's token
+ * (migration 0006); the progress moves to the last of those `limit` (never back); then whether any
+ * message is stored after it.
  */
 const NEXT = `SELECT max(n) FROM (SELECT n FROM messages WHERE n > (SELECT indexed FROM search_progress) ORDER BY n LIMIT ?)`;
 export const INDEX: readonly string[] = [
-  `INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages
+  `INSERT INTO messages_fts (rowid, text, room_key) SELECT n, text, 'r' || hex(room) FROM messages
      WHERE n > (SELECT indexed FROM search_progress) AND n <= coalesce((${NEXT}), 0)
        AND recipient IS NULL AND deleted IS NULL`,
   `UPDATE search_progress SET indexed = coalesce((${NEXT}), indexed)`,

@@ -93,5 +93,6 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
       );
     }
   }
+  transcript.indexBacklog();
   return store;
 }

@@ -42,12 +42,17 @@ export function ftsQuery(terms: readonly SearchTerm[]): string {
 }
 
 // The index drives the query (CROSS JOIN keeps the planner from scanning the room instead), newest
-// first by rowid, which FTS5 walks in that order, so the LIMIT ends the walk.
+// first by rowid, which FTS5 walks in that order, so the LIMIT ends the walk. The words must be in
+// the text, next to the room's token (as the indexer writes it): FTS5 walks only this room's matches,
+// however common the words are elsewhere, and starts below the page's `before` (a room's seqs grow
+// with the rowid), so a page deep in a busy room does not walk the newer ones again.
 const SEARCH_SQL = `SELECT ${MESSAGE_COLUMNS.split(', ')
   .map((c) => `m.${c}`)
   .join(', ')} FROM messages_fts CROSS JOIN messages m ON m.n = messages_fts.rowid
-  WHERE messages_fts MATCH ? AND m.room = ? AND m.seq < ? AND m.deleted IS NULL AND m.recipient IS NULL
-  ORDER BY messages_fts.rowid DESC LIMIT ?`;
+  WHERE messages_fts MATCH 'room_key : r' || hex(?2) || ' AND text : (' || ?1 || ')'
+    AND messages_fts.rowid < coalesce((SELECT n FROM messages WHERE room = ?2 AND seq >= ?3 ORDER BY seq LIMIT 1), ${Number.MAX_SAFE_INTEGER})
+    AND m.room = ?2 AND m.seq < ?3 AND m.deleted IS NULL AND m.recipient IS NULL
+  ORDER BY messages_fts.rowid DESC LIMIT ?4`;
 
 /** Messages one pass of the indexer adds to the search index at most (a few ms of the writer). */
 export const INDEX_BATCH = 1000;
@@ -289,6 +294,14 @@ export class LibsqlTranscript implements Transcript {
     });
     if (!pass.more) this.#indexedAt = at;
     return pass.more;
+  }
+
+  /**
+   * Index what the database holds unindexed when it is opened (what a crash left, or all of it after
+   * migration 0006 rebuilt the index): passes follow each other, behind the commits, until none wait.
+   */
+  indexBacklog(): void {
+    this.#indexSoon(0);
   }
 
   /** Run a pass in `ms` unless one is already due; passes follow each other while more wait. */
