@@ -16,7 +16,7 @@ import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import type { Hub } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
 import { bannedMessage } from './hub/restrictions.ts';
-import { WritesFailing } from './hub/transcript.ts';
+import { SearchesBusy, WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
 import { RefusalCode } from './protocol/codes.ts';
 import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
@@ -272,7 +272,14 @@ export function createApp(deps: AppDeps): Hono {
     const { room, q, before, limit } = parsed.output;
     const banned = bannedReader(c, session, room);
     if (banned) return banned;
-    const found = await hub.find(room, q, { before, limit });
+    let found: Awaited<ReturnType<Hub['find']>>;
+    try {
+      found = await hub.find(room, q, { before, limit });
+    } catch (error) {
+      if (!(error instanceof SearchesBusy)) throw error;
+      c.header('retry-after', '1');
+      return refuse(c, 503, RefusalCode.Busy, error.message);
+    }
     return c.json({ room, q, messages: found.messages.map(historyFrame), more: found.more });
   });
 

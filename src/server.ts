@@ -73,6 +73,8 @@ async function loadTls(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer;
 export interface StartOptions {
   /** The transcript writer thread's entry module; Node 20 cannot start the TypeScript one by itself. */
   writerScript?: URL | undefined;
+  /** The search thread's entry module, likewise. */
+  searchScript?: URL | undefined;
 }
 
 /** The running metrics: their sink, and the listener that serves them (both only with a metrics port). */
@@ -137,6 +139,7 @@ export async function startServer(
         log.error('transcript writer stopped; the next message starts a new one', { error: error.message });
       },
     },
+    searches: { script: options.searchScript },
   }).catch(async (error: unknown) => {
     await metrics.stop();
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;

@@ -181,6 +181,25 @@ describe.skipIf(!deno)('on Deno', () => {
       c.close();
     });
 
+    it('answers a search frame and GET /api/rooms/:room/search from its search thread', async () => {
+      const room = 'deno-search';
+      const c = await consoleClient(server.consolePort, { type: 'hello', room, user: 'finder', protocol: 2 });
+      await c.waitFor((f) => f.type === 'welcome');
+      for (const text of ['the deploy starts', 'lunch', 'the deploy is done'])
+        c.send({ type: 'message', text });
+      await c.waitFor((f) => f.type === 'message' && f.text === 'the deploy is done');
+      c.send({ type: 'search', room, q: 'deploy', ref: 'find' });
+      const answer = await c.waitFor((f) => f.ref === 'find', 10_000);
+      expect(answer).toMatchObject({ type: 'search', more: false });
+      expect((answer.messages as Array<{ text: string }>).map((m) => m.text)).toEqual([
+        'the deploy is done',
+        'the deploy starts',
+      ]);
+      const response = await fetch(new URL(`/api/rooms/${room}/search?q=dep*`, server.url as string));
+      expect(((await response.json()) as { messages: unknown[] }).messages).toHaveLength(2);
+      c.close();
+    });
+
     it('serves https and wss with --tls-cert and --tls-key', async () => {
       const tmp = await tempDir();
       try {

@@ -15,6 +15,7 @@ import { searchTerms } from '../src/protocol/search.ts';
 import { type Indexed, SqlAppender } from '../src/store/append.ts';
 import { type Database, openDatabase } from '../src/store/db.ts';
 import { ModerationStore } from '../src/store/moderation.ts';
+import { SearchThread } from '../src/store/search-thread.ts';
 import { openStore } from '../src/store/store.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
@@ -22,7 +23,7 @@ import { browserClient, consoleClient, request } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 import { runCli } from './helpers/spawn.ts';
 import { haveSshKeygen, keyConsole, makeKey, sign } from './helpers/ssh.ts';
-import { WRITER_THREAD } from './helpers/writer-thread.ts';
+import { SEARCH_THREAD, WRITER_THREAD } from './helpers/writer-thread.ts';
 
 let dir: string;
 const opened: Database[] = [];
@@ -545,5 +546,120 @@ describe.skipIf(!haveSshKeygen)('search on a running server', () => {
           error: { code: RefusalCode.BadQuery },
         },
       );
+  });
+});
+
+describe('searches on a thread of their own', () => {
+  let temp: { dir: string; cleanup: () => Promise<void> };
+  let server: TestServer;
+  // 400,000 messages whose words start with t and d: a `t*` search merges 800,000 matches, about a
+  // tenth of a second here, while a message's commit takes a few milliseconds.
+  const busy = 400_000;
+
+  beforeAll(async () => {
+    temp = await tempDir();
+    const db = join(temp.dir, 'room.db');
+    const database = await openDatabase(db);
+    await database.client.batch(
+      [
+        `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${busy})
+         INSERT INTO messages (id, room, seq, sender, text, ts, via)
+         SELECT 'busy-' || i, 'busy', i, 'alice', 'the deploy ' || i || ' took time', 1700000000 + i, 'console' FROM c`,
+        "INSERT INTO messages_fts (rowid, text, room_key) SELECT n, text, 'r' || hex(room) FROM messages",
+        'UPDATE search_progress SET indexed = (SELECT max(n) FROM messages)',
+      ],
+      'write',
+    );
+    database.close();
+    server = await startTestServer(db);
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await temp?.cleanup();
+  });
+
+  const joined = async (user: string, room: string) => {
+    const client = await consoleClient(server.consolePort, { type: 'hello', room, user, protocol: 2 });
+    await client.waitFor((f) => f.type === 'joined');
+    return client;
+  };
+
+  it('echoes a message sent while a long search runs before the search answers', async () => {
+    const searcher = await joined('sam', 'lobby');
+    const talker = await joined('tess', 'ops');
+    // Once, so the thread is running and the index has nothing to catch up on.
+    expect(await request(searcher, { type: 'search', room: 'busy', q: 'deploy', limit: 1 })).toMatchObject({
+      type: 'search',
+    });
+    searcher.send({ type: 'search', room: 'ops', q: 't*', ref: 'long' });
+    const order: string[] = [];
+    const answered = searcher.waitFor((f) => f.ref === 'long', 10_000).then(() => order.push('search'));
+    const echoed = request(talker, { type: 'message', text: 'still here' }).then(() => order.push('echo'));
+    await Promise.all([answered, echoed]);
+    expect(order).toEqual(['echo', 'search']);
+    searcher.close();
+    talker.close();
+  }, 20_000);
+
+  it('turns away a search past the eight waiting with busy, over the protocol and over HTTP, and answers the rest', async () => {
+    const searcher = await joined('sid', 'lobby');
+    for (let i = 0; i < 10; i++) searcher.send({ type: 'search', room: 'busy', q: 't*', ref: `s${i}` });
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => searcher.waitFor((f) => f.ref === `s${i}`, 15_000)),
+    );
+    const busyReplies = replies.filter((f) => f.type === 'error');
+    expect(busyReplies.length).toBeGreaterThanOrEqual(2);
+    for (const f of busyReplies) expect(f).toMatchObject({ code: ErrorCode.Busy });
+    for (const f of replies.filter((r) => r.type !== 'error'))
+      expect(f).toMatchObject({ type: 'search', more: true, messages: expect.any(Array) });
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => fetch(new URL('/api/rooms/busy/search?q=t*', server.url))),
+    );
+    const refused = responses.filter((r) => r.status === 503);
+    expect(refused.length).toBeGreaterThanOrEqual(2);
+    for (const r of refused) {
+      expect(r.headers.get('retry-after')).toBe('1');
+      expect(await r.json()).toMatchObject({ error: { code: RefusalCode.Busy } });
+    }
+    for (const r of responses.filter((x) => x.status !== 503)) {
+      expect(r.status).toBe(200);
+      expect(((await r.json()) as { messages: unknown[] }).messages).toHaveLength(20);
+    }
+    // And once they are done, a search is answered again.
+    expect(await request(searcher, { type: 'search', room: 'busy', q: 'deploy', limit: 1 })).toMatchObject({
+      type: 'search',
+    });
+    searcher.close();
+  }, 30_000);
+});
+
+describe('the search thread', () => {
+  it('fails the searches a dying thread held, and starts a new one for the next', async () => {
+    const database = await openDatabase(join(dir, 'thread.db'));
+    opened.push(database);
+    // The real thread, which ends itself when asked for a read of 'CRASH'.
+    const code = [
+      "import { parentPort } from 'node:worker_threads';",
+      "parentPort.on('message', (r) => { if (r.sql === 'CRASH') process.exit(3); });",
+      `await import(${JSON.stringify(SEARCH_THREAD.href)});`,
+    ].join('\n');
+    const thread = new SearchThread(
+      database.url,
+      new URL(`data:text/javascript,${encodeURIComponent(code)}`),
+    );
+    try {
+      expect(await thread.query('SELECT 41 + 1', [])).toEqual([[42]]);
+      const held = thread.query('SELECT 1', []);
+      const crashing = thread.query('CRASH', []);
+      const after = thread.query('SELECT 2', []);
+      // The first was answered before the crash; the crash takes the one behind it.
+      expect(await held).toEqual([[1]]);
+      await expect(crashing).rejects.toThrow(/search thread stopped/);
+      await expect(after).rejects.toThrow(/search thread stopped/);
+      expect(await thread.query('SELECT 3', [])).toEqual([[3]]);
+    } finally {
+      await thread.close();
+    }
   });
 });

@@ -42,6 +42,7 @@ import {
   conversationKey,
   GroupCommit,
   type NewMessage,
+  SearchesBusy,
   type StoredMessage,
   type Transcript,
 } from './transcript.ts';
@@ -1153,6 +1154,10 @@ export class Hub {
     try {
       found = await this.find(room, q, page);
     } catch (error) {
+      if (error instanceof SearchesBusy) {
+        this.#error(peer, ErrorCode.Busy, error.message, ref);
+        return;
+      }
       this.#log.warn('search unavailable', { error: String(error) });
       this.#error(peer, ErrorCode.StoreUnavailable, 'the search could not be done', ref);
       return;

@@ -83,6 +83,11 @@ export class WritesFailing extends Error {
   }
 }
 
+/** A search the store turned away, doing nothing, because as many as it runs at once are waiting. */
+export class SearchesBusy extends Error {
+  override readonly name = 'SearchesBusy';
+}
+
 /** The slice of the store the Hub uses. Implementations live in src/store. */
 export interface Transcript {
   /**
@@ -101,7 +106,8 @@ export interface Transcript {
   /**
    * A room's messages that hold every term (a word, a phrase; a prefix where marked), newest first,
    * older than `before` when given, at most `limit`. Deleted messages and whispers never match. A store
-   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery).
+   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery). Rejects
+   * with SearchesBusy when the store has as many searches waiting as it takes.
    */
   search(
     room: string,

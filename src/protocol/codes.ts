@@ -32,6 +32,8 @@ export const ErrorCode = {
   Muted: 'muted',
   /** What the request names (a message, a person in a room, a key) does not exist. */
   NotFound: 'not_found',
+  /** As many searches as the server runs at once are waiting: nothing was done; ask again shortly. */
+  Busy: 'busy',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -52,6 +54,8 @@ export const RefusalCode = {
   ShuttingDown: 'shutting_down',
   /** A connection limit was reached (503). */
   TooManyConnections: 'too_many_connections',
+  /** As many searches as the server runs at once are waiting: ask again shortly (503, Retry-After). */
+  Busy: 'busy',
   /** A page on another origin tried to open the door (403). */
   BadOrigin: 'bad_origin',
   /** A request for a host name the server does not answer to (403, dev mode). */

@@ -5,11 +5,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Client, createClient, type InValue } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
-import NativeDatabase from 'libsql';
+import { nativeConnection, type Rows } from './native-reads.ts';
 import * as schema from './schema.ts';
 
-/** Rows of a read: each row its columns' values, in order. */
-export type Rows = unknown[][];
+export type { Rows };
 
 /** Where the transcript's reads go: one statement, its rows. */
 export interface Reads {
@@ -97,27 +96,12 @@ function clientReads(client: Client): Reads {
   };
 }
 
-/**
- * Reads of a local file on a native connection of their own (libSQL's engine, as under the client),
- * each statement prepared once: a join asks several small questions, and preparing each one anew
- * cost more than answering it. The connection never writes (query_only).
- */
+/** The transcript's reads on a native connection of the main thread. */
 function nativeReads(path: string): Reads {
-  const connection = new NativeDatabase(path);
-  connection.exec('PRAGMA busy_timeout = 5000');
-  connection.exec('PRAGMA query_only = ON');
-  const statements = new Map<string, NativeDatabase.Statement>();
-  const statement = (sql: string): NativeDatabase.Statement => {
-    let prepared = statements.get(sql);
-    if (!prepared) {
-      prepared = connection.prepare(sql).raw(true);
-      statements.set(sql, prepared);
-    }
-    return prepared;
-  };
+  const connection = nativeConnection(path);
   return {
-    query: async (sql, args) => statement(sql).all(...args) as Rows,
-    one: async (sql, args) => (statement(sql).get(...args) as unknown[] | undefined) ?? undefined,
+    query: async (sql, args) => connection.query(sql, args),
+    one: async (sql, args) => connection.one(sql, args),
     close: () => connection.close(),
   };
 }

@@ -8,6 +8,7 @@ import type { Pruned } from './append.ts';
 import { DatabaseOpenError, openDatabase } from './db.ts';
 import { KeyStore } from './keys.ts';
 import { type ModerationRecords, ModerationStore } from './moderation.ts';
+import { SearchThread } from './search-thread.ts';
 import { type SessionLifetimes, SessionStore, type Sessions } from './sessions.ts';
 import { LibsqlTranscript } from './transcript.ts';
 import { WorkerAppender } from './worker-appender.ts';
@@ -44,6 +45,8 @@ export interface StoreOptions {
   metrics?: Metrics | undefined;
   /** The server appends to a local file from a writer thread; a subcommand does not need one. */
   writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
+  /** The server searches a local file on a thread of its own (`script`: its entry, where not the built one). */
+  searches?: { script?: URL | undefined } | undefined;
 }
 
 export { DatabaseOpenError };
@@ -70,7 +73,9 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
           throw new DatabaseOpenError(`cannot write to database ${target}: ${(error as Error).message}`);
         })
       : undefined;
-  const transcript = new LibsqlTranscript(database, writer, options.metrics ?? noMetrics);
+  const searches =
+    database.local && options.searches ? new SearchThread(database.url, options.searches.script) : undefined;
+  const transcript = new LibsqlTranscript(database, writer, options.metrics ?? noMetrics, searches);
   const store: Store = {
     kind: 'libsql',
     shown: target,

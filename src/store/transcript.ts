@@ -8,6 +8,7 @@ import {
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
+  SearchesBusy,
   type StoredMessage,
   type Transcript,
   WriteFailure,
@@ -24,6 +25,7 @@ import {
   SqlAppender,
 } from './append.ts';
 import type { Database, Reads } from './db.ts';
+import type { SearchThread } from './search-thread.ts';
 
 /** What a failed write means for /healthz, from the SQLite code the error carries (base or extended). */
 function writeFailure(error: unknown): WriteFailure {
@@ -77,6 +79,9 @@ export class LibsqlTranscript implements Transcript {
   readonly #metrics: Metrics;
   /** The database's reads, each failure counted. */
   readonly #read: Reads;
+  /** Where searches run: a thread of their own for a file the server serves, else #read. */
+  readonly #searches: Pick<SearchThread, 'query'> | undefined;
+  readonly #searchThread: SearchThread | undefined;
   /** The last commit's failure (an append's or a probe's); undefined once one has succeeded. */
   #failing: WritesFailing | undefined;
   #probing: Promise<void> | undefined;
@@ -91,20 +96,27 @@ export class LibsqlTranscript implements Transcript {
   #appends = 0;
   #indexedAt = -1;
 
-  /** Appends run on the database's own connection unless another appender (a writer thread) is given. */
+  /**
+   * Appends run on the database's own connection unless another appender (a writer thread) is given;
+   * searches on the main thread's reads unless a search thread is given (closed with the transcript).
+   */
   constructor(
     database: Database,
     appender: Appender = new SqlAppender(database.client),
     metrics: Metrics = noMetrics,
+    searches?: SearchThread,
   ) {
     this.#database = database;
     this.#appender = appender;
     this.#metrics = metrics;
     const counted = <T>(read: Promise<T>): Promise<T> =>
       read.catch((error: unknown) => {
-        metrics.databaseError('read');
+        // A search turned away as busy is no failure of the database.
+        if (!(error instanceof SearchesBusy)) metrics.databaseError('read');
         throw error;
       });
+    this.#searchThread = searches;
+    this.#searches = searches && { query: (sql, args) => counted(searches.query(sql, args)) };
     const { read } = database;
     this.#read = {
       query: (sql, args) => counted(read.query(sql, args)),
@@ -166,7 +178,7 @@ export class LibsqlTranscript implements Transcript {
   ): Promise<StoredMessage[]> {
     if (terms.length === 0) return [];
     await this.#catchUp();
-    const rows = await this.#read.query(SEARCH_SQL, [
+    const rows = await (this.#searches ?? this.#read).query(SEARCH_SQL, [
       ftsQuery(terms),
       room,
       before ?? Number.MAX_SAFE_INTEGER,
@@ -337,6 +349,6 @@ export class LibsqlTranscript implements Transcript {
     clearTimeout(this.#indexTimer);
     this.#indexTimer = undefined;
     await this.#indexing?.catch(() => {});
-    await this.#appender.close();
+    await Promise.all([this.#appender.close(), this.#searchThread?.close()]);
   }
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parseCommand } from '../../src/config.ts';
 import { createLog, type Log, silentLog } from '../../src/log.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
-import { WRITER_THREAD } from './writer-thread.ts';
+import { SEARCH_THREAD, WRITER_THREAD } from './writer-thread.ts';
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -33,7 +33,10 @@ export async function startTestServer(
   const log: Log = process.env.TEST_LOG
     ? createLog('debug', (l) => process.stderr.write(`${l}\n`))
     : silentLog;
-  const server = await startServer(command.config, log, undefined, { writerScript: WRITER_THREAD });
+  const server = await startServer(command.config, log, undefined, {
+    writerScript: WRITER_THREAD,
+    searchScript: SEARCH_THREAD,
+  });
   return Object.assign(server, {
     dbPath,
     consolePort: server.consoleAddress.port,

@@ -16,5 +16,8 @@ export function typescriptThread(entry: URL): URL {
 /** The real writer thread (src/store/append-worker.ts). */
 export const WRITER_THREAD = typescriptThread(new URL('../../src/store/append-worker.ts', import.meta.url));
 
+/** The real search thread (src/store/search-worker.ts). */
+export const SEARCH_THREAD = typescriptThread(new URL('../../src/store/search-worker.ts', import.meta.url));
+
 /** The real writer thread with two ways to die on cue (test/helpers/crashing-writer.ts). */
 export const CRASHING_WRITER_THREAD = typescriptThread(new URL('./crashing-writer.ts', import.meta.url));

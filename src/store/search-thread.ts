@@ -1,0 +1,129 @@
+// Searches of a local database on a thread of their own (src/store/search-worker.ts), started at the
+// first search: the event loop serves the sockets while one walks many matches. A few wait their turn
+// there; one more is refused as busy rather than queued, so a burst of searches cannot pile up.
+import { Worker } from 'node:worker_threads';
+import type { InValue } from '@libsql/client';
+import { SearchesBusy } from '../hub/transcript.ts';
+import type { Rows } from './native-reads.ts';
+
+// Deno runs the TypeScript source as it is; Node runs the built .js. Node running the TypeScript
+// sources (the tests) gives its own entry, as `script`.
+const WORKER = new URL(
+  import.meta.url.endsWith('.ts') ? './search-worker.ts' : './search-worker.js',
+  import.meta.url,
+);
+const CLOSE_TIMEOUT_MS = 5000;
+
+/**
+ * Searches running or waiting on the thread at most. Each takes from well under a millisecond to
+ * about a tenth of a second (a `prefix*` word common in a large database), so the last waits about
+ * a second at worst.
+ */
+export const SEARCHES_WAITING = 8;
+
+/** What the thread is started with. */
+export interface SearchData {
+  url: string;
+}
+
+/** To the thread: a read to run, or the end. */
+export type SearchRequest = { n: number; sql: string; args: InValue[] } | { close: true };
+
+/** From the thread: it is ready (or cannot open the database), or a read's rows (or its error). */
+export type SearchReply =
+  | { ready: true }
+  | { failed: string }
+  | { n: number; rows: Rows }
+  | { n: number; error: string };
+
+interface Waiting {
+  resolve(rows: Rows): void;
+  reject(error: Error): void;
+}
+
+/** Reads run one after another on a thread with its own read-only connection to the file. */
+export class SearchThread {
+  readonly #url: string;
+  readonly #script: URL;
+  readonly #waiting = new Map<number, Waiting>();
+  #worker: Promise<Worker> | undefined;
+  #next = 1;
+  #closed = false;
+
+  /** `url`: the database's file: URL; `script`: the thread's entry (search-worker next to this file). */
+  constructor(url: string, script: URL = WORKER) {
+    this.#url = url;
+    this.#script = script;
+  }
+
+  /**
+   * Run one read on the thread, starting it if it is not running (again, after one died). Rejects
+   * with SearchesBusy, at once, when SEARCHES_WAITING reads are waiting or running already.
+   */
+  query(sql: string, args: readonly InValue[]): Promise<Rows> {
+    if (this.#closed) return Promise.reject(new Error('the search thread is closed'));
+    if (this.#waiting.size >= SEARCHES_WAITING)
+      return Promise.reject(
+        new SearchesBusy(`${SEARCHES_WAITING} searches are running or waiting; try again in a moment`),
+      );
+    const n = this.#next++;
+    const answer = new Promise<Rows>((resolve, reject) => this.#waiting.set(n, { resolve, reject }));
+    // A thread that fails to start rejects every read waiting for it, this one included.
+    (this.#worker ?? this.#spawn()).then(
+      (worker) => {
+        if (this.#waiting.has(n)) worker.postMessage({ n, sql, args: [...args] } satisfies SearchRequest);
+      },
+      () => {},
+    );
+    return answer;
+  }
+
+  /** Let the thread answer what it holds, close its connection and end. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const worker = await this.#worker?.catch(() => undefined);
+    if (!worker) return;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.postMessage({ close: true } satisfies SearchRequest);
+    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  #spawn(): Promise<Worker> {
+    // Not the process's own flags: a preload given with --import is for the main thread.
+    const worker = new Worker(this.#script, {
+      workerData: { url: this.#url } satisfies SearchData,
+      execArgv: [],
+    });
+    // The thread alone never keeps the process running.
+    worker.unref();
+    const ready = new Promise<Worker>((resolve, reject) => {
+      let gone = false;
+      const lost = (error: Error): void => {
+        reject(error);
+        if (gone) return;
+        gone = true;
+        if (this.#worker === ready) this.#worker = undefined;
+        for (const waiting of this.#waiting.values()) waiting.reject(error);
+        this.#waiting.clear();
+      };
+      worker.on('message', (reply: SearchReply) => {
+        if ('ready' in reply) resolve(worker);
+        else if ('failed' in reply) {
+          lost(new Error(`the search thread cannot open the database: ${reply.failed}`));
+          void worker.terminate();
+        } else {
+          const waiting = this.#waiting.get(reply.n);
+          this.#waiting.delete(reply.n);
+          if ('rows' in reply) waiting?.resolve(reply.rows);
+          else waiting?.reject(new Error(reply.error));
+        }
+      });
+      worker.once('error', (error) => lost(error));
+      worker.once('exit', (code) => lost(new Error(`the search thread stopped (exit code ${code})`)));
+    });
+    this.#worker = ready;
+    return ready;
+  }
+}
