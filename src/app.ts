@@ -274,7 +274,7 @@ export function createApp(deps: AppDeps): Hono {
     if (banned) return banned;
     let found: Awaited<ReturnType<Hub['find']>>;
     try {
-      found = await hub.find(room, q, { before, limit });
+      found = await hub.find(room, q, { before, limit }, session?.user.name);
     } catch (error) {
       if (!(error instanceof SearchesBusy)) throw error;
       c.header('retry-after', '1');

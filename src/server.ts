@@ -139,7 +139,11 @@ export async function startServer(
         log.error('transcript writer stopped; the next message starts a new one', { error: error.message });
       },
     },
-    searches: { script: options.searchScript },
+    searches: {
+      script: options.searchScript,
+      onLost: (error) =>
+        log.error('search thread stopped; the next search starts a new one', { error: error.message }),
+    },
   }).catch(async (error: unknown) => {
     await metrics.stop();
     throw error instanceof DatabaseOpenError ? new StartError(error.message) : error;

@@ -19,7 +19,7 @@ import { SearchThread } from '../src/store/search-thread.ts';
 import { openStore } from '../src/store/store.ts';
 import { LibsqlTranscript } from '../src/store/transcript.ts';
 import { WorkerAppender } from '../src/store/worker-appender.ts';
-import { browserClient, consoleClient, request } from './helpers/clients.ts';
+import { browserClient, type ConsoleClient, consoleClient, request } from './helpers/clients.ts';
 import { startTestServer, type TestServer, tempDir } from './helpers/server.ts';
 import { runCli } from './helpers/spawn.ts';
 import { haveSshKeygen, keyConsole, makeKey, sign } from './helpers/ssh.ts';
@@ -171,6 +171,8 @@ describe.each(['connection', 'thread'] as const)('search in the store, appending
       "gate'; DROP TABLE messages; --",
       '*gate',
       'ga**',
+      'gate\u0000',
+      '"ga\u0000te"',
     ])
       await expect(find(transcript, 'ops', q), q).resolves.toBeInstanceOf(Array);
     expect(texts(await find(transcript, 'ops', 'gate OR plain'))).toEqual([]);
@@ -202,6 +204,11 @@ describe('search terms', () => {
     ]);
     expect(searchTerms('"a b"* -- *** "" ?!')).toEqual([{ text: 'a b', prefix: true }]);
     expect(searchTerms('  ')).toEqual([]);
+    expect(searchTerms('dep\u0000loy "a\u0007b"')).toEqual([
+      { text: 'dep', prefix: false },
+      { text: 'loy', prefix: false },
+      { text: 'a b', prefix: false },
+    ]);
   });
 });
 
@@ -335,7 +342,7 @@ describe('the index filled behind the commits', () => {
        SELECT 'left-' || i, 'ops', i, 'alice', 'left unindexed ' || i, 1700000000 + i, 'console' FROM c`,
     );
     before.close();
-    const store = await openStore(path);
+    const store = await openStore(path, { writer: { script: WRITER_THREAD, onLost: () => {} } });
     try {
       const database = await openDatabase(path);
       opened.push(database);
@@ -400,9 +407,9 @@ describe('the index by room', () => {
     expect(texts(await quiet())).toEqual(['the deploy is done']);
     const deep = () => transcript.search('busy', searchTerms('deploy'), 50, 20);
     expect((await deep()).map((m) => m.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 49 - i));
-    // Walking the busy room's 200,000 matches took 50–60 ms here; the room's own few take well under 1.
-    expect(await fastest(quiet)).toBeLessThan(10);
-    expect(await fastest(deep)).toBeLessThan(10);
+    // Walking the busy room's 200,000 matches took 47–64 ms here; the room's own few take well under 1.
+    expect(await fastest(quiet)).toBeLessThan(20);
+    expect(await fastest(deep)).toBeLessThan(20);
   }, 60_000);
 
   it('rebuilds the index of a database from before it, behind the commits, room by room', async () => {
@@ -444,8 +451,9 @@ describe('the index by room', () => {
     expect(texts(await transcript.search('ops', searchTerms('deploy'), undefined, 10))).toEqual([
       'deploy at noon',
     ]);
+    // The index matches what it was built from, message for message (rank 1: compared with the view).
     await expect(
-      database.client.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 0)"),
+      database.client.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"),
     ).resolves.toBeDefined();
   });
 });
@@ -603,10 +611,12 @@ describe('searches on a thread of their own', () => {
   }, 20_000);
 
   it('turns away a search past the eight waiting with busy, over the protocol and over HTTP, and answers the rest', async () => {
-    const searcher = await joined('sid', 'lobby');
-    for (let i = 0; i < 10; i++) searcher.send({ type: 'search', room: 'busy', q: 't*', ref: `s${i}` });
+    // Five people, two searches each: as many as each may have.
+    const searchers = await Promise.all(Array.from({ length: 5 }, (_, i) => joined(`sid${i}`, 'lobby')));
+    const by = (i: number) => searchers[i % 5] as ConsoleClient;
+    for (let i = 0; i < 10; i++) by(i).send({ type: 'search', room: 'busy', q: 't*', ref: `s${i}` });
     const replies = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => searcher.waitFor((f) => f.ref === `s${i}`, 15_000)),
+      Array.from({ length: 10 }, (_, i) => by(i).waitFor((f) => f.ref === `s${i}`, 15_000)),
     );
     const busyReplies = replies.filter((f) => f.type === 'error');
     expect(busyReplies.length).toBeGreaterThanOrEqual(2);
@@ -627,11 +637,30 @@ describe('searches on a thread of their own', () => {
       expect(((await r.json()) as { messages: unknown[] }).messages).toHaveLength(20);
     }
     // And once they are done, a search is answered again.
+    const [searcher] = searchers as [ConsoleClient];
     expect(await request(searcher, { type: 'search', room: 'busy', q: 'deploy', limit: 1 })).toMatchObject({
       type: 'search',
     });
-    searcher.close();
+    for (const c of searchers) c.close();
   }, 30_000);
+
+  it('runs two searches of one person at a time, on all their connections together, and answers a third busy', async () => {
+    const first = await joined('solo', 'lobby');
+    const second = await joined('solo', 'ops');
+    first.send({ type: 'search', room: 'busy', q: 't*', ref: 'a' });
+    second.send({ type: 'search', room: 'busy', q: 't*', ref: 'b' });
+    const third = await request(first, { type: 'search', room: 'busy', q: 'deploy', limit: 1 });
+    expect(third).toMatchObject({ type: 'error', code: ErrorCode.Busy });
+    expect(third.message).toMatch(/at most 2 searches of one person/);
+    expect(await first.waitFor((f) => f.ref === 'a', 10_000)).toMatchObject({ type: 'search' });
+    expect(await second.waitFor((f) => f.ref === 'b', 10_000)).toMatchObject({ type: 'search' });
+    // Once those are answered, they may search again.
+    expect(await request(first, { type: 'search', room: 'busy', q: 'deploy', limit: 1 })).toMatchObject({
+      type: 'search',
+    });
+    first.close();
+    second.close();
+  }, 20_000);
 });
 
 describe('the search thread', () => {
@@ -644,10 +673,11 @@ describe('the search thread', () => {
       "parentPort.on('message', (r) => { if (r.sql === 'CRASH') process.exit(3); });",
       `await import(${JSON.stringify(SEARCH_THREAD.href)});`,
     ].join('\n');
-    const thread = new SearchThread(
-      database.url,
-      new URL(`data:text/javascript,${encodeURIComponent(code)}`),
-    );
+    const lost: Error[] = [];
+    const thread = new SearchThread(database.url, {
+      script: new URL(`data:text/javascript,${encodeURIComponent(code)}`),
+      onLost: (error) => lost.push(error),
+    });
     try {
       expect(await thread.query('SELECT 41 + 1', [])).toEqual([[42]]);
       const held = thread.query('SELECT 1', []);
@@ -657,9 +687,20 @@ describe('the search thread', () => {
       expect(await held).toEqual([[1]]);
       await expect(crashing).rejects.toThrow(/search thread stopped/);
       await expect(after).rejects.toThrow(/search thread stopped/);
+      expect(lost.map((e) => e.message)).toEqual(['the search thread stopped (exit code 3)']);
       expect(await thread.query('SELECT 3', [])).toEqual([[3]]);
     } finally {
       await thread.close();
     }
+  });
+
+  it('fails each search while no thread can be made, and never counts them as waiting', async () => {
+    const database = await openDatabase(join(dir, 'nothread.db'));
+    opened.push(database);
+    // Node refuses to make a thread of an http: URL at once, as it does when the process may make no more.
+    const thread = new SearchThread(database.url, { script: new URL('http://127.0.0.1/none.js') });
+    for (let i = 0; i < 12; i++)
+      await expect(thread.query('SELECT 1', [])).rejects.toMatchObject({ code: 'ERR_INVALID_URL_SCHEME' });
+    await thread.close();
   });
 });

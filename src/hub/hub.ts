@@ -221,6 +221,9 @@ const WHISPERS_REMEMBERED = 10_000;
  */
 export const SEEN_NAMES = 10_000;
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
+/** Searches one person may have running (or waiting) at once, on every connection and door together. */
+export const SEARCHES_PER_USER = 2;
+
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
 /** How long a read of the bans and mutes, when the bus is back, may take before it is given up. */
@@ -240,6 +243,8 @@ export class Hub {
    * store) and a whisper to it asks the store.
    */
   readonly #seen = new Set<string>();
+  /** People with searches running, and how many (entries only while they run). */
+  readonly #searching = new Map<string, number>();
   readonly #seenCap: number;
   /** Names seen and not yet written. */
   readonly #unremembered = new Set<string>();
@@ -1152,7 +1157,7 @@ export class Hub {
     }
     let found: { messages: StoredMessage[]; more: boolean };
     try {
-      found = await this.find(room, q, page);
+      found = await this.find(room, q, page, peer.user);
     } catch (error) {
       if (error instanceof SearchesBusy) {
         this.#error(peer, ErrorCode.Busy, error.message, ref);
@@ -1177,9 +1182,26 @@ export class Hub {
     room: string,
     q: string,
     page: { before?: number | undefined; limit?: number | undefined },
+    user?: string,
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const limit = page.limit ?? SEARCH_DEFAULT;
-    const found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
+    // One person's burst of searches takes at most their share of the store's, not all of it.
+    const running = user === undefined ? 0 : (this.#searching.get(user) ?? 0);
+    if (running >= SEARCHES_PER_USER)
+      throw new SearchesBusy(
+        `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
+      );
+    if (user !== undefined) this.#searching.set(user, running + 1);
+    let found: StoredMessage[];
+    try {
+      found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
+    } finally {
+      if (user !== undefined) {
+        const left = (this.#searching.get(user) ?? 1) - 1;
+        if (left > 0) this.#searching.set(user, left);
+        else this.#searching.delete(user);
+      }
+    }
     this.#metrics.searched();
     // What is newer than the room's broadcast is left for the live stream, as in a history page.
     const reported = this.#rooms.get(room)?.reported;

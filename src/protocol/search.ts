@@ -24,10 +24,14 @@ export interface SearchTerm {
 const SEARCHABLE = /[^\p{P}\p{Z}\p{C}\s*]/u;
 const TERM = /"([^"]*)"?(\*?)|([^\s"]+)/gu;
 
+// Control characters separate words, as spaces do: none reaches a search engine (FTS5 stops reading
+// a query at a NUL, inside the term's quotes, and refuses it).
+const CONTROLS = /\p{Cc}/gu;
+
 /** The terms of a search text; those with nothing searchable in them are left out. */
 export function searchTerms(q: string): SearchTerm[] {
   const terms: SearchTerm[] = [];
-  for (const match of q.matchAll(TERM)) {
+  for (const match of q.replace(CONTROLS, ' ').matchAll(TERM)) {
     const phrase = match[1];
     const word = match[3] ?? '';
     const prefix = phrase === undefined ? word.endsWith('*') : match[2] === '*';

@@ -12,7 +12,6 @@ const WORKER = new URL(
   import.meta.url.endsWith('.ts') ? './search-worker.ts' : './search-worker.js',
   import.meta.url,
 );
-const CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * Searches running or waiting on the thread at most. Each takes from well under a millisecond to
@@ -26,8 +25,12 @@ export interface SearchData {
   url: string;
 }
 
-/** To the thread: a read to run, or the end. */
-export type SearchRequest = { n: number; sql: string; args: InValue[] } | { close: true };
+/** To the thread: a read to run. */
+export interface SearchRequest {
+  n: number;
+  sql: string;
+  args: InValue[];
+}
 
 /** From the thread: it is ready (or cannot open the database), or a read's rows (or its error). */
 export type SearchReply =
@@ -45,15 +48,20 @@ interface Waiting {
 export class SearchThread {
   readonly #url: string;
   readonly #script: URL;
+  readonly #onLost: (error: Error) => void;
   readonly #waiting = new Map<number, Waiting>();
   #worker: Promise<Worker> | undefined;
   #next = 1;
   #closed = false;
 
-  /** `url`: the database's file: URL; `script`: the thread's entry (search-worker next to this file). */
-  constructor(url: string, script: URL = WORKER) {
+  /**
+   * `url`: the database's file: URL; `script`: the thread's entry (search-worker next to this file);
+   * `onLost`: a running thread died (the next search starts another).
+   */
+  constructor(url: string, options: { script?: URL | undefined; onLost?: (error: Error) => void } = {}) {
     this.#url = url;
-    this.#script = script;
+    this.#script = options.script ?? WORKER;
+    this.#onLost = options.onLost ?? (() => {});
   }
 
   /**
@@ -66,10 +74,17 @@ export class SearchThread {
       return Promise.reject(
         new SearchesBusy(`${SEARCHES_WAITING} searches are running or waiting; try again in a moment`),
       );
+    let starting: Promise<Worker>;
+    try {
+      starting = this.#worker ?? this.#spawn();
+    } catch (error) {
+      // No thread could be made (a process or memory limit): this search fails, the next tries again.
+      return Promise.reject(error);
+    }
     const n = this.#next++;
     const answer = new Promise<Rows>((resolve, reject) => this.#waiting.set(n, { resolve, reject }));
     // A thread that fails to start rejects every read waiting for it, this one included.
-    (this.#worker ?? this.#spawn()).then(
+    starting.then(
       (worker) => {
         if (this.#waiting.has(n)) worker.postMessage({ n, sql, args: [...args] } satisfies SearchRequest);
       },
@@ -78,20 +93,22 @@ export class SearchThread {
     return answer;
   }
 
-  /** Let the thread answer what it holds, close its connection and end. */
+  /**
+   * End the thread. Searches still waiting are refused (nobody is left to answer at shutdown); the
+   * one running finishes first, as native code cannot be stopped halfway.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    const closing = new Error('the search thread is closed');
+    for (const waiting of this.#waiting.values()) waiting.reject(closing);
+    this.#waiting.clear();
     const worker = await this.#worker?.catch(() => undefined);
-    if (!worker) return;
-    const exited = new Promise((resolve) => worker.once('exit', resolve));
-    worker.postMessage({ close: true } satisfies SearchRequest);
-    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
+    await worker?.terminate();
   }
 
   #spawn(): Promise<Worker> {
-    // Not the process's own flags: a preload given with --import is for the main thread.
+    // Not the process's own flags: a preload given with --import is for the main thread. Throws when
+    // no thread can be made.
     const worker = new Worker(this.#script, {
       workerData: { url: this.#url } satisfies SearchData,
       execArgv: [],
@@ -100,6 +117,7 @@ export class SearchThread {
     worker.unref();
     const ready = new Promise<Worker>((resolve, reject) => {
       let gone = false;
+      let started = false;
       const lost = (error: Error): void => {
         reject(error);
         if (gone) return;
@@ -107,10 +125,13 @@ export class SearchThread {
         if (this.#worker === ready) this.#worker = undefined;
         for (const waiting of this.#waiting.values()) waiting.reject(error);
         this.#waiting.clear();
+        if (started && !this.#closed) this.#onLost(error);
       };
       worker.on('message', (reply: SearchReply) => {
-        if ('ready' in reply) resolve(worker);
-        else if ('failed' in reply) {
+        if ('ready' in reply) {
+          started = true;
+          resolve(worker);
+        } else if ('failed' in reply) {
           lost(new Error(`the search thread cannot open the database: ${reply.failed}`));
           void worker.terminate();
         } else {

@@ -19,12 +19,9 @@ try {
   post({ failed: String((error as Error)?.message ?? error) });
 }
 
+// The main thread ends this one: at close, or at once when it could not open the database.
 port.on('message', (request: SearchRequest) => {
-  if ('close' in request || !reads) {
-    reads?.close();
-    port.close();
-    return;
-  }
+  if (!reads) return;
   try {
     post({ n: request.n, rows: reads.query(request.sql, request.args) });
   } catch (error) {

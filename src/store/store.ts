@@ -46,7 +46,7 @@ export interface StoreOptions {
   /** The server appends to a local file from a writer thread; a subcommand does not need one. */
   writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
   /** The server searches a local file on a thread of its own (`script`: its entry, where not the built one). */
-  searches?: { script?: URL | undefined } | undefined;
+  searches?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
 }
 
 export { DatabaseOpenError };
@@ -74,7 +74,7 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
         })
       : undefined;
   const searches =
-    database.local && options.searches ? new SearchThread(database.url, options.searches.script) : undefined;
+    database.local && options.searches ? new SearchThread(database.url, options.searches) : undefined;
   const transcript = new LibsqlTranscript(database, writer, options.metrics ?? noMetrics, searches);
   const store: Store = {
     kind: 'libsql',
@@ -98,6 +98,7 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
       );
     }
   }
-  transcript.indexBacklog();
+  // The server indexes what the last run left; a subcommand on the same file leaves that to it.
+  if (options.writer) transcript.indexBacklog();
   return store;
 }
