@@ -44,7 +44,7 @@ async function fresh(name: string, indexing: Indexing): Promise<{ path: string; 
       await database.client.execute(`DROP TRIGGER ${trigger}`);
   if (indexing === 'inline')
     await database.client.execute(
-      'CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN NEW.recipient IS NULL AND NEW.deleted IS NULL BEGIN INSERT INTO messages_fts (rowid, text) VALUES (NEW.n, NEW.text); UPDATE search_progress SET indexed = NEW.n; END',
+      `CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN NEW.recipient IS NULL AND NEW.deleted IS NULL BEGIN INSERT INTO messages_fts (rowid, text, room_key) VALUES (NEW.n, NEW.text, 'r' || hex(NEW.room)); UPDATE search_progress SET indexed = NEW.n; END`,
     );
   database.close();
   const writer = new NativeAppender(path);
