@@ -1,6 +1,6 @@
 // Unit tests of the Hub (src/hub/hub.ts) with fake peers and an in-memory fake transcript: presence, rooms, stamping, batching, backscroll, resume, refs, whispers, typing, read markers, drops and shutdown.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { Hub, type HubOptions } from '../src/hub/hub.ts';
+import { Hub, type HubOptions, SEARCHES_AT_ONCE, SearchesBusy } from '../src/hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../src/hub/peer.ts';
 import { Restrictions } from '../src/hub/restrictions.ts';
 import {
@@ -60,6 +60,8 @@ class FakeTranscript implements Transcript {
   failMarkers = false;
   failNames = false;
   failLastSeq = false;
+  /** Searches the store takes at once (unset: as many as the Hub sends). */
+  searchesAtOnce: number | undefined;
   readonly #markers = new Map<string, number>();
   /** Each conversation's newest seq once its messages are removed (as the conversations table keeps it). */
   readonly #heads = new Map<string, number>();
@@ -1013,6 +1015,26 @@ describe('search', () => {
     const refused = eve.next((f) => f.type === 'error');
     await hub.search(eve, 'ops', 'anything', {}, 's3');
     expect(await refused).toMatchObject({ code: ErrorCode.Banned, ref: 's3' });
+  });
+
+  it('asks the store for 8 searches at once at most, fewer where the store takes fewer, and refuses one more as busy', async () => {
+    const hub = makeHub();
+    for (const atOnce of [SEARCHES_AT_ONCE, 4]) {
+      transcript.searchesAtOnce = atOnce === SEARCHES_AT_ONCE ? undefined : atOnce;
+      const held = deferred();
+      transcript.holdReads = held.promise;
+      // Each of another person (one person has 2 at most), and one over HTTP in dev mode, nameless.
+      const running = [
+        hub.find('ops', 'x', {}),
+        ...Array.from({ length: atOnce - 1 }, (_, i) => hub.find('ops', 'x', {}, `u${i}`)),
+      ];
+      await expect(hub.find('ops', 'x', {}, 'late')).rejects.toBeInstanceOf(SearchesBusy);
+      await expect(hub.find('ops', 'x', {})).rejects.toThrow(`${atOnce} searches are running`);
+      transcript.holdReads = undefined;
+      held.resolve();
+      await Promise.all(running);
+      await expect(hub.find('ops', 'x', {}, 'late')).resolves.toMatchObject({ messages: [] });
+    }
   });
 });
 

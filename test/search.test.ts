@@ -694,7 +694,7 @@ describe('the search thread', () => {
     }
   });
 
-  it('fails each search while no thread can be made, and never counts them as waiting', async () => {
+  it('fails each search while no thread can be made, and tries again for the next', async () => {
     const database = await openDatabase(join(dir, 'nothread.db'));
     opened.push(database);
     // Node refuses to make a thread of an http: URL at once, as it does when the process may make no more.

@@ -42,7 +42,6 @@ import {
   conversationKey,
   GroupCommit,
   type NewMessage,
-  SearchesBusy,
   type StoredMessage,
   type Transcript,
 } from './transcript.ts';
@@ -221,8 +220,20 @@ const WHISPERS_REMEMBERED = 10_000;
  */
 export const SEEN_NAMES = 10_000;
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
+/**
+ * Searches the store is asked for at once at most, over every door: on a local file they run one
+ * after another on the search thread, each from well under a millisecond to about a tenth of a
+ * second, so the last of them waits about a second at worst. A store may take fewer (PostgreSQL).
+ */
+export const SEARCHES_AT_ONCE = 8;
+
 /** Searches one person may have running (or waiting) at once, on every connection and door together. */
 export const SEARCHES_PER_USER = 2;
+
+/** A search turned away, nothing done, because as many as the store is asked for at once are running. */
+export class SearchesBusy extends Error {
+  override readonly name = 'SearchesBusy';
+}
 
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
@@ -243,7 +254,8 @@ export class Hub {
    * store) and a whisper to it asks the store.
    */
   readonly #seen = new Set<string>();
-  /** People with searches running, and how many (entries only while they run). */
+  /** Searches running, and the people with searches running, how many (entries only while they run). */
+  #searches = 0;
   readonly #searching = new Map<string, number>();
   readonly #seenCap: number;
   /** Names seen and not yet written. */
@@ -1185,17 +1197,22 @@ export class Hub {
     user?: string,
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const limit = page.limit ?? SEARCH_DEFAULT;
+    const atOnce = Math.min(SEARCHES_AT_ONCE, this.#transcript.searchesAtOnce ?? SEARCHES_AT_ONCE);
+    if (this.#searches >= atOnce)
+      throw new SearchesBusy(`${atOnce} searches are running; try again in a moment`);
     // One person's burst of searches takes at most their share of the store's, not all of it.
     const running = user === undefined ? 0 : (this.#searching.get(user) ?? 0);
     if (running >= SEARCHES_PER_USER)
       throw new SearchesBusy(
         `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
       );
+    this.#searches += 1;
     if (user !== undefined) this.#searching.set(user, running + 1);
     let found: StoredMessage[];
     try {
       found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
     } finally {
+      this.#searches -= 1;
       if (user !== undefined) {
         const left = (this.#searching.get(user) ?? 1) - 1;
         if (left > 0) this.#searching.set(user, left);

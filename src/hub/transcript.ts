@@ -83,11 +83,6 @@ export class WritesFailing extends Error {
   }
 }
 
-/** A search the store turned away, doing nothing, because as many as it runs at once are waiting. */
-export class SearchesBusy extends Error {
-  override readonly name = 'SearchesBusy';
-}
-
 /** The slice of the store the Hub uses. Implementations live in src/store. */
 export interface Transcript {
   /**
@@ -106,8 +101,7 @@ export interface Transcript {
   /**
    * A room's messages that hold every term (a word, a phrase; a prefix where marked), newest first,
    * older than `before` when given, at most `limit`. Deleted messages and whispers never match. A store
-   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery). Rejects
-   * with SearchesBusy when the store has as many searches waiting as it takes.
+   * maps the terms to its own engine (FTS5 here; a PostgreSQL store would use a tsquery).
    */
   search(
     room: string,
@@ -134,6 +128,8 @@ export interface Transcript {
    * commits appends strictly in the order they were made, such as a single writer thread.
    */
   readonly appendsInFlight?: number;
+  /** How many searches the store takes at once, running or waiting (the Hub's SEARCHES_AT_ONCE unless less). */
+  readonly searchesAtOnce?: number;
 }
 
 /** What the group commit needs of the store. */

@@ -1,9 +1,8 @@
 // Searches of a local database on a thread of their own (src/store/search-worker.ts), started at the
-// first search: the event loop serves the sockets while one walks many matches. A few wait their turn
-// there; one more is refused as busy rather than queued, so a burst of searches cannot pile up.
+// first search: the event loop serves the sockets while one walks many matches. They wait their turn
+// there; the Hub bounds how many there are (SEARCHES_AT_ONCE).
 import { Worker } from 'node:worker_threads';
 import type { InValue } from '@libsql/client';
-import { SearchesBusy } from '../hub/transcript.ts';
 import type { Rows } from './native-reads.ts';
 
 // Deno runs the TypeScript source as it is; Node runs the built .js. Node running the TypeScript
@@ -12,13 +11,6 @@ const WORKER = new URL(
   import.meta.url.endsWith('.ts') ? './search-worker.ts' : './search-worker.js',
   import.meta.url,
 );
-
-/**
- * Searches running or waiting on the thread at most. Each takes from well under a millisecond to
- * about a tenth of a second (a `prefix*` word common in a large database), so the last waits about
- * a second at worst.
- */
-export const SEARCHES_WAITING = 8;
 
 /** What the thread is started with. */
 export interface SearchData {
@@ -64,16 +56,9 @@ export class SearchThread {
     this.#onLost = options.onLost ?? (() => {});
   }
 
-  /**
-   * Run one read on the thread, starting it if it is not running (again, after one died). Rejects
-   * with SearchesBusy, at once, when SEARCHES_WAITING reads are waiting or running already.
-   */
+  /** Run one read on the thread, after those before it, starting the thread if it is not running. */
   query(sql: string, args: readonly InValue[]): Promise<Rows> {
     if (this.#closed) return Promise.reject(new Error('the search thread is closed'));
-    if (this.#waiting.size >= SEARCHES_WAITING)
-      return Promise.reject(
-        new SearchesBusy(`${SEARCHES_WAITING} searches are running or waiting; try again in a moment`),
-      );
     let starting: Promise<Worker>;
     try {
       starting = this.#worker ?? this.#spawn();

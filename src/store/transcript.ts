@@ -8,7 +8,6 @@ import {
   type ConversationHead,
   type NewMessage,
   type ReadMarker,
-  SearchesBusy,
   type StoredMessage,
   type Transcript,
   WriteFailure,
@@ -111,8 +110,7 @@ export class LibsqlTranscript implements Transcript {
     this.#metrics = metrics;
     const counted = <T>(read: Promise<T>): Promise<T> =>
       read.catch((error: unknown) => {
-        // A search turned away as busy is no failure of the database.
-        if (!(error instanceof SearchesBusy)) metrics.databaseError('read');
+        metrics.databaseError('read');
         throw error;
       });
     this.#searchThread = searches;

@@ -74,6 +74,8 @@ export class PgTranscript implements Transcript {
    * the order the appends were made (a sender's messages stay in the order sent).
    */
   readonly appendsInFlight = 2;
+  /** Searches run side by side on the pool's connections: at most half of them, the rest for the others. */
+  readonly searchesAtOnce = 4;
   /** Resolves once the latest append holds its counter locks (or has failed). */
   #locked: Promise<void> = Promise.resolve();
 
