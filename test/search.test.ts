@@ -352,6 +352,29 @@ describe('the index filled behind the commits', () => {
     }
   });
 
+  it('answers a search during a rebuild from what is indexed so far, and finds everything once it is done', async () => {
+    const path = join(dir, 'rebuild.db');
+    const before = await openDatabase(path);
+    await before.client.execute(
+      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
+       INSERT INTO messages (id, room, seq, sender, text, ts, via)
+       SELECT 'old-' || i, 'ops', i, 'alice', 'note ' || i, 1700000000 + i, 'console' FROM c`,
+    );
+    before.close();
+    const database = await openDatabase(path);
+    opened.push(database);
+    const transcript = new LibsqlTranscript(database);
+    transcript.indexBacklog();
+    // Answered after at most the pass under way: a catch-up would have indexed 20 passes first.
+    await transcript.search('ops', searchTerms('note'), undefined, 1);
+    expect(await ftsRows(database)).toBeLessThan(5000);
+    await expect.poll(() => ftsRows(database), { timeout: 20_000 }).toBe(50_000);
+    expect((await find(transcript, 'note', undefined, 1)).map((m) => m.seq)).toEqual([50_000]);
+    // The rebuild done, a search catches up with what was stored since, as ever.
+    await transcript.append([msg('ops', 'a fresh note')]);
+    expect(texts(await find(transcript, 'note', undefined, 1))).toEqual(['a fresh note']);
+  }, 30_000);
+
   it('keeps what the earlier index held when a database from before this change is opened', async () => {
     const path = join(dir, 'triggers.db');
     const client = await databaseBefore(path, '0005');
@@ -579,13 +602,20 @@ describe('searches on a thread of their own', () => {
       'write',
     );
     database.close();
-    server = await startTestServer(db);
+    server = await startTestServer(db, ['--metrics-port', '0']);
   }, 60_000);
 
   afterAll(async () => {
     await server?.stop();
     await temp?.cleanup();
   });
+
+  /** Searches refused as busy so far, by reason, as the metrics say. */
+  const refused = async (reason: 'server' | 'person'): Promise<number> => {
+    const text = await (await fetch(server.metricsUrl ?? '')).text();
+    const line = new RegExp(`^runspec_room_searches_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'mu');
+    return Number(line.exec(text)?.[1] ?? 0);
+  };
 
   const joined = async (user: string, room: string) => {
     const client = await consoleClient(server.consolePort, { type: 'hello', room, user, protocol: 2 });
@@ -612,6 +642,7 @@ describe('searches on a thread of their own', () => {
 
   it('turns away a search past the eight waiting with busy, over the protocol and over HTTP, and answers the rest', async () => {
     // Five people, two searches each: as many as each may have.
+    const before = await refused('server');
     const searchers = await Promise.all(Array.from({ length: 5 }, (_, i) => joined(`sid${i}`, 'lobby')));
     const by = (i: number) => searchers[i % 5] as ConsoleClient;
     for (let i = 0; i < 10; i++) by(i).send({ type: 'search', room: 'busy', q: 't*', ref: `s${i}` });
@@ -626,9 +657,10 @@ describe('searches on a thread of their own', () => {
     const responses = await Promise.all(
       Array.from({ length: 10 }, () => fetch(new URL('/api/rooms/busy/search?q=t*', server.url))),
     );
-    const refused = responses.filter((r) => r.status === 503);
-    expect(refused.length).toBeGreaterThanOrEqual(2);
-    for (const r of refused) {
+    const turnedAway = responses.filter((r) => r.status === 503);
+    expect(turnedAway.length).toBeGreaterThanOrEqual(2);
+    expect(await refused('server')).toBe(before + busyReplies.length + turnedAway.length);
+    for (const r of turnedAway) {
       expect(r.headers.get('retry-after')).toBe('1');
       expect(await r.json()).toMatchObject({ error: { code: RefusalCode.Busy } });
     }
@@ -645,6 +677,7 @@ describe('searches on a thread of their own', () => {
   }, 30_000);
 
   it('runs two searches of one person at a time, on all their connections together, and answers a third busy', async () => {
+    const before = await refused('person');
     const first = await joined('solo', 'lobby');
     const second = await joined('solo', 'ops');
     first.send({ type: 'search', room: 'busy', q: 't*', ref: 'a' });
@@ -652,6 +685,7 @@ describe('searches on a thread of their own', () => {
     const third = await request(first, { type: 'search', room: 'busy', q: 'deploy', limit: 1 });
     expect(third).toMatchObject({ type: 'error', code: ErrorCode.Busy });
     expect(third.message).toMatch(/at most 2 searches of one person/);
+    expect(await refused('person')).toBe(before + 1);
     expect(await first.waitFor((f) => f.ref === 'a', 10_000)).toMatchObject({ type: 'search' });
     expect(await second.waitFor((f) => f.ref === 'b', 10_000)).toMatchObject({ type: 'search' });
     // Once those are answered, they may search again.

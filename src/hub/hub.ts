@@ -219,7 +219,6 @@ const WHISPERS_REMEMBERED = 10_000;
  * sees more (a script trying name after name) lets the oldest go rather than growing.
  */
 export const SEEN_NAMES = 10_000;
-/** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
 /**
  * Searches the store is asked for at once at most, over every door: on a local file they run one
  * after another on the search thread, each from well under a millisecond to about a tenth of a
@@ -230,11 +229,21 @@ export const SEARCHES_AT_ONCE = 8;
 /** Searches one person may have running (or waiting) at once, on every connection and door together. */
 export const SEARCHES_PER_USER = 2;
 
-/** A search turned away, nothing done, because as many as the store is asked for at once are running. */
+/**
+ * A search turned away, nothing done: as many as the store is asked for at once are running on this
+ * node, or the person's own SEARCHES_PER_USER are. `reason` says which.
+ */
 export class SearchesBusy extends Error {
   override readonly name = 'SearchesBusy';
+  readonly reason: 'server' | 'person';
+
+  constructor(reason: 'server' | 'person', message: string) {
+    super(message);
+    this.reason = reason;
+  }
 }
 
+/** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
 /** How long a read of the bans and mutes, when the bus is back, may take before it is given up. */
@@ -1198,14 +1207,19 @@ export class Hub {
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const limit = page.limit ?? SEARCH_DEFAULT;
     const atOnce = Math.min(SEARCHES_AT_ONCE, this.#transcript.searchesAtOnce ?? SEARCHES_AT_ONCE);
-    if (this.#searches >= atOnce)
-      throw new SearchesBusy(`${atOnce} searches are running; try again in a moment`);
+    if (this.#searches >= atOnce) {
+      this.#metrics.searchRefused('server');
+      throw new SearchesBusy('server', `${atOnce} searches are running; try again in a moment`);
+    }
     // One person's burst of searches takes at most their share of the store's, not all of it.
     const running = user === undefined ? 0 : (this.#searching.get(user) ?? 0);
-    if (running >= SEARCHES_PER_USER)
+    if (running >= SEARCHES_PER_USER) {
+      this.#metrics.searchRefused('person');
       throw new SearchesBusy(
+        'person',
         `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
       );
+    }
     this.#searches += 1;
     if (user !== undefined) this.#searching.set(user, running + 1);
     let found: StoredMessage[];

@@ -92,6 +92,8 @@ export interface Metrics {
   databaseError(operation: StoreOperation): void;
   /** A search was answered. */
   searched(): void;
+  /** A search was refused as busy: the node's searches at once were running, or the person's own. */
+  searchRefused(reason: 'server' | 'person'): void;
   /** Retention removed messages: how many, and how long the batch held the writer, in seconds. */
   pruned(messages: number, seconds: number): void;
 }
@@ -110,5 +112,6 @@ export const noMetrics: Metrics = {
   writerRestarted: nothing,
   databaseError: nothing,
   searched: nothing,
+  searchRefused: nothing,
   pruned: nothing,
 };

@@ -39,6 +39,7 @@ export class PrometheusMetrics implements Metrics {
   readonly #writerRestarts: Counter;
   readonly #databaseErrors: Counter<'operation'>;
   readonly #searches: Counter;
+  readonly #searchesRefused: Counter;
   readonly #pruned: Counter;
   readonly #pruneSeconds: Histogram;
   readonly #loopDelay: Histogram;
@@ -145,6 +146,12 @@ export class PrometheusMetrics implements Metrics {
       help: 'Searches answered.',
       registers,
     });
+    this.#searchesRefused = new Counter({
+      name: 'runspec_room_searches_refused_total',
+      help: 'Searches refused as busy, by reason: the node had as many running as it takes (server), or the person had (person).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.#pruned = new Counter({
       name: 'runspec_room_retention_deleted_total',
       help: 'Messages deleted because they were older than the retention.',
@@ -196,6 +203,7 @@ export class PrometheusMetrics implements Metrics {
     }
     for (const outcome of ['ok', 'failed']) this.#signIns.inc({ outcome }, 0);
     for (const operation of ['read', 'write']) this.#databaseErrors.inc({ operation }, 0);
+    for (const reason of ['server', 'person']) this.#searchesRefused.inc({ reason }, 0);
     let due = performance.now() + SAMPLE_MS;
     this.#sampler = setInterval(() => {
       const now = performance.now();
@@ -261,6 +269,10 @@ export class PrometheusMetrics implements Metrics {
 
   searched(): void {
     this.#searches.inc();
+  }
+
+  searchRefused(reason: 'server' | 'person'): void {
+    this.#searchesRefused.inc({ reason });
   }
 
   pruned(messages: number, seconds: number): void {

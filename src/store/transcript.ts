@@ -94,6 +94,8 @@ export class LibsqlTranscript implements Transcript {
    */
   #appends = 0;
   #indexedAt = -1;
+  /** The backlog found at open is being indexed and has more than one pass's worth left. */
+  #rebuilding = false;
 
   /**
    * Appends run on the database's own connection unless another appender (a writer thread) is given;
@@ -302,7 +304,10 @@ export class LibsqlTranscript implements Transcript {
       this.#metrics.databaseError('write');
       throw error;
     });
-    if (!pass.more) this.#indexedAt = at;
+    if (!pass.more) {
+      this.#indexedAt = at;
+      this.#rebuilding = false;
+    }
     return pass.more;
   }
 
@@ -311,6 +316,7 @@ export class LibsqlTranscript implements Transcript {
    * migration 0006 rebuilt the index): passes follow each other, behind the commits, until none wait.
    */
   indexBacklog(): void {
+    this.#rebuilding = true;
     this.#indexSoon(0);
   }
 
@@ -334,8 +340,16 @@ export class LibsqlTranscript implements Transcript {
     try {
       // A pass already running may have begun before the newest append: passes follow until one
       // began after it. Nothing appended since the last complete pass: no write at all.
-      for (let pass = 0; pass < CATCH_UP_PASSES && !this.#closed && this.#indexedAt !== this.#appends; pass++)
-        await this.#indexPass();
+      for (
+        let pass = 0;
+        pass < CATCH_UP_PASSES && !this.#closed && this.#indexedAt !== this.#appends;
+        pass++
+      ) {
+        const more = await this.#indexPass();
+        // A rebuild of the whole index (after an upgrade) goes on behind; a search answers from what
+        // it has reached rather than wait for passes of it (and hold its place meanwhile).
+        if (more && this.#rebuilding) return;
+      }
     } catch {
       // Counted by the pass; the search answers from what the index holds.
     }
