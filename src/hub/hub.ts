@@ -231,16 +231,10 @@ export const SEARCHES_PER_USER = 2;
 
 /**
  * A search turned away, nothing done: as many as the store is asked for at once are running on this
- * node, or the person's own SEARCHES_PER_USER are. `reason` says which.
+ * node, or the person's own SEARCHES_PER_USER are.
  */
 export class SearchesBusy extends Error {
   override readonly name = 'SearchesBusy';
-  readonly reason: 'server' | 'person';
-
-  constructor(reason: 'server' | 'person', message: string) {
-    super(message);
-    this.reason = reason;
-  }
 }
 
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
@@ -1209,14 +1203,13 @@ export class Hub {
     const atOnce = Math.min(SEARCHES_AT_ONCE, this.#transcript.searchesAtOnce ?? SEARCHES_AT_ONCE);
     if (this.#searches >= atOnce) {
       this.#metrics.searchRefused('server');
-      throw new SearchesBusy('server', `${atOnce} searches are running; try again in a moment`);
+      throw new SearchesBusy(`${atOnce} searches are running; try again in a moment`);
     }
     // One person's burst of searches takes at most their share of the store's, not all of it.
     const running = user === undefined ? 0 : (this.#searching.get(user) ?? 0);
     if (running >= SEARCHES_PER_USER) {
       this.#metrics.searchRefused('person');
       throw new SearchesBusy(
-        'person',
         `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
       );
     }
