@@ -45,6 +45,19 @@ function msg(room: string, text: string, extra: Partial<NewMessage> = {}): NewMe
 
 const texts = (found: Array<{ text: string }>): string[] => found.map((m) => m.text);
 
+/**
+ * `count` messages in `room`, numbered 1… and each text `words` and its number, stored as an earlier
+ * run may leave them: not in the search index.
+ */
+async function storeUnindexed(client: Client, room: string, count: number, words: string): Promise<void> {
+  await client.execute({
+    sql: `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?1)
+      INSERT INTO messages (id, room, seq, sender, text, ts, via)
+      SELECT ?2 || '-' || i, ?2, i, 'alice', ?3 || ' ' || i, 1700000000 + i, 'console' FROM c`,
+    args: [count, room, words],
+  });
+}
+
 /** A client on a database file at `path` with the migrations before `tag` applied, as a release before it left it. */
 async function databaseBefore(path: string, tag: string): Promise<Client> {
   const folder = join(dir, `migrations-before-${tag}`);
@@ -336,11 +349,7 @@ describe('the index filled behind the commits', () => {
   it('indexes what a database holds unindexed as soon as it is opened, without a search or a message', async () => {
     const path = join(dir, 'backlog.db');
     const before = await openDatabase(path);
-    await before.client.execute(
-      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2500)
-       INSERT INTO messages (id, room, seq, sender, text, ts, via)
-       SELECT 'left-' || i, 'ops', i, 'alice', 'left unindexed ' || i, 1700000000 + i, 'console' FROM c`,
-    );
+    await storeUnindexed(before.client, 'ops', 2500, 'left unindexed');
     before.close();
     const store = await openStore(path, { writer: { script: WRITER_THREAD, onLost: () => {} } });
     try {
@@ -355,11 +364,7 @@ describe('the index filled behind the commits', () => {
   it('answers a search during a rebuild from what is indexed so far, and finds everything once it is done', async () => {
     const path = join(dir, 'rebuild.db');
     const before = await openDatabase(path);
-    await before.client.execute(
-      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
-       INSERT INTO messages (id, room, seq, sender, text, ts, via)
-       SELECT 'old-' || i, 'ops', i, 'alice', 'note ' || i, 1700000000 + i, 'console' FROM c`,
-    );
+    await storeUnindexed(before.client, 'ops', 50_000, 'note');
     before.close();
     const database = await openDatabase(path);
     opened.push(database);
@@ -414,11 +419,7 @@ describe('the index by room', () => {
     opened.push(database);
     const transcript = new LibsqlTranscript(database);
     const busy = 200_000;
-    await database.client.execute(
-      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${busy})
-       INSERT INTO messages (id, room, seq, sender, text, ts, via)
-       SELECT 'busy-' || i, 'busy', i, 'alice', 'deploy number ' || i || ' went out', 1700000000 + i, 'console' FROM c`,
-    );
+    await storeUnindexed(database.client, 'busy', busy, 'deploy number');
     await transcript.append([
       msg('ops', 'lunch at noon'),
       msg('ops', 'the deploy is done'),
@@ -591,11 +592,9 @@ describe('searches on a thread of their own', () => {
     temp = await tempDir();
     const db = join(temp.dir, 'room.db');
     const database = await openDatabase(db);
+    await storeUnindexed(database.client, 'busy', busy, 'the deploy took time');
     await database.client.batch(
       [
-        `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${busy})
-         INSERT INTO messages (id, room, seq, sender, text, ts, via)
-         SELECT 'busy-' || i, 'busy', i, 'alice', 'the deploy ' || i || ' took time', 1700000000 + i, 'console' FROM c`,
         "INSERT INTO messages_fts (rowid, text, room_key) SELECT n, text, 'r' || hex(room) FROM messages",
         'UPDATE search_progress SET indexed = (SELECT max(n) FROM messages)',
       ],
