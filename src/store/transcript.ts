@@ -79,8 +79,7 @@ export class LibsqlTranscript implements Transcript {
   /** The database's reads, each failure counted. */
   readonly #read: Reads;
   /** Where searches run: a thread of their own for a file the server serves, else #read. */
-  readonly #searches: Pick<SearchThread, 'query'> | undefined;
-  readonly #searchThread: SearchThread | undefined;
+  readonly #searches: Pick<SearchThread, 'query' | 'close'> | undefined;
   /** The last commit's failure (an append's or a probe's); undefined once one has succeeded. */
   #failing: WritesFailing | undefined;
   #probing: Promise<void> | undefined;
@@ -115,8 +114,10 @@ export class LibsqlTranscript implements Transcript {
         metrics.databaseError('read');
         throw error;
       });
-    this.#searchThread = searches;
-    this.#searches = searches && { query: (sql, args) => counted(searches.query(sql, args)) };
+    this.#searches = searches && {
+      query: (sql, args) => counted(searches.query(sql, args)),
+      close: () => searches.close(),
+    };
     const { read } = database;
     this.#read = {
       query: (sql, args) => counted(read.query(sql, args)),
@@ -361,6 +362,6 @@ export class LibsqlTranscript implements Transcript {
     clearTimeout(this.#indexTimer);
     this.#indexTimer = undefined;
     await this.#indexing?.catch(() => {});
-    await Promise.all([this.#appender.close(), this.#searchThread?.close()]);
+    await Promise.all([this.#appender.close(), this.#searches?.close()]);
   }
 }
