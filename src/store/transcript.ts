@@ -24,6 +24,7 @@ import {
   SqlAppender,
 } from './append.ts';
 import type { Database, Reads } from './db.ts';
+import { RecentRooms } from './recent-rooms.ts';
 import type { SearchThread } from './search-thread.ts';
 
 /** What a failed write means for /healthz, from the SQLite code the error carries (base or extended). */
@@ -95,6 +96,8 @@ export class LibsqlTranscript implements Transcript {
   #indexedAt = -1;
   /** The backlog found at open is being indexed and has more than one pass's worth left. */
   #rebuilding = false;
+  /** The room list, kept from the appends, for a file (this process is its one writer). */
+  readonly #recentRooms: RecentRooms | undefined;
 
   /**
    * Appends run on the database's own connection unless another appender (a writer thread) is given;
@@ -124,6 +127,7 @@ export class LibsqlTranscript implements Transcript {
       one: (sql, args) => counted(read.one(sql, args)),
       close: () => read.close(),
     };
+    this.#recentRooms = database.local ? new RecentRooms((limit) => this.#storedRooms(limit)) : undefined;
   }
 
   append(batch: readonly NewMessage[]): Promise<Appended[]> {
@@ -132,9 +136,11 @@ export class LibsqlTranscript implements Transcript {
         this.#failing = undefined;
         this.#appends += 1;
         this.#indexSoon(INDEX_AFTER_MS);
+        this.#recentRooms?.appended(batch, appended);
         return appended;
       },
       (error: unknown) => {
+        this.#recentRooms?.forget();
         this.#failed(error);
         throw error;
       },
@@ -193,7 +199,11 @@ export class LibsqlTranscript implements Transcript {
     return Number(row?.[0] ?? 0);
   }
 
-  async rooms(limit: number): Promise<ConversationHead[]> {
+  rooms(limit: number): Promise<ConversationHead[]> {
+    return this.#recentRooms ? this.#recentRooms.top(limit) : this.#storedRooms(limit);
+  }
+
+  async #storedRooms(limit: number): Promise<ConversationHead[]> {
     // Whisper pairs' keys start with U+0001, which no room name can.
     const rows = await this.#read.query(
       'SELECT key, seq, ts FROM conversations WHERE unicode(key) > 1 ORDER BY ts DESC LIMIT ?',
