@@ -13,7 +13,7 @@ import { addKeyRoutes } from './http/keys.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
 import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
-import { type Hub, SearchesBusy } from './hub/hub.ts';
+import { type ExportStream, ExportsBusy, type Hub, SearchesBusy } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
 import { bannedMessage } from './hub/restrictions.ts';
 import { WritesFailing } from './hub/transcript.ts';
@@ -42,11 +42,19 @@ export interface AppDeps {
   /** The client's address, through trusted proxies. */
   remoteAddress: (c: Context) => string;
   healthTimeoutMs?: number;
+  /** An export its reader stops taking is ended after this long (EXPORT_STALL_MS unless given). */
+  exportStallMs?: number | undefined;
   /** Sign-in; without it the browser door runs in dev mode (identity from the query string). */
   auth?: AuthDeps | undefined;
   /** Console keys: the signed-in page's key panel. */
   keys?: ConsoleKeys | undefined;
 }
+
+/**
+ * How long an export waits for its reader to take the chunk it sent before it ends: a page of 500
+ * messages, usually well under a megabyte, which a reader that is still there takes in far less.
+ */
+export const EXPORT_STALL_MS = 30_000;
 
 const BASE_CSP = {
   defaultSrc: ["'none'"],
@@ -235,21 +243,46 @@ export function createApp(deps: AppDeps): Hono {
     const { room, since, format } = parsed.output;
     const banned = bannedReader(c, session, room);
     if (banned) return banned;
-    const chunks = hub.export({ room, since: since ?? 0, format });
+    let chunks: ExportStream;
+    try {
+      chunks = hub.export({ room, since: since ?? 0, format }, session?.user.name);
+    } catch (error) {
+      if (!(error instanceof ExportsBusy)) throw error;
+      c.header('retry-after', '5');
+      return refuse(c, 503, RefusalCode.Busy, error.message);
+    }
     const encoder = new TextEncoder();
+    const stallMs = deps.exportStallMs ?? EXPORT_STALL_MS;
+    let stalled: ReturnType<typeof setTimeout> | undefined;
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
+        clearTimeout(stalled);
         try {
           const next = await chunks.next();
-          if (next.done) controller.close();
-          else controller.enqueue(encoder.encode(next.value));
+          if (next.done) {
+            controller.close();
+            return;
+          }
+          controller.enqueue(encoder.encode(next.value));
+          // The next chunk is asked for once this one is on its way: a reader that stops reading
+          // would hold the export's place (and its page of the room) for as long as it stays.
+          stalled = setTimeout(() => {
+            log.info('export ended: not read', { room, seconds: stallMs / 1000 });
+            void chunks.return();
+            // The connection is closed with the response unfinished, so the reader cannot take what
+            // it got for the whole export. (Node's adapter prints the error as it is: no stack.)
+            const ended = new Error(`export of ${room} ended: not read for ${stallMs / 1000} s`);
+            ended.stack = ended.message;
+            controller.error(ended);
+          }, stallMs);
         } catch (error) {
           log.warn('export failed', { room, error: String(error) });
           controller.error(error);
         }
       },
       async cancel() {
-        await chunks.return(undefined);
+        clearTimeout(stalled);
+        await chunks.return();
       },
     });
     const { type, extension } = EXPORT_TYPES[format];

@@ -75,6 +75,8 @@ export interface StartOptions {
   writerScript?: URL | undefined;
   /** The search thread's entry module, likewise. */
   searchScript?: URL | undefined;
+  /** How long an export its reader stops taking lives on (EXPORT_STALL_MS unless given). */
+  exportStallMs?: number | undefined;
 }
 
 /** The running metrics: their sink, and the listener that serves them (both only with a metrics port). */
@@ -271,6 +273,7 @@ export async function startServer(
       limits,
       metrics: metrics.sink,
       sharedAddresses: cluster?.addresses,
+      exportStallMs: options.exportStallMs,
     }).catch(async (error: unknown) => {
       await stopEarly();
       throw listenError(error, `port ${config.port} on ${config.host}`, '--port');

@@ -1,6 +1,13 @@
 // Unit tests of the Hub (src/hub/hub.ts) with fake peers and an in-memory fake transcript: presence, rooms, stamping, batching, backscroll, resume, refs, whispers, typing, read markers, drops and shutdown.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { Hub, type HubOptions, SEARCHES_AT_ONCE, SearchesBusy } from '../src/hub/hub.ts';
+import {
+  type ExportStream,
+  ExportsBusy,
+  Hub,
+  type HubOptions,
+  SEARCHES_AT_ONCE,
+  SearchesBusy,
+} from '../src/hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../src/hub/peer.ts';
 import { Restrictions } from '../src/hub/restrictions.ts';
 import {
@@ -1035,6 +1042,43 @@ describe('search', () => {
       await Promise.all(running);
       await expect(hub.find('ops', 'x', {}, 'late')).resolves.toMatchObject({ messages: [] });
     }
+  });
+});
+
+describe('exports', () => {
+  const request = { room: 'ops', since: 0, format: 'ndjson' } as const;
+  const all = async (stream: ExportStream): Promise<string> => {
+    let text = '';
+    for (let next = await stream.next(); !next.done; next = await stream.next()) text += next.value;
+    return text;
+  };
+
+  it('streams two at once, one per person, and refuses another as busy until one ends however it ends', async () => {
+    transcript.seed('ops', 3);
+    const hub = makeHub();
+    const ada = hub.export(request, 'ada');
+    expect(() => hub.export(request, 'ada')).toThrow(
+      new ExportsBusy('at most 1 export of one person runs at once; try again when it is done'),
+    );
+    // Nameless (over HTTP in dev mode): bound by the node's two alone.
+    const nameless = hub.export(request);
+    expect(() => hub.export(request, 'bo')).toThrow(
+      new ExportsBusy('2 exports are running; try again in a moment'),
+    );
+    // Ended before it began (a reader gone at once): its place is free.
+    await nameless.return();
+    const bo = hub.export(request, 'bo');
+    expect(() => hub.export(request)).toThrow(ExportsBusy);
+    // Read to its end.
+    expect((await all(ada)).split('\n').filter(Boolean)).toHaveLength(3);
+    const again = hub.export(request, 'ada');
+    expect(() => hub.export(request, 'cy')).toThrow(ExportsBusy);
+    // Failed partway (the store went away).
+    transcript.failReads = true;
+    await expect(bo.next()).rejects.toThrow();
+    transcript.failReads = false;
+    expect(await all(hub.export(request, 'cy'))).toContain('"seq":3');
+    await again.return();
   });
 });
 

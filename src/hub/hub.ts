@@ -37,6 +37,7 @@ import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
 import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
+import { Slots } from './slots.ts';
 import {
   type Committed,
   conversationKey,
@@ -237,6 +238,27 @@ export class SearchesBusy extends Error {
   override readonly name = 'SearchesBusy';
 }
 
+/**
+ * Exports streaming at once at most, over every door: each reads its room a page of 500 messages at
+ * a time on the event loop, as fast as its reader takes them, so a few at once would take the loop
+ * from the sockets (20 of a 50,000-message room held others' echoes 0.6 s at p50).
+ */
+export const EXPORTS_AT_ONCE = 2;
+
+/** Exports one person may have streaming at once. */
+export const EXPORTS_PER_USER = 1;
+
+/** An export turned away before it began: EXPORTS_AT_ONCE are streaming, or the person's own is. */
+export class ExportsBusy extends Error {
+  override readonly name = 'ExportsBusy';
+}
+
+/** A room's export, a chunk at a time; `return()` ends it early (a reader that went away). */
+export interface ExportStream {
+  next(): Promise<IteratorResult<string, undefined>>;
+  return(): Promise<IteratorResult<string, undefined>>;
+}
+
 /** Cluster: how often the store is asked for missed messages while the bus is down, and for how long after. */
 const POLL_MS = 500;
 const POLL_AFTER_MS = 2000;
@@ -257,9 +279,9 @@ export class Hub {
    * store) and a whisper to it asks the store.
    */
   readonly #seen = new Set<string>();
-  /** Searches running, and the people with searches running, how many (entries only while they run). */
-  #searches = 0;
-  readonly #searching = new Map<string, number>();
+  /** Searches running or waiting, and exports streaming: how many, and whose. */
+  readonly #searches = new Slots(SEARCHES_PER_USER);
+  readonly #exports = new Slots(EXPORTS_PER_USER);
   readonly #seenCap: number;
   /** Names seen and not yet written. */
   readonly #unremembered = new Set<string>();
@@ -1201,30 +1223,21 @@ export class Hub {
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const limit = page.limit ?? SEARCH_DEFAULT;
     const atOnce = Math.min(SEARCHES_AT_ONCE, this.#transcript.searchesAtOnce ?? SEARCHES_AT_ONCE);
-    if (this.#searches >= atOnce) {
-      this.#metrics.searchRefused('server');
-      throw new SearchesBusy(`${atOnce} searches are running; try again in a moment`);
-    }
     // One person's burst of searches takes at most their share of the store's, not all of it.
-    const running = user === undefined ? 0 : (this.#searching.get(user) ?? 0);
-    if (running >= SEARCHES_PER_USER) {
-      this.#metrics.searchRefused('person');
+    const release = this.#searches.take(atOnce, user);
+    if (typeof release === 'string') {
+      this.#metrics.searchRefused(release);
       throw new SearchesBusy(
-        `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
+        release === 'server'
+          ? `${atOnce} searches are running; try again in a moment`
+          : `at most ${SEARCHES_PER_USER} searches of one person run at once; try again in a moment`,
       );
     }
-    this.#searches += 1;
-    if (user !== undefined) this.#searching.set(user, running + 1);
     let found: StoredMessage[];
     try {
       found = await this.#transcript.search(room, searchTerms(q), page.before, limit + 1);
     } finally {
-      this.#searches -= 1;
-      if (user !== undefined) {
-        const left = (this.#searching.get(user) ?? 1) - 1;
-        if (left > 0) this.#searching.set(user, left);
-        else this.#searching.delete(user);
-      }
+      release();
     }
     this.#metrics.searched();
     // What is newer than the room's broadcast is left for the live stream, as in a history page.
@@ -1233,9 +1246,38 @@ export class Hub {
     return { messages: messages.slice(0, limit), more: found.length > limit };
   }
 
-  /** A room's transcript after `since`, in seq order, as text chunks in the format asked for. */
-  export(request: ExportRequest): AsyncGenerator<string> {
-    return exportRoom(this.#transcript, request);
+  /**
+   * A room's transcript after `since`, in seq order, as text chunks in the format asked for; `user`
+   * (when known) for the per-person bound. Throws ExportsBusy when it may not start now. Its slot is
+   * given back when the stream ends, fails or is ended early, started or not.
+   */
+  export(request: ExportRequest, user?: string): ExportStream {
+    const release = this.#exports.take(EXPORTS_AT_ONCE, user);
+    if (typeof release === 'string') {
+      this.#metrics.exportRefused(release);
+      throw new ExportsBusy(
+        release === 'server'
+          ? `${EXPORTS_AT_ONCE} exports are running; try again in a moment`
+          : `at most ${EXPORTS_PER_USER} export of one person runs at once; try again when it is done`,
+      );
+    }
+    const chunks = exportRoom(this.#transcript, request);
+    return {
+      next: async () => {
+        try {
+          const next = await chunks.next();
+          if (next.done) release();
+          return next;
+        } catch (error) {
+          release();
+          throw error;
+        }
+      },
+      return: () => {
+        release();
+        return chunks.return(undefined);
+      },
+    };
   }
 
   /** Whether a connection may send admin frames. */

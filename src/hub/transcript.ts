@@ -1,7 +1,12 @@
 // What the Hub needs of the durable transcript, and the group commit that feeds it.
 import type { SearchTerm } from '../protocol/search.ts';
 
-const yieldToIo: () => Promise<void> =
+/**
+ * Resolves after the event loop has read and written sockets. An immediate, where there is one: a
+ * zero timer set from a timer callback that took over a millisecond is due again before the timers
+ * phase ends, so two of them taking turns never let the loop reach the sockets.
+ */
+export const yieldToIo: () => Promise<void> =
   typeof setImmediate === 'function'
     ? () => new Promise((resolve) => setImmediate(resolve))
     : () => new Promise((resolve) => setTimeout(resolve, 0));

@@ -94,6 +94,8 @@ export interface Metrics {
   searched(): void;
   /** A search was refused as busy: the node's searches at once were running, or the person's own. */
   searchRefused(reason: 'server' | 'person'): void;
+  /** An export was refused as busy: the node's exports at once were streaming, or the person's own. */
+  exportRefused(reason: 'server' | 'person'): void;
   /** Retention removed messages: how many, and how long the batch held the writer, in seconds. */
   pruned(messages: number, seconds: number): void;
 }
@@ -113,5 +115,6 @@ export const noMetrics: Metrics = {
   databaseError: nothing,
   searched: nothing,
   searchRefused: nothing,
+  exportRefused: nothing,
   pruned: nothing,
 };

@@ -40,6 +40,7 @@ export class PrometheusMetrics implements Metrics {
   readonly #databaseErrors: Counter<'operation'>;
   readonly #searches: Counter;
   readonly #searchesRefused: Counter;
+  readonly #exportsRefused: Counter;
   readonly #pruned: Counter;
   readonly #pruneSeconds: Histogram;
   readonly #loopDelay: Histogram;
@@ -152,6 +153,12 @@ export class PrometheusMetrics implements Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.#exportsRefused = new Counter({
+      name: 'runspec_room_exports_refused_total',
+      help: 'Exports refused as busy, by reason: the node had as many streaming as it takes (server), or the person had (person).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.#pruned = new Counter({
       name: 'runspec_room_retention_deleted_total',
       help: 'Messages deleted because they were older than the retention.',
@@ -203,7 +210,10 @@ export class PrometheusMetrics implements Metrics {
     }
     for (const outcome of ['ok', 'failed']) this.#signIns.inc({ outcome }, 0);
     for (const operation of ['read', 'write']) this.#databaseErrors.inc({ operation }, 0);
-    for (const reason of ['server', 'person']) this.#searchesRefused.inc({ reason }, 0);
+    for (const reason of ['server', 'person']) {
+      this.#searchesRefused.inc({ reason }, 0);
+      this.#exportsRefused.inc({ reason }, 0);
+    }
     let due = performance.now() + SAMPLE_MS;
     this.#sampler = setInterval(() => {
       const now = performance.now();
@@ -273,6 +283,10 @@ export class PrometheusMetrics implements Metrics {
 
   searchRefused(reason: 'server' | 'person'): void {
     this.#searchesRefused.inc({ reason });
+  }
+
+  exportRefused(reason: 'server' | 'person'): void {
+    this.#exportsRefused.inc({ reason });
   }
 
   pruned(messages: number, seconds: number): void {

@@ -25,6 +25,8 @@ export interface WebOptions {
   host: string;
   port: number;
   checkDatabase: () => Promise<void>;
+  /** How long an export its reader stops taking lives on (EXPORT_STALL_MS unless given). */
+  exportStallMs?: number | undefined;
   /** PEM certificate and key: serve https and wss. */
   tls?: { cert: Uint8Array; key: Uint8Array } | undefined;
   /** Proxy addresses whose forwarding headers are believed. */
@@ -119,6 +121,7 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     remoteAddress: client.remoteAddress,
     auth,
     keys: options.keys,
+    exportStallMs: options.exportStallMs,
   });
   listening = await runtime.listen(app, options, { door, client });
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;

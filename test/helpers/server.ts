@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCommand } from '../../src/config.ts';
 import { createLog, type Log, silentLog } from '../../src/log.ts';
-import { type RunningServer, startServer } from '../../src/server.ts';
+import { type RunningServer, type StartOptions, startServer } from '../../src/server.ts';
 import { SEARCH_THREAD, WRITER_THREAD } from './writer-thread.ts';
 
 /** A fresh temporary directory, removed by the returned cleanup. */
@@ -27,6 +27,7 @@ export async function startTestServer(
   dbPath: string,
   extraArgs: string[] = [],
   env: Record<string, string> = {},
+  start: Pick<StartOptions, 'exportStallMs'> = {},
 ): Promise<TestServer> {
   const command = parseCommand(['--port', '0', '--ndjson-port', '0', '--db', dbPath, ...extraArgs], env);
   if (command.kind !== 'run') throw new Error('unexpected command');
@@ -36,6 +37,7 @@ export async function startTestServer(
   const server = await startServer(command.config, log, undefined, {
     writerScript: WRITER_THREAD,
     searchScript: SEARCH_THREAD,
+    ...start,
   });
   return Object.assign(server, {
     dbPath,
