@@ -50,11 +50,14 @@ export interface AppDeps {
   keys?: ConsoleKeys | undefined;
 }
 
-/**
- * How long an export waits for its reader to take the chunk it sent before it ends: a page of 500
- * messages, usually well under a megabyte, which a reader that is still there takes in far less.
- */
+/** How long an export waits for its reader to take a piece (EXPORT_PIECE) before it ends. */
 export const EXPORT_STALL_MS = 30_000;
+
+/**
+ * What an export hands on at a time: a page of 500 messages is split in pieces this size (a page of
+ * long messages is megabytes), so a reader is timed on a piece, not on a page.
+ */
+const EXPORT_PIECE = 64 * 1024;
 
 const BASE_CSP = {
   defaultSrc: ["'none'"],
@@ -243,6 +246,15 @@ export function createApp(deps: AppDeps): Hono {
     const { room, since, format } = parsed.output;
     const banned = bannedReader(c, session, room);
     if (banned) return banned;
+    const { type, extension } = EXPORT_TYPES[format];
+    const headers = {
+      'content-type': type,
+      'content-disposition': attachment(room, extension),
+      'cache-control': 'no-store',
+    };
+    // The headers alone: Hono answers HEAD from this route and drops the body, which would hold an
+    // export's place unread until the stall ended it.
+    if (c.req.method === 'HEAD') return new Response(null, { headers });
     let chunks: ExportStream;
     try {
       chunks = hub.export({ room, since: since ?? 0, format }, session?.user.name);
@@ -254,18 +266,29 @@ export function createApp(deps: AppDeps): Hono {
     const encoder = new TextEncoder();
     const stallMs = deps.exportStallMs ?? EXPORT_STALL_MS;
     let stalled: ReturnType<typeof setTimeout> | undefined;
+    let cancelled = false;
+    /** The rest of the page being sent, in pieces of EXPORT_PIECE bytes at most. */
+    const pieces: Uint8Array[] = [];
     const body = new ReadableStream<Uint8Array>({
+      // One piece a pull: the next is asked for once the last is on its way, so the time between
+      // two pulls is how long the reader took to take one piece, whatever the size of the page.
       async pull(controller) {
         clearTimeout(stalled);
         try {
-          const next = await chunks.next();
-          if (next.done) {
-            controller.close();
-            return;
+          if (pieces.length === 0) {
+            const next = await chunks.next();
+            // The reader went away while the page was read.
+            if (cancelled) return;
+            if (next.done) {
+              controller.close();
+              return;
+            }
+            const bytes = encoder.encode(next.value);
+            for (let at = 0; at < bytes.length; at += EXPORT_PIECE)
+              pieces.push(bytes.subarray(at, at + EXPORT_PIECE));
           }
-          controller.enqueue(encoder.encode(next.value));
-          // The next chunk is asked for once this one is on its way: a reader that stops reading
-          // would hold the export's place (and its page of the room) for as long as it stays.
+          controller.enqueue(pieces.shift() as Uint8Array);
+          // A reader that stops reading would hold the export's place for as long as it stays.
           stalled = setTimeout(() => {
             log.info('export ended: not read', { room, seconds: stallMs / 1000 });
             void chunks.return();
@@ -275,24 +298,20 @@ export function createApp(deps: AppDeps): Hono {
             ended.stack = ended.message;
             controller.error(ended);
           }, stallMs);
+          // Nothing to keep the process up for: a stream still open at shutdown is cancelled.
+          (stalled as unknown as { unref?: () => void }).unref?.();
         } catch (error) {
           log.warn('export failed', { room, error: String(error) });
           controller.error(error);
         }
       },
       async cancel() {
+        cancelled = true;
         clearTimeout(stalled);
         await chunks.return();
       },
     });
-    const { type, extension } = EXPORT_TYPES[format];
-    return new Response(body, {
-      headers: {
-        'content-type': type,
-        'content-disposition': attachment(room, extension),
-        'cache-control': 'no-store',
-      },
-    });
+    return new Response(body, { headers });
   });
 
   // A room's messages that match a search, newest first: the same answer as the protocol's search.

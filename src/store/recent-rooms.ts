@@ -39,7 +39,10 @@ export class RecentRooms {
     return this.#sorted().slice(0, limit);
   }
 
-  /** What a committed batch did: each message stored with a seq moves its room up. */
+  /**
+   * What a committed batch did: each message stored with a seq moves its room up. Batches are told in
+   * the order they committed (the appender answers in order), so a room's time here never goes back.
+   */
   appended(batch: readonly NewMessage[], outcomes: readonly Appended[]): void {
     if (this.#kept === 0 && !this.#noted) return;
     batch.forEach((m, i) => {
