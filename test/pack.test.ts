@@ -54,9 +54,9 @@ describe('npm package', () => {
     }
     // Migrations ship as SQL and the journal; drizzle-kit's snapshots are for making the next one.
     expect(paths.filter((p) => p.endsWith('_snapshot.json'))).toEqual([]);
-    // A bound that catches a stray build or test tree, not the product growing: it ships two clients,
-    // the page and its docs, about 230 KiB packed.
-    expect(packed.size).toBeLessThan(300 * 1024);
+    // A bound that catches a stray build or test tree (the tests alone are about 210 KiB packed), not
+    // the product growing: it ships two clients, the page and its docs, about 300 KiB packed.
+    expect(packed.size).toBeLessThan(400 * 1024);
   });
 
   it('installs with production dependencies only', async () => {
