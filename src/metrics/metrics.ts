@@ -1,5 +1,8 @@
 // What the server counts for its operators: the sink the Hub, the doors and the store report to. Web-standard
 // and free of any metrics library; src/metrics/prometheus.ts turns it into Prometheus text.
+import type { Refusal } from '../hub/slots.ts';
+
+export type { Refusal };
 
 /** Which door a connection came through. */
 export type Door = 'console' | 'browser';
@@ -93,9 +96,9 @@ export interface Metrics {
   /** A search was answered. */
   searched(): void;
   /** A search was refused as busy: the node's searches at once were running, or the person's own. */
-  searchRefused(reason: 'server' | 'person'): void;
+  searchRefused(reason: Refusal): void;
   /** An export was refused as busy: the node's exports at once were streaming, or the person's own. */
-  exportRefused(reason: 'server' | 'person'): void;
+  exportRefused(reason: Refusal): void;
   /** Retention removed messages: how many, and how long the batch held the writer, in seconds. */
   pruned(messages: number, seconds: number): void;
 }

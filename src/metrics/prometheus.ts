@@ -8,6 +8,7 @@ import {
   type DisconnectReason,
   type Door,
   type Metrics,
+  type Refusal,
   type StoreOperation,
 } from './metrics.ts';
 
@@ -39,8 +40,8 @@ export class PrometheusMetrics implements Metrics {
   readonly #writerRestarts: Counter;
   readonly #databaseErrors: Counter<'operation'>;
   readonly #searches: Counter;
-  readonly #searchesRefused: Counter;
-  readonly #exportsRefused: Counter;
+  readonly #searchesRefused: Counter<'reason'>;
+  readonly #exportsRefused: Counter<'reason'>;
   readonly #pruned: Counter;
   readonly #pruneSeconds: Histogram;
   readonly #loopDelay: Histogram;
@@ -210,7 +211,7 @@ export class PrometheusMetrics implements Metrics {
     }
     for (const outcome of ['ok', 'failed']) this.#signIns.inc({ outcome }, 0);
     for (const operation of ['read', 'write']) this.#databaseErrors.inc({ operation }, 0);
-    for (const reason of ['server', 'person']) {
+    for (const reason of ['server', 'person'] satisfies Refusal[]) {
       this.#searchesRefused.inc({ reason }, 0);
       this.#exportsRefused.inc({ reason }, 0);
     }
@@ -281,11 +282,11 @@ export class PrometheusMetrics implements Metrics {
     this.#searches.inc();
   }
 
-  searchRefused(reason: 'server' | 'person'): void {
+  searchRefused(reason: Refusal): void {
     this.#searchesRefused.inc({ reason });
   }
 
-  exportRefused(reason: 'server' | 'person'): void {
+  exportRefused(reason: Refusal): void {
     this.#exportsRefused.inc({ reason });
   }
 
