@@ -7,17 +7,20 @@ import type { WSEvents } from 'hono/ws';
 import * as v from 'valibot';
 import type { ConsoleKeys } from './auth/console-keys.ts';
 import { type BrowserDoor, upgradeRequestOf } from './doors/browser-door.ts';
+import { addressGroup } from './doors/limits.ts';
 import type { Asset } from './http/assets.ts';
-import { type AuthDeps, addAuthRoutes, readSession } from './http/auth.ts';
+import { type AuthDeps, addAuthRoutes, readSession, sessionToken } from './http/auth.ts';
 import { addKeyRoutes } from './http/keys.ts';
 import type { OriginPolicy } from './http/origins.ts';
 import { escapeHtml, htmlPage } from './http/page.ts';
+import { KnownSessions, RequestRate, type RequestRateLimits } from './http/request-rate.ts';
 import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import { type ExportStream, ExportsBusy, type Hub, SearchesBusy } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
 import { bannedMessage } from './hub/restrictions.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
+import { type Metrics, noMetrics } from './metrics/metrics.ts';
 import { RefusalCode } from './protocol/codes.ts';
 import { HISTORY_MAX, nameProblem, SearchText } from './protocol/frames.ts';
 import { SEARCH_MAX } from './protocol/search.ts';
@@ -48,6 +51,10 @@ export interface AppDeps {
   auth?: AuthDeps | undefined;
   /** Console keys: the signed-in page's key panel. */
   keys?: ConsoleKeys | undefined;
+  /** The rate of `/api/` requests per person (signed in) or per client address. */
+  apiRate: RequestRateLimits;
+  /** Where refused requests are counted. */
+  metrics?: Metrics | undefined;
 }
 
 /** How long an export waits for its reader to take a piece (EXPORT_PIECE) before it ends. */
@@ -128,7 +135,7 @@ const HistoryQuery = v.pipe(
 /** An HTTP refusal: `{"error":{"code","message"}}` with a named code. */
 const refuse = (
   c: Context,
-  status: 400 | 401 | 403 | 404 | 426 | 500 | 503,
+  status: 400 | 401 | 403 | 404 | 426 | 429 | 500 | 503,
   code: RefusalCode,
   message: string,
 ) => c.json({ error: { code, message } }, status);
@@ -188,6 +195,41 @@ export function createApp(deps: AppDeps): Hono {
     return new Response(asset.body, { headers });
   };
 
+  /** Who asks, for the API's rate and the Hub's read turns: the person signed in, else the address. */
+  const requesterOf = (c: Context, session: Session | undefined) =>
+    session ? `person ${session.user.name}` : `address ${addressGroup(deps.remoteAddress(c))}`;
+
+  // The API's rate, before its routes: per person when signed in (a person's scripts share it, from
+  // wherever they run), else per client address. A refusal reads nothing and changes nothing.
+  const apiRate = new RequestRate(deps.apiRate);
+  const known = new KnownSessions();
+  const metrics = deps.metrics ?? noMetrics;
+  /** Whom a request counts for: a session's person seen in the last second is not looked up again. */
+  const counted = async (c: Context): Promise<string> => {
+    if (!auth) return requesterOf(c, undefined);
+    const token = await sessionToken(c, auth);
+    const person = token && known.personOf(token);
+    if (person) return person;
+    const session = await readSession(c, auth);
+    const requester = requesterOf(c, session);
+    if (token && session) known.learn(token, requester);
+    return requester;
+  };
+  app.use('/api/*', async (c, next) => {
+    const waitMs = apiRate.take(await counted(c));
+    if (waitMs === 0) return next();
+    metrics.apiRateLimited();
+    const seconds = Math.ceil(waitMs / 1000);
+    c.header('retry-after', String(seconds));
+    c.header('cache-control', 'no-store');
+    return refuse(
+      c,
+      429,
+      RefusalCode.RateLimited,
+      `more than ${deps.apiRate.perSecond} requests a second; try again in ${seconds} s`,
+    );
+  });
+
   if (auth) addAuthRoutes(app, auth);
   if (auth && deps.keys) addKeyRoutes(app, auth, deps.keys);
   if (!auth) app.get('/me', (c) => c.json({ mode: 'dev' }, 200, { 'cache-control': 'no-store' }));
@@ -233,7 +275,7 @@ export function createApp(deps: AppDeps): Hono {
     const { room, before, after, limit } = parsed.output;
     const banned = bannedReader(c, session, room);
     if (banned) return banned;
-    const page = await hub.page(room, { before, after, limit });
+    const page = await hub.page(room, { before, after, limit }, requesterOf(c, session));
     return c.json({ room, messages: page.messages.map(historyFrame), more: page.more });
   });
 

@@ -193,6 +193,8 @@ describe('configuration', () => {
       rateBurst: 200,
       ratePerSecond: 50,
       floodTimeoutMs: 30_000,
+      apiBurst: 60,
+      apiPerSecond: 10,
       maxBrowsers: 20_000,
       maxBrowsersPerIp: 100,
       maxConsoles: 20_000,

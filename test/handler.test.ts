@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Hub } from '../src/hub/hub.ts';
 import type { Peer } from '../src/hub/peer.ts';
-import { ConnectionHandler, MAX_INFLIGHT } from '../src/protocol/handler.ts';
+import { ConnectionHandler, MAX_INFLIGHT, MAX_READS_WAITING } from '../src/protocol/handler.ts';
 
 /** A Hub whose commits finish only when the test says so. */
 function stalledHub(): { hub: Hub; commits: (() => void)[] } {
@@ -39,5 +39,37 @@ describe('messages awaiting commit on one connection', () => {
     commits.shift()?.();
     await settle();
     expect(reading).toEqual(['hold commit', 'release commit']);
+  });
+});
+
+describe('history pages waiting on one connection', () => {
+  it('answer the 17th with busy at once, and take another once one is answered', async () => {
+    expect(MAX_READS_WAITING).toBe(16);
+    const answers: (() => void)[] = [];
+    const refused: string[] = [];
+    const hub = {
+      history: () => new Promise<void>((resolve) => answers.push(resolve)),
+      refuse: (_peer: Peer, code: string, _message: string, ref?: string) => refused.push(`${code} ${ref}`),
+    } as unknown as Hub;
+    const reading: string[] = [];
+    const peer = { optedIn: true, user: 'reader' } as unknown as Peer;
+    const handler = new ConnectionHandler(
+      hub,
+      peer,
+      { hold: (why) => reading.push(`hold ${why}`), release: (why) => reading.push(`release ${why}`) },
+      'ops',
+    );
+    const page = (ref: string) => ({ type: 'history', room: 'ops', before: 500, limit: 200, ref }) as const;
+    for (let i = 0; i < MAX_READS_WAITING; i++) handler.handle(page(`p${i}`));
+    expect(answers).toHaveLength(16);
+    handler.handle(page('p16'));
+    expect(refused).toEqual(['busy p16']);
+    expect(answers).toHaveLength(16);
+    answers.shift()?.();
+    await settle();
+    handler.handle(page('p17'));
+    expect(refused).toEqual(['busy p16']);
+    expect(answers).toHaveLength(16);
+    expect(reading).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { displayName } from '../src/auth/oidc.ts';
+import { DEFAULT_LIMITS } from '../src/config.ts';
 import { frameLogOf, openWebSocket } from './helpers/clients.ts';
 import { startIdp, type TestIdp } from './helpers/idp.ts';
 import { CookieJar } from './helpers/jar.ts';
@@ -321,6 +322,30 @@ describe('sign-in with a real OpenID Provider', () => {
     ws.send(JSON.stringify({ type: 'message', text: 'hi', user: 'mallory', sender: 'mallory' }));
     expect(await log.waitFor((f) => f.type === 'message')).toMatchObject({ sender: 'bob', text: 'hi' });
     ws.close();
+  });
+
+  it("counts the API's rate per person: one past it is refused (429) while another from the same address is answered", async () => {
+    const dana = (await signIn('dana')).jar;
+    const erin = (await signIn('erin')).jar;
+    const history = `${origin}/api/rooms/ops/messages`;
+    /** 100 requests at once; how many were answered, and how many the rate allows by the end. */
+    const burst = async (jar: CookieJar, n: number) => {
+      const started = Date.now();
+      const answers = await Promise.all(Array.from({ length: n }, () => jar.fetch(history)));
+      const allowed =
+        DEFAULT_LIMITS.apiBurst + (DEFAULT_LIMITS.apiPerSecond * (Date.now() - started)) / 1000 + 1;
+      return { answers, answered: answers.filter((a) => a.status === 200).length, allowed };
+    };
+    const ofDana = await burst(dana, 100);
+    expect(ofDana.answered).toBeGreaterThanOrEqual(DEFAULT_LIMITS.apiBurst);
+    expect(ofDana.answered).toBeLessThanOrEqual(ofDana.allowed);
+    expect(ofDana.answers.find((a) => a.status !== 200)).toMatchObject({
+      status: 429,
+      headers: { 'retry-after': '1' },
+    });
+    // Erin, from the same address at once, has a whole burst of her own.
+    const ofErin = await burst(erin, DEFAULT_LIMITS.apiBurst);
+    expect(ofErin.answered).toBe(DEFAULT_LIMITS.apiBurst);
   });
 
   it('logout ends the session, closes its open socket with 4401 within a second, and goes to the provider', async () => {

@@ -307,6 +307,22 @@ export const SETTINGS = {
     doc: 'a connection slowed without a break (a second with nothing waiting) for this long is closed: WebSocket close 4429, a console with a log line. What it was echoed stays stored',
     table: 'limits',
   },
+  apiBurst: {
+    env: 'CONSOLE_ROOM_API_BURST',
+    default: '60',
+    schema: Count,
+    help: 'HTTP API requests one person or address may make at once before the rate applies',
+    doc: 'requests to `/api/` (history, search, export, keys) one person may make at once; without sign-in, one client address (through trusted proxies; an IPv6 address counts with its /64)',
+    table: 'limits',
+  },
+  apiPerSecond: {
+    env: 'CONSOLE_ROOM_API_PER_SECOND',
+    default: '10',
+    schema: Count,
+    help: 'HTTP API requests per second after the burst; past it, 429 with Retry-After',
+    doc: 'the rate after the burst. A request past it is answered 429 `rate_limited` with `Retry-After` (seconds) and nothing it asked for is done; a WebSocket is not counted, and `/healthz` and the page are not `/api/`',
+    table: 'limits',
+  },
   maxBrowsers: {
     env: 'CONSOLE_ROOM_MAX_BROWSERS',
     default: '20000',

@@ -262,6 +262,11 @@ class BrowserConnection implements WSEvents, ThrottleTarget<unknown>, Pausable {
     this.#admitted = admitted;
   }
 
+  /** The client's address, through trusted proxies. */
+  get remote(): string {
+    return this.#admitted.identity.remote;
+  }
+
   onOpen(_event: Event, ws: WSContext): void {
     if (this.#closed) return;
     const { hub, log, metrics } = this.#door;
@@ -412,6 +417,11 @@ class BrowserPeer implements Peer {
   /** Browsers always speak protocol 2. */
   get optedIn(): boolean {
     return true;
+  }
+
+  /** A name from the query string is anyone's to make up: such a browser's reads count for its address. */
+  get reader(): string | undefined {
+    return this.authenticated ? undefined : `address ${addressGroup(this.#connection.remote)}`;
   }
 
   send(frames: Outgoing): void {

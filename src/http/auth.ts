@@ -76,11 +76,30 @@ export function safeReturnTo(value: string | undefined, origin: string): string 
   return path;
 }
 
+/** Each request's verified session token and its session, each read once: the API's rate reads them before the route does. */
+const tokenOfRequest = new WeakMap<Request, Promise<string | undefined>>();
+const sessionOfRequest = new WeakMap<Request, Promise<Session | undefined>>();
+
+/** The request's session cookie, if its signature holds: what it names is not looked up. */
+export function sessionToken(c: Context, deps: AuthDeps): Promise<string | undefined> {
+  let token = tokenOfRequest.get(c.req.raw);
+  if (!token) {
+    token = getSignedCookie(c, deps.config.sessionSecret, SESSION_COOKIE, prefixOf(deps.config)).then(
+      (value) => value || undefined,
+    );
+    tokenOfRequest.set(c.req.raw, token);
+  }
+  return token;
+}
+
 /** The live session of the request's cookie, if any. A tampered cookie counts as none. */
-export async function readSession(c: Context, deps: AuthDeps): Promise<Session | undefined> {
-  const token = await getSignedCookie(c, deps.config.sessionSecret, SESSION_COOKIE, prefixOf(deps.config));
-  if (!token) return undefined;
-  return deps.sessions.find(token);
+export function readSession(c: Context, deps: AuthDeps): Promise<Session | undefined> {
+  let session = sessionOfRequest.get(c.req.raw);
+  if (!session) {
+    session = sessionToken(c, deps).then((token) => (token ? deps.sessions.find(token) : undefined));
+    sessionOfRequest.set(c.req.raw, session);
+  }
+  return session;
 }
 
 /** Who a browser opening /ws is, from its session; its sockets close when the session ends. */

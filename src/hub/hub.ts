@@ -36,6 +36,7 @@ import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
+import { ReadTurns } from './reads.ts';
 import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
 import { Slots } from './slots.ts';
 import {
@@ -45,6 +46,7 @@ import {
   type NewMessage,
   type StoredMessage,
   type Transcript,
+  yieldToIo,
 } from './transcript.ts';
 
 /** Hub settings; every bound has a default. */
@@ -192,6 +194,9 @@ const UNUSED_BACKSCROLLS = 2;
 /** What one kept message takes: its JSON (two bytes a character at most) and its place in the lists. */
 const keptSize = (json: string): number => 2 * json.length + 32;
 
+/** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
+const readerOf = (peer: Peer): string => peer.reader ?? `person ${peer.user}`;
+
 /** A join's backscroll or resume, as its peer gets it; `read` is what the store answered, if it was asked. */
 interface Loaded {
   history: readonly Encoded[];
@@ -291,6 +296,8 @@ export class Hub {
   readonly #markerFlushMs: number;
   readonly #transcript: Transcript;
   readonly #commit: GroupCommit;
+  /** History pages, read in turns: one person's burst of them does not hold up everyone else. */
+  readonly #readTurns = new ReadTurns(yieldToIo);
   readonly #markers: ReadMarkers;
   readonly #log: Log;
   readonly #serverName: string;
@@ -505,7 +512,12 @@ export class Hub {
       const [loaded, arrival] = await Promise.all([
         fromMemory ??
           (since !== undefined || peer.wantsBackscroll
-            ? this.#history(name, since, addedAt, peer.optedIn)
+            ? // In the joiner's turn, with everyone else's history reads; not once it has left.
+              this.#readTurns.runIfWanted(
+                readerOf(peer),
+                () => this.#history(name, since, addedAt, peer.optedIn),
+                () => room.members.get(peer) === member,
+              )
             : undefined),
         !peer.optedIn
           ? undefined
@@ -1119,17 +1131,30 @@ export class Hub {
     page: { before?: number | undefined; after?: number | undefined; limit?: number | undefined },
     ref?: string,
   ): Promise<void> {
-    if ('room' in target && !this.#peers.get(peer)?.rooms.has(target.room)) {
-      this.#error(peer, ErrorCode.NotJoined, `not in room ${JSON.stringify(target.room)}`, ref);
+    const room = 'room' in target ? target.room : undefined;
+    const joined = () => room === undefined || this.#peers.get(peer)?.rooms.has(room) === true;
+    if (!joined()) {
+      this.#error(peer, ErrorCode.NotJoined, `not in room ${JSON.stringify(room)}`, ref);
       return;
     }
     const key = 'room' in target ? target.room : conversationKey(peer.user, target.with);
-    let found: { messages: StoredMessage[]; more: boolean };
+    let found: { messages: StoredMessage[]; more: boolean } | undefined;
     try {
-      found = await this.page(key, page);
+      // Asked again when the turn comes: a connection gone, or out of the room (left, kicked, banned)
+      // while it waited, is not read for.
+      found = await this.#readTurns.runIfWanted(
+        readerOf(peer),
+        () => this.#page(key, page),
+        () => this.#peers.has(peer) && joined(),
+      );
     } catch (error) {
       this.#log.warn('history unavailable', { error: String(error) });
       this.#error(peer, ErrorCode.StoreUnavailable, 'the history could not be loaded', ref);
+      return;
+    }
+    if (!found) {
+      if (this.#peers.has(peer))
+        this.#error(peer, ErrorCode.NotJoined, `not in room ${JSON.stringify(room)}`, ref);
       return;
     }
     this.#reply(peer, {
@@ -1149,8 +1174,19 @@ export class Hub {
     return this.#restrictions.find('ban', room, user);
   }
 
-  /** A page of a conversation, as `history` answers it (also for the browser's HTTP history). */
-  async page(
+  /**
+   * A page of a conversation, as `history` answers it (also for the browser's HTTP history), read in
+   * `requester`'s turn (ReadTurns): the person asking, or for HTTP without sign-in, the address.
+   */
+  page(
+    key: string,
+    page: { before?: number | undefined; after?: number | undefined; limit?: number | undefined },
+    requester: string,
+  ): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    return this.#readTurns.run(requester, () => this.#page(key, page));
+  }
+
+  async #page(
     key: string,
     page: { before?: number | undefined; after?: number | undefined; limit?: number | undefined },
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {

@@ -92,6 +92,12 @@ export interface Peer {
   readonly optedIn: boolean;
   /** The name is proven (a signed-in browser, a console that proved its key), not just claimed. */
   readonly authenticated?: boolean;
+  /**
+   * Whom this connection's history reads are counted for, as they take turns with everyone else's:
+   * `person NAME` (the default), or, where a name is a claim anyone can make (a browser in dev mode),
+   * `address GROUP`, so one client cannot take a turn for each name it makes up.
+   */
+  readonly reader?: string;
   /** Queue frames for delivery, as one write. May throw if the transport is already broken. */
   send(frames: Outgoing): void;
   /** Bytes accepted by send() but not yet handed to the network. */

@@ -99,6 +99,8 @@ export interface Metrics {
   searchRefused(reason: Refusal): void;
   /** An export was refused as busy: the node's exports at once were streaming, or the person's own. */
   exportRefused(reason: Refusal): void;
+  /** An HTTP API request was refused (429): its person or address asked faster than the rate. */
+  apiRateLimited(): void;
   /** Retention removed messages: how many, and how long the batch held the writer, in seconds. */
   pruned(messages: number, seconds: number): void;
 }
@@ -119,5 +121,6 @@ export const noMetrics: Metrics = {
   searched: nothing,
   searchRefused: nothing,
   exportRefused: nothing,
+  apiRateLimited: nothing,
   pruned: nothing,
 };

@@ -42,6 +42,7 @@ export class PrometheusMetrics implements Metrics {
   readonly #searches: Counter;
   readonly #searchesRefused: Counter<'reason'>;
   readonly #exportsRefused: Counter<'reason'>;
+  readonly #apiRateLimited: Counter;
   readonly #pruned: Counter;
   readonly #pruneSeconds: Histogram;
   readonly #loopDelay: Histogram;
@@ -158,6 +159,11 @@ export class PrometheusMetrics implements Metrics {
       name: 'runspec_room_exports_refused_total',
       help: 'Exports refused as busy, by reason: the node had as many streaming as it takes (server), or the person had (person).',
       labelNames: ['reason'],
+      registers,
+    });
+    this.#apiRateLimited = new Counter({
+      name: 'runspec_room_api_rate_limited_total',
+      help: 'HTTP API requests refused with 429: their person or client address asked faster than the rate.',
       registers,
     });
     this.#pruned = new Counter({
@@ -288,6 +294,10 @@ export class PrometheusMetrics implements Metrics {
 
   exportRefused(reason: Refusal): void {
     this.#exportsRefused.inc({ reason });
+  }
+
+  apiRateLimited(): void {
+    this.#apiRateLimited.inc();
   }
 
   pruned(messages: number, seconds: number): void {

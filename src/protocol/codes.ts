@@ -32,7 +32,10 @@ export const ErrorCode = {
   Muted: 'muted',
   /** What the request names (a message, a person in a room, a key) does not exist. */
   NotFound: 'not_found',
-  /** As many searches as the server runs at once are waiting: nothing was done; ask again shortly. */
+  /**
+   * As many searches as the server runs at once are waiting, or 16 history pages of this connection
+   * are: nothing was done; ask again shortly (a page: once one of them is answered).
+   */
   Busy: 'busy',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -56,6 +59,8 @@ export const RefusalCode = {
   TooManyConnections: 'too_many_connections',
   /** As many searches as the server runs at once are waiting: ask again shortly (503, Retry-After). */
   Busy: 'busy',
+  /** An `/api/` request past its person's or address's rate: ask again after Retry-After (429). */
+  RateLimited: 'rate_limited',
   /** A page on another origin tried to open the door (403). */
   BadOrigin: 'bad_origin',
   /** A request for a host name the server does not answer to (403, dev mode). */

@@ -9,6 +9,13 @@ import type { ClientFrame } from './frames.ts';
 /** Messages one connection may have waiting for commit before its door stops reading it. */
 export const MAX_INFLIGHT = 64;
 
+/**
+ * History pages one connection may have asked for and not yet been answered (the Hub reads them in
+ * turns); one more is answered `busy` at once. A door cannot stop frames it has already read, so a
+ * pause of its reading would not bound them.
+ */
+export const MAX_READS_WAITING = 16;
+
 /** How the handler slows a connection's reading down while too many of its messages await commit. */
 export interface Reading {
   hold(reason: string): void;
@@ -23,6 +30,7 @@ export class ConnectionHandler {
   /** The room the connection was opened for (a console's hello, a browser's `?room=`). */
   readonly #home: string;
   #inflight = 0;
+  #reads = 0;
 
   constructor(hub: Hub, peer: Peer, reading: Reading, home: string) {
     this.#hub = hub;
@@ -105,13 +113,22 @@ export class ConnectionHandler {
         return;
       }
       case 'history': {
+        if (this.#reads >= MAX_READS_WAITING) {
+          hub.refuse(
+            peer,
+            ErrorCode.Busy,
+            `${MAX_READS_WAITING} history pages are waiting on this connection; ask for another when one is answered`,
+            ref,
+          );
+          return;
+        }
         const page = { before: frame.before, after: frame.after, limit: frame.limit };
         if (frame.with !== undefined) {
-          void hub.history(peer, { with: frame.with }, page, ref);
+          this.#read(hub.history(peer, { with: frame.with }, page, ref));
           return;
         }
         const room = this.#room(frame.room, ref);
-        if (room !== undefined) void hub.history(peer, { room }, page, ref);
+        if (room !== undefined) this.#read(hub.history(peer, { room }, page, ref));
         return;
       }
       case 'search':
@@ -148,6 +165,14 @@ export class ConnectionHandler {
       ref,
     );
     return undefined;
+  }
+
+  /** Counts a history page until it is answered (MAX_READS_WAITING). */
+  #read(done: Promise<void>): void {
+    this.#reads += 1;
+    void done.finally(() => {
+      this.#reads -= 1;
+    });
   }
 
   /**

@@ -122,6 +122,8 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     auth,
     keys: options.keys,
     exportStallMs: options.exportStallMs,
+    apiRate: { burst: options.limits.apiBurst, perSecond: options.limits.apiPerSecond },
+    metrics: options.metrics,
   });
   listening = await runtime.listen(app, options, { door, client });
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;

@@ -39,6 +39,7 @@ export function bareApp(options: BareAppOptions = {}): { app: Hono; hub: Hub } {
     checkDatabase: options.checkDatabase ?? (() => Promise.resolve()),
     remoteAddress: () => options.remoteAddress ?? '127.0.0.1',
     healthTimeoutMs: 100,
+    apiRate: { burst: DEFAULT_LIMITS.apiBurst, perSecond: DEFAULT_LIMITS.apiPerSecond },
   });
   return { app, hub };
 }

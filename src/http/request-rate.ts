@@ -1,0 +1,107 @@
+// A rate for the HTTP API: a token bucket per person (signed in) or per client address. A request
+// cannot be slowed the way a connection's frames are (nothing waits to be read), so one past the
+// rate is refused with 429 and told when to ask again; nothing it asked for was done.
+import { dropOldest } from '../bounded.ts';
+
+/** How many requests one requester may make at once, and how many a second after that. */
+export interface RequestRateLimits {
+  burst: number;
+  perSecond: number;
+}
+
+/**
+ * Requesters whose buckets are kept, the least recently seen let go first. A bucket let go is as
+ * good as full, which one unseen for `burst / perSecond` seconds is anyway; only this many other
+ * requesters in between could reset it.
+ */
+export const REQUESTERS_KEPT = 10_000;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** The HTTP API's rate, per requester. */
+export class RequestRate {
+  readonly #limits: RequestRateLimits;
+  readonly #now: () => number;
+  readonly #kept: number;
+  /** By requester, the least recently seen first. */
+  readonly #buckets = new Map<string, Bucket>();
+
+  constructor(
+    limits: RequestRateLimits,
+    now: () => number = () => performance.now(),
+    kept = REQUESTERS_KEPT,
+  ) {
+    this.#limits = limits;
+    this.#now = now;
+    this.#kept = kept;
+  }
+
+  /**
+   * Take a request's token from `requester`'s bucket: 0 when the request may go on, else how many
+   * milliseconds until it could. A refused request takes nothing, so asking again at once costs the
+   * requester no more than waiting.
+   */
+  take(requester: string): number {
+    const { burst, perSecond } = this.#limits;
+    const now = this.#now();
+    let bucket = this.#buckets.get(requester);
+    if (bucket) {
+      this.#buckets.delete(requester);
+      bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+      bucket.at = now;
+    } else {
+      bucket = { tokens: burst, at: now };
+    }
+    this.#buckets.set(requester, bucket);
+    if (this.#buckets.size > this.#kept) dropOldest(this.#buckets, this.#kept);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - bucket.tokens) / perSecond) * 1000);
+  }
+
+  /** Requesters whose buckets are kept. */
+  get size(): number {
+    return this.#buckets.size;
+  }
+}
+
+/** How long a session's person is taken from memory when a request is counted. */
+export const KNOWN_FOR_MS = 1000;
+
+/**
+ * The person of each session token seen in the last second, for counting a request without a
+ * database read: a client past its rate then costs a signature check and a lookup here. Only the
+ * counting uses it; the request itself, if let through, reads its session as always.
+ */
+export class KnownSessions {
+  readonly #now: () => number;
+  readonly #kept: number;
+  /** By token, the least recently seen first. */
+  readonly #people = new Map<string, { person: string; at: number }>();
+
+  constructor(now: () => number = () => performance.now(), kept = REQUESTERS_KEPT) {
+    this.#now = now;
+    this.#kept = kept;
+  }
+
+  /** The person `token` named within the last second, if it was seen then. */
+  personOf(token: string): string | undefined {
+    const known = this.#people.get(token);
+    if (!known) return undefined;
+    if (this.#now() - known.at < KNOWN_FOR_MS) return known.person;
+    this.#people.delete(token);
+    return undefined;
+  }
+
+  /** `token` was found to name `person`. */
+  learn(token: string, person: string): void {
+    this.#people.delete(token);
+    this.#people.set(token, { person, at: this.#now() });
+    if (this.#people.size > this.#kept) dropOldest(this.#people, this.#kept);
+  }
+}

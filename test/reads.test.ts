@@ -1,0 +1,106 @@
+// History pages are read in turns: a few at a time, each after a turn of I/O, the people waiting
+// taking turns, so one person's burst of pages does not hold up everyone else's.
+import { describe, expect, it } from 'vitest';
+import { READS_AT_ONCE, ReadTurns } from '../src/hub/reads.ts';
+
+/** A read whose answer the test gives. */
+function pending(log: string[], name: string) {
+  let answer = (): void => {};
+  const read = () =>
+    new Promise<string>((resolve) => {
+      log.push(name);
+      answer = () => resolve(name);
+    });
+  return { read, answer: () => answer() };
+}
+
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+describe('read turns', () => {
+  it('starts at most 4 reads at once, and the next as one ends', async () => {
+    expect(READS_AT_ONCE).toBe(4);
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)));
+    const started: string[] = [];
+    const reads = Array.from({ length: 6 }, (_, i) => pending(started, `r${i}`));
+    const answered = reads.map((r, i) => turns.run(`person p${i}`, r.read));
+    await settle();
+    expect(started).toEqual(['r0', 'r1', 'r2', 'r3']);
+    expect(turns.waiting).toBe(2);
+    reads[2]?.answer();
+    await expect(answered[2]).resolves.toBe('r2');
+    await settle();
+    expect(started).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+  });
+
+  it("runs one of a requester's reads at a time: one that never ends holds its own place, not everyone's", async () => {
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)));
+    const started: string[] = [];
+    const hung = Array.from({ length: 4 }, (_, i) => pending(started, `mallory ${i}`));
+    for (const read of hung) void turns.run('person mallory', read.read);
+    const bob = pending(started, 'bob');
+    const answered = turns.run('person bob', bob.read);
+    await settle();
+    expect(started).toEqual(['mallory 0', 'bob']);
+    bob.answer();
+    await expect(answered).resolves.toBe('bob');
+    expect(turns.waiting).toBe(3);
+  });
+
+  it('lets everyone waiting go before a second read of the person who asked first', async () => {
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), 1);
+    const order: string[] = [];
+    const run = (who: string, name: string) => turns.run(who, async () => order.push(name));
+    const all = [
+      ...Array.from({ length: 5 }, (_, i) => run('person mallory', `mallory ${i}`)),
+      run('person bob', 'bob'),
+      run('person carol', 'carol'),
+    ];
+    await Promise.all(all);
+    expect(order).toEqual(['mallory 0', 'bob', 'carol', 'mallory 1', 'mallory 2', 'mallory 3', 'mallory 4']);
+  });
+
+  it('gives the sockets a turn before each read', async () => {
+    const yields: string[] = [];
+    const turns = new ReadTurns(async () => {
+      yields.push('yield');
+    }, 1);
+    await Promise.all([1, 2, 3].map((i) => turns.run('person alice', async () => yields.push(`read ${i}`))));
+    expect(yields).toEqual(['yield', 'read 1', 'yield', 'read 2', 'yield', 'read 3']);
+  });
+
+  it('drops a read no longer wanted when its turn comes, without reading and without taking the turn', async () => {
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), 1);
+    const order: string[] = [];
+    let gone = false;
+    const first = turns.run('person bob', async () => order.push('bob'));
+    const dropped = Array.from({ length: 1000 }, (_, i) =>
+      turns.runIfWanted(
+        'person mallory',
+        async () => order.push(`mallory ${i}`),
+        () => !gone,
+      ),
+    );
+    const kept = turns.runIfWanted(
+      'person mallory',
+      async () => 'still wanted',
+      () => true,
+    );
+    gone = true;
+    await first;
+    expect(await Promise.all(dropped)).toEqual(dropped.map(() => undefined));
+    await expect(kept).resolves.toBe('still wanted');
+    expect(order).toEqual(['bob']);
+    expect(turns.waiting).toBe(0);
+  });
+
+  it('goes on after a read that fails, and passes its error to its asker alone', async () => {
+    const turns = new ReadTurns(() => Promise.resolve(), 1);
+    const failed = turns.run('person alice', () => Promise.reject(new Error('store unavailable')));
+    const next = turns.run('person alice', () => Promise.resolve('answered'));
+    await expect(failed).rejects.toThrow('store unavailable');
+    await expect(next).resolves.toBe('answered');
+    expect(turns.waiting).toBe(0);
+  });
+});
