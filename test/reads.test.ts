@@ -1,7 +1,7 @@
 // History pages are read in turns: a few at a time, each after a turn of I/O, the people waiting
 // taking turns, so one person's burst of pages does not hold up everyone else's.
 import { describe, expect, it } from 'vitest';
-import { READS_AT_ONCE, ReadTurns } from '../src/hub/reads.ts';
+import { READ_BUDGET, READS_AT_ONCE, ReadTurns, type TurnsClock } from '../src/hub/reads.ts';
 
 /** A read whose answer the test gives. */
 function pending(log: string[], name: string) {
@@ -14,6 +14,9 @@ function pending(log: string[], name: string) {
   return { read, answer: () => answer() };
 }
 
+/** A read that costs its reader nothing. */
+const free = (): number => 0;
+
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
 };
@@ -24,7 +27,7 @@ describe('read turns', () => {
     const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)));
     const started: string[] = [];
     const reads = Array.from({ length: 6 }, (_, i) => pending(started, `r${i}`));
-    const answered = reads.map((r, i) => turns.run(`person p${i}`, r.read));
+    const answered = reads.map((r, i) => turns.run(`person p${i}`, r.read, free));
     await settle();
     expect(started).toEqual(['r0', 'r1', 'r2', 'r3']);
     expect(turns.waiting).toBe(2);
@@ -38,9 +41,9 @@ describe('read turns', () => {
     const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)));
     const started: string[] = [];
     const hung = Array.from({ length: 4 }, (_, i) => pending(started, `mallory ${i}`));
-    for (const read of hung) void turns.run('person mallory', read.read);
+    for (const read of hung) void turns.run('person mallory', read.read, free);
     const bob = pending(started, 'bob');
-    const answered = turns.run('person bob', bob.read);
+    const answered = turns.run('person bob', bob.read, free);
     await settle();
     expect(started).toEqual(['mallory 0', 'bob']);
     bob.answer();
@@ -49,9 +52,9 @@ describe('read turns', () => {
   });
 
   it('lets everyone waiting go before a second read of the person who asked first', async () => {
-    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), 1);
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), { atOnce: 1 });
     const order: string[] = [];
-    const run = (who: string, name: string) => turns.run(who, async () => order.push(name));
+    const run = (who: string, name: string) => turns.run(who, async () => order.push(name), free);
     const all = [
       ...Array.from({ length: 5 }, (_, i) => run('person mallory', `mallory ${i}`)),
       run('person bob', 'bob'),
@@ -63,29 +66,36 @@ describe('read turns', () => {
 
   it('gives the sockets a turn before each read', async () => {
     const yields: string[] = [];
-    const turns = new ReadTurns(async () => {
-      yields.push('yield');
-    }, 1);
-    await Promise.all([1, 2, 3].map((i) => turns.run('person alice', async () => yields.push(`read ${i}`))));
+    const turns = new ReadTurns(
+      async () => {
+        yields.push('yield');
+      },
+      { atOnce: 1 },
+    );
+    await Promise.all(
+      [1, 2, 3].map((i) => turns.run('person alice', async () => yields.push(`read ${i}`), free)),
+    );
     expect(yields).toEqual(['yield', 'read 1', 'yield', 'read 2', 'yield', 'read 3']);
   });
 
   it('drops a read no longer wanted when its turn comes, without reading and without taking the turn', async () => {
-    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), 1);
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), { atOnce: 1 });
     const order: string[] = [];
     let gone = false;
-    const first = turns.run('person bob', async () => order.push('bob'));
+    const first = turns.run('person bob', async () => order.push('bob'), free);
     const dropped = Array.from({ length: 1000 }, (_, i) =>
       turns.runIfWanted(
         'person mallory',
         async () => order.push(`mallory ${i}`),
         () => !gone,
+        free,
       ),
     );
     const kept = turns.runIfWanted(
       'person mallory',
       async () => 'still wanted',
       () => true,
+      free,
     );
     gone = true;
     await first;
@@ -96,11 +106,83 @@ describe('read turns', () => {
   });
 
   it('goes on after a read that fails, and passes its error to its asker alone', async () => {
-    const turns = new ReadTurns(() => Promise.resolve(), 1);
-    const failed = turns.run('person alice', () => Promise.reject(new Error('store unavailable')));
-    const next = turns.run('person alice', () => Promise.resolve('answered'));
+    const turns = new ReadTurns(() => Promise.resolve(), { atOnce: 1 });
+    const failed = turns.run('person alice', () => Promise.reject(new Error('store unavailable')), free);
+    const next = turns.run('person alice', () => Promise.resolve('answered'), free);
     await expect(failed).rejects.toThrow('store unavailable');
     await expect(next).resolves.toBe('answered');
     expect(turns.waiting).toBe(0);
+  });
+});
+
+describe('read budgets', () => {
+  /** A clock the test moves; a due wake-up runs as time passes it. */
+  class FakeClock implements TurnsClock {
+    time = 0;
+    readonly timers: Array<{ at: number; fn: () => void }> = [];
+    now(): number {
+      return this.time;
+    }
+    after(fn: () => void, ms: number): void {
+      this.timers.push({ at: this.time + ms, fn });
+    }
+    advance(ms: number): void {
+      this.time += ms;
+      for (const timer of this.timers.splice(0)) {
+        if (timer.at <= this.time) timer.fn();
+        else this.timers.push(timer);
+      }
+    }
+  }
+
+  it("waits a reader's next read once it has read its burst, until the budget is back, while others read", async () => {
+    expect(READ_BUDGET).toEqual({ burst: 20_000, perSecond: 10_000 });
+    const clock = new FakeClock();
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), { clock });
+    const order: string[] = [];
+    // Twenty resumes of 1,000 messages take the whole burst, and a little more.
+    for (let i = 0; i < 21; i++)
+      await turns.run(
+        'address 203.0.113.7',
+        async () => order.push(`m${i}`),
+        () => 1000,
+      );
+    const late = turns.run(
+      'address 203.0.113.7',
+      async () => order.push('after the budget'),
+      () => 200,
+    );
+    await settle();
+    expect(order.at(-1)).toBe('m20');
+    await turns.run(
+      'person bob',
+      async () => order.push('bob'),
+      () => 50,
+    );
+    expect(order.at(-1)).toBe('bob');
+    // 1,000 over: back above nothing a tenth of a second later.
+    clock.advance(99);
+    await settle();
+    expect(order.at(-1)).toBe('bob');
+    clock.advance(1);
+    await late;
+    expect(order.at(-1)).toBe('after the budget');
+  });
+
+  it('lets a reader of short pages read on: 200 pages of 50 a second stay within it', async () => {
+    const clock = new FakeClock();
+    const turns = new ReadTurns(() => Promise.resolve(), { clock });
+    let read = 0;
+    for (let second = 0; second < 5; second++) {
+      for (let i = 0; i < 200; i++)
+        await turns.run(
+          'person alice',
+          async () => read++,
+          () => 50,
+        );
+      clock.advance(1000);
+    }
+    expect(read).toBe(1000);
+    expect(clock.timers).toEqual([]);
   });
 });

@@ -194,6 +194,9 @@ const UNUSED_BACKSCROLLS = 2;
 /** What one kept message takes: its JSON (two bytes a character at most) and its place in the lists. */
 const keptSize = (json: string): number => 2 * json.length + 32;
 
+/** What a page costs its reader's budget (ReadTurns): its messages. */
+const pageCost = (page: { messages: readonly unknown[] }): number => page.messages.length;
+
 /** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
 const readerOf = (peer: Peer): string => peer.reader ?? `person ${peer.user}`;
 
@@ -517,6 +520,7 @@ export class Hub {
                 readerOf(peer),
                 () => this.#history(name, since, addedAt, peer.optedIn),
                 () => room.members.get(peer) === member,
+                (loaded) => loaded.history.length,
               )
             : undefined),
         !peer.optedIn
@@ -1146,6 +1150,7 @@ export class Hub {
         readerOf(peer),
         () => this.#page(key, page),
         () => this.#peers.has(peer) && joined(),
+        pageCost,
       );
     } catch (error) {
       this.#log.warn('history unavailable', { error: String(error) });
@@ -1183,7 +1188,7 @@ export class Hub {
     page: { before?: number | undefined; after?: number | undefined; limit?: number | undefined },
     requester: string,
   ): Promise<{ messages: StoredMessage[]; more: boolean }> {
-    return this.#readTurns.run(requester, () => this.#page(key, page));
+    return this.#readTurns.run(requester, () => this.#page(key, page), pageCost);
   }
 
   async #page(

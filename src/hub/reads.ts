@@ -1,11 +1,20 @@
-// History pages, taken in turns. A local database answers a read on the event loop, so a burst of
-// pages from one connection (or from many of one person's) used to run back to back while every other
-// connection waited. Now reads start after the event loop has served the sockets, a few at a time,
-// one of each requester's at a time, and the requesters waiting take turns: a burst costs the others
-// a turn's wait, not the whole burst's.
+// History reads (pages, a join's catch-up), taken in turns. A local database answers a read on the
+// event loop, so a burst of them from one connection (or from many of one person's) used to run back
+// to back while every other connection waited. Now reads start after the event loop has served the
+// sockets, a few at a time, one of each requester's at a time, and the requesters waiting take turns:
+// a burst costs the others a turn's wait, not the whole burst's. Each requester also has a budget of
+// messages read a second, so one that reads all the time takes its share of the server, not all of
+// what the others leave: past it, its next read waits until the budget is back above nothing.
+import { dropOldest } from '../bounded.ts';
 
 /** Reads started and not yet finished, at most. */
 export const READS_AT_ONCE = 4;
+
+/** Messages one requester may read at once, and a second after that (a history page is up to 200). */
+export const READ_BUDGET = { burst: 20_000, perSecond: 10_000 } as const;
+
+/** Requesters whose budgets are kept, the least recently seen let go first (as good as full). */
+export const READERS_KEPT = 10_000;
 
 /** A read waiting for its turn. */
 interface Waiting {
@@ -14,35 +23,64 @@ interface Waiting {
   wanted: () => boolean;
 }
 
+/** How the turns tell time; injectable so tests control it. */
+export interface TurnsClock {
+  now(): number;
+  /** Call `fn` after `ms`. */
+  after(fn: () => void, ms: number): void;
+}
+
+const realClock: TurnsClock = {
+  now: () => performance.now(),
+  after: (fn, ms) => {
+    const timer = setTimeout(fn, ms);
+    // Nothing to keep the process up for: the reads waiting belong to connections that keep it up.
+    (timer as unknown as { unref?: () => void }).unref?.();
+  },
+};
+
 /** Reads waiting their turn: round-robin by requester, in order within one. */
 export class ReadTurns {
   readonly #yield: () => Promise<void>;
   readonly #atOnce: number;
+  readonly #budget: { burst: number; perSecond: number };
+  readonly #clock: TurnsClock;
   /** By requester, in the order their turns come; a requester with nothing waiting is not here. */
   readonly #waiting = new Map<string, Waiting[]>();
   /** Requesters with a read running: one each, so one requester's slow reads hold one place. */
   readonly #running = new Set<string>();
+  /** Each requester's budget, the least recently charged first. */
+  readonly #budgets = new Map<string, { left: number; at: number }>();
   #starting = false;
+  /** When a requester over its budget will be under it again, if a wake-up is set. */
+  #wakeAt: number | undefined;
 
-  constructor(yieldToIo: () => Promise<void>, atOnce = READS_AT_ONCE) {
+  constructor(
+    yieldToIo: () => Promise<void>,
+    options: { atOnce?: number; budget?: { burst: number; perSecond: number }; clock?: TurnsClock } = {},
+  ) {
     this.#yield = yieldToIo;
-    this.#atOnce = atOnce;
+    this.#atOnce = options.atOnce ?? READS_AT_ONCE;
+    this.#budget = options.budget ?? READ_BUDGET;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** Run `read` in `requester`'s turn; resolves or rejects as it does. */
-  run<T>(requester: string, read: () => Promise<T>): Promise<T> {
-    return this.runIfWanted(requester, read, () => true) as Promise<T>;
+  run<T>(requester: string, read: () => Promise<T>, cost: (result: T) => number): Promise<T> {
+    return this.runIfWanted(requester, read, () => true, cost) as Promise<T>;
   }
 
   /**
    * Run `read` in `requester`'s turn if, when the turn comes, it is still `wanted` (its connection is
    * open, still in the room); else resolve with undefined at once. What is no longer wanted leaves
-   * the line without taking a turn, so a client that asks and goes costs nothing more.
+   * the line without taking a turn, so a client that asks and goes costs nothing more. What it
+   * read (`cost`, in messages) is taken from the requester's budget.
    */
   async runIfWanted<T>(
     requester: string,
     read: () => Promise<T>,
     wanted: () => boolean,
+    cost: (result: T) => number,
   ): Promise<T | undefined> {
     const go = await new Promise<boolean>((start) => {
       const queue = this.#waiting.get(requester);
@@ -52,7 +90,9 @@ export class ReadTurns {
     });
     if (!go) return undefined;
     try {
-      return await read();
+      const result = await read();
+      this.#charge(requester, cost(result));
+      return result;
     } finally {
       this.#running.delete(requester);
       void this.#startNext();
@@ -66,10 +106,42 @@ export class ReadTurns {
     return n;
   }
 
-  /** Whether a waiting read could start now. */
+  /** What is left of `requester`'s budget now (below 0 while it waits). */
+  #left(requester: string, now: number): number {
+    const budget = this.#budgets.get(requester);
+    if (!budget) return this.#budget.burst;
+    return Math.min(this.#budget.burst, budget.left + ((now - budget.at) / 1000) * this.#budget.perSecond);
+  }
+
+  #charge(requester: string, messages: number): void {
+    const now = this.#clock.now();
+    const left = this.#left(requester, now) - messages;
+    this.#budgets.delete(requester);
+    this.#budgets.set(requester, { left, at: now });
+    if (this.#budgets.size > READERS_KEPT) dropOldest(this.#budgets, READERS_KEPT);
+  }
+
+  /** Whether a waiting read could start now; if only the budgets stop them, a wake-up for the first. */
   #startable(): boolean {
     if (this.#running.size >= this.#atOnce) return false;
-    for (const requester of this.#waiting.keys()) if (!this.#running.has(requester)) return true;
+    const now = this.#clock.now();
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const requester of this.#waiting.keys()) {
+      if (this.#running.has(requester)) continue;
+      const left = this.#left(requester, now);
+      if (left >= 0) return true;
+      soonest = Math.min(soonest, now + (-left / this.#budget.perSecond) * 1000);
+    }
+    if (soonest !== Number.POSITIVE_INFINITY && (this.#wakeAt === undefined || soonest < this.#wakeAt)) {
+      this.#wakeAt = soonest;
+      this.#clock.after(
+        () => {
+          if (this.#wakeAt === soonest) this.#wakeAt = undefined;
+          void this.#startNext();
+        },
+        Math.max(1, Math.ceil(soonest - now)),
+      );
+    }
     return false;
   }
 
@@ -80,16 +152,22 @@ export class ReadTurns {
     try {
       while (this.#startable()) {
         await this.#yield();
+        const now = this.#clock.now();
         for (const requester of [...this.#waiting.keys()]) {
           if (this.#running.size >= this.#atOnce) break;
           if (this.#running.has(requester)) continue;
           const queue = this.#waiting.get(requester) as Waiting[];
           while (queue.length > 0 && !queue[0]?.wanted()) queue.shift()?.start(false);
-          const next = queue.shift();
+          if (queue.length === 0) {
+            this.#waiting.delete(requester);
+            continue;
+          }
+          // Over its budget: its turn waits, in its place in the line.
+          if (this.#left(requester, now) < 0) continue;
+          const next = queue.shift() as Waiting;
           // The requester goes to the back of the line, behind everyone else waiting.
           this.#waiting.delete(requester);
           if (queue.length > 0) this.#waiting.set(requester, queue);
-          if (!next) continue;
           this.#running.add(requester);
           next.start(true);
         }
