@@ -204,15 +204,16 @@ export function createApp(deps: AppDeps): Hono {
   const apiRate = new RequestRate(deps.apiRate);
   const known = new KnownSessions();
   const metrics = deps.metrics ?? noMetrics;
-  /** Whom a request counts for: a session's person seen in the last second is not looked up again. */
+  /** Whom a request counts for: a session token seen in the last second is not looked up again. */
   const counted = async (c: Context): Promise<string> => {
     if (!auth) return requesterOf(c, undefined);
     const token = await sessionToken(c, auth);
-    const person = token && known.personOf(token);
-    if (person) return person;
+    const remembered = token && known.requesterOf(token);
+    if (remembered) return remembered;
     const session = await readSession(c, auth);
     const requester = requesterOf(c, session);
-    if (token && session) known.learn(token, requester);
+    // A token whose session has ended is remembered too, as the address it counts for.
+    if (token) known.learn(token, requester);
     return requester;
   };
   app.use('/api/*', async (c, next) => {

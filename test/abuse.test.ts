@@ -479,10 +479,11 @@ describe('history pages over the protocol, with the shipped defaults', () => {
       ]);
       const { answered, busy, ms } = JSON.parse(out) as { answered: number; busy: number; ms: number };
       expect(busy).toBe(32);
-      // Pages of 200 messages, as fast as one address's budget refills (and 4 that were running).
-      expect(answered * 200).toBeGreaterThanOrEqual(READ_BUDGET.burst);
-      expect(answered * 200).toBeLessThanOrEqual(
-        READ_BUDGET.burst + (READ_BUDGET.perSecond * ms) / 1000 + 4 * 200,
+      // Pages of 200 (201 rows read: one more tells that the room goes on), as fast as one address's
+      // budget allows.
+      expect(answered * 201).toBeGreaterThanOrEqual(READ_BUDGET.burst);
+      expect(answered * 201).toBeLessThanOrEqual(
+        READ_BUDGET.burst + (READ_BUDGET.perSecond * ms) / 1000 + 201,
       );
       // Measured here: median 3-4 ms, against 649 ms when a burst of pages was read back to back (the
       // reader then got 1,480 pages a second, and the console's echoes came 1.3 s late at worst).
@@ -499,14 +500,15 @@ describe('history pages over the protocol, with the shipped defaults', () => {
         `${spawned.url?.replace('http', 'ws')}/ws?protocol=2`,
       ]);
       const { joins, ms } = JSON.parse(out) as { joins: number; ms: number };
-      // Each join reads the newest 1,000: as many as the address's budget allows.
-      expect(joins).toBeGreaterThan(32);
-      expect(joins * 1000).toBeLessThanOrEqual(
-        READ_BUDGET.burst + (READ_BUDGET.perSecond * ms) / 1000 + 1000,
+      // Each join reads 2,001 rows (the 1,001 after its start, too many to replay, then the newest
+      // 1,000): as many joins as the address's budget allows.
+      expect(joins).toBeGreaterThanOrEqual(READ_BUDGET.burst / 2001);
+      expect(joins * 2001).toBeLessThanOrEqual(
+        READ_BUDGET.burst + (READ_BUDGET.perSecond * ms) / 1000 + 2001,
       );
       // Measured here: at worst 72 ms (median 3.5 ms), against 659-799 ms when every join read as it
       // came, and 67-125 ms (median 32-34 ms) when joins took turns without a budget.
-      expect(Math.max(...latencies)).toBeLessThan(300);
+      expect(Math.max(...latencies)).toBeLessThan(400);
     } finally {
       await spawned.stop();
     }

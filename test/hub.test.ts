@@ -1766,6 +1766,46 @@ describe('several rooms per connection', () => {
 });
 
 describe('join', () => {
+  it('a join left before its catch-up is read is answered not_joined once, and its catch-up never read', async () => {
+    transcript.seed('dev', 3);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    ann.clear();
+    const readsBefore = transcript.reads.value;
+    const joining = hub.join(ann, 'dev', { since: 0, ref: 'j1' });
+    hub.leave(ann, 'dev', 'l1');
+    await joining;
+    expect(ann.frames.filter((f) => f.type !== 'presence')).toEqual([
+      { type: 'left', room: 'dev', ref: 'l1' },
+      {
+        type: 'error',
+        code: ErrorCode.NotJoined,
+        message: 'left "dev" before the join completed',
+        ref: 'j1',
+      },
+    ]);
+    expect(transcript.reads.value).toBe(readsBefore);
+  });
+
+  it('a history page asked for by a connection that leaves the room before its turn is answered not_joined, unread', async () => {
+    transcript.seed('dev', 3);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    await hub.join(ann, 'dev', { ref: 'j1' });
+    ann.clear();
+    const readsBefore = transcript.reads.value;
+    const paging = hub.history(ann, { room: 'dev' }, { limit: 2 }, 'h1');
+    hub.leave(ann, 'dev', 'l1');
+    await paging;
+    expect(ann.frames.filter((f) => f.type !== 'presence')).toEqual([
+      { type: 'left', room: 'dev', ref: 'l1' },
+      { type: 'error', code: ErrorCode.NotJoined, message: 'not in room "dev"', ref: 'h1' },
+    ]);
+    expect(transcript.reads.value).toBe(readsBefore);
+  });
+
   it('a second join sent while the first is loading is answered after the first one', async () => {
     transcript.seed('dev', 3);
     const hub = makeHub();

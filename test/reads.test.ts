@@ -169,7 +169,7 @@ describe('read budgets', () => {
     expect(order.at(-1)).toBe('after the budget');
   });
 
-  it('lets a reader of short pages read on: 200 pages of 50 a second stay within it', async () => {
+  it('lets a reader of pages of 50 read 200 a second for as long as it likes, and makes a faster one wait', async () => {
     const clock = new FakeClock();
     const turns = new ReadTurns(() => Promise.resolve(), { clock });
     let read = 0;
@@ -184,5 +184,24 @@ describe('read budgets', () => {
     }
     expect(read).toBe(1000);
     expect(clock.timers).toEqual([]);
+    // Twice that for two seconds: the burst runs out, and a read waits for the budget.
+    let faster = 0;
+    const reading = (async () => {
+      for (let i = 0; i < 800; i++)
+        await turns.run(
+          'person alice',
+          async () => faster++,
+          () => 50,
+        );
+    })();
+    await settle();
+    expect(faster).toBe(401);
+    expect(clock.timers).toHaveLength(1);
+    clock.advance(5);
+    await settle();
+    expect(faster).toBe(402);
+    clock.advance(5000);
+    await reading;
+    expect(faster).toBe(800);
   });
 });

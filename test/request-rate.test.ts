@@ -51,21 +51,21 @@ describe('the API rate', () => {
 });
 
 describe('sessions known for counting', () => {
-  it('names the person of a token seen within the last second, and asks again after it', () => {
+  it('tells whom a token seen within the last second counted for, and asks again after it', () => {
     let now = 0;
     const known = new KnownSessions(() => now);
-    expect(known.personOf('token-a')).toBeUndefined();
+    expect(known.requesterOf('token-a')).toBeUndefined();
     known.learn('token-a', 'person dana');
     now += KNOWN_FOR_MS - 1;
-    expect(known.personOf('token-a')).toBe('person dana');
+    expect(known.requesterOf('token-a')).toBe('person dana');
     now += 1;
-    expect(known.personOf('token-a')).toBeUndefined();
+    expect(known.requesterOf('token-a')).toBeUndefined();
   });
 
   it('keeps a bounded number of tokens', () => {
     const known = new KnownSessions(() => 0, 100);
     for (let i = 0; i < 1000; i++) known.learn(`token-${i}`, `person p${i}`);
-    expect(known.personOf('token-0')).toBeUndefined();
-    expect(known.personOf('token-999')).toBe('person p999');
+    expect(known.requesterOf('token-0')).toBeUndefined();
+    expect(known.requesterOf('token-999')).toBe('person p999');
   });
 });

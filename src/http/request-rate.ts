@@ -70,38 +70,39 @@ export class RequestRate {
   }
 }
 
-/** How long a session's person is taken from memory when a request is counted. */
+/** How long what a session token counts for is taken from memory. */
 export const KNOWN_FOR_MS = 1000;
 
 /**
- * The person of each session token seen in the last second, for counting a request without a
- * database read: a client past its rate then costs a signature check and a lookup here. Only the
- * counting uses it; the request itself, if let through, reads its session as always.
+ * Whom each session token seen in the last second counted for (its person, or the address when its
+ * session had ended), so a request is counted without a database read: a client past its rate then
+ * costs a signature check and a lookup here. Only the counting uses it; the request itself, if let
+ * through, reads its session as always.
  */
 export class KnownSessions {
   readonly #now: () => number;
   readonly #kept: number;
   /** By token, the least recently seen first. */
-  readonly #people = new Map<string, { person: string; at: number }>();
+  readonly #requesters = new Map<string, { requester: string; at: number }>();
 
   constructor(now: () => number = () => performance.now(), kept = REQUESTERS_KEPT) {
     this.#now = now;
     this.#kept = kept;
   }
 
-  /** The person `token` named within the last second, if it was seen then. */
-  personOf(token: string): string | undefined {
-    const known = this.#people.get(token);
+  /** Whom `token` counted for within the last second, if it was seen then. */
+  requesterOf(token: string): string | undefined {
+    const known = this.#requesters.get(token);
     if (!known) return undefined;
-    if (this.#now() - known.at < KNOWN_FOR_MS) return known.person;
-    this.#people.delete(token);
+    if (this.#now() - known.at < KNOWN_FOR_MS) return known.requester;
+    this.#requesters.delete(token);
     return undefined;
   }
 
-  /** `token` was found to name `person`. */
-  learn(token: string, person: string): void {
-    this.#people.delete(token);
-    this.#people.set(token, { person, at: this.#now() });
-    if (this.#people.size > this.#kept) dropOldest(this.#people, this.#kept);
+  /** `token` was found to count for `requester`. */
+  learn(token: string, requester: string): void {
+    this.#requesters.delete(token);
+    this.#requesters.set(token, { requester, at: this.#now() });
+    if (this.#requesters.size > this.#kept) dropOldest(this.#requesters, this.#kept);
   }
 }

@@ -194,8 +194,9 @@ const UNUSED_BACKSCROLLS = 2;
 /** What one kept message takes: its JSON (two bytes a character at most) and its place in the lists. */
 const keptSize = (json: string): number => 2 * json.length + 32;
 
-/** What a page costs its reader's budget (ReadTurns): its messages. */
-const pageCost = (page: { messages: readonly unknown[] }): number => page.messages.length;
+/** What a page costs its reader's budget (ReadTurns): the rows read for it, one more than it holds if it goes on; a read of nothing costs one. */
+const pageCost = (page: { messages: readonly unknown[]; more: boolean }): number =>
+  Math.max(1, page.messages.length + (page.more ? 1 : 0));
 
 /** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
 const readerOf = (peer: Peer): string => peer.reader ?? `person ${peer.user}`;
@@ -205,6 +206,8 @@ interface Loaded {
   history: readonly Encoded[];
   complete: boolean;
   read?: readonly MessageFrames[];
+  /** Rows the store read for it: what it costs the reader's budget (ReadTurns). */
+  rows?: number;
 }
 
 interface Connection {
@@ -300,7 +303,7 @@ export class Hub {
   readonly #transcript: Transcript;
   readonly #commit: GroupCommit;
   /** History pages, read in turns: one person's burst of them does not hold up everyone else. */
-  readonly #readTurns = new ReadTurns(yieldToIo);
+  readonly #readTurns: ReadTurns;
   readonly #markers: ReadMarkers;
   readonly #log: Log;
   readonly #serverName: string;
@@ -352,6 +355,7 @@ export class Hub {
       flushMs: this.#markerFlushMs,
       ...(options.marksPerUser === undefined ? {} : { perUser: options.marksPerUser }),
     });
+    this.#readTurns = new ReadTurns(yieldToIo, { atOnce: options.transcript.readsAtOnce });
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
     this.#restrictionStore = options.admin?.store;
@@ -483,6 +487,16 @@ export class Hub {
     connection.rooms.set(name, member);
     this.#arrive(room, peer);
     this.#log.debug('joined', { room: name, user: peer.user });
+    /** Left (or was put out) while the join waited: it is still answered, once. */
+    const leftMeanwhile = (): void => {
+      if (this.#peers.has(peer) && !options.welcome)
+        this.#error(
+          peer,
+          ErrorCode.NotJoined,
+          `left ${JSON.stringify(name)} before the join completed`,
+          options.ref,
+        );
+    };
     if (room.ready) {
       try {
         await room.ready;
@@ -493,7 +507,10 @@ export class Hub {
         else this.#error(peer, ErrorCode.StoreUnavailable, 'the room could not be opened', options.ref);
         return;
       }
-      if (room.members.get(peer) !== member) return;
+      if (room.members.get(peer) !== member) {
+        leftMeanwhile();
+        return;
+      }
     }
     // Everything reported from here on reaches the member as held frames.
     const addedAt = room.reported;
@@ -520,7 +537,7 @@ export class Hub {
                 readerOf(peer),
                 () => this.#history(name, since, addedAt, peer.optedIn),
                 () => room.members.get(peer) === member,
-                (loaded) => loaded.history.length,
+                (loaded) => Math.max(1, loaded.rows ?? loaded.history.length),
               )
             : undefined),
         !peer.optedIn
@@ -536,7 +553,10 @@ export class Hub {
       historyFailed = true;
       this.#log.warn('history unavailable', { room: name, error: String(error) });
     }
-    if (room.members.get(peer) !== member) return; // left while history loaded
+    if (room.members.get(peer) !== member) {
+      leftMeanwhile();
+      return;
+    }
 
     // A message the read saw whose broadcast has not come yet will come with it: it is left out
     // here, or it would arrive twice; what was broadcast while loading is held, and follows.
@@ -690,14 +710,16 @@ export class Hub {
     reported: number,
     optedIn: boolean,
   ): Promise<Loaded> {
-    const loaded = (messages: StoredMessage[], complete: boolean): Loaded => {
+    const loaded = (messages: StoredMessage[], complete: boolean, rows = messages.length): Loaded => {
       const read = messages.map((m) => new MessageFrames(m));
-      return { history: read.map((f) => f.for(optedIn)), complete, read };
+      return { history: read.map((f) => f.for(optedIn)), complete, read, rows };
     };
     if (since === undefined) return loaded(await this.#transcript.recent(room, this.#backscroll), true);
     const missed = await this.#transcript.after(room, since, this.#resumeLimit + 1);
-    if (missed.length > this.#resumeLimit)
-      return loaded(await this.#transcript.recent(room, this.#resumeLimit), false);
+    if (missed.length > this.#resumeLimit) {
+      const newest = await this.#transcript.recent(room, this.#resumeLimit);
+      return loaded(newest, false, missed.length + newest.length);
+    }
     const first = missed[0]?.seq;
     const gap = first === undefined ? since < reported : first > since + 1;
     return loaded(missed, !gap);

@@ -57,7 +57,11 @@ export class ReadTurns {
 
   constructor(
     yieldToIo: () => Promise<void>,
-    options: { atOnce?: number; budget?: { burst: number; perSecond: number }; clock?: TurnsClock } = {},
+    options: {
+      atOnce?: number | undefined;
+      budget?: { burst: number; perSecond: number };
+      clock?: TurnsClock;
+    } = {},
   ) {
     this.#yield = yieldToIo;
     this.#atOnce = options.atOnce ?? READS_AT_ONCE;
@@ -113,7 +117,8 @@ export class ReadTurns {
     return Math.min(this.#budget.burst, budget.left + ((now - budget.at) / 1000) * this.#budget.perSecond);
   }
 
-  #charge(requester: string, messages: number): void {
+  #charge(requester: string, cost: number): void {
+    const messages = Number.isFinite(cost) ? Math.max(0, cost) : 0;
     const now = this.#clock.now();
     const left = this.#left(requester, now) - messages;
     this.#budgets.delete(requester);
@@ -153,7 +158,10 @@ export class ReadTurns {
       while (this.#startable()) {
         await this.#yield();
         const now = this.#clock.now();
-        for (const requester of [...this.#waiting.keys()]) {
+        // Each requester waiting now, once: one put back goes to the end, past where this pass stops.
+        let visits = this.#waiting.size;
+        for (const requester of this.#waiting.keys()) {
+          if (visits-- <= 0) break;
           if (this.#running.size >= this.#atOnce) break;
           if (this.#running.has(requester)) continue;
           const queue = this.#waiting.get(requester) as Waiting[];

@@ -135,6 +135,12 @@ export interface Transcript {
   readonly appendsInFlight?: number;
   /** How many searches the store takes at once, running or waiting (the Hub's SEARCHES_AT_ONCE unless less). */
   readonly searchesAtOnce?: number;
+  /**
+   * History reads the store takes at once (READS_AT_ONCE unless given). A local file answers on the
+   * event loop, so more at once would only run back to back; a remote store's reads wait on the
+   * network, and a pool can take several.
+   */
+  readonly readsAtOnce?: number;
 }
 
 /** What the group commit needs of the store. */

@@ -151,6 +151,11 @@ export class LibsqlTranscript implements Transcript {
     return this.#appender.inFlight;
   }
 
+  /** A remote server's reads wait on the network, several at once; a file's run on the event loop. */
+  get readsAtOnce(): number | undefined {
+    return this.#database.local ? undefined : 8;
+  }
+
   async #messages(
     where: string,
     args: InValue[],

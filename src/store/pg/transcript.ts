@@ -76,6 +76,8 @@ export class PgTranscript implements Transcript {
   readonly appendsInFlight = 2;
   /** Searches run side by side on the pool's connections: at most half of them, the rest for the others. */
   readonly searchesAtOnce = 4;
+  /** History reads run side by side on the pool's connections, leaving some for appends and the rest. */
+  readonly readsAtOnce = 8;
   /** Resolves once the latest append holds its counter locks (or has failed). */
   #locked: Promise<void> = Promise.resolve();
 
