@@ -45,6 +45,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
+/** 30 messages from `steady`, each when the last was echoed and 50 ms more: their echoes' latencies. */
+async function echoLatencies(steady: ConsoleClient): Promise<number[]> {
+  const latencies: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const sent = performance.now();
+    steady.send({ type: 'message', text: `steady ${i}` });
+    await steady.waitFor((f) => f.type === 'message' && f.text === `steady ${i}`, 5000);
+    latencies.push(performance.now() - sent);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return latencies;
+}
+
 async function server(env: Record<string, string>): Promise<TestServer> {
   const tmp = await tempDir();
   cleanups.push(tmp.cleanup);
@@ -163,14 +176,7 @@ describe('flood control, with the shipped defaults', () => {
     const started = Date.now();
     pump();
     await flooder.waitFor((f) => f.type === 'notice');
-    const latencies: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      const sent = performance.now();
-      steady.send({ type: 'message', text: `steady ${i}` });
-      await steady.waitFor((f) => f.type === 'message' && f.text === `steady ${i}`, 5000);
-      latencies.push(performance.now() - sent);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const latencies = await echoLatencies(steady);
     flooding = false;
     const seconds = (Date.now() - started) / 1000;
     const flooded = ofType(steady.frames, 'message').filter((f) => f.sender === 'flooder').length;
@@ -377,14 +383,7 @@ async function whileReading(
   );
   const done = new Promise<void>((resolve) => reader.once('exit', () => resolve()));
   await reading;
-  const latencies: number[] = [];
-  for (let i = 0; i < 30; i++) {
-    const sent = performance.now();
-    steady.send({ type: 'message', text: `steady ${i}` });
-    await steady.waitFor((f) => f.type === 'message' && f.text === `steady ${i}`, 5000);
-    latencies.push(performance.now() - sent);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const latencies = await echoLatencies(steady);
   await done;
   steady.close();
   return { out: out.slice(out.indexOf('{')).trim(), latencies };
