@@ -49,7 +49,7 @@ describe('history pages waiting on one connection', () => {
     const refused: string[] = [];
     const hub = {
       history: () => new Promise<void>((resolve) => answers.push(resolve)),
-      refuse: (_peer: Peer, code: string, _message: string, ref?: string) => refused.push(`${code} ${ref}`),
+      historyBusy: (_peer: Peer, waiting: number, ref?: string) => refused.push(`busy ${waiting} ${ref}`),
     } as unknown as Hub;
     const reading: string[] = [];
     const peer = { optedIn: true, user: 'reader' } as unknown as Peer;
@@ -63,12 +63,12 @@ describe('history pages waiting on one connection', () => {
     for (let i = 0; i < MAX_READS_WAITING; i++) handler.handle(page(`p${i}`));
     expect(answers).toHaveLength(16);
     handler.handle(page('p16'));
-    expect(refused).toEqual(['busy p16']);
+    expect(refused).toEqual(['busy 16 p16']);
     expect(answers).toHaveLength(16);
     answers.shift()?.();
     await settle();
     handler.handle(page('p17'));
-    expect(refused).toEqual(['busy p16']);
+    expect(refused).toEqual(['busy 16 p16']);
     expect(answers).toHaveLength(16);
     expect(reading).toEqual([]);
   });

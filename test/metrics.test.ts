@@ -159,6 +159,36 @@ describe('metrics', () => {
     expect(value(last, 'runspec_room_connections', 'runspec_room_connections{door="browser"}')).toBe(0);
   });
 
+  it('count what the rates refuse: API requests past the rate, and history pages past 16 waiting on a connection', async () => {
+    const before = await scrape(metricsUrl);
+    const grew = async (family: string): Promise<number> =>
+      value(await scrape(metricsUrl), family, family) - value(before, family, family);
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const response = await fetch(new URL('/api/rooms/metrics/messages', server.url));
+        await response.arrayBuffer();
+        return response.status;
+      }),
+    );
+    expect(await grew('runspec_room_api_rate_limited_total')).toBe(answers.filter((s) => s === 429).length);
+    expect(answers.filter((s) => s === 429).length).toBeGreaterThan(0);
+
+    const reader = await consoleClient(server.consolePort, {
+      type: 'hello',
+      room: 'metrics-history',
+      user: 'reader',
+      protocol: 2,
+    });
+    await reader.waitFor((f) => f.type === 'joined');
+    reader.raw(
+      Array.from({ length: 17 }, (_, i) => `${JSON.stringify({ type: 'history', ref: `h${i}` })}\n`).join(''),
+    );
+    await reader.waitFor((f) => f.type === 'error' && f.ref === 'h16');
+    expect(await grew('runspec_room_history_refused_total')).toBe(1);
+    expect(before.get('runspec_room_reads_held_total')?.type).toBe('counter');
+    reader.close();
+  });
+
   it('chart nothing in the Grafana dashboard that the server does not export', async () => {
     const dashboard = JSON.parse(
       readFileSync(new URL('../docs/grafana-dashboard.json', import.meta.url), 'utf8'),

@@ -138,7 +138,13 @@ describe('read budgets', () => {
   it("waits a reader's next read once it has read its burst, until the budget is back, while others read", async () => {
     expect(READ_BUDGET).toEqual({ burst: 20_000, perSecond: 10_000 });
     const clock = new FakeClock();
-    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), { clock });
+    let held = 0;
+    const turns = new ReadTurns(() => new Promise((resolve) => setImmediate(resolve)), {
+      clock,
+      onHeld: () => {
+        held += 1;
+      },
+    });
     const order: string[] = [];
     // Twenty resumes of 1,000 messages take the whole burst, and a little more.
     for (let i = 0; i < 21; i++)
@@ -167,6 +173,8 @@ describe('read budgets', () => {
     clock.advance(1);
     await late;
     expect(order.at(-1)).toBe('after the budget');
+    // Held once, however many passes went by while it waited.
+    expect(held).toBe(1);
   });
 
   it('lets a reader of pages of 50 read 200 a second for as long as it likes, and makes a faster one wait', async () => {

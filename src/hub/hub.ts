@@ -355,7 +355,10 @@ export class Hub {
       flushMs: this.#markerFlushMs,
       ...(options.marksPerUser === undefined ? {} : { perUser: options.marksPerUser }),
     });
-    this.#readTurns = new ReadTurns(yieldToIo, { atOnce: options.transcript.readsAtOnce });
+    this.#readTurns = new ReadTurns(yieldToIo, {
+      atOnce: options.transcript.readsAtOnce,
+      onHeld: () => this.#metrics.readHeld(),
+    });
     this.#restrictions = options.restrictions ?? new Restrictions();
     this.#admin = new Admin(options.admin ?? {}, this.#restrictions, this.#log);
     this.#restrictionStore = options.admin?.store;
@@ -1401,6 +1404,17 @@ export class Hub {
   /** Tell an opted-in peer that a frame was refused (plain consoles get nothing). */
   refuse(peer: Peer, code: ErrorCode, message: string, ref?: string): void {
     this.#error(peer, code, message, ref);
+  }
+
+  /** A history page past the `waiting` ones its connection may have: answered `busy` at once, and counted. */
+  historyBusy(peer: Peer, waiting: number, ref?: string): void {
+    this.#metrics.historyRefused();
+    this.#error(
+      peer,
+      ErrorCode.Busy,
+      `${waiting} history pages are waiting on this connection; ask for another when one is answered`,
+      ref,
+    );
   }
 
   /** Hand an opted-in peer a frame about its own connection, within the same bounds as any other. */

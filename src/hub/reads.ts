@@ -21,6 +21,8 @@ interface Waiting {
   /** Go (true), or give up: it is no longer wanted (false). */
   start: (go: boolean) => void;
   wanted: () => boolean;
+  /** It has waited for its reader's budget (counted once). */
+  held?: boolean;
 }
 
 /** How the turns tell time; injectable so tests control it. */
@@ -45,6 +47,7 @@ export class ReadTurns {
   readonly #atOnce: number;
   readonly #budget: { burst: number; perSecond: number };
   readonly #clock: TurnsClock;
+  readonly #onHeld: () => void;
   /** By requester, in the order their turns come; a requester with nothing waiting is not here. */
   readonly #waiting = new Map<string, Waiting[]>();
   /** Requesters with a read running: one each, so one requester's slow reads hold one place. */
@@ -61,12 +64,15 @@ export class ReadTurns {
       atOnce?: number | undefined;
       budget?: { burst: number; perSecond: number };
       clock?: TurnsClock;
+      /** A read has to wait for its reader's budget (called once per read). */
+      onHeld?: () => void;
     } = {},
   ) {
     this.#yield = yieldToIo;
     this.#atOnce = options.atOnce ?? READS_AT_ONCE;
     this.#budget = options.budget ?? READ_BUDGET;
     this.#clock = options.clock ?? realClock;
+    this.#onHeld = options.onHeld ?? (() => {});
   }
 
   /** Run `read` in `requester`'s turn; resolves or rejects as it does. */
@@ -171,7 +177,14 @@ export class ReadTurns {
             continue;
           }
           // Over its budget: its turn waits, in its place in the line.
-          if (this.#left(requester, now) < 0) continue;
+          if (this.#left(requester, now) < 0) {
+            const first = queue[0] as Waiting;
+            if (!first.held) {
+              first.held = true;
+              this.#onHeld();
+            }
+            continue;
+          }
           const next = queue.shift() as Waiting;
           // The requester goes to the back of the line, behind everyone else waiting.
           this.#waiting.delete(requester);

@@ -101,6 +101,10 @@ export interface Metrics {
   exportRefused(reason: Refusal): void;
   /** An HTTP API request was refused (429): its person or address asked faster than the rate. */
   apiRateLimited(): void;
+  /** A history page was answered `busy`: 16 of its connection's were waiting. */
+  historyRefused(): void;
+  /** A history read waited for its reader's budget (20,000 messages at once, 10,000 a second). */
+  readHeld(): void;
   /** Retention removed messages: how many, and how long the batch held the writer, in seconds. */
   pruned(messages: number, seconds: number): void;
 }
@@ -122,5 +126,7 @@ export const noMetrics: Metrics = {
   searchRefused: nothing,
   exportRefused: nothing,
   apiRateLimited: nothing,
+  historyRefused: nothing,
+  readHeld: nothing,
   pruned: nothing,
 };

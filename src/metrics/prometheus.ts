@@ -43,6 +43,8 @@ export class PrometheusMetrics implements Metrics {
   readonly #searchesRefused: Counter<'reason'>;
   readonly #exportsRefused: Counter<'reason'>;
   readonly #apiRateLimited: Counter;
+  readonly #historyRefused: Counter;
+  readonly #readsHeld: Counter;
   readonly #pruned: Counter;
   readonly #pruneSeconds: Histogram;
   readonly #loopDelay: Histogram;
@@ -164,6 +166,16 @@ export class PrometheusMetrics implements Metrics {
     this.#apiRateLimited = new Counter({
       name: 'runspec_room_api_rate_limited_total',
       help: 'HTTP API requests refused with 429: their person or client address asked faster than the rate.',
+      registers,
+    });
+    this.#historyRefused = new Counter({
+      name: 'runspec_room_history_refused_total',
+      help: 'History pages answered busy: 16 of their connection were waiting.',
+      registers,
+    });
+    this.#readsHeld = new Counter({
+      name: 'runspec_room_reads_held_total',
+      help: "History reads (pages, joins' catch-ups) that waited for their reader's budget of messages a second.",
       registers,
     });
     this.#pruned = new Counter({
@@ -298,6 +310,14 @@ export class PrometheusMetrics implements Metrics {
 
   apiRateLimited(): void {
     this.#apiRateLimited.inc();
+  }
+
+  historyRefused(): void {
+    this.#historyRefused.inc();
+  }
+
+  readHeld(): void {
+    this.#readsHeld.inc();
   }
 
   pruned(messages: number, seconds: number): void {

@@ -114,12 +114,7 @@ export class ConnectionHandler {
       }
       case 'history': {
         if (this.#reads >= MAX_READS_WAITING) {
-          hub.refuse(
-            peer,
-            ErrorCode.Busy,
-            `${MAX_READS_WAITING} history pages are waiting on this connection; ask for another when one is answered`,
-            ref,
-          );
+          hub.historyBusy(peer, MAX_READS_WAITING, ref);
           return;
         }
         const page = { before: frame.before, after: frame.after, limit: frame.limit };
