@@ -17,6 +17,7 @@ import { KnownSessions, RequestRate, type RequestRateLimits } from './http/reque
 import { EXPORT_FORMATS, EXPORT_TYPES } from './hub/export.ts';
 import { type ExportStream, ExportsBusy, type Hub, SearchesBusy } from './hub/hub.ts';
 import { historyFrame } from './hub/outgoing.ts';
+import { addressRequester, personRequester } from './hub/reads.ts';
 import { bannedMessage } from './hub/restrictions.ts';
 import { WritesFailing } from './hub/transcript.ts';
 import type { Log } from './log.ts';
@@ -197,7 +198,7 @@ export function createApp(deps: AppDeps): Hono {
 
   /** Who asks, for the API's rate and the Hub's read turns: the person signed in, else the address. */
   const requesterOf = (c: Context, session: Session | undefined) =>
-    session ? `person ${session.user.name}` : `address ${addressGroup(deps.remoteAddress(c))}`;
+    session ? personRequester(session.user.name) : addressRequester(addressGroup(deps.remoteAddress(c)));
 
   // The API's rate, before its routes: per person when signed in (a person's scripts share it, from
   // wherever they run), else per client address. A refusal reads nothing and changes nothing.

@@ -7,6 +7,7 @@ import type { Limits } from '../config.ts';
 import type { OriginPolicy } from '../http/origins.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Outgoing, Peer } from '../hub/peer.ts';
+import { addressRequester } from '../hub/reads.ts';
 import type { Log } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
@@ -421,7 +422,7 @@ class BrowserPeer implements Peer {
 
   /** A name from the query string is anyone's to make up: such a browser's reads count for its address. */
   get reader(): string | undefined {
-    return this.authenticated ? undefined : `address ${addressGroup(this.#connection.remote)}`;
+    return this.authenticated ? undefined : addressRequester(addressGroup(this.#connection.remote));
   }
 
   send(frames: Outgoing): void {

@@ -36,7 +36,7 @@ import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
-import { ReadTurns } from './reads.ts';
+import { personRequester, ReadTurns } from './reads.ts';
 import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
 import { Slots } from './slots.ts';
 import {
@@ -199,7 +199,7 @@ const pageCost = (page: { messages: readonly unknown[]; more: boolean }): number
   Math.max(1, page.messages.length + (page.more ? 1 : 0));
 
 /** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
-const readerOf = (peer: Peer): string => peer.reader ?? `person ${peer.user}`;
+const readerOf = (peer: Peer): string => peer.reader ?? personRequester(peer.user);
 
 /** A join's backscroll or resume, as its peer gets it; `read` is what the store answered, if it was asked. */
 interface Loaded {

@@ -7,6 +7,13 @@
 // what the others leave: past it, its next read waits until the budget is back above nothing.
 import { dropOldest } from '../bounded.ts';
 
+/**
+ * Whom reads (and HTTP API requests) count for: a person, by name, whichever door and connection
+ * the reads come from; or, where a name is anyone's to claim, a client address (by its group).
+ */
+export const personRequester = (name: string): string => `person ${name}`;
+export const addressRequester = (group: string): string => `address ${group}`;
+
 /** Reads started and not yet finished, at most. */
 export const READS_AT_ONCE = 4;
 
