@@ -54,6 +54,7 @@ export type Config = Readonly<
     | 'metricsHost'
     | 'retentionSeconds'
     | 'commitDelayMs'
+    | 'dbStatementTimeoutMs'
   > & {
     /** Always the loopback address: the console door trusts whoever can connect. */
     ndjsonHost: string;
@@ -172,6 +173,7 @@ export function parseCommand(argv: readonly string[], env: Env): Command {
     metricsHost: values.metricsHost,
     retentionSeconds: values.retentionSeconds,
     commitDelayMs: values.commitDelayMs,
+    dbStatementTimeoutMs: values.dbStatementTimeoutMs,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     trustProxy: values.trustProxy,
     allowedOrigins: values.allowedOrigins ?? [],

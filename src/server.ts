@@ -133,6 +133,7 @@ export async function startServer(
   const metrics = await startMetrics(config, log, () => rooms());
   const store = await openStore(config.db, {
     authToken: config.dbAuthToken,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
     metrics: metrics.sink,
     writer: {
       script: options.writerScript,

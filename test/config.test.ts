@@ -129,6 +129,8 @@ describe('configuration', () => {
     expect(run([], { ...signIn, CONSOLE_ROOM_SESSION_IDLE: '3000ms' }).auth?.sessionIdleSeconds).toBe(3);
     expect(run([], { CONSOLE_ROOM_COMMIT_DELAY: '2ms' }).commitDelayMs).toBe(2);
     expect(run([]).commitDelayMs).toBe(0);
+    expect(run([]).dbStatementTimeoutMs).toBe(10_000);
+    expect(run([], { CONSOLE_ROOM_DB_STATEMENT_TIMEOUT: '2m' }).dbStatementTimeoutMs).toBe(120_000);
   });
 
   it.each([
@@ -138,6 +140,7 @@ describe('configuration', () => {
     'CONSOLE_ROOM_SESSION_IDLE',
     'CONSOLE_ROOM_SESSION_MAX',
     'CONSOLE_ROOM_COMMIT_DELAY',
+    'CONSOLE_ROOM_DB_STATEMENT_TIMEOUT',
   ])('refuses a duration that is not one, naming %s, with or without sign-in', (name) => {
     for (const bad of ['soon', '25', '-5s', '1.5h', '10 years', 's'])
       for (const env of [{ [name]: bad }, { ...signIn, [name]: bad }]) {
@@ -158,6 +161,8 @@ describe('configuration', () => {
     ['CONSOLE_ROOM_SESSION_IDLE', '1500ms', 'a whole number of seconds'],
     ['CONSOLE_ROOM_SESSION_MAX', '401d', 'at most 400d'],
     ['CONSOLE_ROOM_COMMIT_DELAY', '1s', 'at most 100ms'],
+    ['CONSOLE_ROOM_DB_STATEMENT_TIMEOUT', '0s', 'at least 100ms'],
+    ['CONSOLE_ROOM_DB_STATEMENT_TIMEOUT', '2h', 'at most 1h'],
   ])('refuses %s=%s, which the server could not run with', (name, value, words) => {
     expect(() => run([], { ...signIn, [name]: value })).toThrow(ConfigError);
     expect(() => run([], { ...signIn, [name]: value })).toThrow(`${name} "${value}": must be ${words}`);

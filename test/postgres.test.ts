@@ -140,6 +140,62 @@ describe.runIf(bin)('PostgreSQL store', () => {
     ada.close();
   });
 
+  it('answers a history page and a message held up by a lock as store_unavailable once the statement timeout passes, stores nothing, and serves both once the lock goes', async () => {
+    // The shipped default (10 s): a read waiting on someone else's lock is cancelled, not left to
+    // hold its turn of the history reads and a pool connection for as long as the lock is held.
+    const url = await pg.database('held');
+    const node = await startTestServer(url);
+    const { default: postgres } = await import('postgres');
+    const holder = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      const ada = await consoleClient(node.consolePort, {
+        type: 'hello',
+        room: 'held',
+        user: 'ada',
+        protocol: 2,
+      });
+      await ada.waitFor((f) => f.type === 'joined');
+      ada.send({ type: 'message', text: 'before the lock' });
+      await ada.waitFor((f) => f.type === 'message' && f.text === 'before the lock');
+
+      let release = (): void => {};
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let locked = (): void => {};
+      const isLocked = new Promise<void>((resolve) => {
+        locked = resolve;
+      });
+      const holding = holder.begin(async (tx) => {
+        await tx`LOCK TABLE messages IN ACCESS EXCLUSIVE MODE`;
+        locked();
+        await released;
+      });
+      await isLocked;
+      const started = performance.now();
+      const [refused, unsent] = await Promise.all([
+        request(ada, { type: 'history', room: 'held', before: 2, limit: 10 }, 20_000),
+        request(ada, { type: 'message', room: 'held', text: 'during the lock' }, 20_000),
+      ]);
+      const waited = performance.now() - started;
+      expect(refused).toMatchObject({ type: 'error', code: 'store_unavailable' });
+      // A commit cancelled the same way is refused, never acknowledged.
+      expect(unsent).toMatchObject({ type: 'error', code: 'store_unavailable' });
+      expect(waited).toBeGreaterThan(9_000);
+      release();
+      await holding;
+
+      const page = await request(ada, { type: 'history', room: 'held', before: 3, limit: 10 });
+      expect(page).toMatchObject({ type: 'history', messages: [{ seq: 1, text: 'before the lock' }] });
+      const sent = await request(ada, { type: 'message', room: 'held', text: 'after the lock' });
+      expect(sent).toMatchObject({ type: 'message', seq: 2, text: 'after the lock' });
+      ada.close();
+    } finally {
+      await holder.end({ timeout: 1 });
+      await node.stop();
+    }
+  }, 40_000);
+
   it('answers a welcome with the read marker and the unread whispers in one read, as the embedded store does', async () => {
     const store = await openStore(await pg.database('arrival'));
     try {

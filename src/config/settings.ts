@@ -94,6 +94,14 @@ export const SETTINGS = {
     table: 'configuration',
     secret: true,
   },
+  dbStatementTimeoutMs: {
+    env: 'CONSOLE_ROOM_DB_STATEMENT_TIMEOUT',
+    default: '10s',
+    schema: duration('100ms', '1h'),
+    help: 'PostgreSQL only: a statement running longer is cancelled, and answered as the store being unavailable',
+    doc: 'PostgreSQL only: a read or write that runs longer (waiting on a lock another client holds, say) is cancelled and answered as `store_unavailable`, so it does not hold a turn of the history reads or a connection of the pool; a transaction left idle that long is ended too. Migrations at start are not timed',
+    table: 'configuration',
+  },
   redis: {
     flag: '--redis',
     arg: 'URL',

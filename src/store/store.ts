@@ -47,6 +47,11 @@ export interface StoreOptions {
   writer?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
   /** The server searches a local file on a thread of its own (`script`: its entry, where not the built one). */
   searches?: { script?: URL | undefined; onLost: (error: Error) => void } | undefined;
+  /**
+   * PostgreSQL: how long one statement may run, in ms, before it is cancelled (and a transaction may
+   * sit idle before it is ended). Unlimited unless given: a subcommand run by an operator is not cut.
+   */
+  statementTimeoutMs?: number | undefined;
 }
 
 export { DatabaseOpenError };
@@ -60,7 +65,11 @@ export function isPostgres(target: string): boolean {
 export async function openStore(target: string, options: StoreOptions = {}): Promise<Store> {
   // Loaded only here, so a single node on a file never loads the PostgreSQL client.
   if (isPostgres(target))
-    return (await import('./pg/store.ts')).openPgStore(target, options.metrics ?? noMetrics);
+    return (await import('./pg/store.ts')).openPgStore(
+      target,
+      options.metrics ?? noMetrics,
+      options.statementTimeoutMs,
+    );
   const database = await openDatabase(target, options.authToken);
   // A local file is written from its own thread, so commits and their fsync never stall the sockets.
   const writer =

@@ -25,16 +25,34 @@ const MIGRATION_LOCK = 0x72756e73;
 /** The URL with its password replaced, as it may be logged. */
 export const redactUrl = (target: string): string => shownUrl(target, 'postgres://…');
 
-const options = (max: number): postgres.Options<Record<string, never>> => ({
+/** How the pool's connections are made. */
+export interface PgOptions {
+  /** Connections in the pool. */
+  poolSize?: number | undefined;
+  /** How long a statement may run, and a transaction sit idle, in ms (unlimited unless given). */
+  statementTimeoutMs?: number | undefined;
+}
+
+const options = (max: number, timeoutMs?: number): postgres.Options<Record<string, never>> => ({
   max,
   onnotice: () => {},
   connect_timeout: 10,
-  // Every commit waits for its WAL flush, whatever the server's default: "echoed means stored".
-  connection: { synchronous_commit: 'on', application_name: 'runspec-room' },
+  connection: {
+    // Every commit waits for its WAL flush, whatever the server's default: "echoed means stored".
+    synchronous_commit: 'on',
+    application_name: 'runspec-room',
+    // A read stuck behind someone's lock would hold a turn of the history reads, and a pool
+    // connection, for as long as the lock is held; cancelled, it is answered as a store failure. A
+    // transaction whose node stopped mid-way would hold its conversations' counters from every node.
+    ...(timeoutMs === undefined
+      ? {}
+      : { statement_timeout: timeoutMs, idle_in_transaction_session_timeout: timeoutMs }),
+  },
 });
 
 /** Open, migrate and check the database at `target` (a postgres:// URL). */
-export async function openPostgres(target: string, poolSize = 10): Promise<PgDatabase> {
+export async function openPostgres(target: string, pg: PgOptions = {}): Promise<PgDatabase> {
+  const poolSize = pg.poolSize ?? 10;
   const shown = redactUrl(target);
   const fail = (error: unknown): DatabaseOpenError =>
     new DatabaseOpenError(
@@ -43,7 +61,7 @@ export async function openPostgres(target: string, poolSize = 10): Promise<PgDat
     );
   let sql: Sql;
   try {
-    sql = postgres(target, options(poolSize));
+    sql = postgres(target, options(poolSize, pg.statementTimeoutMs));
   } catch (error) {
     throw fail(error);
   }

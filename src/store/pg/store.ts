@@ -6,8 +6,12 @@ import { PgKeyStore, PgModerationStore, PgSessionStore } from './records.ts';
 import { PgTranscript } from './transcript.ts';
 
 /** Open, migrate and check the PostgreSQL database at `target`, and everything kept in it. */
-export async function openPgStore(target: string, metrics: Metrics): Promise<Store> {
-  const database = await openPostgres(target);
+export async function openPgStore(
+  target: string,
+  metrics: Metrics,
+  statementTimeoutMs?: number,
+): Promise<Store> {
+  const database = await openPostgres(target, { statementTimeoutMs });
   const { sql } = database;
   const transcript = new PgTranscript(sql, metrics);
   return {
