@@ -5,6 +5,9 @@ import { searchWords } from './format.js';
 import { ErrorCode } from './protocol.js';
 import { searchResult } from './render.js';
 
+/** How long the page waits before asking again after each `busy` answer; then it gives up. */
+const RETRY_MS = [500, 1000, 2000];
+
 const byId = (id) => document.getElementById(id);
 const ui = {
   dialog: byId('search-dialog'),
@@ -33,17 +36,20 @@ export function setUpSearch({ send, onChoose }) {
     ui.status.classList.toggle('problem', problem);
   };
 
-  const ask = (before) => {
+  /** Ask for a page of results (older than `before`); `tries` is how many were answered busy. */
+  const ask = (before, tries = 0) => {
     const frame = { type: 'search', room, q };
     if (before) frame.before = before;
-    const request = { kind: 'search', room, q };
+    const request = { kind: 'search', room, q, before, tries };
     if (!send(frame, request)) {
+      waiting = null;
+      ui.more.disabled = false;
       say('Not connected: the search will work once the room is back.', true);
       return;
     }
     waiting = request;
     ui.more.disabled = true;
-    say(before ? 'Loading more results…' : 'Searching…');
+    if (tries === 0) say(before ? 'Loading more results…' : 'Searching…');
   };
 
   const submit = () => {
@@ -79,6 +85,8 @@ export function setUpSearch({ send, onChoose }) {
     open(name) {
       if (ui.dialog.open) return;
       if (name !== room) {
+        // An answer still to come is for the other room's search.
+        waiting = null;
         room = name;
         q = '';
         oldest = 0;
@@ -114,13 +122,26 @@ export function setUpSearch({ send, onChoose }) {
         );
     },
 
-    /** An `error` answering a search: a query the server cannot use is a hint, not a failure. */
+    /**
+     * An `error` answering a search: a query the server cannot use is a hint, not a failure, and a
+     * server busy with other searches is asked again, a little later each time.
+     */
     onError(frame, request) {
       if (request !== waiting) return;
+      const delay = RETRY_MS[request.tries];
+      if (frame.code === ErrorCode.Busy && delay !== undefined) {
+        say('The server is busy with other searches; trying again…');
+        setTimeout(() => {
+          if (waiting === request) ask(request.before, request.tries + 1);
+        }, delay);
+        return;
+      }
       waiting = null;
       ui.more.disabled = false;
       const message = String(frame.message || frame.code || 'error').replace(/^q: /u, '');
       if (frame.code === ErrorCode.BadFrame) say(`Cannot search for that: ${message}.`, true);
+      else if (frame.code === ErrorCode.Busy)
+        say('The server is busy with other searches. Try again in a moment.', true);
       else say(`The search failed: ${message}.`, true);
     },
   };

@@ -1,8 +1,9 @@
 // End to end in Chromium: the search dialog finds a room's messages, newest first and a page at a time, marks
 // the words it found, shows a found message in the room (loading older messages up to it), never lists a
-// deleted message, and takes an unusable search as a hint.
+// deleted message, takes an unusable search as a hint, and asks again while the server is busy.
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/protocol/codes.ts';
 import { type AdminServer, startWithAdminConsole } from '../helpers/admin-server.ts';
 import { haveChromium, launchChromium } from '../helpers/chromium.ts';
 import { type ConsoleClient, request } from '../helpers/clients.ts';
@@ -97,6 +98,64 @@ describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, searching a room'
     );
     expect(seqs).toEqual(Array.from({ length: 328 }, (_, i) => i + 1));
     await page.context().close();
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it('asks again, later each time, when the server is busy with other searches, and says so only once it gives up', async () => {
+    // Between the page and the server: the searches the page sends are counted, and as many as
+    // `busy` says are answered the way a server running all the searches it runs at once answers.
+    const context = await browser.newContext();
+    let busy = 2;
+    const asked: number[] = [];
+    await context.routeWebSocket(/\/ws/u, (ws) => {
+      const upstream = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message)) as { type: string; ref?: string };
+        if (frame.type === 'search') {
+          asked.push(performance.now());
+          if (busy > 0) {
+            busy -= 1;
+            const refusal = {
+              code: ErrorCode.Busy,
+              message: '8 searches are running; try again in a moment',
+            };
+            ws.send(JSON.stringify({ type: 'error', ...refusal, ref: frame.ref }));
+            return;
+          }
+        }
+        upstream.send(message);
+      });
+      upstream.onMessage((message) => ws.send(message));
+    });
+    const page = await openPage(server, browser, 'max', 'finds', { context, problems });
+    await page.click('#open-search');
+    await page.waitForSelector('#search-dialog[open]');
+    await page.fill('#search-input', 'deploy');
+    await page.press('#search-input', 'Enter');
+    await page.waitForFunction(() =>
+      document
+        .getElementById('search-status')
+        ?.textContent?.includes('busy with other searches; trying again'),
+    );
+    await page.waitForSelector('#search-results button.search-result[data-seq="1"]');
+    expect((await results(page)).map((r) => r.seq)).toEqual([327, 1]);
+    expect(asked).toHaveLength(3);
+    expect(await page.getAttribute('#search-status', 'class')).not.toContain('problem');
+
+    // Busy every time: three more tries, half a second, one and two seconds apart, then it says so.
+    busy = Number.POSITIVE_INFINITY;
+    asked.length = 0;
+    await search(page, 'canary');
+    expect(await page.textContent('#search-status')).toBe(
+      'The server is busy with other searches. Try again in a moment.',
+    );
+    expect(await page.getAttribute('#search-status', 'class')).toContain('problem');
+    expect(await results(page)).toEqual([]);
+    expect(asked).toHaveLength(4);
+    const gaps = asked.slice(1).map((at, i) => Math.round(at - (asked[i] as number)));
+    const least = [450, 950, 1950];
+    expect(gaps.filter((gap, i) => gap < (least[i] ?? 0))).toEqual([]);
+    await context.close();
     expect(problems).toEqual([]);
   }, 60_000);
 
