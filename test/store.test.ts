@@ -311,6 +311,42 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     expect(await transcript.arrival('carol', 'ops')).toEqual({ read: 0, whispers: 0 });
   });
 
+  it('once it knows who has read markers or whispers and which rooms hold messages, answers a welcome for anyone else, and a new room, without reading the store', async () => {
+    const earlier = await open();
+    const pair = conversationKey('alice', 'bob');
+    await earlier.transcript.append([msg(pair, 'one', 'bob', { recipient: 'alice' })]);
+    await earlier.transcript.saveMarkers([{ user: 'erin', conversation: 'ops', seq: 3 }]);
+    await earlier.transcript.append([msg('ops', 'first'), msg('ops', 'second')]);
+
+    // The next start learns them from the file, and the writes it makes itself after that.
+    const { database, transcript } = await open();
+    await transcript.knowNames();
+    await transcript.append([msg(conversationKey('carol', 'dave'), 'hi', 'carol', { recipient: 'dave' })]);
+    await transcript.saveMarkers([{ user: 'frank', conversation: 'ops', seq: 2 }]);
+    expect(await transcript.arrival('alice', pair)).toEqual({ read: 0, whispers: 1 });
+    expect(await transcript.arrival('erin', 'ops')).toEqual({ read: 3, whispers: 0 });
+    expect(await transcript.arrival('dave', 'ops')).toEqual({ read: 0, whispers: 1 });
+    expect(await transcript.arrival('frank', 'ops')).toEqual({ read: 2, whispers: 0 });
+    expect(await transcript.markers('frank', ['ops'])).toEqual(new Map([['ops', 2]]));
+    await transcript.append([msg('ops-log', 'made after the start')]);
+    expect(await transcript.lastSeq('ops')).toBe(2);
+    expect(await transcript.lastSeq('ops-log')).toBe(1);
+
+    // With the store unreadable, someone who has neither is still answered, from memory alone.
+    const unreadable = async (): Promise<never> => {
+      throw new Error('the store is unreadable');
+    };
+    Object.assign(database.read, { one: unreadable, query: unreadable });
+    expect(await transcript.arrival('zoe', 'ops')).toEqual({ read: 0, whispers: 0 });
+    expect(await transcript.unreadWhispers('zoe')).toBe(0);
+    expect(await transcript.markers('zoe', ['ops'])).toEqual(new Map());
+    // A room that was never written opens at 0, read from nowhere.
+    expect(await transcript.lastSeq('new-room')).toBe(0);
+    await expect(transcript.lastSeq('ops-log')).rejects.toThrow();
+    await expect(transcript.arrival('alice', pair)).rejects.toThrow();
+    await expect(transcript.arrival('frank', 'ops')).rejects.toThrow();
+  });
+
   it('remembers names it has seen', async () => {
     const { transcript } = await open();
     expect(await transcript.knows('carol')).toBe(false);

@@ -98,6 +98,11 @@ export async function openStore(target: string, options: StoreOptions = {}): Pro
     },
   };
   if (database.local && options.writer) {
+    // The server is the file's one writer: it learns who has markers or whispers once, here.
+    await transcript.knowNames().catch(async (error: unknown) => {
+      await store.close();
+      throw new DatabaseOpenError(`cannot read database ${target}: ${(error as Error).message}`);
+    });
     // The promise "echoed means stored" rests on these settings of the connection that commits.
     const durability = await transcript.durability();
     if (durability.journalMode !== 'wal' || durability.synchronous !== 2) {
