@@ -5,7 +5,7 @@ import { ConsoleKeys } from './auth/console-keys.ts';
 import { Oidc, OidcError } from './auth/oidc.ts';
 import type { Config } from './config.ts';
 import { startConsoleDoor } from './doors/console-door.ts';
-import { throttleLimits } from './doors/throttle.ts';
+import { SharedRates, throttleLimits } from './doors/throttle.ts';
 import type { AuthDeps } from './http/auth.ts';
 import { SessionWatch } from './http/session-watch.ts';
 import { Hub } from './hub/hub.ts';
@@ -228,6 +228,11 @@ export async function startServer(
     auth = { config: config.auth, oidc, sessions, watch, log, metrics: metrics.sink };
   }
   const { limits } = config;
+  // One bucket per person (or address) across both doors and all their connections.
+  const sharedRates = new SharedRates({
+    burst: limits.personRateBurst,
+    perSecond: limits.personRatePerSecond,
+  });
   const consoleDoor = await startConsoleDoor({
     hub,
     log,
@@ -237,6 +242,7 @@ export async function startServer(
     heartbeatMs: limits.heartbeatMs,
     maxConnections: limits.maxConsoles,
     throttle: throttleLimits(limits),
+    sharedRates,
     maxUnsentBytes: limits.maxUnsentBytes,
     identity: keys,
     metrics: metrics.sink,
@@ -274,6 +280,7 @@ export async function startServer(
       limits,
       metrics: metrics.sink,
       sharedAddresses: cluster?.addresses,
+      sharedRates,
       exportStallMs: options.exportStallMs,
     }).catch(async (error: unknown) => {
       await stopEarly();

@@ -198,6 +198,8 @@ describe('configuration', () => {
       rateBurst: 200,
       ratePerSecond: 50,
       floodTimeoutMs: 30_000,
+      personRateBurst: 1000,
+      personRatePerSecond: 200,
       apiBurst: 60,
       apiPerSecond: 10,
       maxBrowsers: 20_000,

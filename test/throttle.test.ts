@@ -4,6 +4,7 @@ import { DEFAULT_LIMITS } from '../src/config.ts';
 import {
   type FloodReason,
   ReadGate,
+  SharedRates,
   Throttle,
   type ThrottleClock,
   type ThrottleLimits,
@@ -183,6 +184,80 @@ describe('throttle', () => {
     h.send(100);
     expect(h.taken).toHaveLength(100);
     expect(h.events).toEqual([]);
+  });
+});
+
+/** `n` connections of whom `requesterOf(i)` says, on one clock, sharing `shared` per requester. */
+function people(
+  n: number,
+  requesterOf: (i: number) => string,
+  shared = { burst: 12, perSecond: 10 },
+  own: Partial<ThrottleLimits> = {},
+) {
+  const clock = new FakeClock();
+  const rates = new SharedRates(shared, clock);
+  const open = (i: number) => {
+    const taken: number[] = [];
+    const throttle = new Throttle<number>(
+      { burst: 5, perSecond: 10, maxSlowedMs: 30_000, maxHeldBytes: 1_000_000, ...own },
+      { take: (f) => taken.push(f), pause: () => {}, resume: () => {}, slowed: () => {}, flood: () => {} },
+      clock,
+    );
+    throttle.share(rates, requesterOf(i));
+    return { throttle, taken };
+  };
+  const connections = Array.from({ length: n }, (_, i) => open(i));
+  return { clock, rates, connections, open };
+}
+
+describe("a person's connections together", () => {
+  it('share one burst and one rate: the rest is slowed, in order, and none is dropped', () => {
+    const { clock, connections } = people(4, () => 'person ada');
+    connections.forEach((c, i) => {
+      for (let f = 0; f < 5; f++) c.throttle.push(i * 100 + f, 10);
+    });
+    expect(connections.reduce((all, c) => all + c.taken.length, 0)).toBe(12);
+    clock.advance(400);
+    expect(connections.reduce((all, c) => all + c.taken.length, 0)).toBe(16);
+    clock.advance(400);
+    expect(connections.map((c) => c.taken)).toEqual(
+      connections.map((_, i) => Array.from({ length: 5 }, (_, f) => i * 100 + f)),
+    );
+  });
+
+  it("do not slow another person's, whose burst is their own", () => {
+    const { connections } = people(4, (i) => (i < 3 ? 'person ada' : 'person bo'));
+    for (const c of connections) for (let f = 0; f < 5; f++) c.throttle.push(f, 10);
+    expect(connections.map((c) => c.taken.length)).toEqual([5, 5, 2, 5]);
+  });
+
+  it('get no new burst by closing every connection and opening them again', () => {
+    const { clock, rates, connections, open } = people(3, () => 'address 203.0.113.0');
+    for (const c of connections) for (let f = 0; f < 5; f++) c.throttle.push(f, 10);
+    for (const c of connections) c.throttle.close();
+    const again = open(0);
+    for (let f = 0; f < 5; f++) again.throttle.push(f, 10);
+    expect(again.taken).toEqual([]);
+    clock.advance(100);
+    expect(again.taken).toEqual([0]);
+    again.throttle.close();
+    // Kept while it refills; let go once full again (1.2 s at 10 a second), when someone next comes.
+    expect(rates.size).toBe(1);
+    clock.advance(2000);
+    const other = rates.join('person bo');
+    expect(rates.size).toBe(1);
+    other.leave();
+  });
+
+  it('with the shipped defaults, let five connections each paste 100 lines at once untouched', () => {
+    const { connections } = people(
+      5,
+      () => 'person ada',
+      { burst: DEFAULT_LIMITS.personRateBurst, perSecond: DEFAULT_LIMITS.personRatePerSecond },
+      throttleLimits(DEFAULT_LIMITS),
+    );
+    for (const c of connections) for (let f = 0; f < 100; f++) c.throttle.push(f, 10);
+    expect(connections.map((c) => c.taken.length)).toEqual([100, 100, 100, 100, 100]);
   });
 });
 

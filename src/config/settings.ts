@@ -315,6 +315,22 @@ export const SETTINGS = {
     doc: 'a connection slowed without a break (a second with nothing waiting) for this long is closed: WebSocket close 4429, a console with a log line. What it was echoed stays stored',
     table: 'limits',
   },
+  personRateBurst: {
+    env: 'CONSOLE_ROOM_PERSON_RATE_BURST',
+    default: '1000',
+    schema: Count,
+    help: "frames all of one person's connections (unsigned browsers: one address's) may send at once",
+    doc: "frames all of one person's connections together may send at once, besides each connection's own rate: a browser not signed in counts with the others from its address (IPv6: its /64). Many connections opened at once cannot put their whole bursts in together. Slowed the same way, never dropped",
+    table: 'limits',
+  },
+  personRatePerSecond: {
+    env: 'CONSOLE_ROOM_PERSON_RATE_PER_SECOND',
+    default: '200',
+    schema: Count,
+    help: "frames per second all of one person's (or address's) connections may send after that burst",
+    doc: "the rate of all of one person's connections together (an unsigned browser's: its address's) after that burst",
+    table: 'limits',
+  },
   apiBurst: {
     env: 'CONSOLE_ROOM_API_BURST',
     default: '60',

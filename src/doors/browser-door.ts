@@ -7,7 +7,7 @@ import type { Limits } from '../config.ts';
 import type { OriginPolicy } from '../http/origins.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Outgoing, Peer } from '../hub/peer.ts';
-import { addressRequester } from '../hub/reads.ts';
+import { addressRequester, requesterOf } from '../hub/reads.ts';
 import type { Log } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
@@ -19,6 +19,7 @@ import {
   type Pausable,
   ReadGate,
   rateLimitedNotice,
+  type SharedRates,
   Throttle,
   type ThrottleLimits,
   type ThrottleTarget,
@@ -109,6 +110,8 @@ export interface BrowserDoorOptions {
   metrics?: Metrics | undefined;
   /** A cluster's connections per address, so the per-address limit holds across its nodes. */
   sharedAddresses?: SharedCounts | undefined;
+  /** The rate all of one person's (or, not signed in, one address's) connections share (none unless given). */
+  sharedRates?: SharedRates | undefined;
 }
 
 /**
@@ -226,6 +229,7 @@ export class BrowserDoor {
       access: this.#access,
       metrics: this.#metrics,
       throttle: this.#throttle,
+      sharedRates: this.#options.sharedRates,
     };
     return new BrowserConnection(this.#shared, admitted);
   }
@@ -238,6 +242,7 @@ interface DoorShared {
   readonly access: SocketAccess;
   readonly metrics: Metrics;
   readonly throttle: ThrottleLimits;
+  readonly sharedRates: SharedRates | undefined;
 }
 
 /**
@@ -281,6 +286,7 @@ class BrowserConnection implements WSEvents, ThrottleTarget<unknown>, Pausable {
     this.#reading = new ReadGate(this);
     this.#handler = new ConnectionHandler(hub, peer, this.#reading, who.room);
     this.#throttle = new Throttle<unknown>(this.#door.throttle, this);
+    if (this.#door.sharedRates) this.#throttle.share(this.#door.sharedRates, requesterOf(peer));
     log.info('browser joined', { room: who.room, user: who.user, remote: who.remote, since: who.since });
     this.#handler.start(who.since, undefined);
   }

@@ -4,6 +4,7 @@ import type { Challenge, ConsoleIdentity, HelloVerdict, LiveConsole } from '../a
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
+import { requesterOf } from '../hub/reads.ts';
 import { type Log, throttledWarning } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
@@ -24,6 +25,7 @@ import {
   type Pausable,
   ReadGate,
   rateLimitedNotice,
+  type SharedRates,
   Throttle,
   type ThrottleLimits,
   type ThrottleTarget,
@@ -46,6 +48,8 @@ export interface ConsoleDoorOptions {
   maxConnections?: number;
   /** Rate of frames per connection; a faster sender is slowed, and closed if it never slows down. */
   throttle?: ThrottleLimits;
+  /** The rate all of one person's connections share, both doors' (none unless given). */
+  sharedRates?: SharedRates | undefined;
   /** A connection whose unsent data passes this many bytes is closed (before hello too). */
   maxUnsentBytes?: number;
   /** Who may use which name: console keys and the policy for hellos without one. Without it, anyone may. */
@@ -324,6 +328,8 @@ class ConsoleConnection implements ThrottleTarget<Uint8Array>, Pausable {
     this.#peer = peer;
     this.#handler = new ConnectionHandler(hub, peer, this.#reading, hello.frame.room);
     if (peer.optedIn) this.#door.heartbeats.add(this);
+    if (this.#door.options.sharedRates)
+      this.#throttle.share(this.#door.options.sharedRates, requesterOf(peer));
     this.#log.info('console joined', {
       room: hello.frame.room,
       user,

@@ -74,6 +74,8 @@ export class Throttle<T> {
   #drainedAt = Number.NEGATIVE_INFINITY;
   #cancelTimer: (() => void) | undefined;
   #closed = false;
+  /** The bucket this connection draws on with the other connections of its person or address. */
+  #shared: SharedRate | undefined;
 
   constructor(limits: ThrottleLimits, target: ThrottleTarget<T>, clock: ThrottleClock = realClock) {
     this.#limits = limits;
@@ -89,14 +91,30 @@ export class Throttle<T> {
     return this.#queue.length > 0;
   }
 
+  /**
+   * From now on a frame also takes a token of `shared`, the bucket of all the connections of this
+   * one's person (or address): many connections opened at once cannot each spend a whole burst.
+   */
+  share(rates: SharedRates, requester: string): void {
+    if (this.#closed) return;
+    this.#shared?.leave();
+    this.#shared = rates.join(requester);
+  }
+
+  /** Whether a frame may be handed on now: a token of the connection's own, and of the shared bucket. */
+  #takeToken(now: number): boolean {
+    if (this.#tokens < 1 || (this.#shared !== undefined && !this.#shared.take(now))) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
   /** A frame arrived; `bytes` is its size on the wire. */
   push(frame: T, bytes: number): void {
     if (this.#closed) return;
     const now = this.#clock.now();
     if (this.#queue.length === 0) {
       this.#refill(now);
-      if (this.#tokens >= 1) {
-        this.#tokens -= 1;
+      if (this.#takeToken(now)) {
         if (this.#slowedSince !== undefined && now - this.#drainedAt > this.#graceMs) {
           this.#slowedSince = undefined;
         }
@@ -113,7 +131,7 @@ export class Throttle<T> {
     }
     if (this.#queue.length > 1) return;
     this.#target.pause();
-    const retryAfterMs = this.#untilToken();
+    const retryAfterMs = this.#untilToken(now);
     if (this.#slowedSince === undefined || now - this.#drainedAt > this.#graceMs) {
       this.#slowedSince = now;
       this.#target.slowed(Math.ceil(retryAfterMs));
@@ -126,6 +144,8 @@ export class Throttle<T> {
 
   /** Stop: nothing more is handed on and no timer stays behind. */
   close(): void {
+    if (!this.#closed) this.#shared?.leave();
+    this.#shared = undefined;
     this.#closed = true;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
@@ -139,8 +159,9 @@ export class Throttle<T> {
     this.#refilledAt = now;
   }
 
-  #untilToken(): number {
-    return Math.max(0, ((1 - this.#tokens) / this.#limits.perSecond) * 1000);
+  #untilToken(now: number): number {
+    const own = Math.max(0, ((1 - this.#tokens) / this.#limits.perSecond) * 1000);
+    return Math.max(own, this.#shared?.untilToken(now) ?? 0);
   }
 
   #schedule(ms: number): void {
@@ -153,10 +174,9 @@ export class Throttle<T> {
     if (this.#closed) return;
     const now = this.#clock.now();
     this.#refill(now);
-    while (this.#queue.length > 0 && this.#tokens >= 1) {
+    while (this.#queue.length > 0 && this.#takeToken(now)) {
       const next = this.#queue.shift() as { frame: T; bytes: number };
       this.#heldBytes -= next.bytes;
-      this.#tokens -= 1;
       this.#target.take(next.frame);
       if (this.#closed) return;
     }
@@ -169,12 +189,119 @@ export class Throttle<T> {
       this.#flood('sustained');
       return;
     }
-    this.#schedule(this.#untilToken());
+    this.#schedule(this.#untilToken(now));
   }
 
   #flood(reason: FloodReason): void {
     this.close();
     this.#target.flood(reason);
+  }
+}
+
+/** A token bucket several connections draw on together (SharedRates). */
+export class SharedRate {
+  readonly #limits: { burst: number; perSecond: number };
+  #tokens: number;
+  #refilledAt: number;
+  /** Connections drawing on it. */
+  users = 0;
+  /** Give back one connection's share (SharedRates.leave). */
+  readonly leave: () => void;
+
+  constructor(limits: { burst: number; perSecond: number }, now: number, leave: (rate: SharedRate) => void) {
+    this.#limits = limits;
+    this.#tokens = limits.burst;
+    this.#refilledAt = now;
+    this.leave = () => leave(this);
+  }
+
+  /** Take a token if one is there. */
+  take(now: number): boolean {
+    const { burst, perSecond } = this.#limits;
+    this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilledAt) / 1000) * perSecond);
+    this.#refilledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** How long until the next token, in ms. */
+  untilToken(now: number): number {
+    return Math.max(0, ((1 - this.#tokensAt(now)) / this.#limits.perSecond) * 1000);
+  }
+
+  /** How long until the bucket is full again, in ms. */
+  untilFull(now: number): number {
+    return Math.max(0, ((this.#limits.burst - this.#tokensAt(now)) / this.#limits.perSecond) * 1000);
+  }
+
+  #tokensAt(now: number): number {
+    return this.#tokens + ((now - this.#refilledAt) / 1000) * this.#limits.perSecond;
+  }
+}
+
+/** Buckets no connection draws on that are kept at most (SharedRates), the longest idle let go first. */
+const MAX_IDLE_RATES = 10_000;
+
+/**
+ * The shared buckets, one per person (or address). A bucket is kept while a connection draws on it,
+ * and after the last one closes until it would be full again, so closing every connection and
+ * opening them again does not buy a new burst; at most MAX_IDLE_RATES of those are kept.
+ */
+export class SharedRates {
+  readonly #limits: { burst: number; perSecond: number };
+  readonly #clock: ThrottleClock;
+  readonly #rates = new Map<string, SharedRate>();
+  /** The buckets no connection draws on, in the order they became so. */
+  readonly #idle = new Map<string, SharedRate>();
+  #sweptAt = Number.NEGATIVE_INFINITY;
+
+  constructor(limits: { burst: number; perSecond: number }, clock: ThrottleClock = realClock) {
+    this.#limits = limits;
+    this.#clock = clock;
+  }
+
+  /** The bucket of `requester` (a person, or an address) for one more connection; give it back with its `leave`. */
+  join(requester: string): SharedRate {
+    const now = this.#clock.now();
+    this.#sweep(now);
+    let rate = this.#rates.get(requester);
+    if (!rate) {
+      rate = new SharedRate(this.#limits, now, (left) => this.#leave(requester, left));
+      this.#rates.set(requester, rate);
+    }
+    this.#idle.delete(requester);
+    rate.users += 1;
+    return rate;
+  }
+
+  /** A connection that joined `requester`'s bucket has closed. */
+  #leave(requester: string, rate: SharedRate): void {
+    rate.users -= 1;
+    if (rate.users > 0 || this.#rates.get(requester) !== rate) return;
+    this.#idle.set(requester, rate);
+    if (this.#idle.size > MAX_IDLE_RATES) {
+      const [oldest] = this.#idle.keys() as IterableIterator<string>;
+      this.#forget(oldest as string);
+    }
+    this.#sweep(this.#clock.now());
+  }
+
+  /** Buckets kept now (drawn on, or refilling). */
+  get size(): number {
+    return this.#rates.size;
+  }
+
+  /** Let go of the idle buckets that are full again; at most once a second. */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < 1000) return;
+    this.#sweptAt = now;
+    for (const [requester, rate] of this.#idle) if (rate.untilFull(now) === 0) this.#forget(requester);
+  }
+
+  #forget(requester: string): void {
+    this.#idle.delete(requester);
+    this.#rates.delete(requester);
   }
 }
 

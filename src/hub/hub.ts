@@ -36,7 +36,7 @@ import { newId } from './ids.ts';
 import { ReadMarkers } from './markers.ts';
 import { historyFrame, MessageFrames, richMessage, whisperFrame } from './outgoing.ts';
 import { Encoded, EncodedRun, type Outgoing, type Peer } from './peer.ts';
-import { personRequester, ReadTurns } from './reads.ts';
+import { ReadTurns, requesterOf } from './reads.ts';
 import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
 import { Slots } from './slots.ts';
 import {
@@ -199,7 +199,6 @@ const pageCost = (page: { messages: readonly unknown[]; more: boolean }): number
   Math.max(1, page.messages.length + (page.more ? 1 : 0));
 
 /** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
-const readerOf = (peer: Peer): string => peer.reader ?? personRequester(peer.user);
 
 /** A join's backscroll or resume, as its peer gets it; `read` is what the store answered, if it was asked. */
 interface Loaded {
@@ -537,7 +536,7 @@ export class Hub {
           (since !== undefined || peer.wantsBackscroll
             ? // In the joiner's turn, with everyone else's history reads; not once it has left.
               this.#readTurns.runIfWanted(
-                readerOf(peer),
+                requesterOf(peer),
                 () => this.#history(name, since, addedAt, peer.optedIn),
                 () => room.members.get(peer) === member,
                 (loaded) => Math.max(1, loaded.rows ?? loaded.history.length),
@@ -1172,7 +1171,7 @@ export class Hub {
       // Asked again when the turn comes: a connection gone, or out of the room (left, kicked, banned)
       // while it waited, is not read for.
       found = await this.#readTurns.runIfWanted(
-        readerOf(peer),
+        requesterOf(peer),
         () => this.#page(key, page),
         () => this.#peers.has(peer) && joined(),
         pageCost,

@@ -6,13 +6,18 @@
 // messages read a second, so one that reads all the time takes its share of the server, not all of
 // what the others leave: past it, its next read waits until the budget is back above nothing.
 import { dropOldest } from '../bounded.ts';
+import type { Peer } from './peer.ts';
 
 /**
- * Whom reads (and HTTP API requests) count for: a person, by name, whichever door and connection
+ * Whom reads (HTTP API requests, and frames) count for: a person, by name, whichever door and connection
  * the reads come from; or, where a name is anyone's to claim, a client address (by its group).
  */
 export const personRequester = (name: string): string => `person ${name}`;
 export const addressRequester = (group: string): string => `address ${group}`;
+
+/** Whom a connection's reads, and its frames, count for: its own requester, else its person. */
+export const requesterOf = (peer: Pick<Peer, 'reader' | 'user'>): string =>
+  peer.reader ?? personRequester(peer.user);
 
 /** Reads started and not yet finished, at most. */
 export const READS_AT_ONCE = 4;

@@ -8,6 +8,7 @@ import type { ConsoleKeys } from '../auth/console-keys.ts';
 import type { Limits } from '../config.ts';
 import { BrowserDoor, type SocketAccess } from '../doors/browser-door.ts';
 import type { SharedCounts } from '../doors/limits.ts';
+import type { SharedRates } from '../doors/throttle.ts';
 import { loadAssets } from '../http/assets.ts';
 import { type AuthDeps, authenticateBrowser } from '../http/auth.ts';
 import { devOriginPolicy, publicOriginPolicy } from '../http/origins.ts';
@@ -43,6 +44,8 @@ export interface WebOptions {
   metrics?: Metrics | undefined;
   /** A cluster's browser connections per address, so the per-address limit holds across nodes. */
   sharedAddresses?: SharedCounts | undefined;
+  /** The rate all of one person's (or address's) connections share, with the console door's. */
+  sharedRates?: SharedRates | undefined;
 }
 
 /** A listening browser door. */
@@ -108,6 +111,7 @@ export async function startWebOn(runtime: WebRuntime, options: WebOptions): Prom
     access: runtime.access,
     metrics: options.metrics,
     sharedAddresses: options.sharedAddresses,
+    sharedRates: options.sharedRates,
   });
   const app = createApp({
     hub,
