@@ -195,19 +195,34 @@ function people(
   own: Partial<ThrottleLimits> = {},
 ) {
   const clock = new FakeClock();
-  const rates = new SharedRates(shared, clock);
+  let timers = 0;
+  const counted: ThrottleClock = {
+    now: () => clock.now(),
+    after: (fn, ms) => {
+      timers += 1;
+      return clock.after(fn, ms);
+    },
+  };
+  const rates = new SharedRates(shared, counted);
   const open = (i: number) => {
     const taken: number[] = [];
+    const flooded: FloodReason[] = [];
     const throttle = new Throttle<number>(
       { burst: 5, perSecond: 10, maxSlowedMs: 30_000, maxHeldBytes: 1_000_000, ...own },
-      { take: (f) => taken.push(f), pause: () => {}, resume: () => {}, slowed: () => {}, flood: () => {} },
-      clock,
+      {
+        take: (f) => taken.push(f),
+        pause: () => {},
+        resume: () => {},
+        slowed: () => {},
+        flood: (reason) => flooded.push(reason),
+      },
+      counted,
     );
     throttle.share(rates, requesterOf(i));
-    return { throttle, taken };
+    return { throttle, taken, flooded };
   };
   const connections = Array.from({ length: n }, (_, i) => open(i));
-  return { clock, rates, connections, open };
+  return { clock, rates, connections, open, timers: () => timers };
 }
 
 describe("a person's connections together", () => {
@@ -231,6 +246,47 @@ describe("a person's connections together", () => {
     expect(connections.map((c) => c.taken.length)).toEqual([5, 5, 2, 5]);
   });
 
+  it('take turns at the shared bucket, a frame each, on one timer however many wait', () => {
+    const { clock, connections, timers } = people(100, () => 'address 203.0.113.0');
+    for (const c of connections) for (let f = 0; f < 3; f++) c.throttle.push(f, 10);
+    // The burst of 12 went to the first four; the other 96 wait in line.
+    expect(connections.slice(0, 5).map((c) => c.taken.length)).toEqual([3, 3, 3, 3, 0]);
+    const before = timers();
+    clock.advance(9_650);
+    expect(connections.slice(4).map((c) => c.taken.length)).toEqual(Array(96).fill(1));
+    // About one timer a token (96 tokens), not one per waiting connection per token.
+    expect(timers() - before).toBeLessThan(200);
+    clock.advance(9_600);
+    // Round after round: no connection gets a second frame before each has had one, in order.
+    const counts = connections.slice(4).map((c) => c.taken.length);
+    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+    expect(connections.every((c) => c.taken.every((f, i) => f === i))).toBe(true);
+  });
+
+  it('never close a connection within its own rate as a flood, however long the shared bucket slows it', () => {
+    const { clock, connections } = people(
+      5,
+      () => 'person ada',
+      { burst: 12, perSecond: 10 },
+      {
+        maxSlowedMs: 3_000,
+      },
+    );
+    // Each sends at its own rate, 10 a second, for 10 s; together they send five times the shared rate.
+    for (let tick = 0; tick < 100; tick++) {
+      connections.forEach((c, i) => {
+        c.throttle.push(i * 1000 + tick, 10);
+      });
+      clock.advance(100);
+    }
+    expect(connections.flatMap((c) => c.flooded)).toEqual([]);
+    clock.advance(60_000);
+    expect(connections.map((c) => c.taken)).toEqual(
+      connections.map((_, i) => Array.from({ length: 100 }, (_, tick) => i * 1000 + tick)),
+    );
+    expect(connections.flatMap((c) => c.flooded)).toEqual([]);
+  });
+
   it('get no new burst by closing every connection and opening them again', () => {
     const { clock, rates, connections, open } = people(3, () => 'address 203.0.113.0');
     for (const c of connections) for (let f = 0; f < 5; f++) c.throttle.push(f, 10);
@@ -246,7 +302,7 @@ describe("a person's connections together", () => {
     clock.advance(2000);
     const other = rates.join('person bo');
     expect(rates.size).toBe(1);
-    other.leave();
+    other.leave({ turn: () => {} });
   });
 
   it('with the shipped defaults, let five connections each paste 100 lines at once untouched', () => {

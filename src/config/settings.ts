@@ -320,7 +320,7 @@ export const SETTINGS = {
     default: '1000',
     schema: Count,
     help: "frames all of one person's connections (unsigned browsers: one address's) may send at once",
-    doc: "frames all of one person's connections together may send at once, besides each connection's own rate: a browser not signed in counts with the others from its address (IPv6: its /64). Many connections opened at once cannot put their whole bursts in together. Slowed the same way, never dropped",
+    doc: "frames all of one person's connections to a node together may send at once, besides each connection's own rate: a browser not signed in counts with the others from its address (IPv6: its /64), a console without a key by its name apart from the person. Many connections opened at once cannot put their whole bursts in together. Slowed the same way, never dropped; waiting connections take turns, a frame each, and one waiting only for this rate is not closed as a flood",
     table: 'limits',
   },
   personRatePerSecond: {

@@ -4,7 +4,7 @@ import type { Challenge, ConsoleIdentity, HelloVerdict, LiveConsole } from '../a
 import { DEFAULT_LIMITS } from '../config.ts';
 import type { Hub } from '../hub/hub.ts';
 import { Encoded, type Outgoing, type Peer } from '../hub/peer.ts';
-import { requesterOf } from '../hub/reads.ts';
+import { consoleRequester, requesterOf } from '../hub/reads.ts';
 import { type Log, throttledWarning } from '../log.ts';
 import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '../metrics/metrics.ts';
 import { CloseCode, ErrorCode } from '../protocol/codes.ts';
@@ -550,6 +550,14 @@ class ConsolePeer implements Peer {
   /** Consoles never get backscroll unasked. */
   get wantsBackscroll(): boolean {
     return false;
+  }
+
+  /**
+   * A console that proved no key counts apart from the person of its name (a signed-in browser, a
+   * console with their key): its name is a claim, and must not spend that person's rates.
+   */
+  get reader(): string | undefined {
+    return this.authenticated ? undefined : consoleRequester(this.user);
   }
 
   send(frames: Outgoing): void {

@@ -58,8 +58,13 @@ const realClock: ThrottleClock = {
  * connection that pauses for less than a second is still the same flood: only a real break (no
  * frame waiting for over a second) ends it, so a sender that is always ahead of its rate is closed
  * after `maxSlowedMs` however its frames arrive.
+ *
+ * Shared (`share`), a frame also needs a token of the bucket of all the connections of its person
+ * (or address). A connection that has a token of its own and waits only for the shared bucket takes
+ * its turn there with the others, one frame a turn; that wait is not its flood, since the
+ * connection itself is within its rate.
  */
-export class Throttle<T> {
+export class Throttle<T> implements SharedWaiter {
   readonly #limits: ThrottleLimits;
   readonly #target: ThrottleTarget<T>;
   readonly #clock: ThrottleClock;
@@ -68,8 +73,10 @@ export class Throttle<T> {
   #heldBytes = 0;
   #tokens: number;
   #refilledAt: number;
-  /** When the current flood began; undefined while the connection is within its rate. */
+  /** When the current slowing began, by either rate: the client is told once a slowing. */
   #slowedSince: number | undefined;
+  /** When the connection's own rate began to slow it: closed after maxSlowedMs without a break. */
+  #floodSince: number | undefined;
   /** When the queue last emptied. */
   #drainedAt = Number.NEGATIVE_INFINITY;
   #cancelTimer: (() => void) | undefined;
@@ -92,20 +99,14 @@ export class Throttle<T> {
   }
 
   /**
-   * From now on a frame also takes a token of `shared`, the bucket of all the connections of this
-   * one's person (or address): many connections opened at once cannot each spend a whole burst.
+   * From now on a frame also takes a token of the bucket `rates` keeps for `requester`, shared by all
+   * the connections of this one's person (or address): many connections opened at once cannot each
+   * spend a whole burst.
    */
   share(rates: SharedRates, requester: string): void {
     if (this.#closed) return;
-    this.#shared?.leave();
+    this.#shared?.leave(this);
     this.#shared = rates.join(requester);
-  }
-
-  /** Whether a frame may be handed on now: a token of the connection's own, and of the shared bucket. */
-  #takeToken(now: number): boolean {
-    if (this.#tokens < 1 || (this.#shared !== undefined && !this.#shared.take(now))) return false;
-    this.#tokens -= 1;
-    return true;
   }
 
   /** A frame arrived; `bytes` is its size on the wire. */
@@ -114,9 +115,11 @@ export class Throttle<T> {
     const now = this.#clock.now();
     if (this.#queue.length === 0) {
       this.#refill(now);
-      if (this.#takeToken(now)) {
-        if (this.#slowedSince !== undefined && now - this.#drainedAt > this.#graceMs) {
+      if (this.#tokens >= 1 && (this.#shared === undefined || this.#shared.take(now))) {
+        this.#tokens -= 1;
+        if (now - this.#drainedAt > this.#graceMs) {
           this.#slowedSince = undefined;
+          this.#floodSince = undefined;
         }
         this.#target.take(frame);
         return;
@@ -131,20 +134,31 @@ export class Throttle<T> {
     }
     if (this.#queue.length > 1) return;
     this.#target.pause();
-    const retryAfterMs = this.#untilToken(now);
-    if (this.#slowedSince === undefined || now - this.#drainedAt > this.#graceMs) {
+    const fresh = now - this.#drainedAt > this.#graceMs;
+    if (this.#slowedSince === undefined || fresh) {
       this.#slowedSince = now;
-      this.#target.slowed(Math.ceil(retryAfterMs));
-    } else if (now - this.#slowedSince >= this.#limits.maxSlowedMs) {
-      this.#flood('sustained');
-      return;
+      this.#target.slowed(Math.ceil(this.#untilToken(now)));
     }
-    this.#schedule(retryAfterMs);
+    this.#wait(now, fresh);
+  }
+
+  /** The shared bucket's turn for this connection (SharedRate): one frame, if its own rate allows. */
+  turn(now: number): void {
+    if (this.#closed || this.#queue.length === 0) return;
+    this.#refill(now);
+    if (this.#tokens >= 1 && this.#shared?.take(now)) {
+      this.#tokens -= 1;
+      const next = this.#queue.shift() as { frame: T; bytes: number };
+      this.#heldBytes -= next.bytes;
+      this.#target.take(next.frame);
+      if (this.#closed) return;
+    }
+    this.#next(now);
   }
 
   /** Stop: nothing more is handed on and no timer stays behind. */
   close(): void {
-    if (!this.#closed) this.#shared?.leave();
+    if (!this.#closed) this.#shared?.leave(this);
     this.#shared = undefined;
     this.#closed = true;
     this.#cancelTimer?.();
@@ -159,14 +173,30 @@ export class Throttle<T> {
     this.#refilledAt = now;
   }
 
-  #untilToken(now: number): number {
-    const own = Math.max(0, ((1 - this.#tokens) / this.#limits.perSecond) * 1000);
-    return Math.max(own, this.#shared?.untilToken(now) ?? 0);
+  #untilOwnToken(): number {
+    return Math.max(0, ((1 - this.#tokens) / this.#limits.perSecond) * 1000);
   }
 
-  #schedule(ms: number): void {
+  #untilToken(now: number): number {
+    return Math.max(this.#untilOwnToken(), this.#shared?.untilToken(now) ?? 0);
+  }
+
+  /**
+   * Wait for the next frame's tokens: in line at the shared bucket when only it is empty, else for
+   * the connection's own next token, which is its flood (`fresh`: after a real break, a new one).
+   */
+  #wait(now: number, fresh: boolean): void {
+    if (this.#shared !== undefined && this.#tokens >= 1) {
+      this.#shared.wait(this);
+      return;
+    }
+    if (this.#floodSince === undefined || fresh) this.#floodSince = now;
+    else if (now - this.#floodSince >= this.#limits.maxSlowedMs) {
+      this.#flood('sustained');
+      return;
+    }
     this.#cancelTimer?.();
-    this.#cancelTimer = this.#clock.after(() => this.#drain(), Math.max(1, ms));
+    this.#cancelTimer = this.#clock.after(() => this.#drain(), Math.max(1, this.#untilOwnToken()));
   }
 
   #drain(): void {
@@ -174,22 +204,25 @@ export class Throttle<T> {
     if (this.#closed) return;
     const now = this.#clock.now();
     this.#refill(now);
-    while (this.#queue.length > 0 && this.#takeToken(now)) {
+    while (this.#queue.length > 0 && this.#tokens >= 1) {
+      if (this.#shared !== undefined && !this.#shared.take(now)) break;
       const next = this.#queue.shift() as { frame: T; bytes: number };
       this.#heldBytes -= next.bytes;
+      this.#tokens -= 1;
       this.#target.take(next.frame);
       if (this.#closed) return;
     }
+    this.#next(now);
+  }
+
+  /** After frames were handed on: read again when none waits, else wait for the next tokens. */
+  #next(now: number): void {
     if (this.#queue.length === 0) {
       this.#drainedAt = now;
       this.#target.resume();
       return;
     }
-    if (this.#slowedSince !== undefined && now - this.#slowedSince >= this.#limits.maxSlowedMs) {
-      this.#flood('sustained');
-      return;
-    }
-    this.#schedule(this.#untilToken(now));
+    this.#wait(now, false);
   }
 
   #flood(reason: FloodReason): void {
@@ -198,31 +231,65 @@ export class Throttle<T> {
   }
 }
 
-/** A token bucket several connections draw on together (SharedRates). */
+/** A connection waiting in line at a shared bucket. */
+export interface SharedWaiter {
+  /** A token of the shared bucket is there: take it, if the connection's own rate allows, for one frame. */
+  turn(now: number): void;
+}
+
+/**
+ * A token bucket several connections draw on together (SharedRates). Those waiting for it take
+ * turns, one frame each, on one timer: however many connections wait, a token wakes one.
+ */
 export class SharedRate {
   readonly #limits: { burst: number; perSecond: number };
+  readonly #clock: ThrottleClock;
+  readonly #release: (rate: SharedRate) => void;
   #tokens: number;
   #refilledAt: number;
   /** Connections drawing on it. */
   users = 0;
-  /** Give back one connection's share (SharedRates.leave). */
-  readonly leave: () => void;
+  /** Connections waiting for a token, in turn order (made for the first). */
+  #line: Set<SharedWaiter> | undefined;
+  #cancelTimer: (() => void) | undefined;
+  #serving = false;
 
-  constructor(limits: { burst: number; perSecond: number }, now: number, leave: (rate: SharedRate) => void) {
+  constructor(
+    limits: { burst: number; perSecond: number },
+    clock: ThrottleClock,
+    release: (rate: SharedRate) => void,
+  ) {
     this.#limits = limits;
+    this.#clock = clock;
+    this.#release = release;
     this.#tokens = limits.burst;
-    this.#refilledAt = now;
-    this.leave = () => leave(this);
+    this.#refilledAt = clock.now();
   }
 
   /** Take a token if one is there. */
   take(now: number): boolean {
-    const { burst, perSecond } = this.#limits;
-    this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilledAt) / 1000) * perSecond);
+    this.#tokens = this.#tokensAt(now);
     this.#refilledAt = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
     return true;
+  }
+
+  /** Wait in line for a token: `waiter.turn` is called when one is there, in order of asking. */
+  wait(waiter: SharedWaiter): void {
+    this.#line ??= new Set();
+    this.#line.add(waiter);
+    if (!this.#serving && this.#cancelTimer === undefined) this.#schedule(this.#clock.now());
+  }
+
+  /** A connection that joined this bucket has closed: out of line, and one user fewer. */
+  leave(waiter: SharedWaiter): void {
+    this.#line?.delete(waiter);
+    if (this.#line?.size === 0) {
+      this.#cancelTimer?.();
+      this.#cancelTimer = undefined;
+    }
+    this.#release(this);
   }
 
   /** How long until the next token, in ms. */
@@ -236,7 +303,34 @@ export class SharedRate {
   }
 
   #tokensAt(now: number): number {
-    return this.#tokens + ((now - this.#refilledAt) / 1000) * this.#limits.perSecond;
+    return Math.min(
+      this.#limits.burst,
+      this.#tokens + ((now - this.#refilledAt) / 1000) * this.#limits.perSecond,
+    );
+  }
+
+  #schedule(now: number): void {
+    this.#cancelTimer = this.#clock.after(() => this.#serve(), Math.max(1, this.untilToken(now)));
+  }
+
+  /** Give each token there to the next in line, one frame a turn; the line keeps its order. */
+  #serve(): void {
+    this.#cancelTimer = undefined;
+    const line = this.#line;
+    if (!line) return;
+    this.#serving = true;
+    try {
+      // Each turn takes a token or leaves the line, so this ends.
+      for (let now = this.#clock.now(); line.size > 0 && this.#tokensAt(now) >= 1; now = this.#clock.now()) {
+        const [first] = line as Set<SharedWaiter> & Iterable<SharedWaiter>;
+        line.delete(first as SharedWaiter);
+        // It takes the token, and goes to the back of the line if it has more to send.
+        (first as SharedWaiter).turn(now);
+      }
+    } finally {
+      this.#serving = false;
+    }
+    if (line.size > 0) this.#schedule(this.#clock.now());
   }
 }
 
@@ -267,7 +361,7 @@ export class SharedRates {
     this.#sweep(now);
     let rate = this.#rates.get(requester);
     if (!rate) {
-      rate = new SharedRate(this.#limits, now, (left) => this.#leave(requester, left));
+      rate = new SharedRate(this.#limits, this.#clock, (left) => this.#leave(requester, left));
       this.#rates.set(requester, rate);
     }
     this.#idle.delete(requester);

@@ -198,8 +198,6 @@ const keptSize = (json: string): number => 2 * json.length + 32;
 const pageCost = (page: { messages: readonly unknown[]; more: boolean }): number =>
   Math.max(1, page.messages.length + (page.more ? 1 : 0));
 
-/** Whom a connection's history reads are counted for when they take turns (Peer.reader). */
-
 /** A join's backscroll or resume, as its peer gets it; `read` is what the store answered, if it was asked. */
 interface Loaded {
   history: readonly Encoded[];

@@ -95,7 +95,8 @@ export interface Peer {
   /**
    * Whom this connection's history reads are counted for, as they take turns with everyone else's:
    * `person NAME` (the default), or, where a name is a claim anyone can make (a browser in dev mode),
-   * `address GROUP`, so one client cannot take a turn for each name it makes up.
+   * `address GROUP`, so one client cannot take a turn for each name it makes up; a console without a
+   * key, `console NAME`, apart from the person it names. Its frames' shared rate counts the same.
    */
   readonly reader?: string;
   /** Queue frames for delivery, as one write. May throw if the transport is already broken. */

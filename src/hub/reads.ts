@@ -14,6 +14,8 @@ import type { Peer } from './peer.ts';
  */
 export const personRequester = (name: string): string => `person ${name}`;
 export const addressRequester = (group: string): string => `address ${group}`;
+/** A console whose name is its hello's claim, not proven by a key. */
+export const consoleRequester = (name: string): string => `console ${name}`;
 
 /** Whom a connection's reads, and its frames, count for: its own requester, else its person. */
 export const requesterOf = (peer: Pick<Peer, 'reader' | 'user'>): string =>
