@@ -159,6 +159,47 @@ describe.skipIf(!haveChromium || !haveSshKeygen)('in Chromium, searching a room'
     expect(problems).toEqual([]);
   }, 60_000);
 
+  it("never shows one room's results in another's dialog when the answer comes after switching rooms", async () => {
+    // The server's answer to the first search is held back until the dialog shows another room.
+    const context = await browser.newContext();
+    let held: (() => void) | undefined;
+    await context.routeWebSocket(/\/ws/u, (ws) => {
+      const upstream = ws.connectToServer();
+      ws.onMessage((message) => upstream.send(message));
+      upstream.onMessage((message) => {
+        const frame = JSON.parse(String(message)) as { type: string };
+        if (frame.type === 'search' && held === undefined) held = () => ws.send(message);
+        else ws.send(message);
+      });
+    });
+    const page = await openPage(server, browser, 'nia', 'finds', { context, problems });
+    await page.click('#open-search');
+    await page.waitForSelector('#search-dialog[open]');
+    await page.fill('#search-input', 'deploy');
+    await page.press('#search-input', 'Enter');
+    await expect.poll(() => held !== undefined).toBe(true);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#search-dialog', { state: 'hidden' });
+    await page.evaluate(() => {
+      location.hash = '#elsewhere';
+    });
+    await page.waitForSelector('#room-list button[data-room="elsewhere"][aria-current="page"]');
+    await page.click('#open-search');
+    await page.waitForSelector('#search-dialog[open]');
+    expect(await page.textContent('#search-room')).toBe('in elsewhere');
+    held?.();
+    // A message the server sends after the held answer reaches the page after it: once it shows,
+    // the answer has been handled.
+    const bot = await consoleIn(server, 'elsewhere', 'bot');
+    await post(bot, 'elsewhere', ['after the answer']);
+    await page.waitForSelector('#transcript li.message >> text=after the answer');
+    expect(await results(page)).toEqual([]);
+    expect(await page.textContent('#search-status')).toBe('');
+    bot.close();
+    await context.close();
+    expect(problems).toEqual([]);
+  }, 60_000);
+
   it('pages to older results with More, never lists a deleted message, and takes an unusable search as a hint', async () => {
     const page = await openPage(server, browser, 'lee', 'finds', { problems });
     await page.click('#open-search');
