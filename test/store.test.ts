@@ -347,6 +347,16 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     await expect(transcript.arrival('frank', 'ops')).rejects.toThrow();
   });
 
+  it('learns who has read markers past its first page of names', async () => {
+    const earlier = await open();
+    const users = Array.from({ length: 10_001 }, (_, i) => `reader-${String(i).padStart(5, '0')}`);
+    await earlier.transcript.saveMarkers(users.map((user) => ({ user, conversation: 'ops', seq: 7 })));
+    const { transcript } = await open();
+    await transcript.knowNames();
+    expect(await transcript.arrival('reader-00000', 'ops')).toEqual({ read: 7, whispers: 0 });
+    expect(await transcript.arrival('reader-10000', 'ops')).toEqual({ read: 7, whispers: 0 });
+  });
+
   it('remembers names it has seen', async () => {
     const { transcript } = await open();
     expect(await transcript.knows('carol')).toBe(false);

@@ -73,6 +73,9 @@ const UNREAD_WHISPERS = `(SELECT count(*) FROM messages m LEFT JOIN read_markers
 /** A welcome's questions as one statement (each read of the store costs more than answering it). */
 const ARRIVAL_SQL = `SELECT coalesce((SELECT seq FROM read_markers WHERE user = ?1 AND conversation = ?2), 0), ${UNREAD_WHISPERS}`;
 
+/** Names knowNames reads at once. */
+const NAMES_PAGE = 10_000;
+
 /** The Hub's transcript, stored in the messages table: appends through an Appender, reads here. */
 export class LibsqlTranscript implements Transcript {
   readonly #database: Database;
@@ -262,13 +265,22 @@ export class LibsqlTranscript implements Transcript {
    * every marker, whisper and conversation written after this.
    */
   async knowNames(): Promise<void> {
-    const [markers, whispers, conversations] = await Promise.all([
-      this.#read.query('SELECT DISTINCT user FROM read_markers', []),
-      this.#read.query('SELECT DISTINCT recipient FROM messages WHERE recipient IS NOT NULL', []),
-      this.#read.query('SELECT key FROM conversations', []),
-    ]);
-    for (const [name] of [...markers, ...whispers]) this.#marked.add(String(name));
-    for (const [key] of conversations) this.#conversations.add(String(key));
+    // In pages, each along an index, so a file with millions of them is never held in memory at once.
+    const learn = async (filter: NameFilter, column: string, from: string): Promise<void> => {
+      for (let after = ''; ; ) {
+        const rows = await this.#read.query(
+          `SELECT DISTINCT ${column} FROM ${from} WHERE ${column} > ? ORDER BY ${column} LIMIT ${NAMES_PAGE}`,
+          [after],
+        );
+        for (const [name] of rows) filter.add(String(name));
+        if (rows.length < NAMES_PAGE) return;
+        after = String(rows[rows.length - 1]?.[0]);
+      }
+    };
+    await learn(this.#marked, 'user', 'read_markers');
+    // Every whisper has a recipient, and its index holds only those (migration 0002).
+    await learn(this.#marked, 'recipient', 'messages');
+    await learn(this.#conversations, 'key', 'conversations');
     this.#namesKnown = true;
   }
 
