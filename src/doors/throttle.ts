@@ -3,6 +3,7 @@
 // waits in the client's and the kernel's buffers and then arrives, in order.
 import { Encoded } from '../hub/peer.ts';
 import { NoticeCode } from '../protocol/codes.ts';
+import { msUntil, type Rate, tokensAt } from '../rate.ts';
 
 /** How fast a connection may send, and when a sender that never slows down is closed. */
 export interface ThrottleLimits {
@@ -168,13 +169,12 @@ export class Throttle<T> implements SharedWaiter {
   }
 
   #refill(now: number): void {
-    const { burst, perSecond } = this.#limits;
-    this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilledAt) / 1000) * perSecond);
+    this.#tokens = tokensAt(this.#limits, this.#tokens, this.#refilledAt, now);
     this.#refilledAt = now;
   }
 
   #untilOwnToken(): number {
-    return Math.max(0, ((1 - this.#tokens) / this.#limits.perSecond) * 1000);
+    return msUntil(this.#limits, this.#tokens);
   }
 
   #untilToken(now: number): number {
@@ -242,7 +242,7 @@ export interface SharedWaiter {
  * turns, one frame each, on one timer: however many connections wait, a token wakes one.
  */
 export class SharedRate {
-  readonly #limits: { burst: number; perSecond: number };
+  readonly #limits: Rate;
   readonly #clock: ThrottleClock;
   readonly #release: (rate: SharedRate) => void;
   #tokens: number;
@@ -254,11 +254,7 @@ export class SharedRate {
   #cancelTimer: (() => void) | undefined;
   #serving = false;
 
-  constructor(
-    limits: { burst: number; perSecond: number },
-    clock: ThrottleClock,
-    release: (rate: SharedRate) => void,
-  ) {
+  constructor(limits: Rate, clock: ThrottleClock, release: (rate: SharedRate) => void) {
     this.#limits = limits;
     this.#clock = clock;
     this.#release = release;
@@ -294,19 +290,16 @@ export class SharedRate {
 
   /** How long until the next token, in ms. */
   untilToken(now: number): number {
-    return Math.max(0, ((1 - this.#tokensAt(now)) / this.#limits.perSecond) * 1000);
+    return msUntil(this.#limits, this.#tokensAt(now));
   }
 
   /** How long until the bucket is full again, in ms. */
   untilFull(now: number): number {
-    return Math.max(0, ((this.#limits.burst - this.#tokensAt(now)) / this.#limits.perSecond) * 1000);
+    return msUntil(this.#limits, this.#tokensAt(now), this.#limits.burst);
   }
 
   #tokensAt(now: number): number {
-    return Math.min(
-      this.#limits.burst,
-      this.#tokens + ((now - this.#refilledAt) / 1000) * this.#limits.perSecond,
-    );
+    return tokensAt(this.#limits, this.#tokens, this.#refilledAt, now);
   }
 
   #schedule(now: number): void {
@@ -343,14 +336,14 @@ const MAX_IDLE_RATES = 10_000;
  * opening them again does not buy a new burst; at most MAX_IDLE_RATES of those are kept.
  */
 export class SharedRates {
-  readonly #limits: { burst: number; perSecond: number };
+  readonly #limits: Rate;
   readonly #clock: ThrottleClock;
   readonly #rates = new Map<string, SharedRate>();
   /** The buckets no connection draws on, in the order they became so. */
   readonly #idle = new Map<string, SharedRate>();
   #sweptAt = Number.NEGATIVE_INFINITY;
 
-  constructor(limits: { burst: number; perSecond: number }, clock: ThrottleClock = realClock) {
+  constructor(limits: Rate, clock: ThrottleClock = realClock) {
     this.#limits = limits;
     this.#clock = clock;
   }

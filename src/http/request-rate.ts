@@ -2,12 +2,10 @@
 // cannot be slowed the way a connection's frames are (nothing waits to be read), so one past the
 // rate is refused with 429 and told when to ask again; nothing it asked for was done.
 import { dropOldest } from '../bounded.ts';
+import { msUntil, type Rate, tokensAt } from '../rate.ts';
 
 /** How many requests one requester may make at once, and how many a second after that. */
-export interface RequestRateLimits {
-  burst: number;
-  perSecond: number;
-}
+export type RequestRateLimits = Rate;
 
 /**
  * Requesters whose buckets are kept, the least recently seen let go first. A bucket let go is as
@@ -45,15 +43,14 @@ export class RequestRate {
    * requester no more than waiting.
    */
   take(requester: string): number {
-    const { burst, perSecond } = this.#limits;
     const now = this.#now();
     let bucket = this.#buckets.get(requester);
     if (bucket) {
       this.#buckets.delete(requester);
-      bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+      bucket.tokens = tokensAt(this.#limits, bucket.tokens, bucket.at, now);
       bucket.at = now;
     } else {
-      bucket = { tokens: burst, at: now };
+      bucket = { tokens: this.#limits.burst, at: now };
     }
     this.#buckets.set(requester, bucket);
     if (this.#buckets.size > this.#kept) dropOldest(this.#buckets, this.#kept);
@@ -61,7 +58,7 @@ export class RequestRate {
       bucket.tokens -= 1;
       return 0;
     }
-    return Math.ceil(((1 - bucket.tokens) / perSecond) * 1000);
+    return Math.ceil(msUntil(this.#limits, bucket.tokens));
   }
 
   /** Requesters whose buckets are kept. */

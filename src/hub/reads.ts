@@ -6,6 +6,7 @@
 // messages read a second, so one that reads all the time takes its share of the server, not all of
 // what the others leave: past it, its next read waits until the budget is back above nothing.
 import { dropOldest } from '../bounded.ts';
+import { msUntil, type Rate, tokensAt } from '../rate.ts';
 import type { Peer } from './peer.ts';
 
 /**
@@ -59,7 +60,7 @@ const realClock: TurnsClock = {
 export class ReadTurns {
   readonly #yield: () => Promise<void>;
   readonly #atOnce: number;
-  readonly #budget: { burst: number; perSecond: number };
+  readonly #budget: Rate;
   readonly #clock: TurnsClock;
   readonly #onHeld: () => void;
   /** By requester, in the order their turns come; a requester with nothing waiting is not here. */
@@ -76,7 +77,7 @@ export class ReadTurns {
     yieldToIo: () => Promise<void>,
     options: {
       atOnce?: number | undefined;
-      budget?: { burst: number; perSecond: number };
+      budget?: Rate;
       clock?: TurnsClock;
       /** A read has to wait for its reader's budget (called once per read). */
       onHeld?: () => void;
@@ -134,7 +135,7 @@ export class ReadTurns {
   #left(requester: string, now: number): number {
     const budget = this.#budgets.get(requester);
     if (!budget) return this.#budget.burst;
-    return Math.min(this.#budget.burst, budget.left + ((now - budget.at) / 1000) * this.#budget.perSecond);
+    return tokensAt(this.#budget, budget.left, budget.at, now);
   }
 
   #charge(requester: string, cost: number): void {
@@ -155,7 +156,7 @@ export class ReadTurns {
       if (this.#running.has(requester)) continue;
       const left = this.#left(requester, now);
       if (left >= 0) return true;
-      soonest = Math.min(soonest, now + (-left / this.#budget.perSecond) * 1000);
+      soonest = Math.min(soonest, now + msUntil(this.#budget, left, 0));
     }
     if (soonest !== Number.POSITIVE_INFINITY && (this.#wakeAt === undefined || soonest < this.#wakeAt)) {
       this.#wakeAt = soonest;
