@@ -103,12 +103,12 @@ export class LibsqlTranscript implements Transcript {
   /** The room list, kept from the appends, for a file (this process is its one writer). */
   readonly #recentRooms: RecentRooms | undefined;
   /**
-   * Everyone who may have a read marker or a whisper stored, once learned from the file (knowNames);
-   * kept up by the writes made here, the file's one writer, from before the store is read.
+   * Only where knowNames was asked (the file's one writer): everyone who may have a read marker or a
+   * whisper stored, and the conversations (rooms, whisper pairs) that may have a row. Made before the
+   * file is read, and kept up by the writes made here from then on.
    */
-  readonly #marked = new NameFilter();
-  /** The same for conversations (rooms and whisper pairs) that may have a row, so a new room reads nothing. */
-  readonly #conversations = new NameFilter();
+  #names: { marked: NameFilter; conversations: NameFilter } | undefined;
+  /** knowNames has read the file: the filters answer for everything stored. */
   #namesKnown = false;
 
   /**
@@ -143,10 +143,12 @@ export class LibsqlTranscript implements Transcript {
   }
 
   append(batch: readonly NewMessage[]): Promise<Appended[]> {
-    for (const m of batch) {
-      this.#conversations.add(m.room);
-      if (m.recipient !== undefined) this.#marked.add(m.recipient);
-    }
+    const names = this.#names;
+    if (names)
+      for (const m of batch) {
+        names.conversations.add(m.room);
+        if (m.recipient !== undefined) names.marked.add(m.recipient);
+      }
     return this.#appender.append(batch).then(
       (appended) => {
         this.#failing = undefined;
@@ -216,7 +218,7 @@ export class LibsqlTranscript implements Transcript {
   }
 
   async lastSeq(room: string): Promise<number> {
-    if (this.#namesKnown && !this.#conversations.mayHold(room)) return 0;
+    if (this.#namesKnown && !this.#names?.conversations.mayHold(room)) return 0;
     const row = await this.#read.one('SELECT seq FROM conversations WHERE key = ?', [room]);
     return Number(row?.[0] ?? 0);
   }
@@ -253,7 +255,7 @@ export class LibsqlTranscript implements Transcript {
   }
 
   saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
-    for (const m of markers) this.#marked.add(m.user);
+    if (this.#names) for (const m of markers) this.#names.marked.add(m.user);
     return this.#appender.saveMarkers(markers);
   }
 
@@ -265,6 +267,8 @@ export class LibsqlTranscript implements Transcript {
    * every marker, whisper and conversation written after this.
    */
   async knowNames(): Promise<void> {
+    const names = { marked: new NameFilter(), conversations: new NameFilter() };
+    this.#names = names;
     // In pages, each along an index, so a file with millions of them is never held in memory at once.
     const learn = async (filter: NameFilter, column: string, from: string): Promise<void> => {
       for (let after = ''; ; ) {
@@ -277,16 +281,16 @@ export class LibsqlTranscript implements Transcript {
         after = String(rows[rows.length - 1]?.[0]);
       }
     };
-    await learn(this.#marked, 'user', 'read_markers');
+    await learn(names.marked, 'user', 'read_markers');
     // Every whisper has a recipient, and its index holds only those (migration 0002).
-    await learn(this.#marked, 'recipient', 'messages');
-    await learn(this.#conversations, 'key', 'conversations');
+    await learn(names.marked, 'recipient', 'messages');
+    await learn(names.conversations, 'key', 'conversations');
     this.#namesKnown = true;
   }
 
   /** Whether `user` certainly has neither a read marker nor a whisper stored. */
   #unmarked(user: string): boolean {
-    return this.#namesKnown && !this.#marked.mayHold(user);
+    return this.#namesKnown && !this.#names?.marked.mayHold(user);
   }
 
   async unreadWhispers(user: string): Promise<number> {
