@@ -288,7 +288,11 @@ const sockets = await Promise.all(Array.from({ length: 32 }, (_, n) => new Promi
   ws.on('message', (data) => {
     const frame = JSON.parse(String(data));
     if (frame.type === 'welcome') {
+      // In one write, so the server reads all 17 before it answers any: sent one by one, a busy
+      // machine could read the last after the first was answered, and then only 16 would wait.
+      ws._socket.cork();
       for (let i = 0; i < 17; i++) ws.send(page);
+      ws._socket.uncork();
       waiting = 17;
       resolve(ws);
       return;
