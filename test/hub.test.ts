@@ -69,6 +69,15 @@ class FakeTranscript implements Transcript {
   failLastSeq = false;
   /** Searches the store takes at once (unset: as many as the Hub sends). */
   searchesAtOnce: number | undefined;
+  /**
+   * Answers without a read for a name it has nothing of (no marker stored or being stored, no whisper)
+   * and a room it has no message of, as the libSQL store does once it has learnt its names.
+   */
+  knowsNames = false;
+  /** lastSeq() reads answered. */
+  readonly lastSeqReads = new Count();
+  /** Names with a marker stored or being stored, or a whisper to them. */
+  readonly #marked = new Set<string>();
   readonly #markers = new Map<string, number>();
   /** Each conversation's newest seq once its messages are removed (as the conversations table keeps it). */
   readonly #heads = new Map<string, number>();
@@ -90,6 +99,7 @@ class FakeTranscript implements Transcript {
           : this.stored.find((s) => s.room === m.room && s.sender === m.sender && s.cid === m.cid);
       if (original) return { duplicate: { ...original } };
       const seq = this.last(m.room) + 1;
+      if (m.recipient !== undefined) this.#marked.add(m.recipient);
       this.stored.push({ ...m, seq });
       return { seq };
     });
@@ -145,7 +155,16 @@ class FakeTranscript implements Transcript {
 
   async lastSeq(room: string): Promise<number> {
     if (this.failLastSeq) throw new Error('database is locked');
+    this.lastSeqReads.add();
     return this.last(room);
+  }
+
+  lastSeqKnown(room: string): number | undefined {
+    return this.knowsNames && this.last(room) === 0 ? 0 : undefined;
+  }
+
+  arrivalKnown(user: string): Arrival | undefined {
+    return this.knowsNames && !this.#marked.has(user) ? { read: 0, whispers: 0 } : undefined;
   }
 
   async rooms(limit: number): Promise<ConversationHead[]> {
@@ -174,6 +193,7 @@ class FakeTranscript implements Transcript {
 
   async saveMarkers(markers: readonly ReadMarker[]): Promise<void> {
     this.saveStarts.add();
+    for (const m of markers) this.#marked.add(m.user);
     if (this.holdSaves) await this.holdSaves;
     if (this.failMarkers) throw new Error('database is locked');
     this.saved.push([...markers]);
@@ -220,6 +240,7 @@ class FakeTranscript implements Transcript {
   }
 
   setMarker(user: string, conversation: string, seq: number): void {
+    this.#marked.add(user);
     this.#markers.set(`${user}\u0000${conversation}`, seq);
   }
 
@@ -255,6 +276,7 @@ class FakeTranscript implements Transcript {
         via: 'console',
       });
     }
+    this.#marked.add(to);
     this.names.add(from).add(to);
   }
 }
@@ -3022,6 +3044,105 @@ describe('read markers', () => {
     await hub.join(ann, 'dev');
     expect(ann.errors.map((e) => [e.code, e.ref])).toEqual([[ErrorCode.NotJoined, 'r']]);
     expect(ann.of('joined').find((j) => j.room === 'dev')).toMatchObject({ read: 0, unread: 5 });
+  });
+});
+
+describe('a store that knows whom it has nothing of', () => {
+  beforeEach(() => {
+    transcript.knowsNames = true;
+  });
+
+  const storeReads = (): number =>
+    transcript.reads.value + transcript.markerReads.value + transcript.lastSeqReads.value;
+
+  it('welcomes a newcomer to a new room within the call, without reading the store', () => {
+    const hub = makeHub();
+    const ann = console2('ann');
+    // Not awaited: nothing is left to wait for.
+    void enter(hub, ann, 'fresh', { ref: 'hi' });
+    expect(ann.frames.map((f) => f.type)).toEqual(['welcome', 'joined']);
+    expect(ann.welcomes[0]).toMatchObject({
+      room: 'fresh',
+      seq: 0,
+      read: 0,
+      unread: 0,
+      whispers: 0,
+      ref: 'hi',
+    });
+    expect(storeReads()).toBe(0);
+  });
+
+  it('a browser joining an open room gets its welcome, who is there and the backscroll within the call', async () => {
+    const hub = makeHub();
+    const bob = console2('bob');
+    await enter(hub, bob);
+    await hub.message(bob, 'ops', 'one');
+    await hub.message(bob, 'ops', 'two');
+    const ann = browser('ann');
+    void enter(hub, ann);
+    expect(ann.frames.map((f) => f.type)).toEqual(['welcome', 'presence', 'message', 'message', 'joined']);
+    expect(ann.welcomes[0]).toMatchObject({ seq: 2, read: 0, unread: 2, whispers: 0 });
+    expect(ann.messages.map((m) => m.text)).toEqual(['one', 'two']);
+    expect(storeReads()).toBe(0);
+    // What is sent next reaches the newcomer once, after all of it.
+    await hub.message(bob, 'ops', 'three');
+    expect(ann.messages.map((m) => m.text)).toEqual(['one', 'two', 'three']);
+  });
+
+  it('someone who read, left and came back before the marker was written is welcomed with what they read', async () => {
+    transcript.seed('ops', 10);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    await hub.read(ann, { room: 'ops' }, 8);
+    hub.disconnect(ann);
+    const reads = transcript.markerReads.value;
+    const again = browser('ann');
+    await enter(hub, again);
+    expect(again.welcomes[0]).toMatchObject({ read: 8, unread: 2, whispers: 0 });
+    expect(transcript.markerReads.value).toBe(reads);
+  });
+
+  it('someone whose marker is being written is welcomed once it is, with the store asked', async () => {
+    transcript.seed('ops', 10);
+    transcript.seedWhispers('bob', 'ann', 1);
+    const hub = makeHub({ markerFlushMs: 5 });
+    const ann = console2('ann');
+    await enter(hub, ann);
+    const saving = deferred();
+    transcript.holdSaves = saving.promise;
+    await hub.read(ann, { room: 'ops' }, 9);
+    await transcript.saveStarts.reached(1);
+    hub.disconnect(ann);
+    const again = browser('ann');
+    const entering = enter(hub, again);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(again.welcomes).toHaveLength(0);
+    saving.resolve();
+    await entering;
+    expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1, whispers: 1 });
+  });
+
+  it('whispers waiting for a newcomer are counted in the welcome', async () => {
+    transcript.seedWhispers('bob', 'ann', 2);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann, 'fresh');
+    expect(ann.welcomes[0]).toMatchObject({ room: 'fresh', whispers: 2 });
+  });
+
+  it('a second room the store has no marker of is joined within the call, read 0', async () => {
+    transcript.seed('dev', 3);
+    const hub = makeHub();
+    const ann = console2('ann');
+    await enter(hub, ann);
+    ann.clear();
+    void hub.join(ann, 'fresh', { ref: 'j' });
+    expect(ann.frames).toEqual([
+      expect.objectContaining({ type: 'joined', room: 'fresh', read: 0, ref: 'j' }),
+    ]);
+    await hub.join(ann, 'dev', { ref: 'k' });
+    expect(ann.frames.at(-1)).toMatchObject({ type: 'joined', room: 'dev', read: 0, unread: 3, ref: 'k' });
   });
 });
 

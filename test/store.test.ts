@@ -342,6 +342,13 @@ describe.each(['connection', 'thread'] as const)('LibsqlTranscript, appending on
     expect(await transcript.markers('zoe', ['ops'])).toEqual(new Map());
     // A room that was never written opens at 0, read from nowhere.
     expect(await transcript.lastSeq('new-room')).toBe(0);
+    // The Hub asks without waiting where the answer is known, and only then.
+    expect(transcript.arrivalKnown('zoe', 'ops')).toEqual({ read: 0, whispers: 0 });
+    expect(transcript.lastSeqKnown('new-room')).toBe(0);
+    for (const user of ['alice', 'dave', 'erin', 'frank'])
+      expect(transcript.arrivalKnown(user, 'ops')).toBeUndefined();
+    expect(transcript.lastSeqKnown('ops')).toBeUndefined();
+    expect(transcript.lastSeqKnown('ops-log')).toBeUndefined();
     await expect(transcript.lastSeq('ops-log')).rejects.toThrow();
     await expect(transcript.arrival('alice', pair)).rejects.toThrow();
     await expect(transcript.arrival('frank', 'ops')).rejects.toThrow();

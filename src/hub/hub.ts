@@ -40,6 +40,7 @@ import { ReadTurns, requesterOf } from './reads.ts';
 import { bannedMessage, type Restriction, Restrictions } from './restrictions.ts';
 import { Slots } from './slots.ts';
 import {
+  type Arrival,
   type Committed,
   conversationKey,
   GroupCommit,
@@ -183,6 +184,9 @@ interface Recent {
   /** Messages broadcast since a join last took them. */
   unused: number;
 }
+
+/** What a room with no messages yet keeps: its newest are known from the start. */
+const noneYet = (): Recent => ({ json: [], ts: [], end: 0, bytes: 0, unused: 0 });
 
 /**
  * A room forgets its kept messages once this many backscrolls' worth were broadcast without a join
@@ -529,23 +533,26 @@ export class Hub {
     let read = 0;
     let whispers = 0;
     try {
-      const [loaded, arrival] = await Promise.all([
+      const loading =
         fromMemory ??
-          (since !== undefined || peer.wantsBackscroll
-            ? // In the joiner's turn, with everyone else's history reads; not once it has left.
-              this.#readTurns.runIfWanted(
-                requesterOf(peer),
-                () => this.#history(name, since, addedAt, peer.optedIn),
-                () => room.members.get(peer) === member,
-                (loaded) => Math.max(1, loaded.rows ?? loaded.history.length),
-              )
-            : undefined),
-        !peer.optedIn
-          ? undefined
-          : options.welcome
-            ? this.#markers.arrival(peer.user, name)
-            : this.#markers.get(peer.user, name).then((marker) => ({ read: marker, whispers: 0 })),
-      ]);
+        (since !== undefined || peer.wantsBackscroll
+          ? // In the joiner's turn, with everyone else's history reads; not once it has left.
+            this.#readTurns.runIfWanted(
+              requesterOf(peer),
+              () => this.#history(name, since, addedAt, peer.optedIn),
+              () => room.members.get(peer) === member,
+              (loaded) => Math.max(1, loaded.rows ?? loaded.history.length),
+            )
+          : undefined);
+      const arriving = !peer.optedIn
+        ? undefined
+        : this.#arrival(peer.user, name, options.welcome !== undefined);
+      // Most joins need no read (a backscroll kept here, nobody's marker stored): they complete
+      // here and now, without waiting for a promise.
+      const [loaded, arrival] =
+        loading instanceof Promise || arriving instanceof Promise
+          ? await Promise.all([loading, arriving])
+          : [loading, arriving];
       if (loaded) ({ history, complete, read: fromStore } = loaded);
       read = arrival?.read ?? 0;
       whispers = arrival?.whispers ?? 0;
@@ -621,6 +628,17 @@ export class Hub {
     if (catchUp.length > 0)
       this.#deliver(member, catchUp.length === 1 ? (catchUp[0] as Encoded) : new EncodedRun(catchUp), false);
     this.#metrics.joined();
+  }
+
+  /**
+   * The joiner's read marker of the room and, arriving (a welcome), its unread whispers: at once
+   * where the store need not be read, else once it is.
+   */
+  #arrival(user: string, room: string, arriving: boolean): Arrival | Promise<Arrival> {
+    if (arriving) return this.#markers.arrivalNow(user, room) ?? this.#markers.arrival(user, room);
+    const read = this.#markers.getNow(user, room);
+    if (read !== undefined) return { read, whispers: 0 };
+    return this.#markers.get(user, room).then((marker) => ({ read: marker, whispers: 0 }));
   }
 
   /**
@@ -800,6 +818,12 @@ export class Hub {
       inflight: 0,
       ready: undefined,
     };
+    // A room the store has never had (a name it has never written) is ready at once.
+    if (!this.#bus && this.#transcript.lastSeqKnown?.(name) === 0) {
+      room.recent = noneYet();
+      this.#rooms.set(name, room);
+      return room;
+    }
     // In a cluster the room's events are heard before its newest seq is read: whatever commits after
     // the read arrives as an event, whatever before is in the store.
     const lastSeq = this.#bus
@@ -811,9 +835,7 @@ export class Hub {
     room.ready = lastSeq.then(
       (latest) => {
         room.reported = Math.max(room.reported, latest);
-        // A room with no messages yet: its newest are known here from the start.
-        if (room.reported === 0 && !this.#bus)
-          room.recent = { json: [], ts: [], end: 0, bytes: 0, unused: 0 };
+        if (room.reported === 0 && !this.#bus) room.recent = noneYet();
         room.ready = undefined;
         if (room.order) this.#broadcastBatch(this.#release(room));
       },

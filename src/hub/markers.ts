@@ -77,6 +77,24 @@ export class ReadMarkers {
     return { read: this.#settle(user, conversation, read), whispers };
   }
 
+  /**
+   * `arrival`'s answer where it needs no read of the store (it has nothing of `user`'s): undefined
+   * when it does. With no whisper to count, nothing moved here needs writing first.
+   */
+  arrivalNow(user: string, conversation: string): Arrival | undefined {
+    const known = this.#transcript.arrivalKnown?.(user, conversation);
+    if (!known) return undefined;
+    return { read: this.#settle(user, conversation, known.read), whispers: known.whispers };
+  }
+
+  /** `get`'s answer where it needs no read of the store: undefined when it does. */
+  getNow(user: string, conversation: string): number | undefined {
+    const cached = markOf(this.#known.get(user), conversation);
+    if (cached !== undefined) return cached;
+    const known = this.#transcript.arrivalKnown?.(user, conversation);
+    return known && this.#settle(user, conversation, known.read);
+  }
+
   /** The marker the store had, made current: a newer one read meanwhile or still unwritten wins. */
   #settle(user: string, conversation: string, fromStore: number): number {
     // Something read meanwhile is newer than what the store had.

@@ -124,6 +124,14 @@ export interface Transcript {
   unreadWhispers(user: string): Promise<number>;
   /** `user`'s read marker of `conversation` and its unread whispers, in one read (a welcome needs both). */
   arrival(user: string, conversation: string): Promise<Arrival>;
+  /**
+   * What `arrival` would answer, where the store knows it without reading (it has never stored a
+   * marker or a whisper for `user`); undefined when it must read. A store whose file other processes
+   * write never knows.
+   */
+  arrivalKnown?(user: string, conversation: string): Arrival | undefined;
+  /** What `lastSeq` would answer, where the store knows it without reading (a conversation it never had). */
+  lastSeqKnown?(room: string): number | undefined;
   /** Whether a name has ever been seen in a room. */
   knows(name: string): Promise<boolean>;
   /** Record names as seen. */

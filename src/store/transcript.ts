@@ -217,8 +217,13 @@ export class LibsqlTranscript implements Transcript {
     return rows.map((r) => rowToMessage(r));
   }
 
+  lastSeqKnown(room: string): number | undefined {
+    return this.#namesKnown && !this.#names?.conversations.mayHold(room) ? 0 : undefined;
+  }
+
   async lastSeq(room: string): Promise<number> {
-    if (this.#namesKnown && !this.#names?.conversations.mayHold(room)) return 0;
+    const known = this.lastSeqKnown(room);
+    if (known !== undefined) return known;
     const row = await this.#read.one('SELECT seq FROM conversations WHERE key = ?', [room]);
     return Number(row?.[0] ?? 0);
   }
@@ -299,8 +304,13 @@ export class LibsqlTranscript implements Transcript {
     return Number(row?.[0] ?? 0);
   }
 
+  arrivalKnown(user: string, _conversation: string): Arrival | undefined {
+    return this.#unmarked(user) ? { read: 0, whispers: 0 } : undefined;
+  }
+
   async arrival(user: string, conversation: string): Promise<Arrival> {
-    if (this.#unmarked(user)) return { read: 0, whispers: 0 };
+    const known = this.arrivalKnown(user, conversation);
+    if (known) return known;
     const row = await this.#read.one(ARRIVAL_SQL, [user, conversation]);
     return { read: Number(row?.[0] ?? 0), whispers: Number(row?.[1] ?? 0) };
   }
