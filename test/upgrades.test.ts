@@ -37,13 +37,22 @@ afterAll(async () => {
 });
 
 /** Send raw request bytes; resolves with what came back and whether the server closed the connection. */
-function raw(request: string, target = port): Promise<{ response: string; closedByServer: boolean }> {
+function raw(
+  request: string,
+  target = port,
+  options: { untilHead?: boolean } = {},
+): Promise<{ response: string; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const socket = connect({ port: target, host: '127.0.0.1' });
     let response = '';
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       response += chunk;
+      // Or only the response's head, then hang up.
+      if (options.untilHead && response.includes('\r\n\r\n')) {
+        socket.destroy();
+        resolve({ response, closedByServer: false });
+      }
     });
     socket.on('error', () => {});
     socket.once('close', () => resolve({ response, closedByServer: true }));
@@ -67,7 +76,14 @@ describe('connections that never finish a request', () => {
       half.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'),
     );
     const closings = [closedAfter(silent, started), closedAfter(half, started)];
-    expect(await upgradeStatus(`ws://127.0.0.1:${port}/ws?user=meanwhile&room=deadlines`)).toBe(101);
+    const opened = await raw(
+      'GET /ws?user=meanwhile&room=deadlines HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      port,
+      { untilHead: true },
+    );
+    expect(opened.response).toMatch(/^HTTP\/1\.1 101 /u);
+    // Not over https: no HSTS.
+    expect(opened.response).not.toContain('Strict-Transport-Security');
     for (const ms of await Promise.all(closings)) {
       expect(ms).toBeGreaterThanOrEqual(9_500);
       expect(ms).toBeLessThan(15_000);
@@ -100,6 +116,25 @@ describe('connections that never finish a request', () => {
         servername: 'localhost',
       });
       await new Promise((resolve, reject) => handshaken.once('secureConnect', resolve).once('error', reject));
+      // Meanwhile a browser gets in, and the 101 that answers it over https carries HSTS.
+      const opened = await new Promise<string>((resolve, reject) => {
+        const browser = tlsConnect({ port: tlsPort, host: '127.0.0.1', ca: pki.ca, servername: 'localhost' });
+        let head = '';
+        browser.setEncoding('utf8');
+        browser.on('data', (chunk: string) => {
+          head += chunk;
+          if (head.includes('\r\n\r\n')) {
+            browser.destroy();
+            resolve(head);
+          }
+        });
+        browser.once('error', reject);
+        browser.write(
+          'GET /ws?user=meanwhile&room=deadlines HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        );
+      });
+      expect(opened).toMatch(/^HTTP\/1\.1 101 /u);
+      expect(opened).toContain('\r\nStrict-Transport-Security: max-age=31536000\r\n');
       for (const ms of await Promise.all([
         closedAfter(noHandshake, started),
         closedAfter(handshaken, started),

@@ -13,7 +13,7 @@ import { type DisconnectReason, type Metrics, noMetrics, reasonOfClose } from '.
 import { CloseCode, ErrorCode, RefusalCode } from '../protocol/codes.ts';
 import { decodeClientFrame, nameProblem } from '../protocol/frames.ts';
 import { ConnectionHandler } from '../protocol/handler.ts';
-import { addressGroup, ConnectionLimit, type SharedCounts } from './limits.ts';
+import { type Acquired, addressGroup, ConnectionLimit, type SharedCounts } from './limits.ts';
 import {
   type FloodReason,
   type Pausable,
@@ -174,7 +174,7 @@ export class BrowserDoor {
    * telling first; an admitted request holds a connection slot from here on, handshake included,
    * until `events(…).onClose` releases it.
    */
-  async admit(request: UpgradeRequest): Promise<Admission> {
+  admit(request: UpgradeRequest): Admission | Promise<Admission> {
     const { hub, log, origins, authenticate } = this.#options;
     if (request.header('upgrade')?.toLowerCase() !== 'websocket') {
       return refusal(426, RefusalCode.UpgradeRequired, 'this endpoint speaks WebSocket');
@@ -187,35 +187,46 @@ export class BrowserDoor {
       return refusal(403, RefusalCode.BadOrigin, 'cross-origin WebSocket refused');
     }
     const remote = request.remote;
-    let identity: BrowserIdentity;
     if (authenticate) {
-      const who = await authenticate(request);
-      if (!who) return refusal(401, RefusalCode.Unauthenticated, 'sign in first');
-      const parsed = v.safeParse(SessionQuery, request.query());
-      if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
-      const { room, since } = parsed.output;
-      identity = { user: who.user, authenticated: true, room, since, remote, attach: who.attach };
-    } else {
-      const parsed = v.safeParse(DevQuery, request.query());
-      if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
-      const { user, room, since } = parsed.output;
-      identity = { user, authenticated: false, room, since, remote };
-    }
-    const group = addressGroup(remote);
-    const release = await this.#connections.acquireShared(group);
-    if (typeof release === 'string') {
-      log.warn('browser refused: connection limit', {
-        remote,
-        ...(group === remote ? {} : { counted: group }),
-        limit: release,
+      return authenticate(request).then((who) => {
+        if (!who) return refusal(401, RefusalCode.Unauthenticated, 'sign in first');
+        const parsed = v.safeParse(SessionQuery, request.query());
+        if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
+        const { room, since } = parsed.output;
+        return this.#hold({ user: who.user, authenticated: true, room, since, remote, attach: who.attach });
       });
-      const message =
-        release === 'total'
-          ? 'the server is at its connection limit'
-          : 'too many connections from your address';
-      return refusal(503, RefusalCode.TooManyConnections, message);
     }
-    return { ok: true, identity, release };
+    const parsed = v.safeParse(DevQuery, request.query());
+    if (!parsed.success) return refusal(400, RefusalCode.BadQuery, parsed.issues[0].message);
+    const { user, room, since } = parsed.output;
+    return this.#hold({ user, authenticated: false, room, since, remote });
+  }
+
+  /**
+   * A connection slot for an identity, or a refusal: at once, unless the other nodes of a cluster
+   * must be asked.
+   */
+  #hold(identity: BrowserIdentity): Admission | Promise<Admission> {
+    const group = addressGroup(identity.remote);
+    const acquired = this.#connections.acquireShared(group);
+    return acquired instanceof Promise
+      ? acquired.then((release) => this.#held(identity, group, release))
+      : this.#held(identity, group, acquired);
+  }
+
+  #held(identity: BrowserIdentity, group: string, release: Acquired): Admission {
+    if (typeof release !== 'string') return { ok: true, identity, release };
+    const remote = identity.remote;
+    this.#options.log.warn('browser refused: connection limit', {
+      remote,
+      ...(group === remote ? {} : { counted: group }),
+      limit: release,
+    });
+    const message =
+      release === 'total'
+        ? 'the server is at its connection limit'
+        : 'too many connections from your address';
+    return refusal(503, RefusalCode.TooManyConnections, message);
   }
 
   /**

@@ -112,6 +112,9 @@ function ipv6Hextets(address: string): number[] | undefined {
   return [...head.map(parse), ...new Array<number>(8 - given).fill(0), ...tail.map(parse)];
 }
 
+/** A counted connection's release, or why it was not counted. */
+export type Acquired = (() => void) | 'total' | 'per_key';
+
 /** Counts open connections in total and per key (a client address). */
 export class ConnectionLimit {
   readonly #maxTotal: number;
@@ -131,16 +134,22 @@ export class ConnectionLimit {
    * per-key limit (a cluster): its release, or why it was refused. It is counted here before the
    * cluster is asked, so admissions on this node at the same time count each other too.
    */
-  async acquireShared(key: string): Promise<(() => void) | 'total' | 'per_key'> {
+  acquireShared(key: string): Acquired | Promise<Acquired> {
     const why = this.why(key);
     if (why) return why;
     const count = this.#count(key);
     const release = this.#releaseOf(key);
+    // Alone, the answer is known at once.
     if (!this.#shared) return release;
     // Any answer but a refusal admits: with Redis away each node counts its own.
-    if (await this.#shared.claim(key, count, this.#maxPerKey).catch(() => true)) return release;
-    release();
-    return 'per_key';
+    return this.#shared.claim(key, count, this.#maxPerKey).then(
+      (admitted) => {
+        if (admitted) return release;
+        release();
+        return 'per_key';
+      },
+      () => release,
+    );
   }
 
   /** Whether one more connection from `key` would be within the limits (checked before an upgrade). */

@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import { WSContext, type WSEvents, type WSReadyState } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
+import { type Admission, HEARTBEAT_LAPSED, type SocketAccess } from '../doors/browser-door.ts';
 import { browserConnectionCap, connectionsPerAddress } from '../doors/limits.ts';
 import { websocketFrames } from '../doors/websocket-frames.ts';
 import type { PeerOf } from '../http/proxy.ts';
@@ -143,62 +143,80 @@ function closeWith(socket: Socket, events: WSEvents): void {
   socket.once('close', () => events.onClose?.({ code: 1006 } as CloseEvent, undefined as never));
 }
 
+/** The 101 of a request that really came over https carries HSTS too. */
+function addHsts(headers: string[]): void {
+  headers.push('Strict-Transport-Security: max-age=31536000');
+}
+
 /**
  * The upgrade, as the Hono route would do it (app.ts), without the route: admission by the same
  * door from Node's request, then ws's own handshake. Taking upgrades before the app does keeps a
  * new browser connection within about a tenth of what a bare ws server spends on one (building a
  * web Request, routing and the page's security headers came to three times its whole cost).
+ * Done at once when admission is (not signed in, one node): a promise only when it waits.
  */
-async function admitAndUpgrade(
+function admitAndUpgrade(
   wiring: Wiring,
   wss: WebSocketServer,
   request: IncomingMessage,
   socket: Socket,
   head: Buffer,
   opened: () => void,
-): Promise<void> {
+): undefined | Promise<void> {
   const hop = {
     address: request.socket.remoteAddress ?? '',
     encrypted: (request.socket as { encrypted?: boolean }).encrypted === true,
     header: (name: string) => headerOf(request, name),
   };
-  const admission = await wiring.door.admit({
+  const admission = wiring.door.admit({
     header: hop.header,
-    query: () => Object.fromEntries(new URL(request.url ?? '/', 'http://localhost').searchParams),
+    query: () => queryOf(request.url ?? ''),
     remote: wiring.client.address(hop),
   });
-  if (!admission.ok) {
-    refuseUpgrade(socket, admission.status, admission.code, admission.message);
-    return;
-  }
-  if (socket.destroyed) {
-    admission.release();
-    return;
-  }
-  const events = wiring.door.events(admission);
-  closeWith(socket, events);
-  // HSTS on the 101 too, where the request really came over https.
-  const addHeaders = (headers: string[]): void => {
-    if (wiring.client.secure(hop)) headers.push('Strict-Transport-Security: max-age=31536000');
+  const upgrade = (admitted: Admission): void => {
+    if (!admitted.ok) {
+      refuseUpgrade(socket, admitted.status, admitted.code, admitted.message);
+      return;
+    }
+    if (socket.destroyed) {
+      admitted.release();
+      return;
+    }
+    const events = wiring.door.events(admitted);
+    closeWith(socket, events);
+    const hsts = wiring.client.secure(hop);
+    if (hsts) wss.once('headers', addHsts);
+    try {
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        opened();
+        wss.emit('connection', ws, request);
+        wire(ws, events);
+      });
+    } finally {
+      if (hsts) wss.off('headers', addHsts);
+    }
   };
-  wss.once('headers', addHeaders);
-  try {
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      opened();
-      wss.emit('connection', ws, request);
-      wire(ws, events);
-    });
-  } finally {
-    wss.off('headers', addHeaders);
-  }
+  if (admission instanceof Promise) return admission.then(upgrade);
+  upgrade(admission);
+  return undefined;
+}
+
+/** The first value of each of a request target's query parameters. */
+function queryOf(target: string): Record<string, string> {
+  const start = target.indexOf('?');
+  if (start < 0) return {};
+  const end = target.indexOf('#', start);
+  return Object.fromEntries(new URLSearchParams(target.slice(start + 1, end < 0 ? undefined : end)));
 }
 
 /** Why an upgrade request is not a WebSocket upgrade this server takes, or undefined when it is. */
 function upgradeProblem(request: IncomingMessage): { status: 400 | 404 | 426; message: string } | undefined {
-  const protocols = (request.headers.upgrade ?? '').split(',').map((p) => p.trim().toLowerCase());
-  if (protocols.length !== 1 || protocols[0] !== 'websocket')
+  // One protocol, websocket, in any case: a list (with a comma) is never that.
+  if ((request.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket')
     return { status: 400, message: `this server does not upgrade to ${request.headers.upgrade ?? 'that'}` };
-  const path = (request.url ?? '').split('?')[0];
+  const target = request.url ?? '';
+  const query = target.indexOf('?');
+  const path = query < 0 ? target : target.slice(0, query);
   if (path !== '/ws') return { status: 404, message: 'WebSocket connections are taken at /ws only' };
   if (request.method !== 'GET') return { status: 400, message: 'a WebSocket upgrade is a GET' };
   if (request.headers['sec-websocket-version'] !== '13' || !request.headers['sec-websocket-key'])
@@ -321,6 +339,20 @@ async function listen(
       refuseUpgrade(socket, problem.status, RefusalCode.BadUpgrade, problem.message);
       return;
     }
+    const failed = (error: unknown): void => {
+      log.error('upgrade failed', { error: String(error) });
+      refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
+    };
+    let waiting: Promise<void> | undefined;
+    try {
+      waiting = admitAndUpgrade(wiring, wss, request, socket, head, () => perAddress.upgraded(socket));
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    // Answered already (opened or refused), unless admission waits for something (a session, the
+    // cluster's count): then the socket has so long.
+    if (!waiting) return;
     const timer = setTimeout(() => {
       log.info('browser closed: WebSocket handshake took too long');
       socket.destroy();
@@ -333,14 +365,10 @@ async function listen(
       socket.off('close', settled);
     };
     socket.once('close', settled);
-    admitAndUpgrade(wiring, wss, request, socket, head, () => perAddress.upgraded(socket)).then(
-      settled,
-      (error: unknown) => {
-        settled();
-        log.error('upgrade failed', { error: String(error) });
-        refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
-      },
-    );
+    waiting.then(settled, (error: unknown) => {
+      settled();
+      failed(error);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
