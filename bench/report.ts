@@ -215,7 +215,10 @@ export function render(results: Results): string {
     );
   }
   if (Object.keys(results.idle).length) {
-    out.push('\nidle: connections per door (memory after GC, growth since empty)');
+    out.push(
+      '\nidle: connections per door (memory after GC, growth since empty); in rounds, each step is its' +
+        '\nmedian round by connects/s',
+    );
     const rows: (string | number)[][] = [];
     for (const [k, r] of kinds(results.idle)) {
       for (const door of ['console', 'browser'] as const) {
@@ -230,6 +233,7 @@ export function render(results: Results): string {
             s.rssMiB,
             s.rssPerConnKiB,
             s.heapPerConnKiB,
+            s.rounds?.join(' / ') ?? '',
           ]);
         }
       }
@@ -246,6 +250,7 @@ export function render(results: Results): string {
           'RSS MiB',
           'RSS KiB/conn',
           'heap KiB/conn',
+          'connects/s each round',
         ],
         rows,
       ),

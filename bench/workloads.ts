@@ -343,6 +343,22 @@ export interface IdleStep {
   /** RSS growth per connection since before the first, after GC, in KiB. */
   rssPerConnKiB: number;
   heapPerConnKiB: number;
+  /** Each round's connects/s at this step, in the order run, where the workload ran in rounds. */
+  rounds?: number[];
+}
+
+/**
+ * Idle steps run in several rounds, one step list per round: each step as its median round (by
+ * connects/s; the lower of the two middle ones for an even count), with every round's figure kept.
+ */
+export function medianRound(rounds: readonly IdleStep[][]): IdleStep[] {
+  const steps = Math.min(...rounds.map((r) => r.length));
+  return Array.from({ length: steps }, (_, i) => {
+    const all = rounds.map((r) => r[i] as IdleStep);
+    const sorted = [...all].sort((a, b) => a.connectsPerSecond - b.connectsPerSecond);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)] as IdleStep;
+    return { ...median, rounds: all.map((s) => s.connectsPerSecond) };
+  });
 }
 
 /** Open idle connections of one door in cumulative steps; memory per connection after GC at each. */
