@@ -40,7 +40,7 @@ afterAll(async () => {
 function raw(
   request: string,
   target = port,
-  options: { untilHead?: boolean } = {},
+  options: { until?: (response: string) => boolean } = {},
 ): Promise<{ response: string; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const socket = connect({ port: target, host: '127.0.0.1' });
@@ -48,8 +48,8 @@ function raw(
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       response += chunk;
-      // Or only the response's head, then hang up.
-      if (options.untilHead && response.includes('\r\n\r\n')) {
+      // Or only until it says what is awaited, then hang up.
+      if (options.until?.(response)) {
         socket.destroy();
         resolve({ response, closedByServer: false });
       }
@@ -79,7 +79,7 @@ describe('connections that never finish a request', () => {
     const opened = await raw(
       'GET /ws?user=meanwhile&room=deadlines HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
       port,
-      { untilHead: true },
+      { until: (head) => head.includes('\r\n\r\n') },
     );
     expect(opened.response).toMatch(/^HTTP\/1\.1 101 /u);
     // Not over https: no HSTS.
@@ -454,6 +454,18 @@ describe('upgrade requests that are not WebSocket upgrades of /ws', () => {
   });
 });
 
+describe('the query of a WebSocket upgrade', () => {
+  it('takes the first of a repeated parameter, as the app does for every other request', async () => {
+    const { response } = await raw(
+      'GET /ws?user=first&room=dup&user=second HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      port,
+      { until: (text) => text.includes('"welcome"') && text.includes('}') },
+    );
+    expect(response).toMatch(/^HTTP\/1\.1 101 /u);
+    expect(response).toContain('"user":"first"');
+  });
+});
+
 describe('a WebSocket handshake that stalls', () => {
   it('is cut after the handshake timeout, and its connection slot comes back', async () => {
     let release!: () => void;
@@ -501,6 +513,67 @@ describe('a WebSocket handshake that stalls', () => {
       expect(performance.now() - started).toBeGreaterThanOrEqual(250);
     } finally {
       release();
+      listening.stopAccepting();
+      listening.destroyAll();
+    }
+  });
+
+  /** A Node browser door whose admission lets everyone in, with the door's events made by `events`. */
+  const failingDoor = async (events: () => object) => {
+    let released = 0;
+    const wiring = {
+      door: {
+        admit: () => ({ ok: true, identity: {}, release: () => (released += 1) }),
+        events,
+      },
+      client: clientInfo(trustList([]), () => ({ address: '', encrypted: false })),
+    } as unknown as Wiring;
+    const listening = await nodeRuntime.listen(
+      { fetch: async () => new Response('not here', { status: 404 }) } as never,
+      {
+        hub: new Hub({ transcript: {} as Transcript }),
+        log: silentLog,
+        host: '127.0.0.1',
+        port: 0,
+        checkDatabase: async () => {},
+        trustProxy: [],
+        limits: DEFAULT_LIMITS,
+      },
+      wiring,
+    );
+    return { listening, released: () => released };
+  };
+  const upgradeRequest =
+    'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+
+  it('an upgrade that fails after admission is answered 500 and gives its connection slot back', async () => {
+    const { listening, released } = await failingDoor(() => {
+      throw new Error('no events for you');
+    });
+    try {
+      const { response, closedByServer } = await raw(upgradeRequest, listening.port);
+      expect(response).toMatch(/^HTTP\/1\.1 500 /u);
+      expect(closedByServer).toBe(true);
+      expect(released()).toBe(1);
+    } finally {
+      listening.stopAccepting();
+      listening.destroyAll();
+    }
+  });
+
+  it('a failure once the 101 is sent closes the WebSocket, with no HTTP answer after it', async () => {
+    const { listening } = await failingDoor(() => ({
+      onOpen: () => {
+        throw new Error('the room is on fire');
+      },
+    }));
+    try {
+      const { response, closedByServer } = await raw(upgradeRequest, listening.port);
+      expect(response).toMatch(/^HTTP\/1\.1 101 /u);
+      expect(response).not.toContain('HTTP/1.1 500');
+      expect(response.endsWith('\r\n\r\n')).toBe(true);
+      expect(closedByServer).toBe(true);
+    } finally {
       listening.stopAccepting();
       listening.destroyAll();
     }

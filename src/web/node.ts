@@ -143,6 +143,9 @@ function closeWith(socket: Socket, events: WSEvents): void {
   socket.once('close', () => events.onClose?.({ code: 1006 } as CloseEvent, undefined as never));
 }
 
+/** Sockets answered with 101: from then on they speak WebSocket, and a failure can only close them. */
+const upgraded = new WeakSet<Socket>();
+
 /** The 101 of a request that really came over https carries HSTS too. */
 function addHsts(headers: string[]): void {
   headers.push('Strict-Transport-Security: max-age=31536000');
@@ -182,13 +185,20 @@ function admitAndUpgrade(
       admitted.release();
       return;
     }
-    const events = wiring.door.events(admitted);
+    let events: WSEvents;
+    try {
+      events = wiring.door.events(admitted);
+    } catch (error) {
+      admitted.release();
+      throw error;
+    }
     closeWith(socket, events);
     const hsts = wiring.client.secure(hop);
     if (hsts) wss.once('headers', addHsts);
     try {
       wss.handleUpgrade(request, socket, head, (ws) => {
         opened();
+        upgraded.add(socket);
         wss.emit('connection', ws, request);
         wire(ws, events);
       });
@@ -201,12 +211,15 @@ function admitAndUpgrade(
   return undefined;
 }
 
-/** The first value of each of a request target's query parameters. */
+/** The first value of each of a request target's query parameters, as Hono's `c.req.query()` gives them. */
 function queryOf(target: string): Record<string, string> {
   const start = target.indexOf('?');
   if (start < 0) return {};
   const end = target.indexOf('#', start);
-  return Object.fromEntries(new URLSearchParams(target.slice(start + 1, end < 0 ? undefined : end)));
+  const first = new Map<string, string>();
+  for (const [name, value] of new URLSearchParams(target.slice(start + 1, end < 0 ? undefined : end)))
+    if (!first.has(name)) first.set(name, value);
+  return Object.fromEntries(first);
 }
 
 /** Why an upgrade request is not a WebSocket upgrade this server takes, or undefined when it is. */
@@ -341,7 +354,10 @@ async function listen(
     }
     const failed = (error: unknown): void => {
       log.error('upgrade failed', { error: String(error) });
-      refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
+      // An HTTP answer after the 101 would be read as WebSocket frames: a socket upgraded already is
+      // closed (its close gives the connection slot back).
+      if (upgraded.has(socket)) socket.destroy();
+      else refuseUpgrade(socket, 500, RefusalCode.Internal, 'internal error');
     };
     let waiting: Promise<void> | undefined;
     try {
