@@ -3103,6 +3103,36 @@ describe('a store that knows whom it has nothing of', () => {
     expect(transcript.markerReads.value).toBe(reads);
   });
 
+  it('someone whose marker waits behind another write, not yet handed to the store, is welcomed with it at once', async () => {
+    transcript.seed('ops', 10);
+    const hub = makeHub({ markerFlushMs: 5 });
+    const [ann, bob] = [console2('ann'), console2('bob')];
+    await enter(hub, ann);
+    await enter(hub, bob);
+    const saving = deferred();
+    transcript.holdSaves = saving.promise;
+    await hub.read(bob, { room: 'ops' }, 4);
+    await transcript.saveStarts.reached(1);
+    // Ann's marker is written after bob's, which is held: the store has not been told of her yet.
+    await hub.read(ann, { room: 'ops' }, 9);
+    // Carol has a whisper waiting: her welcome writes what moved first, so ann's marker goes to be
+    // written now, behind bob's.
+    transcript.seedWhispers('dave', 'carol', 1);
+    const carol = console2('carol');
+    const carolEntering = enter(hub, carol);
+    hub.disconnect(ann);
+    // A console (a browser would read its backscroll of the room's stored messages first).
+    const again = console2('ann');
+    void enter(hub, again);
+    expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1, whispers: 0 });
+    expect(transcript.saveStarts.value).toBe(1);
+    saving.resolve();
+    await carolEntering;
+    expect(carol.welcomes[0]).toMatchObject({ whispers: 1 });
+    await transcript.markerSaves.reached(2);
+    expect(transcript.marker('ann', 'ops')).toBe(9);
+  });
+
   it('someone whose marker is being written is welcomed once it is, with the store asked', async () => {
     transcript.seed('ops', 10);
     transcript.seedWhispers('bob', 'ann', 1);

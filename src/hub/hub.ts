@@ -635,8 +635,10 @@ export class Hub {
    * where the store need not be read, else once it is.
    */
   #arrival(user: string, room: string, arriving: boolean): Arrival | Promise<Arrival> {
-    if (arriving) return this.#markers.arrivalNow(user, room) ?? this.#markers.arrival(user, room);
-    const read = this.#markers.getNow(user, room);
+    // In a cluster other nodes write markers and whispers: the store is always asked.
+    const known = !this.#bus;
+    if (arriving) return (known && this.#markers.arrivalNow(user, room)) || this.#markers.arrival(user, room);
+    const read = known ? this.#markers.getNow(user, room) : undefined;
     if (read !== undefined) return { read, whispers: 0 };
     return this.#markers.get(user, room).then((marker) => ({ read: marker, whispers: 0 }));
   }
