@@ -115,6 +115,8 @@ const servers = (
 ).split(',') as ServerKind[];
 if (flags.earlier) useEarlierBuild(flags.earlier);
 for (const x of workloads) if (!WORKLOADS.includes(x)) throw new Error(`unknown workload ${x}`);
+if (!Number.isInteger(options.idleRounds) || options.idleRounds < 1)
+  throw new Error(`--idle-rounds must be a whole number of at least 1, not ${flags['idle-rounds']}`);
 for (const x of servers) if (!SERVER_KINDS.includes(x)) throw new Error(`unknown server ${x}`);
 
 const log = (line: string): void => {
@@ -254,11 +256,11 @@ try {
     // Opening connections is what moves most with the machine's minute: there the servers take turns,
     // round after round, each round starting with the next server, so none is always first.
     const rounds = workload === 'idle' ? options.idleRounds : 1;
+    // The commit delay trades latency for CPU at a modest rate; elsewhere it would only add latency.
+    const running = servers.filter((kind) => kind !== 'delayed' || workload === 'lowload');
     for (let round = 0; round < rounds; round++) {
-      const order = [...servers.slice(round % servers.length), ...servers.slice(0, round % servers.length)];
-      for (const kind of order) {
-        // The commit delay trades latency for CPU at a modest rate; elsewhere it would only add latency.
-        if (kind === 'delayed' && workload !== 'lowload') continue;
+      const first = round % running.length;
+      for (const kind of [...running.slice(first), ...running.slice(0, first)]) {
         log(`${workload} / ${SERVER_LABELS[kind]}${rounds > 1 ? ` (round ${round + 1} of ${rounds})` : ''}`);
         const t0 = Date.now();
         try {

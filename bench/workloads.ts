@@ -343,22 +343,52 @@ export interface IdleStep {
   /** RSS growth per connection since before the first, after GC, in KiB. */
   rssPerConnKiB: number;
   heapPerConnKiB: number;
-  /** Each round's connects/s at this step, in the order run, where the workload ran in rounds. */
-  rounds?: number[];
+  /**
+   * Where the workload ran in rounds: each round's connects/s at this step, in round order, null
+   * where that round failed at or before it.
+   */
+  rounds?: (number | null)[];
+  /** Rounds that failed at or before this step (left out of the median). */
+  failedRounds?: number;
 }
 
+const median = (values: readonly number[]): number | undefined => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+};
+
 /**
- * Idle steps run in several rounds, one step list per round: each step as its median round (by
- * connects/s; the lower of the two middle ones for an even count), with every round's figure kept.
+ * Idle steps run in several rounds, one step list per round: each step as its median round by
+ * connects/s (the lower middle one of an even count) among the rounds that reached it without a
+ * failure, with every round's figure kept. A step no round reached cleanly is reported from those
+ * that reached it.
  */
 export function medianRound(rounds: readonly IdleStep[][]): IdleStep[] {
-  const steps = Math.min(...rounds.map((r) => r.length));
-  return Array.from({ length: steps }, (_, i) => {
-    const all = rounds.map((r) => r[i] as IdleStep);
-    const sorted = [...all].sort((a, b) => a.connectsPerSecond - b.connectsPerSecond);
-    const median = sorted[Math.floor((sorted.length - 1) / 2)] as IdleStep;
-    return { ...median, rounds: all.map((s) => s.connectsPerSecond) };
+  const steps = Math.max(0, ...rounds.map((r) => r.length));
+  const out: IdleStep[] = [];
+  for (let i = 0; i < steps; i++) {
+    const reached = rounds.map((r) => r[i]);
+    const clean = reached.filter((s): s is IdleStep => s !== undefined && s.errors === 0);
+    const pool = clean.length > 0 ? clean : reached.filter((s): s is IdleStep => s !== undefined);
+    const rate = median(pool.map((s) => s.connectsPerSecond));
+    const chosen = pool.find((s) => s.connectsPerSecond === rate) as IdleStep;
+    out.push({
+      ...chosen,
+      rounds: reached.map((s) => (s && s.errors === 0 ? s.connectsPerSecond : null)),
+      failedRounds: reached.length - clean.length,
+    });
+  }
+  return out;
+}
+
+/** The median over rounds of ours' connects/s over the baseline's in the same round. */
+export function medianRatio(ours: IdleStep, theirs: IdleStep): number | undefined {
+  const ratios: number[] = [];
+  (ours.rounds ?? []).forEach((rate, i) => {
+    const other = theirs.rounds?.[i];
+    if (rate !== null && other) ratios.push(rate / other);
   });
+  return median(ratios);
 }
 
 /** Open idle connections of one door in cumulative steps; memory per connection after GC at each. */
