@@ -197,6 +197,40 @@ describe('console door', () => {
     c.close();
   });
 
+  it('a client that does not wait for its welcome still gets it first, and its other frames answered after, in order', async () => {
+    const room = freshRoom();
+    const other = freshRoom();
+    const writer = await consoleClient(server.consolePort, { type: 'hello', room, user: 'w', protocol: 2 });
+    await writer.waitFor((f) => f.type === 'welcome');
+    writer.send({ type: 'message', text: 'before', ref: 'm0' });
+    await writer.waitFor((f) => f.type === 'message' && f.ref === 'm0');
+    // Resuming from 0 makes the first join read the store; everything else is sent with the hello.
+    const c = await consoleClient(server.consolePort);
+    c.raw(
+      [
+        { type: 'hello', room, user: 'eager', protocol: 2, since: 0, ref: 'h' },
+        { type: 'who', room, ref: 'w' },
+        { type: 'join', room: other, ref: 'j' },
+        { type: 'message', room, text: 'right away', ref: 'm' },
+        { type: 'hello', room, user: 'again', ref: 'h2' },
+      ]
+        .map((f) => `${JSON.stringify(f)}\n`)
+        .join(''),
+    );
+    await c.waitFor((f) => f.type === 'error' && f.ref === 'h2');
+    await c.waitFor((f) => f.type === 'message' && f.ref === 'm');
+    const answered = c.frames.filter((f) => f.ref !== undefined).map((f) => `${f.type} ${f.ref}`);
+    expect(c.frames[0]).toMatchObject({ type: 'welcome', ref: 'h', seq: 1 });
+    // The echo comes once the message is committed; the rest are answered as they are handled.
+    expect(answered.filter((a) => a !== 'message m')).toEqual(['welcome h', 'who w', 'joined j', 'error h2']);
+    // The catch-up came between the welcome and the rest.
+    expect(c.frames.findIndex((f) => f.type === 'message' && f.text === 'before')).toBeLessThan(
+      c.frames.findIndex((f) => f.ref === 'w'),
+    );
+    c.close();
+    writer.close();
+  });
+
   it('refuses a hello whose name carries control or bidi-override characters', async () => {
     const room = freshRoom();
     const c = await consoleClient(server.consolePort, {

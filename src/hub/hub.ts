@@ -404,6 +404,11 @@ export class Hub {
     return [...(this.#peers.get(peer)?.rooms.keys() ?? [])];
   }
 
+  /** Whether `peer` is in `room` and still being caught up there (its join has not completed). */
+  joining(peer: Peer, room: string): boolean {
+    return this.#peers.get(peer)?.rooms.get(room)?.pending !== undefined;
+  }
+
   /** A new connection, in no room yet. Its user's name is remembered, for whispers. */
   connect(peer: Peer): void {
     if (this.#peers.has(peer)) return;

@@ -31,6 +31,15 @@ export class ConnectionHandler {
   readonly #home: string;
   #inflight = 0;
   #reads = 0;
+  /** The first room's join, welcome included. */
+  #joining: Promise<void> | undefined;
+  /**
+   * Frames read before the welcome went out (a client that did not wait for it): handled in order
+   * once it has, so the welcome is the first frame an opted-in connection gets. Reading pauses
+   * meanwhile, which bounds them.
+   */
+  #early: ClientFrame[] | undefined;
+  #stopped = false;
 
   constructor(hub: Hub, peer: Peer, reading: Reading, home: string) {
     this.#hub = hub;
@@ -42,7 +51,7 @@ export class ConnectionHandler {
   /** Enter the Hub and the first room: resuming after `since`, and welcomed if opted in. */
   start(since: number | undefined, ref: string | undefined): void {
     this.#hub.connect(this.#peer);
-    void this.#hub.join(this.#peer, this.#home, {
+    this.#joining = this.#hub.join(this.#peer, this.#home, {
       since,
       welcome: this.#peer.optedIn ? { ref } : undefined,
     });
@@ -50,12 +59,25 @@ export class ConnectionHandler {
 
   /** Leave the Hub: every room, its user away where this was the last connection. */
   stop(): void {
+    this.#stopped = true;
+    this.#early = undefined;
     this.#hub.disconnect(this.#peer);
   }
 
   handle(frame: ClientFrame): void {
     const hub = this.#hub;
     const peer = this.#peer;
+    if (this.#early) {
+      this.#early.push(frame);
+      return;
+    }
+    if (peer.optedIn && this.#joining && hub.joining(peer, this.#home)) {
+      this.#early = [frame];
+      this.#reading.hold('welcome');
+      const welcomed = (): void => this.#welcomed();
+      void this.#joining.then(welcomed, welcomed);
+      return;
+    }
     if (!peer.optedIn) {
       // The seed protocol: a message or a presence change, for the room the hello bound.
       if (frame.type === 'message') this.#track(hub.message(peer, this.#home, frame.text));
@@ -144,6 +166,16 @@ export class ConnectionHandler {
       default:
         frame satisfies never;
     }
+  }
+
+  /** The first room's join is done: what was read meanwhile is handled, in order. */
+  #welcomed(): void {
+    const early = this.#early;
+    this.#early = undefined;
+    this.#joining = undefined;
+    if (this.#stopped || !early) return;
+    this.#reading.release('welcome');
+    for (const frame of early) this.handle(frame);
   }
 
   /** The room a frame is for: the one it names, or, for a connection in exactly one room, that one. */
