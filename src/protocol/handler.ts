@@ -71,12 +71,15 @@ export class ConnectionHandler {
       this.#early.push(frame);
       return;
     }
-    if (peer.optedIn && this.#joining && hub.joining(peer, this.#home)) {
-      this.#early = [frame];
-      this.#reading.hold('welcome');
-      const welcomed = (): void => this.#welcomed();
-      void this.#joining.then(welcomed, welcomed);
-      return;
+    if (this.#joining) {
+      if (peer.optedIn && hub.joining(peer, this.#home)) {
+        this.#early = [frame];
+        this.#reading.hold('welcome');
+        const welcomed = (): void => this.#welcomed();
+        void this.#joining.then(welcomed, welcomed);
+        return;
+      }
+      this.#joining = undefined;
     }
     if (!peer.optedIn) {
       // The seed protocol: a message or a presence change, for the room the hello bound.
