@@ -3009,31 +3009,38 @@ describe('read markers', () => {
     expect(bo.frames.map((f) => [f.type, 'ref' in f ? f.ref : undefined])).toEqual([['whisper', 'w1']]);
   });
 
-  it('a user who comes back while their marker is being written is welcomed with what they read', async () => {
-    transcript.seed('ops', 10);
-    const hub = makeHub({ markerFlushMs: 5 });
-    const ann = console2('ann');
-    await enter(hub, ann);
-    const saving = deferred();
-    transcript.holdSaves = saving.promise;
-    await hub.read(ann, { room: 'ops' }, 9);
-    await transcript.saveStarts.reached(1);
-    hub.disconnect(ann);
-    const again = browser('ann');
-    // The welcome asks the store for the marker and the unread whispers together, and only once
-    // what moved here is written: it waits for the write, and reads nothing before it.
-    const reads = transcript.markerReads.value;
-    const entering = enter(hub, again);
-    // Everything the join does before the write is done runs by the next turn of the event loop.
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(transcript.markerReads.value).toBe(reads);
-    expect(again.welcomes).toHaveLength(0);
-    saving.resolve();
-    await entering;
-    expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1 });
-    await transcript.markerSaves.reached(1);
-    expect(transcript.marker('ann', 'ops')).toBe(9);
-  });
+  it.each([
+    ['reads for every answer', false],
+    ['knows whom it has nothing of', true],
+  ])(
+    'a user who comes back while their marker is being written is welcomed with what they read (a store that %s)',
+    async (_, knows) => {
+      transcript.knowsNames = knows;
+      transcript.seed('ops', 10);
+      const hub = makeHub({ markerFlushMs: 5 });
+      const ann = console2('ann');
+      await enter(hub, ann);
+      const saving = deferred();
+      transcript.holdSaves = saving.promise;
+      await hub.read(ann, { room: 'ops' }, 9);
+      await transcript.saveStarts.reached(1);
+      hub.disconnect(ann);
+      const again = browser('ann');
+      // The welcome asks the store for the marker and the unread whispers together, and only once
+      // what moved here is written: it waits for the write, and reads nothing before it.
+      const reads = transcript.markerReads.value;
+      const entering = enter(hub, again);
+      // Everything the join does before the write is done runs by the next turn of the event loop.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(transcript.markerReads.value).toBe(reads);
+      expect(again.welcomes).toHaveLength(0);
+      saving.resolve();
+      await entering;
+      expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1 });
+      await transcript.markerSaves.reached(1);
+      expect(transcript.marker('ann', 'ops')).toBe(9);
+    },
+  );
 
   it('a read of a room the connection has not joined is refused and moves nothing', async () => {
     transcript.seed('dev', 5);
@@ -3131,26 +3138,6 @@ describe('a store that knows whom it has nothing of', () => {
     expect(carol.welcomes[0]).toMatchObject({ whispers: 1 });
     await transcript.markerSaves.reached(2);
     expect(transcript.marker('ann', 'ops')).toBe(9);
-  });
-
-  it('someone whose marker is being written is welcomed once it is, with the store asked', async () => {
-    transcript.seed('ops', 10);
-    transcript.seedWhispers('bob', 'ann', 1);
-    const hub = makeHub({ markerFlushMs: 5 });
-    const ann = console2('ann');
-    await enter(hub, ann);
-    const saving = deferred();
-    transcript.holdSaves = saving.promise;
-    await hub.read(ann, { room: 'ops' }, 9);
-    await transcript.saveStarts.reached(1);
-    hub.disconnect(ann);
-    const again = browser('ann');
-    const entering = enter(hub, again);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(again.welcomes).toHaveLength(0);
-    saving.resolve();
-    await entering;
-    expect(again.welcomes[0]).toMatchObject({ read: 9, unread: 1, whispers: 1 });
   });
 
   it('whispers waiting for a newcomer are counted in the welcome', async () => {

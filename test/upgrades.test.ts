@@ -466,13 +466,30 @@ describe('the query of a WebSocket upgrade', () => {
   });
 });
 
+/** Node's browser door alone on a port, with a door of the test's own (`wiring`), and an app that answers 404. */
+function listenWith(wiring: Wiring, options: { handshakeTimeoutMs?: number } = {}) {
+  return nodeRuntime.listen(
+    { fetch: async () => new Response('not here', { status: 404 }) } as never,
+    {
+      hub: new Hub({ transcript: {} as Transcript }),
+      log: silentLog,
+      host: '127.0.0.1',
+      port: 0,
+      checkDatabase: async () => {},
+      trustProxy: [],
+      limits: DEFAULT_LIMITS,
+      ...options,
+    },
+    wiring,
+  );
+}
+
 describe('a WebSocket handshake that stalls', () => {
   it('is cut after the handshake timeout, and its connection slot comes back', async () => {
     let release!: () => void;
     const stalled = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const hub = new Hub({ transcript: {} as Transcript });
     // A door whose admission never answers for `a` (a session lookup on a stuck database, say); `b`
     // gets in at once.
     const wiring = {
@@ -485,20 +502,7 @@ describe('a WebSocket handshake that stalls', () => {
       },
       client: clientInfo(trustList([]), () => ({ address: '', encrypted: false })),
     } as unknown as Wiring;
-    const listening = await nodeRuntime.listen(
-      { fetch: async () => new Response('not here', { status: 404 }) } as never,
-      {
-        hub,
-        log: silentLog,
-        host: '127.0.0.1',
-        port: 0,
-        checkDatabase: async () => {},
-        trustProxy: [],
-        limits: DEFAULT_LIMITS,
-        handshakeTimeoutMs: 300,
-      },
-      wiring,
-    );
+    const listening = await listenWith(wiring, { handshakeTimeoutMs: 300 });
     try {
       const started = performance.now();
       const stalledOne = raw(
@@ -528,20 +532,7 @@ describe('a WebSocket handshake that stalls', () => {
       },
       client: clientInfo(trustList([]), () => ({ address: '', encrypted: false })),
     } as unknown as Wiring;
-    const listening = await nodeRuntime.listen(
-      { fetch: async () => new Response('not here', { status: 404 }) } as never,
-      {
-        hub: new Hub({ transcript: {} as Transcript }),
-        log: silentLog,
-        host: '127.0.0.1',
-        port: 0,
-        checkDatabase: async () => {},
-        trustProxy: [],
-        limits: DEFAULT_LIMITS,
-      },
-      wiring,
-    );
-    return { listening, released: () => released };
+    return { listening: await listenWith(wiring), released: () => released };
   };
   const upgradeRequest =
     'GET /ws?user=a&room=b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
